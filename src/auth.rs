@@ -1,0 +1,286 @@
+//! The token check: format and checksum, keyed hash, moka cache, store.
+//!
+//! Found tokens (valid or not) are cached under their hash with what policy needs to
+//! decide; unknown hashes go to a separate, short-lived negative cache so that a flood
+//! of invented tokens cannot evict real ones. Expiry is decided against the clock on
+//! every request, so a cached token still expires at its exact instant. Revocations
+//! and user changes evict entries through [`TokenCheck::invalidate`], driven by the
+//! store's change feed (`invalidation`).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use moka::future::Cache;
+
+use crate::config;
+use crate::metrics::Metrics;
+use crate::store::{self, AuthRecord, Invalidation, Store};
+use crate::token::{self, MalformedToken, TokenHash, TokenHasher};
+use crate::usage::UsageRecorder;
+
+/// What is cached for a token found in the store.
+#[derive(Debug)]
+pub struct CachedToken {
+    pub token_id: String,
+    pub username: Arc<str>,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+    pub user_disabled: bool,
+    /// When this token's use was last reported for the last-used columns.
+    last_reported: AtomicI64,
+}
+
+impl From<AuthRecord> for CachedToken {
+    fn from(r: AuthRecord) -> Self {
+        CachedToken {
+            token_id: r.token_id,
+            username: r.username.into(),
+            expires_at: r.expires_at,
+            revoked: r.revoked,
+            user_disabled: r.user_disabled,
+            last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
+        }
+    }
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Malformed(MalformedToken),
+    /// Unknown or revoked: deliberately the same answer.
+    #[error("token is not valid: it is unknown or has been revoked")]
+    Invalid,
+    #[error("token has expired")]
+    Expired,
+    #[error("the token's user is disabled")]
+    UserDisabled,
+    #[error("the store could not be reached to check the token; try again")]
+    Unavailable,
+}
+
+impl Refusal {
+    /// Stable machine-readable code for the JSON error body and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed_token",
+            Refusal::Invalid => "invalid_token",
+            Refusal::Expired => "token_expired",
+            Refusal::UserDisabled => "user_disabled",
+            Refusal::Unavailable => "token_check_unavailable",
+        }
+    }
+}
+
+/// The authenticated principal of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub username: Arc<str>,
+    pub token_id: String,
+}
+
+/// Shared token-check state; one per process.
+pub struct TokenCheck {
+    hasher: TokenHasher,
+    store: Store,
+    found: Cache<TokenHash, Arc<CachedToken>>,
+    unknown: Cache<TokenHash, ()>,
+    /// Bumped before every eviction, so a lookup that raced with one can tell.
+    generation: AtomicU64,
+    /// False while the change feed is down: then the cache cannot be trusted.
+    feed_healthy: AtomicBool,
+    usage: UsageRecorder,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenCheck {
+    pub fn new(
+        hasher: TokenHasher,
+        store: Store,
+        settings: &config::Cache,
+        usage: UsageRecorder,
+        metrics: Arc<Metrics>,
+    ) -> TokenCheck {
+        let found = Cache::builder()
+            .max_capacity(settings.max_tokens)
+            .time_to_live(settings.ttl)
+            .support_invalidation_closures()
+            .build();
+        let unknown = Cache::builder()
+            .max_capacity(settings.max_tokens)
+            .time_to_live(settings.negative_ttl)
+            .build();
+        TokenCheck {
+            hasher,
+            store,
+            found,
+            unknown,
+            generation: AtomicU64::new(0),
+            feed_healthy: AtomicBool::new(true),
+            usage,
+            metrics,
+        }
+    }
+
+    /// Checks a presented token; `claimed_user` is the username of `Basic user:pat`.
+    pub async fn check(
+        &self,
+        presented: &[u8],
+        claimed_user: Option<&[u8]>,
+        client_ip: IpAddr,
+    ) -> Result<Principal, Refusal> {
+        token::check_format(presented).map_err(Refusal::Malformed)?;
+        let hash = self.hasher.hash(presented);
+        let entry = self.entry(&hash).await?;
+        let now = store::now();
+        if entry.revoked {
+            return Err(Refusal::Invalid);
+        }
+        if claimed_user.is_some_and(|u| u != entry.username.as_bytes()) {
+            // Same answer as unknown: do not confirm whose token it is.
+            return Err(Refusal::Invalid);
+        }
+        if entry.expires_at.is_some_and(|at| at <= now) {
+            return Err(Refusal::Expired);
+        }
+        if entry.user_disabled {
+            return Err(Refusal::UserDisabled);
+        }
+        self.usage
+            .report(&entry.last_reported, &entry.token_id, now, client_ip);
+        Ok(Principal {
+            username: entry.username.clone(),
+            token_id: entry.token_id.clone(),
+        })
+    }
+
+    async fn entry(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Refusal> {
+        if !self.feed_healthy.load(Ordering::Acquire) {
+            return self.read_through(hash).await;
+        }
+        if let Some(hit) = self.found.get(hash).await {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        if self.unknown.contains_key(hash) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::Invalid);
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let before = self.generation.load(Ordering::Acquire);
+        // Concurrent misses for one hash share one query.
+        let looked_up = self
+            .found
+            .try_get_with(*hash, async {
+                self.metrics.store_lookups.fetch_add(1, Ordering::Relaxed);
+                match self.store.lookup(hash).await {
+                    Ok(Some(record)) => Ok(Arc::new(CachedToken::from(record))),
+                    Ok(None) => Err(Lookup::NotFound),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "token lookup failed");
+                        Err(Lookup::Failed)
+                    }
+                }
+            })
+            .await;
+        // An eviction that ran while we read may have been overtaken by our insert.
+        if self.generation.load(Ordering::Acquire) != before {
+            self.found.invalidate(hash).await;
+        }
+        match looked_up {
+            Ok(entry) => Ok(entry),
+            Err(e) => match *e {
+                Lookup::NotFound => {
+                    self.unknown.insert(*hash, ()).await;
+                    Err(Refusal::Invalid)
+                }
+                Lookup::Failed => Err(Refusal::Unavailable),
+            },
+        }
+    }
+
+    /// Reads the store without the cache (change feed down).
+    async fn read_through(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Refusal> {
+        self.metrics.store_lookups.fetch_add(1, Ordering::Relaxed);
+        match self.store.lookup(hash).await {
+            Ok(Some(record)) => Ok(Arc::new(CachedToken::from(record))),
+            Ok(None) => Err(Refusal::Invalid),
+            Err(e) => {
+                tracing::warn!(error = %e, "token lookup failed");
+                Err(Refusal::Unavailable)
+            }
+        }
+    }
+
+    /// Marks the change feed up or down; either way the cache starts empty.
+    pub fn set_feed_healthy(&self, healthy: bool) {
+        self.feed_healthy.store(healthy, Ordering::Release);
+        self.invalidate_all();
+    }
+
+    /// Evicts what a change in the store made stale.
+    pub async fn invalidate(&self, change: &Invalidation) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Invalidation::Token(hex_hash) => {
+                if let Some(hash) = parse_hex(hex_hash) {
+                    self.found.invalidate(&hash).await;
+                    self.unknown.invalidate(&hash).await;
+                }
+            }
+            Invalidation::User(username) => {
+                let username: Arc<str> = username.as_str().into();
+                if let Err(e) = self
+                    .found
+                    .invalidate_entries_if(move |_, entry| entry.username == username)
+                {
+                    tracing::warn!(error = %e, "could not evict a user's tokens; evicting all");
+                    self.found.invalidate_all();
+                }
+            }
+        }
+        self.metrics.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Evicts everything (after a gap in the change feed).
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.found.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// Number of cached valid entries (approximate; for metrics).
+    pub fn cached_tokens(&self) -> u64 {
+        self.found.entry_count()
+    }
+}
+
+#[derive(Debug)]
+enum Lookup {
+    NotFound,
+    Failed,
+}
+
+fn parse_hex(text: &str) -> Option<TokenHash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        let hash: TokenHash = std::array::from_fn(|i| (i * 7) as u8);
+        assert_eq!(parse_hex(&token::hex(&hash)), Some(hash));
+        assert_eq!(parse_hex("zz"), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! The command line: `serve`, `check-config`, and administration of tokens and users
+//! against the configured database (for bootstrap and scripting).
+//!
+//! Output contract: `token create` prints the new token as the only line on stdout (or
+//! one JSON object with `--json`); every failure is one line on stderr and a non-zero
+//! exit.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::server;
+use crate::store::{self, TokenRecord, UserSource};
+use crate::token::{Expiration, PlainToken};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "patgate",
+    version,
+    about = "Personal-access-token gateway for Digital.ai Deploy"
+)]
+pub struct Cli {
+    /// Configuration file [default: gateway.yaml, or $PATGATE_CONFIG].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate the configuration without starting.
+    CheckConfig,
+    /// Create, list and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Disable and enable users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (shown this once only).
+    Create(CreateArgs),
+    /// List a user's tokens (never their values).
+    List {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub user: String,
+    #[arg(long)]
+    pub name: String,
+    /// One of 7d, 30d, 45d, 60d, 1y, never.
+    #[arg(long)]
+    pub expires: Expiration,
+    /// Where the user comes from, if the user is new: internal, ldap or sso.
+    #[arg(long, default_value = "internal")]
+    pub source: UserSource,
+    /// The user's e-mail address, if the user is new.
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Disable a user: every token of theirs is refused at once.
+    Disable { username: String },
+    /// Enable a disabled user again.
+    Enable { username: String },
+}
+
+/// Where the config comes from: flag, then `PATGATE_CONFIG`, then `gateway.yaml`.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(config::CONFIG_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("gateway.yaml"))
+}
+
+/// Limits on names people type.
+const MAX_NAME_CHARS: usize = 100;
+
+fn check_text(what: &str, value: &str) -> anyhow::Result<()> {
+    if value.trim().is_empty() {
+        anyhow::bail!("{what} must not be empty");
+    }
+    if value.chars().count() > MAX_NAME_CHARS {
+        anyhow::bail!("{what} is longer than {MAX_NAME_CHARS} characters");
+    }
+    if value.chars().any(char::is_control) {
+        anyhow::bail!("{what} must not contain control characters");
+    }
+    Ok(())
+}
+
+/// An administrative command: works on the database, not on a running gateway.
+pub enum Admin {
+    Token(TokenCommand),
+    User(UserCommand),
+}
+
+/// Runs an administrative command; returns what to print on stdout.
+pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String> {
+    let (store, hasher) = server::open_store(config).await?;
+    let output = match command {
+        Admin::Token(TokenCommand::Create(args)) => {
+            check_text("--user", &args.user)?;
+            check_text("--name", &args.name)?;
+            store
+                .ensure_user(&args.user, args.source, args.email.as_deref())
+                .await?;
+            let token = PlainToken::generate();
+            let expires_at = args.expires.seconds().map(|s| store::now() + s);
+            let record = store
+                .create_token(
+                    &args.user,
+                    &args.name,
+                    &hasher.hash(token.expose().as_bytes()),
+                    expires_at,
+                )
+                .await?;
+            if args.json {
+                let mut value = record_json(&record);
+                value["token"] = token.expose().into();
+                value.to_string()
+            } else {
+                token.expose().to_string()
+            }
+        }
+        Admin::Token(TokenCommand::List { user, json }) => {
+            let records = store.list_tokens(&user).await?;
+            if json {
+                serde_json::Value::Array(records.iter().map(record_json).collect()).to_string()
+            } else {
+                table(&records)
+            }
+        }
+        Admin::Token(TokenCommand::Revoke { id }) => {
+            let record = store.revoke_token(&id).await?;
+            format!(
+                "revoked token {} ({:?} of {})",
+                record.id, record.name, record.username
+            )
+        }
+        Admin::User(UserCommand::Disable { username }) => {
+            store.set_user_disabled(&username, true).await?;
+            format!("disabled user {username}; their tokens are refused")
+        }
+        Admin::User(UserCommand::Enable { username }) => {
+            store.set_user_disabled(&username, false).await?;
+            format!("enabled user {username}")
+        }
+    };
+    store.close().await;
+    Ok(output)
+}
+
+/// RFC 3339 in UTC, or `null`.
+pub fn rfc3339(secs: Option<i64>) -> serde_json::Value {
+    match secs {
+        Some(s) if s >= 0 => {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s as u64);
+            humantime::format_rfc3339_seconds(at).to_string().into()
+        }
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn record_json(r: &TokenRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "user": r.username,
+        "name": r.name,
+        "created_at": rfc3339(Some(r.created_at)),
+        "expires_at": rfc3339(r.expires_at),
+        "revoked_at": rfc3339(r.revoked_at),
+        "last_used_at": rfc3339(r.last_used_at),
+        "last_used_ip": r.last_used_ip,
+    })
+}
+
+fn table(records: &[TokenRecord]) -> String {
+    let show = |v: serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let mut out = format!(
+        "{:<14} {:<24} {:<22} {:<22} {:<8}",
+        "ID", "NAME", "CREATED", "EXPIRES", "STATE"
+    );
+    for r in records {
+        let state = if r.revoked_at.is_some() {
+            "revoked"
+        } else if r.expires_at.is_some_and(|e| e <= store::now()) {
+            "expired"
+        } else {
+            "active"
+        };
+        let expires = if r.expires_at.is_none() {
+            "never".to_string()
+        } else {
+            show(rfc3339(r.expires_at))
+        };
+        out.push_str(&format!(
+            "\n{:<14} {:<24} {:<22} {:<22} {:<8}",
+            r.id,
+            r.name,
+            show(rfc3339(Some(r.created_at))),
+            expires,
+            state
+        ));
+    }
+    out
+}

@@ -1,0 +1,778 @@
+//! Configuration: `gateway.yaml`, overridden key by key from `PATGATE_<SECTION>__<KEY>`
+//! environment variables, parsed and validated once into typed values.
+//!
+//! Every error names the key, the value and what to do about it, so that a bad config
+//! stops the gateway at start with one readable line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "PATGATE_CONFIG";
+/// Prefix of the variables that override single config keys.
+const OVERRIDE_PREFIX: &str = "PATGATE_";
+
+/// A configuration problem, worded for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn key(key: &str, value: &str, problem: impl std::fmt::Display) -> Self {
+        ConfigError(format!("{key} {value:?}: {problem}"))
+    }
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub upstream: Upstream,
+    pub database: Database,
+    pub secrets: Secrets,
+    pub cache: Cache,
+    pub log: Log,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: http::Uri,
+    pub connect_timeout: Duration,
+    /// Longest wait for the upstream's response head; bodies stream without a limit.
+    pub read_timeout: Duration,
+    /// Extra PEM CA bundle trusted for an `https` upstream (besides none: we do not
+    /// load the OS store, so an https upstream needs this set).
+    pub ca_file: Option<PathBuf>,
+    pub max_idle_per_host: usize,
+    pub identity: Identity,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub mode: IdentityMode,
+    /// Header carrying the authenticated username to Deploy (all modes).
+    pub header: http::HeaderName,
+    /// Optional header + value proving to Deploy that a request came through the gateway.
+    pub shared_secret: Option<(http::HeaderName, http::HeaderValue)>,
+    pub jwt: JwtSettings,
+    pub basic: Option<BasicAccount>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMode {
+    Header,
+    Jwt,
+    Basic,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct BasicAccount {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAccount")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Database {
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+    }
+}
+
+#[derive(Clone)]
+pub struct Secrets {
+    /// Inline HMAC key for token hashes (hex or base64, at least 32 bytes); wins over the file.
+    pub token_key: Option<String>,
+    /// Key file, created with mode 0600 on first start when `token_key` is not set.
+    pub token_key_file: PathBuf,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("token_key", &self.token_key.as_ref().map(|_| "<redacted>"))
+            .field("token_key_file", &self.token_key_file)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub max_tokens: u64,
+    /// Upper bound on how long a valid token stays cached (revocations evict at once).
+    pub ttl: Duration,
+    /// How long an unknown token hash is remembered as unknown.
+    pub negative_ttl: Duration,
+    /// How often the store is polled for revocations made by other processes.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub level: String,
+    pub json: bool,
+}
+
+// ---- raw, as written in YAML ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: String,
+    #[serde(default)]
+    tls: RawTls,
+    upstream: RawUpstream,
+    database: RawDatabase,
+    #[serde(default)]
+    secrets: RawSecrets,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default = "default_grace")]
+    shutdown_grace: String,
+}
+
+fn default_grace() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    cert_file: String,
+    #[serde(default)]
+    key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: String,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: String,
+    #[serde(default = "default_read_timeout")]
+    read_timeout: String,
+    #[serde(default)]
+    ca_file: String,
+    #[serde(default = "default_idle")]
+    max_idle_per_host: usize,
+    #[serde(default)]
+    identity: RawIdentity,
+}
+
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_read_timeout() -> String {
+    "300s".into()
+}
+fn default_idle() -> usize {
+    64
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default = "default_mode")]
+    mode: String,
+    #[serde(default = "default_header")]
+    header: String,
+    #[serde(default = "default_secret_header")]
+    shared_secret_header: String,
+    #[serde(default)]
+    shared_secret: String,
+    #[serde(default)]
+    jwt: RawJwt,
+    #[serde(default)]
+    basic: RawBasic,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            mode: default_mode(),
+            header: default_header(),
+            shared_secret_header: default_secret_header(),
+            shared_secret: String::new(),
+            jwt: RawJwt::default(),
+            basic: RawBasic::default(),
+        }
+    }
+}
+
+fn default_mode() -> String {
+    "header".into()
+}
+fn default_header() -> String {
+    "X-Deploy-User".into()
+}
+fn default_secret_header() -> String {
+    "X-Patgate-Secret".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    #[serde(default = "default_issuer")]
+    issuer: String,
+    #[serde(default = "default_audience")]
+    audience: String,
+    #[serde(default = "default_jwt_ttl")]
+    ttl: String,
+    #[serde(default = "default_jwt_key_file")]
+    key_file: String,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        RawJwt {
+            issuer: default_issuer(),
+            audience: default_audience(),
+            ttl: default_jwt_ttl(),
+            key_file: default_jwt_key_file(),
+        }
+    }
+}
+
+fn default_issuer() -> String {
+    "patgate".into()
+}
+fn default_audience() -> String {
+    "deploy".into()
+}
+fn default_jwt_ttl() -> String {
+    "5m".into()
+}
+fn default_jwt_key_file() -> String {
+    "data/jwt-signing.key".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasic {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+    #[serde(default = "default_max_connections")]
+    max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    #[serde(default)]
+    token_key: String,
+    #[serde(default = "default_token_key_file")]
+    token_key_file: String,
+}
+
+impl Default for RawSecrets {
+    fn default() -> Self {
+        RawSecrets {
+            token_key: String::new(),
+            token_key_file: default_token_key_file(),
+        }
+    }
+}
+
+fn default_token_key_file() -> String {
+    "data/token-hmac.key".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default = "default_max_tokens")]
+    max_tokens: u64,
+    #[serde(default = "default_cache_ttl")]
+    ttl: String,
+    #[serde(default = "default_negative_ttl")]
+    negative_ttl: String,
+    #[serde(default = "default_poll")]
+    poll_interval: String,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_tokens: default_max_tokens(),
+            ttl: default_cache_ttl(),
+            negative_ttl: default_negative_ttl(),
+            poll_interval: default_poll(),
+        }
+    }
+}
+
+fn default_max_tokens() -> u64 {
+    200_000
+}
+fn default_cache_ttl() -> String {
+    "10m".into()
+}
+fn default_negative_ttl() -> String {
+    "30s".into()
+}
+fn default_poll() -> String {
+    "250ms".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default = "default_level")]
+    level: String,
+    #[serde(default = "default_format")]
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: default_level(),
+            format: default_format(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+fn default_format() -> String {
+    "text".into()
+}
+
+impl Config {
+    /// Reads `path`, applies the process environment's overrides and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "config file {}: {e}; pass --config PATH or set {CONFIG_ENV}",
+                path.display()
+            ))
+        })?;
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::from_yaml(&text, &env)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+    }
+
+    /// Parses YAML text with the given environment (only `PATGATE_*` variables count).
+    pub fn from_yaml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut tree: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError(format!("not valid YAML: {e}")))?;
+        if tree.is_null() {
+            tree = Value::Mapping(Default::default());
+        }
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(OVERRIDE_PREFIX) else {
+                continue;
+            };
+            if name == CONFIG_ENV || path.starts_with("TEST_") {
+                continue;
+            }
+            apply_override(&mut tree, name, path, value)?;
+        }
+        let raw: Raw = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError(format!(
+                "key {key}: {}; see the configuration reference in README.md",
+                e.into_inner()
+            ))
+        })?;
+        raw.validate()
+    }
+}
+
+/// Sets one key from `PATGATE_A__B__C=value`, creating sections as needed.
+fn apply_override(tree: &mut Value, var: &str, path: &str, value: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(ConfigError(format!(
+            "environment variable {var}: empty key segment; write PATGATE_<SECTION>__<KEY>"
+        )));
+    }
+    let mut node = tree;
+    for key in &keys {
+        if !node.is_mapping() {
+            return Err(ConfigError(format!(
+                "environment variable {var}: {key} is not inside a section"
+            )));
+        }
+        let map = node.as_mapping_mut().expect("checked above");
+        node = map
+            .entry(Value::String(key.clone()))
+            .or_insert(Value::Mapping(Default::default()));
+    }
+    // Numbers and booleans keep their YAML type; anything else stays a string.
+    *node = match serde_yaml_ng::from_str::<Value>(value) {
+        Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
+        _ => Value::String(value.to_string()),
+    };
+    Ok(())
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value)
+        .map_err(|e| ConfigError::key(key, value, format!("{e}; write a duration like 30s or 5m")))
+}
+
+fn optional_path(value: &str) -> Option<PathBuf> {
+    (!value.trim().is_empty()).then(|| PathBuf::from(value))
+}
+
+fn header_name(key: &str, value: &str) -> Result<http::HeaderName, ConfigError> {
+    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
+        ConfigError::key(
+            key,
+            value,
+            "not a valid HTTP header name; use letters, digits and '-'",
+        )
+    })
+}
+
+impl Raw {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            ConfigError::key(
+                "listen",
+                &self.listen,
+                "not an address; write HOST:PORT like 0.0.0.0:4516",
+            )
+        })?;
+
+        let tls = match (
+            optional_path(&self.tls.cert_file),
+            optional_path(&self.tls.key_file),
+        ) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            _ => {
+                return Err(ConfigError(
+                    "tls: set both tls.cert_file and tls.key_file, or neither".into(),
+                ))
+            }
+        };
+
+        let url: http::Uri = self.upstream.url.parse().map_err(|_| {
+            ConfigError::key(
+                "upstream.url",
+                &self.upstream.url,
+                "not a URL; write http://HOST:PORT",
+            )
+        })?;
+        match url.scheme_str() {
+            Some("http") | Some("https") => {}
+            Some(other) => {
+                return Err(ConfigError::key(
+                    "upstream.url",
+                    &self.upstream.url,
+                    format!("unsupported scheme {other:?}; use http or https"),
+                ))
+            }
+            None => {
+                return Err(ConfigError::key(
+                    "upstream.url",
+                    &self.upstream.url,
+                    "missing scheme; write http://HOST:PORT or https://HOST:PORT",
+                ))
+            }
+        }
+        if url.host().is_none() {
+            return Err(ConfigError::key(
+                "upstream.url",
+                &self.upstream.url,
+                "missing host",
+            ));
+        }
+        if url
+            .path_and_query()
+            .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+        {
+            return Err(ConfigError::key(
+                "upstream.url",
+                &self.upstream.url,
+                "must not carry a path; requests keep their own path",
+            ));
+        }
+
+        let identity = self.upstream.identity;
+        let mode = match identity.mode.as_str() {
+            "header" => IdentityMode::Header,
+            "jwt" => IdentityMode::Jwt,
+            "basic" => IdentityMode::Basic,
+            other => {
+                return Err(ConfigError::key(
+                    "upstream.identity.mode",
+                    other,
+                    "unknown mode; use header, jwt or basic",
+                ))
+            }
+        };
+        let header = header_name("upstream.identity.header", &identity.header)?;
+        let shared_secret = if identity.shared_secret.is_empty() {
+            None
+        } else {
+            let name = header_name(
+                "upstream.identity.shared_secret_header",
+                &identity.shared_secret_header,
+            )?;
+            let mut value = http::HeaderValue::from_str(&identity.shared_secret).map_err(|_| {
+                ConfigError(
+                    "upstream.identity.shared_secret: not a valid header value; use printable ASCII".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            Some((name, value))
+        };
+        let jwt_ttl = duration("upstream.identity.jwt.ttl", &identity.jwt.ttl)?;
+        if jwt_ttl > Duration::from_secs(300) || jwt_ttl < Duration::from_secs(30) {
+            return Err(ConfigError::key(
+                "upstream.identity.jwt.ttl",
+                &identity.jwt.ttl,
+                "must be between 30s and 5m",
+            ));
+        }
+        let basic = if identity.basic.username.is_empty() {
+            None
+        } else {
+            Some(BasicAccount {
+                username: identity.basic.username,
+                password: identity.basic.password,
+            })
+        };
+        if mode == IdentityMode::Basic && basic.is_none() {
+            return Err(ConfigError(
+                "upstream.identity.mode \"basic\": set upstream.identity.basic.username and .password (the service account)".into(),
+            ));
+        }
+
+        let url_text = self.database.url.trim().to_string();
+        if !(url_text.starts_with("sqlite:")
+            || url_text.starts_with("postgres://")
+            || url_text.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::key(
+                "database.url",
+                &redact_url(&url_text),
+                "unsupported database; use sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "0",
+                "must be at least 1",
+            ));
+        }
+
+        let log_json = match self.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError::key("log.format", other, "use text or json"));
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            ConfigError::key(
+                "log.level",
+                &self.log.level,
+                format!("{e}; use error, warn, info, debug or trace"),
+            )
+        })?;
+        if self.cache.max_tokens == 0 {
+            return Err(ConfigError::key(
+                "cache.max_tokens",
+                "0",
+                "must be at least 1",
+            ));
+        }
+
+        Ok(Config {
+            listen,
+            tls,
+            upstream: Upstream {
+                url,
+                connect_timeout: duration(
+                    "upstream.connect_timeout",
+                    &self.upstream.connect_timeout,
+                )?,
+                read_timeout: duration("upstream.read_timeout", &self.upstream.read_timeout)?,
+                ca_file: optional_path(&self.upstream.ca_file),
+                max_idle_per_host: self.upstream.max_idle_per_host,
+                identity: Identity {
+                    mode,
+                    header,
+                    shared_secret,
+                    jwt: JwtSettings {
+                        issuer: identity.jwt.issuer,
+                        audience: identity.jwt.audience,
+                        ttl: jwt_ttl,
+                        key_file: PathBuf::from(identity.jwt.key_file),
+                    },
+                    basic,
+                },
+            },
+            database: Database {
+                url: url_text,
+                max_connections: self.database.max_connections,
+            },
+            secrets: Secrets {
+                token_key: (!self.secrets.token_key.is_empty()).then_some(self.secrets.token_key),
+                token_key_file: PathBuf::from(self.secrets.token_key_file),
+            },
+            cache: Cache {
+                max_tokens: self.cache.max_tokens,
+                ttl: duration("cache.ttl", &self.cache.ttl)?,
+                negative_ttl: duration("cache.negative_ttl", &self.cache.negative_ttl)?,
+                poll_interval: duration("cache.poll_interval", &self.cache.poll_interval)?,
+            },
+            log: Log {
+                level: self.log.level,
+                json: log_json,
+            },
+            shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
+        })
+    }
+}
+
+/// Hides a password in a database URL before it goes into a message.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\ndatabase:\n  url: sqlite://x.db\n";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let cfg = Config::from_yaml(
+            MINIMAL,
+            &env(&[
+                ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+                ("PATGATE_DATABASE__URL", "postgres://u:pw@db/x"),
+                ("PATGATE_CACHE__MAX_TOKENS", "7"),
+                ("PATGATE_LISTEN", "0.0.0.0:9"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.upstream.identity.mode, IdentityMode::Jwt);
+        assert!(cfg.database.is_postgres());
+        assert_eq!(cfg.cache.max_tokens, 7);
+        assert_eq!(cfg.listen.port(), 9);
+    }
+
+    #[test]
+    fn bad_scheme_names_key_value_and_fix() {
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM__URL", "htp://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upstream.url"), "{err}");
+        assert!(err.contains("htp://x"), "{err}");
+        assert!(err.contains("use http or https"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM__URLL", "http://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn database_password_is_redacted_in_errors() {
+        let err = Config::from_yaml(
+            MINIMAL,
+            &env(&[("PATGATE_DATABASE__URL", "mysql://u:hunter2@h/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn basic_mode_requires_service_account() {
+        let err = Config::from_yaml(
+            MINIMAL,
+            &env(&[("PATGATE_UPSTREAM__IDENTITY__MODE", "basic")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("upstream.identity.basic.username"), "{err}");
+    }
+}

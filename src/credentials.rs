@@ -1,0 +1,159 @@
+//! Finding a personal access token in a request, exactly as Deploy's clients send one:
+//! `Authorization: Basic base64(":" + pat)`, `Basic base64(user + ":" + pat)`, or
+//! `x-deploy-personal-token: <pat>`.
+//!
+//! Anything else (a username and password, a session cookie, a bearer token) is not
+//! ours and passes through untouched.
+
+use base64::Engine;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+use crate::token;
+
+/// Deploy's header for a token.
+pub const TOKEN_HEADER: &str = "x-deploy-personal-token";
+
+/// What a request presents.
+#[derive(PartialEq, Eq)]
+pub enum Credential {
+    /// No token: forward as is.
+    None,
+    /// A token to check; `claimed_user` is set for `Basic user:pat`.
+    Token {
+        token: Vec<u8>,
+        claimed_user: Option<Vec<u8>>,
+    },
+    /// Credentials we cannot even read; refused with this message.
+    Unreadable(&'static str),
+}
+
+// Never print the token.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::None => f.write_str("None"),
+            Credential::Token { .. } => f.write_str("Token(<redacted>)"),
+            Credential::Unreadable(why) => write!(f, "Unreadable({why:?})"),
+        }
+    }
+}
+
+/// Longest credential we bother decoding; a token is far shorter.
+const MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// Reads the request's credential. The token header wins over `Authorization`.
+pub fn extract(headers: &HeaderMap) -> Credential {
+    let mut token_headers = headers.get_all(TOKEN_HEADER).iter();
+    if let Some(value) = token_headers.next() {
+        if token_headers.next().is_some() {
+            return Credential::Unreadable(
+                "more than one x-deploy-personal-token header; send one",
+            );
+        }
+        return Credential::Token {
+            token: value.as_bytes().trim_ascii().to_vec(),
+            claimed_user: None,
+        };
+    }
+    let Some(authorization) = headers.get(AUTHORIZATION) else {
+        return Credential::None;
+    };
+    let value = authorization.as_bytes();
+    let Some(encoded) = strip_basic(value) else {
+        return Credential::None;
+    };
+    let encoded = encoded.trim_ascii();
+    if encoded.len() > MAX_CREDENTIAL_LEN {
+        return Credential::Unreadable("Authorization: Basic credentials are too long");
+    }
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return Credential::Unreadable("Authorization: Basic credentials are not valid base64");
+    };
+    let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        // Not user:password at all; Deploy will say so.
+        return Credential::None;
+    };
+    let (user, secret) = (&decoded[..colon], &decoded[colon + 1..]);
+    if user.is_empty() {
+        // `curl -u :<pat>`: an empty username only ever means a token.
+        return Credential::Token {
+            token: secret.to_vec(),
+            claimed_user: None,
+        };
+    }
+    if token::looks_like_token(secret) {
+        return Credential::Token {
+            token: secret.to_vec(),
+            claimed_user: Some(user.to_vec()),
+        };
+    }
+    Credential::None
+}
+
+fn strip_basic(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    scheme.eq_ignore_ascii_case(b"basic ").then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn basic(user_pass: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        );
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&value).unwrap());
+        h
+    }
+
+    #[test]
+    fn empty_username_means_token() {
+        let c = extract(&basic(b":dpat_x"));
+        assert_eq!(
+            c,
+            Credential::Token {
+                token: b"dpat_x".to_vec(),
+                claimed_user: None
+            }
+        );
+    }
+
+    #[test]
+    fn user_with_token_password_claims_the_user() {
+        let c = extract(&basic(b"alice:dpat_x"));
+        assert_eq!(
+            c,
+            Credential::Token {
+                token: b"dpat_x".to_vec(),
+                claimed_user: Some(b"alice".to_vec())
+            }
+        );
+    }
+
+    #[test]
+    fn passwords_and_other_schemes_pass_through() {
+        assert_eq!(extract(&basic(b"alice:secret")), Credential::None);
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(extract(&h), Credential::None);
+        assert_eq!(extract(&HeaderMap::new()), Credential::None);
+    }
+
+    #[test]
+    fn bad_base64_is_unreadable() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic ***"));
+        assert!(matches!(extract(&h), Credential::Unreadable(_)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let c = extract(&basic(b":dpat_secretvalue"));
+        assert!(!format!("{c:?}").contains("secretvalue"));
+    }
+}

@@ -1,0 +1,57 @@
+//! What the gateway answers itself, under the reserved prefix `/patgate/`:
+//! health, readiness, metrics and the JWT verification keys.
+
+use http::{Method, Request, StatusCode};
+
+use crate::gateway::Gateway;
+use crate::response::{json, json_error, text, Body};
+
+/// The reserved prefix; every other path belongs to Deploy.
+pub const PREFIX: &str = "/patgate/";
+
+pub fn is_reserved(path: &str) -> bool {
+    path.starts_with(PREFIX) || path == "/patgate"
+}
+
+pub async fn handle<B>(gateway: &Gateway, req: &Request<B>) -> http::Response<Body> {
+    let path = req.uri().path();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &format!("{path} answers GET only"),
+        );
+    }
+    match path {
+        "/patgate/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        "/patgate/readyz" => match gateway.store.ready().await {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready");
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "the token database is unreachable or not migrated",
+                )
+            }
+        },
+        "/patgate/metrics" => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            gateway.metrics.render(gateway.tokens.cached_tokens()),
+        ),
+        "/patgate/.well-known/jwks.json" => match gateway.identity.jwks() {
+            Some(jwks) => json(StatusCode::OK, &jwks),
+            None => json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no signing keys: upstream.identity.mode is not jwt",
+            ),
+        },
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("{path} is not a patgate endpoint"),
+        ),
+    }
+}

@@ -1,0 +1,151 @@
+//! One request's path: reserved `/patgate/` routes, or credentials → token check →
+//! upstream identity → proxy. [`Gateway`] is the application state, built once at
+//! start-up and shared by every connection; nothing here takes a lock.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::auth::{Refusal, TokenCheck};
+use crate::credentials::{self, Credential, TOKEN_HEADER};
+use crate::endpoints;
+use crate::identity::UpstreamIdentity;
+use crate::metrics::Metrics;
+use crate::proxy::{Peer, Proxy};
+use crate::response::{json_error, Body};
+use crate::store::Store;
+
+/// Request id header, set on the upstream request and on the response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REALM: HeaderValue = HeaderValue::from_static("Basic realm=\"Digital.ai Deploy\"");
+
+/// Application state shared by all connections.
+pub struct Gateway {
+    pub store: Store,
+    pub tokens: Arc<TokenCheck>,
+    pub identity: UpstreamIdentity,
+    pub proxy: Proxy,
+    pub metrics: Arc<Metrics>,
+    /// Distinguishes this process's request ids from other replicas'.
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(
+        store: Store,
+        tokens: Arc<TokenCheck>,
+        identity: UpstreamIdentity,
+        proxy: Proxy,
+        metrics: Arc<Metrics>,
+    ) -> Gateway {
+        let mut seed = [0u8; 4];
+        let _ = getrandom::getrandom(&mut seed);
+        Gateway {
+            store,
+            tokens,
+            identity,
+            proxy,
+            metrics,
+            id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Serves one request; never fails (errors become responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        tls: bool,
+    ) -> Result<Response<Body>, Infallible> {
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "{}-{}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        // Only the path: query strings may carry secrets.
+        let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+        let peer = Peer {
+            ip: remote.ip(),
+            tls,
+        };
+        let mut response = self.route(req, peer, &id).instrument(span.clone()).await;
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
+        Ok(response)
+    }
+
+    async fn route(&self, mut req: Request<Incoming>, peer: Peer, id: &str) -> Response<Body> {
+        if endpoints::is_reserved(req.uri().path()) {
+            return endpoints::handle(self, &req).await;
+        }
+        let credential = credentials::extract(req.headers());
+        let headers = req.headers_mut();
+        if self.identity.strip(headers) {
+            tracing::info!("removed client-supplied identity headers");
+        }
+        if let Ok(value) = HeaderValue::from_str(id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        match credential {
+            Credential::None => {
+                self.metrics.passed_through.fetch_add(1, Ordering::Relaxed);
+            }
+            Credential::Unreadable(message) => {
+                self.metrics.bad_credentials.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(reason = message, "refused unreadable credentials");
+                return json_error(StatusCode::BAD_REQUEST, "malformed_credentials", message);
+            }
+            Credential::Token {
+                token,
+                claimed_user,
+            } => {
+                let principal = match self
+                    .tokens
+                    .check(&token, claimed_user.as_deref(), peer.ip)
+                    .await
+                {
+                    Ok(principal) => principal,
+                    Err(refusal) => return self.refuse(refusal),
+                };
+                headers.remove(AUTHORIZATION);
+                headers.remove(TOKEN_HEADER);
+                if let Err(e) = self.identity.apply(headers, &principal.username).await {
+                    tracing::warn!(error = %e, "could not assert the user's identity upstream");
+                    return json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "identity_failed",
+                        "the gateway could not pass your identity to Deploy",
+                    );
+                }
+                tracing::debug!(user = %principal.username, token_id = %principal.token_id, "authenticated");
+                self.metrics.authenticated.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.proxy.forward(req, peer).await
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response<Body> {
+        self.metrics.refused(refusal);
+        tracing::info!(reason = refusal.code(), "refused token");
+        let status = match refusal {
+            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        let mut response = json_error(status, refusal.code(), &refusal.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(WWW_AUTHENTICATE, REALM);
+        }
+        response
+    }
+}

@@ -1,0 +1,242 @@
+//! The identity the gateway asserts to Deploy.
+//!
+//! Every request first loses any client-supplied copy of the identity headers, so no
+//! client can claim to be someone. Only a token-authenticated request then gets the
+//! identity set, per `upstream.identity.mode`:
+//! - `header`: the username in `upstream.identity.header`;
+//! - `jwt`: `Authorization: Bearer <JWT>` signed with the gateway's Ed25519 key (public
+//!   key at `/patgate/.well-known/jwks.json`), plus the username header;
+//! - `basic`: the service account's Basic credentials, plus the username header for audit.
+//!
+//! The optional shared secret header goes with every token-authenticated request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use moka::future::Cache;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use sha2::Digest;
+
+use crate::config::{Identity, IdentityMode};
+use crate::store;
+
+/// Sets and strips the upstream identity.
+pub struct UpstreamIdentity {
+    mode: IdentityMode,
+    header: HeaderName,
+    shared_secret: Option<(HeaderName, HeaderValue)>,
+    jwt: Option<JwtMinter>,
+    basic_authorization: Option<HeaderValue>,
+}
+
+impl UpstreamIdentity {
+    /// Builds from config; `jwt_key` is the PKCS#8 Ed25519 key (jwt mode only).
+    pub fn new(settings: &Identity, jwt_key: Option<&[u8]>) -> anyhow::Result<UpstreamIdentity> {
+        let jwt = match (settings.mode, jwt_key) {
+            (IdentityMode::Jwt, Some(key)) => Some(JwtMinter::new(
+                key,
+                &settings.jwt.issuer,
+                &settings.jwt.audience,
+                settings.jwt.ttl,
+            )?),
+            (IdentityMode::Jwt, None) => anyhow::bail!("jwt mode needs a signing key"),
+            _ => None,
+        };
+        let basic_authorization = match (&settings.basic, settings.mode) {
+            (Some(account), IdentityMode::Basic) => {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", account.username, account.password));
+                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            _ => None,
+        };
+        Ok(UpstreamIdentity {
+            mode: settings.mode,
+            header: settings.header.clone(),
+            shared_secret: settings.shared_secret.clone(),
+            jwt,
+            basic_authorization,
+        })
+    }
+
+    /// Removes client-supplied identity headers; true if any were there.
+    pub fn strip(&self, headers: &mut HeaderMap) -> bool {
+        let mut stripped = headers.remove(&self.header).is_some();
+        if let Some((name, _)) = &self.shared_secret {
+            stripped |= headers.remove(name).is_some();
+        }
+        stripped
+    }
+
+    /// Asserts `username` to Deploy. The caller has removed the token already.
+    pub async fn apply(&self, headers: &mut HeaderMap, username: &Arc<str>) -> anyhow::Result<()> {
+        let user_value = HeaderValue::from_str(username)
+            .map_err(|_| anyhow::anyhow!("username is not a valid header value"))?;
+        headers.insert(self.header.clone(), user_value);
+        match self.mode {
+            IdentityMode::Header => {}
+            IdentityMode::Jwt => {
+                let minter = self.jwt.as_ref().expect("jwt mode has a minter");
+                headers.insert(AUTHORIZATION, minter.bearer(username).await?);
+            }
+            IdentityMode::Basic => {
+                let value = self
+                    .basic_authorization
+                    .clone()
+                    .expect("basic mode has an account");
+                headers.insert(AUTHORIZATION, value);
+            }
+        }
+        if let Some((name, value)) = &self.shared_secret {
+            headers.insert(name.clone(), value.clone());
+        }
+        Ok(())
+    }
+
+    /// The JWKS document (jwt mode only).
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.jwt.as_ref().map(JwtMinter::jwks)
+    }
+}
+
+/// Mints short-lived EdDSA JWTs, reusing one per user until it nears expiry.
+struct JwtMinter {
+    key: Ed25519KeyPair,
+    kid: String,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    minted: Cache<Arc<str>, (HeaderValue, i64)>,
+}
+
+impl JwtMinter {
+    fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<JwtMinter> {
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| {
+            anyhow::anyhow!("upstream.identity.jwt.key_file: not an Ed25519 PKCS#8 key; remove it to have a new one created")
+        })?;
+        let digest = sha2::Sha256::digest(key.public_key().as_ref());
+        let kid = URL_SAFE_NO_PAD.encode(&digest[..12]);
+        Ok(JwtMinter {
+            key,
+            kid,
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            ttl,
+            minted: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+        })
+    }
+
+    async fn bearer(&self, username: &Arc<str>) -> anyhow::Result<HeaderValue> {
+        let now = store::now();
+        // Reuse while more than a third of the lifetime is left.
+        let keep = self.ttl.as_secs() as i64 / 3;
+        if let Some((value, exp)) = self.minted.get(username).await {
+            if exp - now > keep {
+                return Ok(value);
+            }
+        }
+        let exp = now + self.ttl.as_secs() as i64;
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
+        let claims = serde_json::json!({
+            "sub": &**username,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": exp,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.key.sign(signing_input.as_bytes());
+        let jwt = format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        );
+        let mut value = HeaderValue::from_str(&format!("Bearer {jwt}"))?;
+        value.set_sensitive(true);
+        self.minted
+            .insert(username.clone(), (value.clone(), exp))
+            .await;
+        Ok(value)
+    }
+
+    fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": self.kid,
+                "x": URL_SAFE_NO_PAD.encode(self.key.public_key().as_ref()),
+            }]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JwtSettings;
+
+    fn settings(mode: IdentityMode) -> Identity {
+        Identity {
+            mode,
+            header: HeaderName::from_static("x-deploy-user"),
+            shared_secret: None,
+            jwt: JwtSettings {
+                issuer: "patgate".into(),
+                audience: "deploy".into(),
+                ttl: Duration::from_secs(300),
+                key_file: "unused".into(),
+            },
+            basic: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn jwt_verifies_with_the_published_key_and_is_reused() {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let identity =
+            UpstreamIdentity::new(&settings(IdentityMode::Jwt), Some(pkcs8.as_ref())).unwrap();
+        let user: Arc<str> = "alice".into();
+        let mut headers = HeaderMap::new();
+        identity.apply(&mut headers, &user).await.unwrap();
+        let bearer = headers[AUTHORIZATION].to_str().unwrap().to_string();
+        let jwt = bearer.strip_prefix("Bearer ").unwrap();
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let jwks = identity.jwks().unwrap();
+        let x = URL_SAFE_NO_PAD
+            .decode(jwks["keys"][0]["x"].as_str().unwrap())
+            .unwrap();
+        let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, x);
+        public
+            .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(input.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["sub"], "alice");
+        assert!(claims["exp"].as_i64().unwrap() - store::now() <= 300);
+
+        let mut again = HeaderMap::new();
+        identity.apply(&mut again, &user).await.unwrap();
+        assert_eq!(again[AUTHORIZATION], headers[AUTHORIZATION]);
+    }
+}

@@ -1,0 +1,26 @@
+//! patgate: a personal-access-token gateway in front of Digital.ai Deploy.
+//!
+//! A request's path: [`server`] accepts it, [`gateway`] routes it; reserved paths go to
+//! [`endpoints`], everything else through [`credentials`] → [`auth`] (cache, [`store`])
+//! → [`identity`] → [`proxy`]. Beside it: [`invalidation`] keeps caches honest across
+//! processes, [`usage`] records last-use off the request path, [`cli`] administers the
+//! store.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod endpoints;
+pub mod gateway;
+pub mod identity;
+pub mod invalidation;
+pub mod keys;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod response;
+pub mod server;
+pub mod store;
+pub mod token;
+pub mod usage;

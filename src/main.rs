@@ -1,0 +1,81 @@
+//! `patgate`: see `patgate --help` and README.md.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use patgate::cli::{self, Admin, Cli, Command};
+use patgate::config::{redact_url, Config};
+use patgate::{logging, server};
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let path = cli::config_path(args.config);
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("patgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("patgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.command {
+        Command::CheckConfig => {
+            println!(
+                "configuration {} is valid: listen {}, upstream {}, identity {:?}, database {}",
+                path.display(),
+                config.listen,
+                config.upstream.url,
+                config.upstream.identity.mode,
+                redact_url(&config.database.url)
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            let _guard = logging::init(&config.log);
+            runtime.block_on(serve(config))
+        }
+        Command::Token(t) => runtime.block_on(admin(&config, Admin::Token(t))),
+        Command::User(u) => runtime.block_on(admin(&config, Admin::User(u))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("patgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn admin(config: &Config, command: Admin) -> anyhow::Result<()> {
+    let output = cli::run_admin(config, command).await?;
+    println!("{output}");
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut running = server::start(config).await?;
+    tokio::select! {
+        result = running.wait() => return result,
+        _ = shutdown_signal() => tracing::info!("shutdown signal received"),
+    }
+    running.shutdown().await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,263 @@
+//! Start-up, the accept loop and shutdown.
+//!
+//! [`start`] builds the application state in one place (store, token check, change
+//! feed, usage writer, identity, proxy), binds the listener and serves until
+//! [`Running::shutdown`]: then it stops accepting, lets in-flight requests finish
+//! within `shutdown_grace`, and flushes pending last-used writes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::TokenCheck;
+use crate::config::{Config, IdentityMode, TlsFiles};
+use crate::gateway::Gateway;
+use crate::identity::UpstreamIdentity;
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::store::Store;
+use crate::token::TokenHasher;
+use crate::usage::UsageRecorder;
+use crate::{invalidation, keys};
+
+/// Largest request head accepted; longer headers get 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// A client must finish sending its request head within this time.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A started gateway.
+pub struct Running {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Graceful stop; returns when in-flight work is finished or the grace ran out.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.done.await?
+    }
+
+    /// Waits until the gateway stops on its own (it does not, unless it fails).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.done).await?
+    }
+}
+
+/// Opens the store with the configured token key, for the server and the CLI.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)> {
+    let key = keys::token_key(&config.secrets)?;
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "database.url {}: {e}",
+                crate::config::redact_url(&config.database.url)
+            )
+        })?;
+    Ok((store, TokenHasher::new(&key)))
+}
+
+/// Builds everything and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let (store, hasher) = open_store(&config).await?;
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The writer outlives the listener so that requests finishing late are recorded.
+    let (usage_stop, usage_stop_rx) = watch::channel(false);
+    let (usage, usage_writer) = UsageRecorder::start(store.clone(), usage_stop_rx);
+    let tokens = Arc::new(TokenCheck::new(
+        hasher,
+        store.clone(),
+        &config.cache,
+        usage,
+        metrics.clone(),
+    ));
+    let feed = invalidation::start(
+        store.clone(),
+        tokens.clone(),
+        config.cache.poll_interval,
+        stop_rx.clone(),
+    )
+    .await?;
+
+    let jwt_key = match config.upstream.identity.mode {
+        IdentityMode::Jwt => Some(keys::jwt_signing_key(
+            &config.upstream.identity.jwt.key_file,
+        )?),
+        _ => None,
+    };
+    let identity = UpstreamIdentity::new(&config.upstream.identity, jwt_key.as_deref())?;
+    let proxy = Proxy::new(&config.upstream, metrics.clone())?;
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "listen {}: {e}; is another process on that port?",
+            config.listen
+        )
+    })?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!(
+        %local_addr,
+        tls = tls.is_some(),
+        upstream = %config.upstream.url,
+        identity = ?config.upstream.identity.mode,
+        database = ?store.backend(),
+        "patgate listening"
+    );
+
+    let gateway = Arc::new(Gateway::new(
+        store.clone(),
+        tokens,
+        identity,
+        proxy,
+        metrics,
+    ));
+    let grace = config.shutdown_grace;
+    let done = tokio::spawn(async move {
+        serve(listener, tls, gateway, stop_rx, grace).await;
+        let _ = usage_stop.send(true);
+        if usage_writer.await.is_err() {
+            tracing::warn!("the last-used writer failed");
+        }
+        let _ = feed.await;
+        store.close().await;
+        tracing::info!("patgate stopped");
+        Ok(())
+    });
+    Ok(Running {
+        local_addr,
+        stop: stop_tx,
+        done,
+    })
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    mut stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    // Every connection task holds a sender; when all are dropped, all are done.
+    let (alive, mut all_done) = mpsc::channel::<()>(1);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gateway = gateway.clone();
+        let tls = tls.clone();
+        let http = http.clone();
+        let stop = stop.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let is_tls = tls.is_some();
+            let service = service_fn(move |req| gateway.clone().handle(req, remote, is_tls));
+            match tls {
+                None => serve_connection(&http, TokioIo::new(stream), service, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&http, TokioIo::new(stream), service, stop).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+            drop(alive);
+        });
+    }
+    drop(listener);
+    drop(alive);
+    tracing::info!("stopped accepting; finishing in-flight requests");
+    if tokio::time::timeout(grace, all_done.recv()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "in-flight requests did not finish within shutdown_grace; closing them"
+        );
+    }
+}
+
+/// Serves one connection; on stop, finishes the request in flight and closes.
+async fn serve_connection<I, S>(
+    http: &http1::Builder,
+    io: I,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::response::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    use std::io::BufReader;
+    let open = |path: &std::path::Path, key: &str| {
+        std::fs::File::open(path)
+            .map(BufReader::new)
+            .map_err(|e| anyhow::anyhow!("{key} {}: {e}", path.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(&files.cert_file, "tls.cert_file")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("tls.cert_file {}: {e}", files.cert_file.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "tls.cert_file {}: no PEM certificate found",
+            files.cert_file.display()
+        );
+    }
+    let key = rustls_pemfile::private_key(&mut open(&files.key_file, "tls.key_file")?)
+        .map_err(|e| anyhow::anyhow!("tls.key_file {}: {e}", files.key_file.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "tls.key_file {}: no PEM private key found",
+                files.key_file.display()
+            )
+        })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("tls.cert_file / tls.key_file: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
