@@ -1,0 +1,629 @@
+//! Test harness: a Deploy stand-in that records what reaches it, a database per test
+//! (SQLite file, or a fresh PostgreSQL database when PATGATE_TEST_POSTGRES_URL is set),
+//! the gateway itself (in this process or as the real binary), and a small client.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use patgate::cli::{self, Admin, CreateArgs, TokenCommand, UserCommand};
+use patgate::config::Config;
+use patgate::server::{self, Running};
+use patgate::token::Expiration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
+
+// ---------------------------------------------------------------- Deploy stand-in
+
+/// What the stand-in saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body_len: u64,
+}
+
+/// A Deploy stand-in on loopback. Routes:
+/// `/download/N` streams N bytes; `/upload` counts the body; `/slow` answers after 3 s;
+/// `/ws` accepts an upgrade and echoes bytes; anything else answers 200 "deploy".
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| upstream_handle(req, log.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen()
+            .last()
+            .cloned()
+            .expect("the upstream received a request")
+    }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn upstream_handle(
+    mut req: Request<Incoming>,
+    log: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<TestBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().to_string();
+    let headers = req.headers().clone();
+    let record = |body_len| {
+        log.lock().unwrap().push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+            body_len,
+        })
+    };
+    if path == "/ws" {
+        record(0);
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let response = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(full(""))
+            .unwrap();
+        return Ok(response);
+    }
+    // Consume the body as a stream, counting, never holding it whole.
+    let mut body = req.into_body();
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => len += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Err(_) => break,
+        }
+    }
+    record(len);
+    if let Some(n) = path.strip_prefix("/download/") {
+        let n: u64 = n.parse().unwrap();
+        return Ok(Response::new(Generated::new(n).boxed()));
+    }
+    if path == "/slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if path == "/upload" {
+        return Ok(Response::new(full(len.to_string())));
+    }
+    Ok(Response::builder()
+        .header("x-upstream", "deploy")
+        .body(full("deploy"))
+        .unwrap())
+}
+
+fn full(text: impl Into<Bytes>) -> TestBody {
+    Full::new(text.into()).boxed()
+}
+
+/// A body of `remaining` bytes produced 64 KiB at a time, never held whole.
+pub struct Generated {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl Generated {
+    pub fn new(len: u64) -> Generated {
+        Generated {
+            remaining: len,
+            chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+        }
+    }
+}
+
+impl hyper::body::Body for Generated {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64);
+        self.remaining -= n;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n as usize)))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+// ---------------------------------------------------------------- databases
+
+/// One isolated database for one test; dropped (PostgreSQL) at the end.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => Some(TestDb {
+                url: format!("sqlite://{}", dir.path().join("patgate.db").display()),
+                dir,
+                pg_name: None,
+            }),
+            Backend::Postgres => {
+                let Some(base) = postgres_base_url() else {
+                    return None;
+                };
+                let name = format!("patgate_t_{}", random_suffix());
+                let mut admin = sqlx_connect(&base).await;
+                sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .unwrap();
+                let url = replace_database(&base, &name);
+                Some(TestDb {
+                    url,
+                    dir,
+                    pg_name: Some((base, name)),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((base, name)) = self.pg_name.take() {
+            // Drop runs outside async context: use a private runtime on a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut admin = sqlx_connect(&base).await;
+                    let _ = sqlx::Executor::execute(
+                        &mut admin,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+async fn sqlx_connect(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await.unwrap()
+}
+
+/// The PostgreSQL base URL; `None` skips PostgreSQL cases outside CI, and in CI
+/// (CI=true) a missing URL fails the test instead.
+pub fn postgres_base_url() -> Option<String> {
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "{PG_ENV} must be set in CI: the PostgreSQL suite may not skip"
+            );
+            eprintln!(
+                "skipping PostgreSQL case: set {PG_ENV}=postgres://postgres@127.0.0.1:5432/test"
+            );
+            None
+        }
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map(|(b, q)| (b, Some(q)))
+        .unwrap_or((url, None));
+    let slash = base.rfind('/').unwrap();
+    let mut out = format!("{}/{name}", &base[..slash]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+pub fn random_suffix() -> String {
+    let mut b = [0u8; 6];
+    getrandom::getrandom(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---------------------------------------------------------------- the gateway
+
+/// Gateway configuration for a test: YAML plus overrides.
+pub fn config(db: &TestDb, upstream: &str, extra: &[(&str, &str)]) -> Config {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n  connect_timeout: 1s\n  read_timeout: 2s\ndatabase:\n  url: {}\nsecrets:\n  token_key_file: {}\n  \ncache:\n  poll_interval: 100ms\nshutdown_grace: 5s\nlog:\n  level: warn\n",
+        db.url,
+        db.dir.path().join("token.key").display(),
+    );
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    Config::from_yaml(&yaml, &env).unwrap()
+}
+
+/// Writes the same configuration as a file with env overrides, for the binary.
+pub fn config_file(db: &TestDb, upstream: &str, listen: &str) -> std::path::PathBuf {
+    let path = db
+        .dir
+        .path()
+        .join(format!("gateway-{}.yaml", random_suffix()));
+    std::fs::write(
+        &path,
+        format!(
+            "listen: {listen}\nupstream:\n  url: {upstream}\ndatabase:\n  url: {}\nsecrets:\n  token_key_file: {}\ncache:\n  poll_interval: 100ms\nshutdown_grace: 5s\nlog:\n  level: info\n",
+            db.url,
+            db.dir.path().join("token.key").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The gateway running in this process.
+pub struct Gateway {
+    pub config: Config,
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> Gateway {
+        let running = server::start(config.clone()).await.unwrap();
+        let addr = running.local_addr;
+        Gateway {
+            config,
+            running: Some(running),
+            addr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Creates a token as the CLI would; returns (id, token).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        expires: Expiration,
+    ) -> (String, String) {
+        create_token(&self.config, user, name, expires).await
+    }
+
+    pub async fn revoke(&self, id: &str) {
+        cli::run_admin(
+            &self.config,
+            Admin::Token(TokenCommand::Revoke { id: id.into() }),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn set_disabled(&self, user: &str, disabled: bool) {
+        let cmd = if disabled {
+            UserCommand::Disable {
+                username: user.into(),
+            }
+        } else {
+            UserCommand::Enable {
+                username: user.into(),
+            }
+        };
+        cli::run_admin(&self.config, Admin::User(cmd))
+            .await
+            .unwrap();
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub async fn create_token(
+    config: &Config,
+    user: &str,
+    name: &str,
+    expires: Expiration,
+) -> (String, String) {
+    let out = cli::run_admin(
+        config,
+        Admin::Token(TokenCommand::Create(CreateArgs {
+            user: user.into(),
+            name: name.into(),
+            expires,
+            source: patgate::store::UserSource::Internal,
+            email: None,
+            json: true,
+        })),
+    )
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    (
+        v["id"].as_str().unwrap().into(),
+        v["token"].as_str().unwrap().into(),
+    )
+}
+
+/// The real binary, as an operator runs it.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_patgate")
+}
+
+impl Process {
+    /// Starts `patgate serve` and waits for its "listening" line.
+    pub async fn start(config_file: &std::path::Path) -> Process {
+        let mut child = tokio::process::Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(config_file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let text = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = text.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.split("local_addr=").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap().to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .expect("the gateway started within 20 s")
+            .expect("the gateway printed its address");
+        Process {
+            child,
+            addr: addr.parse().unwrap(),
+            stderr: text,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Peak resident memory in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.child.id().unwrap(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        status_kib(self.child.id().unwrap(), "VmRSS:")
+    }
+
+    /// SIGTERM, then wait for exit; returns the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("the gateway exited after SIGTERM")
+            .unwrap()
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Runs the CLI binary; returns (exit code, stdout, stderr).
+pub async fn run_cli(config_file: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(config_file)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---------------------------------------------------------------- client
+
+/// A plain answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Sends one request on a fresh connection.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+    let uri: http::Uri = url.parse().unwrap();
+    let stream = TcpStream::connect(format!(
+        "{}:{}",
+        uri.host().unwrap(),
+        uri.port_u16().unwrap()
+    ))
+    .await
+    .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().unwrap().as_str());
+    req = req.header("host", uri.authority().unwrap().as_str());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    send("GET", url, headers).await
+}
+
+/// `Authorization: Basic base64(user:secret)`.
+pub fn basic(user: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
+}
+
+/// Writes raw bytes as a request and returns the response's status code.
+pub async fn raw_status(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// Polls `check` every 20 ms until it is true or `within` passes; returns the time taken.
+pub async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
