@@ -1,0 +1,364 @@
+//! The proxy as Deploy's clients and Deploy see it: identity modes, header hygiene,
+//! pass-through credentials, upgrades, upstream failures and bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use patgate::token::Expiration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn sqlite() -> TestDb {
+    TestDb::new(Backend::Sqlite).await.unwrap()
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_stripped_for_everyone() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+
+    // Anonymous: both identity headers removed, nothing added.
+    get(
+        &gw.url("/x"),
+        &[("X-Deploy-User", "admin"), ("X-Patgate-Secret", "guess")],
+    )
+    .await;
+    let seen = upstream.last();
+    assert!(seen.headers.get("x-deploy-user").is_none());
+    assert!(seen.headers.get("x-patgate-secret").is_none());
+
+    // Authenticated: the client's claim is replaced by the token's owner.
+    get(
+        &gw.url("/x"),
+        &[
+            ("X-Deploy-User", "admin"),
+            ("x-deploy-personal-token", &token),
+        ],
+    )
+    .await;
+    let seen = upstream.last();
+    assert_eq!(seen.headers.get_all("x-deploy-user").iter().count(), 1);
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert_eq!(seen.headers["x-patgate-secret"], "s3cret");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn credentials_that_are_not_tokens_pass_through_untouched() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let password = basic("admin", "admin-password");
+    let cases: [(&str, &str); 3] = [
+        ("authorization", &password),
+        ("authorization", "Bearer some.oidc.token"),
+        ("cookie", "JSESSIONID=abc123; XSRF-TOKEN=q"),
+    ];
+    for (name, value) in cases {
+        let answer = get(&gw.url("/deployit/login"), &[(name, value)]).await;
+        assert_eq!(answer.status, 200);
+        let seen = upstream.last();
+        assert_eq!(seen.headers[name], value, "{name} changed on the way");
+        assert!(seen.headers.get("x-deploy-user").is_none());
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_headers_describe_the_client() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let answer = get(
+        &gw.url("/api/v1/deployit?x=1"),
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.headers["x-upstream"], "deploy");
+    assert!(answer.headers.get("x-request-id").is_some());
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], gw.addr.to_string());
+    assert_eq!(seen.headers["x-request-id"], answer.headers["x-request-id"]);
+    assert!(
+        seen.headers.get("x-hop").is_none(),
+        "hop-by-hop header forwarded"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn jwt_mode_sends_a_short_lived_jwt_verifiable_with_the_published_keys() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let key_file = db.dir.path().join("jwt.key");
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+            (
+                "PATGATE_UPSTREAM__IDENTITY__JWT__KEY_FILE",
+                key_file.to_str().unwrap(),
+            ),
+            ("PATGATE_UPSTREAM__IDENTITY__JWT__AUDIENCE", "deploy-test"),
+        ],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    get(
+        &gw.url("/api/v1/x"),
+        &[("authorization", &basic("", &token))],
+    )
+    .await;
+    let seen = upstream.last();
+    let bearer = seen.headers["authorization"].to_str().unwrap().to_string();
+    let jwt = bearer.strip_prefix("Bearer ").expect("a bearer token");
+    assert!(!jwt.contains(&token));
+
+    let jwks = get(&gw.url("/patgate/.well-known/jwks.json"), &[])
+        .await
+        .json();
+    let x = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    let (input, signature) = jwt.rsplit_once('.').unwrap();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, x)
+        .verify(
+            input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+        )
+        .expect("signature verifies with the JWKS key");
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(input.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
+    let claims: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(input.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "deploy-test");
+    assert_eq!(claims["iss"], "patgate");
+    let lifetime = claims["exp"].as_i64().unwrap() - patgate::store::now();
+    assert!((1..=300).contains(&lifetime), "exp {lifetime}s ahead");
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn basic_mode_sends_the_service_account_and_the_user_for_audit() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "basic"),
+            ("PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME", "svc-gateway"),
+            ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "svc-pw"),
+        ],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    get(&gw.url("/api/v1/x"), &[("x-deploy-personal-token", &token)]).await;
+    let seen = upstream.last();
+    assert_eq!(
+        seen.headers["authorization"],
+        basic("svc-gateway", "svc-pw")
+    );
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    // Without a token the service account is never used.
+    get(&gw.url("/api/v1/x"), &[]).await;
+    assert!(upstream.last().headers.get("authorization").is_none());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through_with_the_same_authentication() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: deploy\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-deploy-personal-token: {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    stream.write_all(b"ping through the tunnel").await.unwrap();
+    let mut echoed = [0u8; 23];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"ping through the tunnel");
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert!(seen.headers.get("x-deploy-personal-token").is_none());
+
+    // The same upgrade with a bad token is refused before Deploy sees it.
+    let before = upstream.count();
+    let answer = get(
+        &gw.url("/ws"),
+        &[
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("x-deploy-personal-token", "dpat_nope"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(upstream.count(), before);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn upstream_down_gives_502_and_slow_upstream_gives_504() {
+    let db = sqlite().await;
+    // A port nobody listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let gw = Gateway::start(config(&db, &dead, &[])).await;
+    let answer = get(&gw.url("/x"), &[]).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstream_unreachable");
+    assert_eq!(
+        get(&gw.url("/patgate/healthz"), &[]).await.status,
+        200,
+        "gateway stays up"
+    );
+    gw.shutdown().await;
+
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let answer = get(&gw.url("/slow"), &[]).await; // read_timeout is 2 s, /slow takes 3 s
+    assert_eq!(answer.status, 504);
+    assert_eq!(answer.error_code(), "upstream_timeout");
+    assert_eq!(get(&gw.url("/x"), &[]).await.status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_never_reaches_deploy() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+
+    let malformed_base64 = get(&gw.url("/x"), &[("authorization", "Basic %%%not-base64")]).await;
+    assert_eq!(malformed_base64.status, 400);
+    assert_eq!(malformed_base64.error_code(), "malformed_credentials");
+
+    let two_tokens = format!(
+        "GET /x HTTP/1.1\r\nHost: a\r\nx-deploy-personal-token: {token}\r\nx-deploy-personal-token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_status(gw.addr, two_tokens.as_bytes()).await.0, 400);
+
+    // Non-UTF-8 bytes in the token header and inside Basic credentials.
+    let mut non_utf8 = b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nx-deploy-personal-token: dpat_\xff\xfe\r\n\r\n".to_vec();
+    let (status, text) = raw_status(gw.addr, &non_utf8).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("malformed_token"), "{text}");
+    use base64::engine::general_purpose::STANDARD;
+    let encoded = STANDARD.encode(b":dpat_\xff\x00\x01");
+    non_utf8 = format!(
+        "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAuthorization: Basic {encoded}\r\n\r\n"
+    )
+    .into_bytes();
+    assert_eq!(raw_status(gw.addr, &non_utf8).await.0, 401);
+
+    // A NUL byte in a header line is rejected by the HTTP parser.
+    let nul = b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nx-deploy-personal-token: dpat_\x00abc\r\n\r\n";
+    let (status, _) = raw_status(gw.addr, nul).await;
+    assert!((400..500).contains(&status), "NUL byte got {status}");
+
+    // A very long header.
+    let long = format!(
+        "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nx-deploy-personal-token: dpat_{}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let (status, _) = raw_status(gw.addr, long.as_bytes()).await;
+    assert!(
+        (400..500).contains(&status),
+        "very long header got {status}"
+    );
+    let long_token = format!("dpat_{}", "a".repeat(3000));
+    let answer = get(&gw.url("/x"), &[("x-deploy-personal-token", &long_token)]).await;
+    assert_eq!(answer.error_code(), "malformed_token");
+
+    assert_eq!(upstream.count(), 0, "bad input reached Deploy");
+    // And the gateway is still healthy.
+    assert_eq!(get(&gw.url("/patgate/healthz"), &[]).await.status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[("PATGATE_UPSTREAM__READ_TIMEOUT", "10s")],
+    ))
+    .await;
+    let url = gw.url("/slow");
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = gw.addr;
+    gw.shutdown().await;
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, 200, "in-flight request was cut off");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn unknown_reserved_paths_are_answered_by_the_gateway() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let answer = get(&gw.url("/patgate/nothing-here"), &[]).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.error_code(), "not_found");
+    let jwks = get(&gw.url("/patgate/.well-known/jwks.json"), &[]).await;
+    assert_eq!(jwks.status, 404, "no keys outside jwt mode");
+    let metrics = get(&gw.url("/patgate/metrics"), &[]).await;
+    assert!(String::from_utf8_lossy(&metrics.body).contains("patgate_requests_total"));
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
