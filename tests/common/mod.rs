@@ -220,9 +220,7 @@ impl TestDb {
                 pg_name: None,
             }),
             Backend::Postgres => {
-                let Some(base) = postgres_base_url() else {
-                    return None;
-                };
+                let base = postgres_base_url()?;
                 let name = format!("patgate_t_{}", random_suffix());
                 let mut admin = sqlx_connect(&base).await;
                 sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
