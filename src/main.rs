@@ -4,12 +4,36 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+
 use patgate::cli::{self, Admin, Cli, Command};
 use patgate::config::{redact_url, Config};
 use patgate::{logging, server};
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    let args = match Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, as for every other error.
+            let text = e.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            let message = message.join(" ");
+            eprintln!(
+                "patgate: {}; see patgate --help",
+                message.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
     let path = cli::config_path(args.config);
     let config = match Config::load(&path) {
         Ok(config) => config,

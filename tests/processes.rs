@@ -121,7 +121,7 @@ async fn cli_follows_the_documented_contract() {
         let (code, stdout, stderr) = run_cli(&file, &args).await;
         assert_ne!(code, 0, "{args:?} succeeded");
         assert!(stdout.is_empty(), "{args:?} printed {stdout:?}");
-        assert!(!stderr.trim().is_empty(), "{args:?} said nothing");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?} said {stderr:?}");
     }
     let (_, _, stderr) = run_cli(
         &file,
@@ -376,4 +376,84 @@ async fn large_bodies_stream_through_in_bounded_memory() {
         "memory grew by {growth_mib} MiB while streaming 2 x 200 MiB"
     );
     gateway.terminate().await;
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
+    let jwt_key = db.dir.path().join("jwt.key");
+    let gateway = Process::start_with_env(
+        &file,
+        &[
+            ("PATGATE_LOG__LEVEL", "trace"),
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+            (
+                "PATGATE_UPSTREAM__IDENTITY__JWT__KEY_FILE",
+                jwt_key.to_str().unwrap(),
+            ),
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "shared-s3cret"),
+        ],
+    )
+    .await;
+    let (_, token, _) = run_cli(
+        &file,
+        &[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "ci",
+            "--expires",
+            "7d",
+        ],
+    )
+    .await;
+    let token = token.trim().to_string();
+    let unknown = patgate::token::PlainToken::generate().expose().to_string();
+    let password = basic("admin", "admin-pa55word");
+    get(
+        &gateway.url("/api?apikey=query-secret"),
+        &[("authorization", &basic("", &token))],
+    )
+    .await;
+    get(
+        &gateway.url("/api"),
+        &[("x-deploy-personal-token", &unknown)],
+    )
+    .await;
+    get(&gateway.url("/api"), &[("authorization", &password)]).await;
+    get(
+        &gateway.url("/api"),
+        &[("x-deploy-personal-token", "dpat_malformed")],
+    )
+    .await;
+    let jwt = upstream.seen()[0].headers["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let log = gateway.stderr.clone();
+    assert!(gateway.terminate().await.success());
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the reader drain the pipe
+    let logs = log.lock().unwrap().clone();
+    for secret in [
+        token.as_str(),
+        unknown.as_str(),
+        "admin-pa55word",
+        &password,
+        &jwt[7..],
+        "shared-s3cret",
+        "query-secret",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the log: {secret:.12}…"
+        );
+    }
+    assert!(
+        logs.contains("refused token"),
+        "the log does record refusals"
+    );
 }

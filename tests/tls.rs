@@ -1,0 +1,136 @@
+//! TLS on both sides: clients reach the gateway over https, and the gateway reaches an
+//! https Deploy that it trusts through `upstream.ca_file`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+use patgate::token::Expiration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A self-signed certificate for localhost / 127.0.0.1, made with openssl.
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    (cert, key)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(cert).unwrap(),
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(key).unwrap(),
+    ))
+    .unwrap()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+fn connector(ca: &Path) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(ca).unwrap(),
+    )) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn https_clients_and_an_https_deploy() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (up_cert, up_key) = self_signed(db.dir.path(), "deploy");
+    let upstream = Upstream::start_with(Some(acceptor(&up_cert, &up_key))).await;
+    let (gw_cert, gw_key) = self_signed(db.dir.path(), "gateway");
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url().replace("127.0.0.1", "localhost"),
+        &[
+            ("PATGATE_TLS__CERT_FILE", gw_cert.to_str().unwrap()),
+            ("PATGATE_TLS__KEY_FILE", gw_key.to_str().unwrap()),
+            ("PATGATE_UPSTREAM__CA_FILE", up_cert.to_str().unwrap()),
+        ],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector(&gw_cert)
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake with the gateway");
+    let request = format!(
+        "GET /api/v1/deployit HTTP/1.1\r\nHost: localhost\r\nx-deploy-personal-token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("deploy"), "{response}");
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert_eq!(seen.headers["x-forwarded-proto"], "https");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_https_deploy_is_refused_with_502() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (up_cert, up_key) = self_signed(db.dir.path(), "deploy");
+    let upstream = Upstream::start_with(Some(acceptor(&up_cert, &up_key))).await;
+    // No ca_file: the self-signed certificate is not trusted.
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url().replace("127.0.0.1", "localhost"),
+        &[],
+    ))
+    .await;
+    let answer = get(&gw.url("/x"), &[]).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
