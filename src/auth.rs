@@ -14,6 +14,7 @@ use std::sync::Arc;
 use moka::future::Cache;
 
 use crate::config;
+use crate::limiter::FailureLimiter;
 use crate::metrics::Metrics;
 use crate::store::{self, AuthRecord, Invalidation, Store};
 use crate::token::{self, MalformedToken, TokenHash, TokenHasher};
@@ -58,6 +59,9 @@ pub enum Refusal {
     UserDisabled,
     #[error("the store could not be reached to check the token; try again")]
     Unavailable,
+    /// This address sent too many bad tokens recently.
+    #[error("too many failed token checks from your address; wait and try again")]
+    TooManyFailures,
 }
 
 impl Refusal {
@@ -69,6 +73,7 @@ impl Refusal {
             Refusal::Expired => "token_expired",
             Refusal::UserDisabled => "user_disabled",
             Refusal::Unavailable => "token_check_unavailable",
+            Refusal::TooManyFailures => "too_many_failures",
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct TokenCheck {
     /// False while the change feed is down: then the cache cannot be trusted.
     feed_healthy: AtomicBool,
     usage: UsageRecorder,
+    limiter: FailureLimiter,
     metrics: Arc<Metrics>,
 }
 
@@ -99,6 +105,7 @@ impl TokenCheck {
         hasher: TokenHasher,
         store: Store,
         settings: &config::Cache,
+        limiter: FailureLimiter,
         usage: UsageRecorder,
         metrics: Arc<Metrics>,
     ) -> TokenCheck {
@@ -119,6 +126,7 @@ impl TokenCheck {
             generation: AtomicU64::new(0),
             feed_healthy: AtomicBool::new(true),
             usage,
+            limiter,
             metrics,
         }
     }
@@ -130,14 +138,34 @@ impl TokenCheck {
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
     ) -> Result<Principal, Refusal> {
+        match self.evaluate(presented, claimed_user, client_ip).await {
+            Err(refusal @ (Refusal::Malformed(_) | Refusal::Invalid)) => {
+                if self.limiter.record_failure(client_ip).await {
+                    Err(Refusal::TooManyFailures)
+                } else {
+                    Err(refusal)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Seconds a limited client should wait.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.limiter.retry_after_secs()
+    }
+
+    async fn evaluate(
+        &self,
+        presented: &[u8],
+        claimed_user: Option<&[u8]>,
+        client_ip: IpAddr,
+    ) -> Result<Principal, Refusal> {
         token::check_format(presented).map_err(Refusal::Malformed)?;
         let hash = self.hasher.hash(presented);
-        let entry = self.entry(&hash).await?;
+        let entry = self.entry(&hash, client_ip).await?;
         let now = store::now();
-        if entry.revoked {
-            return Err(Refusal::Invalid);
-        }
-        if claimed_user.is_some_and(|u| u != entry.username.as_bytes()) {
+        if entry.revoked || claimed_user.is_some_and(|u| u != entry.username.as_bytes()) {
             // Same answer as unknown: do not confirm whose token it is.
             return Err(Refusal::Invalid);
         }
@@ -155,17 +183,28 @@ impl TokenCheck {
         })
     }
 
-    async fn entry(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Refusal> {
-        if !self.feed_healthy.load(Ordering::Acquire) {
+    async fn entry(
+        &self,
+        hash: &TokenHash,
+        client_ip: IpAddr,
+    ) -> Result<Arc<CachedToken>, Refusal> {
+        let cached = self.feed_healthy.load(Ordering::Acquire);
+        if cached {
+            if let Some(hit) = self.found.get(hash).await {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(hit);
+            }
+            if self.unknown.contains_key(hash) {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal::Invalid);
+            }
+        }
+        // Not cached: an address over its failure limit gets no database query.
+        if self.limiter.blocked(client_ip).await {
+            return Err(Refusal::TooManyFailures);
+        }
+        if !cached {
             return self.read_through(hash).await;
-        }
-        if let Some(hit) = self.found.get(hash).await {
-            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(hit);
-        }
-        if self.unknown.contains_key(hash) {
-            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::Invalid);
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
         let before = self.generation.load(Ordering::Acquire);

@@ -38,6 +38,7 @@ pub struct Config {
     pub secrets: Secrets,
     pub cache: Cache,
     pub log: Log,
+    pub limits: Limits,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
 }
@@ -142,6 +143,13 @@ pub struct Cache {
     pub poll_interval: Duration,
 }
 
+/// Per-address limit on failed token checks (see `limiter`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub failures_per_second: f64,
+    pub failure_burst: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Log {
     pub level: String,
@@ -164,6 +172,8 @@ struct Raw {
     cache: RawCache,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    limits: RawLimits,
     #[serde(default = "default_grace")]
     shutdown_grace: String,
 }
@@ -362,6 +372,31 @@ fn default_negative_ttl() -> String {
 }
 fn default_poll() -> String {
     "250ms".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_failures_per_second")]
+    failures_per_second: f64,
+    #[serde(default = "default_failure_burst")]
+    failure_burst: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            failures_per_second: default_failures_per_second(),
+            failure_burst: default_failure_burst(),
+        }
+    }
+}
+
+fn default_failures_per_second() -> f64 {
+    10.0
+}
+fn default_failure_burst() -> u32 {
+    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -629,6 +664,20 @@ impl Raw {
                 format!("{e}; use error, warn, info, debug or trace"),
             )
         })?;
+        if !(self.limits.failures_per_second > 0.0 && self.limits.failures_per_second.is_finite()) {
+            return Err(ConfigError::key(
+                "limits.failures_per_second",
+                &self.limits.failures_per_second.to_string(),
+                "must be a positive number",
+            ));
+        }
+        if self.limits.failure_burst == 0 {
+            return Err(ConfigError::key(
+                "limits.failure_burst",
+                "0",
+                "must be at least 1",
+            ));
+        }
         if self.cache.max_tokens == 0 {
             return Err(ConfigError::key(
                 "cache.max_tokens",
@@ -679,6 +728,10 @@ impl Raw {
             log: Log {
                 level: self.log.level,
                 json: log_json,
+            },
+            limits: Limits {
+                failures_per_second: self.limits.failures_per_second,
+                failure_burst: self.limits.failure_burst,
             },
             shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
         })

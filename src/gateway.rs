@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -140,11 +140,24 @@ impl Gateway {
         tracing::info!(reason = refusal.code(), "refused token");
         let status = match refusal {
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::UNAUTHORIZED,
         };
         let mut response = json_error(status, refusal.code(), &refusal.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(WWW_AUTHENTICATE, REALM);
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(WWW_AUTHENTICATE, REALM);
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(self.tokens.retry_after_secs()),
+                );
+                // Make a flooding client pay for a new connection each time.
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

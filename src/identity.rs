@@ -76,8 +76,9 @@ impl UpstreamIdentity {
 
     /// Asserts `username` to Deploy. The caller has removed the token already.
     pub async fn apply(&self, headers: &mut HeaderMap, username: &Arc<str>) -> anyhow::Result<()> {
-        let user_value = HeaderValue::from_str(username)
-            .map_err(|_| anyhow::anyhow!("username is not a valid header value"))?;
+        // from_bytes admits UTF-8 (obs-text); only control characters are refused.
+        let user_value = HeaderValue::from_bytes(username.as_bytes())
+            .map_err(|_| anyhow::anyhow!("username contains control characters"))?;
         headers.insert(self.header.clone(), user_value);
         match self.mode {
             IdentityMode::Header => {}

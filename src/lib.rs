@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod identity;
 pub mod invalidation;
 pub mod keys;
+pub mod limiter;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

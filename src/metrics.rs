@@ -17,6 +17,7 @@ pub struct Metrics {
     pub refused_expired: AtomicU64,
     pub refused_disabled: AtomicU64,
     pub refused_unavailable: AtomicU64,
+    pub refused_limited: AtomicU64,
     pub bad_credentials: AtomicU64,
     pub upstream_unreachable: AtomicU64,
     pub upstream_timeouts: AtomicU64,
@@ -34,6 +35,7 @@ impl Metrics {
             Refusal::Expired => &self.refused_expired,
             Refusal::UserDisabled => &self.refused_disabled,
             Refusal::Unavailable => &self.refused_unavailable,
+            Refusal::TooManyFailures => &self.refused_limited,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

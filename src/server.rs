@@ -19,6 +19,7 @@ use crate::auth::TokenCheck;
 use crate::config::{Config, IdentityMode, TlsFiles};
 use crate::gateway::Gateway;
 use crate::identity::UpstreamIdentity;
+use crate::limiter::FailureLimiter;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::store::Store;
@@ -78,6 +79,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hasher,
         store.clone(),
         &config.cache,
+        FailureLimiter::new(&config.limits),
         usage,
         metrics.clone(),
     ));

@@ -279,3 +279,96 @@ async fn readiness_reports_the_database(db: TestDb) {
     assert_eq!(upstream.count(), 0, "/patgate/ paths are never proxied");
     gw.shutdown().await;
 }
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_address_sending_bad_tokens_is_limited_without_database_queries() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_LIMITS__FAILURES_PER_SECOND", "0.5"),
+            ("PATGATE_LIMITS__FAILURE_BURST", "3"),
+        ],
+    ))
+    .await;
+    let (_, good) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let (_, not_yet_cached) = gw.create_token("alice", "other", Expiration::Days7).await;
+    assert_eq!(
+        get(&gw.url("/x"), &[("x-deploy-personal-token", &good)])
+            .await
+            .status,
+        200
+    );
+
+    for _ in 0..3 {
+        let unknown = PlainToken::generate();
+        let answer = get(
+            &gw.url("/x"),
+            &[("x-deploy-personal-token", unknown.expose())],
+        )
+        .await;
+        assert_eq!(answer.status, 401);
+    }
+    let lookups_before = metric(
+        &String::from_utf8_lossy(&get(&gw.url("/patgate/metrics"), &[]).await.body),
+        "patgate_store_lookups_total",
+    );
+    let limited = get(
+        &gw.url("/x"),
+        &[("x-deploy-personal-token", PlainToken::generate().expose())],
+    )
+    .await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.error_code(), "too_many_failures");
+    assert!(
+        limited.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(limited.headers["connection"], "close");
+    let malformed = get(
+        &gw.url("/x"),
+        &[("x-deploy-personal-token", "dpat_garbage")],
+    )
+    .await;
+    assert_eq!(malformed.status, 429);
+    let lookups_after = metric(
+        &String::from_utf8_lossy(&get(&gw.url("/patgate/metrics"), &[]).await.body),
+        "patgate_store_lookups_total",
+    );
+    assert_eq!(
+        lookups_before, lookups_after,
+        "a limited address caused database queries"
+    );
+
+    // A cached valid token keeps working from the same address; an uncached one waits.
+    assert_eq!(
+        get(&gw.url("/x"), &[("x-deploy-personal-token", &good)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(
+            &gw.url("/x"),
+            &[("x-deploy-personal-token", &not_yet_cached)]
+        )
+        .await
+        .status,
+        429
+    );
+    gw.shutdown().await;
+}

@@ -1,0 +1,105 @@
+//! Per-address limit on failed token checks, so that a flood of invented or mangled
+//! tokens costs the database (and everyone else) almost nothing.
+//!
+//! Each client address has a GCRA bucket (one atomic: the "theoretical arrival time"):
+//! `failures_per_second` sustained, `failure_burst` at once. An address over its limit
+//! gets 429 for every failing request, and tokens it presents that are not already
+//! cached are not looked up. Valid tokens already in the cache keep working from that
+//! address, so a shared NAT address is not locked out entirely.
+//!
+//! Only the failure path touches the limiter; a successful cached request never does.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+
+use crate::config;
+
+pub struct FailureLimiter {
+    /// Microseconds between two allowed failures.
+    interval_us: i64,
+    /// How far ahead of now an address's arrival time may run.
+    tolerance_us: i64,
+    epoch: Instant,
+    buckets: Cache<IpAddr, Arc<AtomicI64>>,
+}
+
+impl FailureLimiter {
+    pub fn new(settings: &config::Limits) -> FailureLimiter {
+        let interval_us = (1_000_000.0 / settings.failures_per_second)
+            .round()
+            .max(1.0) as i64;
+        FailureLimiter {
+            interval_us,
+            tolerance_us: interval_us * i64::from(settings.failure_burst.saturating_sub(1)),
+            epoch: Instant::now(),
+            buckets: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+        }
+    }
+
+    fn now_us(&self) -> i64 {
+        self.epoch.elapsed().as_micros() as i64
+    }
+
+    /// Whether `ip` is over its failure limit now.
+    pub async fn blocked(&self, ip: IpAddr) -> bool {
+        match self.buckets.get(&ip).await {
+            Some(tat) => tat.load(Ordering::Relaxed) - self.now_us() > self.tolerance_us,
+            None => false,
+        }
+    }
+
+    /// Counts one failure; returns whether `ip` is now over its limit.
+    pub async fn record_failure(&self, ip: IpAddr) -> bool {
+        let tat = self
+            .buckets
+            .get_with(ip, async { Arc::new(AtomicI64::new(0)) })
+            .await;
+        let now = self.now_us();
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            if current - now > self.tolerance_us {
+                return true;
+            }
+            let next = current.max(now) + self.interval_us;
+            match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return false,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Seconds until `ip` may fail again (for Retry-After).
+    pub fn retry_after_secs(&self) -> u64 {
+        (self.interval_us as u64).div_ceil(1_000_000).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn burst_then_blocked_then_recovers() {
+        let limiter = FailureLimiter::new(&config::Limits {
+            failures_per_second: 20.0,
+            failure_burst: 5,
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..5 {
+            assert!(!limiter.record_failure(ip).await);
+        }
+        assert!(limiter.record_failure(ip).await);
+        assert!(limiter.blocked(ip).await);
+        assert!(!limiter.blocked(other).await, "limits are per address");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert!(!limiter.blocked(ip).await, "the bucket refills");
+    }
+}
