@@ -55,8 +55,7 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Longest wait for the upstream's response head; bodies stream without a limit.
     pub read_timeout: Duration,
-    /// Extra PEM CA bundle trusted for an `https` upstream (besides none: we do not
-    /// load the OS store, so an https upstream needs this set).
+    /// Extra PEM CA bundle trusted for an `https` upstream, besides the OS store.
     pub ca_file: Option<PathBuf>,
     pub max_idle_per_host: usize,
     pub identity: Identity,
@@ -201,7 +200,7 @@ struct RawUpstream {
     read_timeout: String,
     #[serde(default)]
     ca_file: String,
-    #[serde(default = "default_idle")]
+    #[serde(default = "default_idle", deserialize_with = "number")]
     max_idle_per_host: usize,
     #[serde(default)]
     identity: RawIdentity,
@@ -307,7 +306,7 @@ struct RawBasic {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: String,
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "default_max_connections", deserialize_with = "number")]
     max_connections: u32,
 }
 
@@ -340,7 +339,7 @@ fn default_token_key_file() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCache {
-    #[serde(default = "default_max_tokens")]
+    #[serde(default = "default_max_tokens", deserialize_with = "number")]
     max_tokens: u64,
     #[serde(default = "default_cache_ttl")]
     ttl: String,
@@ -377,9 +376,9 @@ fn default_poll() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
-    #[serde(default = "default_failures_per_second")]
+    #[serde(default = "default_failures_per_second", deserialize_with = "number")]
     failures_per_second: f64,
-    #[serde(default = "default_failure_burst")]
+    #[serde(default = "default_failure_burst", deserialize_with = "number")]
     failure_burst: u32,
 }
 
@@ -485,12 +484,30 @@ fn apply_override(tree: &mut Value, var: &str, path: &str, value: &str) -> Resul
             .entry(Value::String(key.clone()))
             .or_insert(Value::Mapping(Default::default()));
     }
-    // Numbers and booleans keep their YAML type; anything else stays a string.
-    *node = match serde_yaml_ng::from_str::<Value>(value) {
-        Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
-        _ => Value::String(value.to_string()),
-    };
+    // Always text: numeric keys parse it themselves, so a password of digits stays text.
+    *node = Value::String(value.to_string());
     Ok(())
+}
+
+/// A number written as a YAML number or as text (environment overrides are text).
+fn number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + serde::Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText<T> {
+        Number(T),
+        Text(String),
+    }
+    match NumberOrText::<T>::deserialize(deserializer)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number"))),
+    }
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -786,6 +803,28 @@ mod tests {
         assert!(cfg.database.is_postgres());
         assert_eq!(cfg.cache.max_tokens, 7);
         assert_eq!(cfg.listen.port(), 9);
+    }
+
+    #[test]
+    fn text_keys_keep_digits_as_text_and_numbers_parse() {
+        let cfg = Config::from_yaml(
+            MINIMAL,
+            &env(&[
+                ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "123456"),
+                ("PATGATE_LIMITS__FAILURES_PER_SECOND", "2.5"),
+            ]),
+        )
+        .unwrap();
+        let (_, secret) = cfg.upstream.identity.shared_secret.unwrap();
+        assert_eq!(secret, "123456");
+        assert_eq!(cfg.limits.failures_per_second, 2.5);
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_CACHE__MAX_TOKENS", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cache.max_tokens") && err.contains("lots"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -118,7 +118,8 @@ struct JwtMinter {
 
 impl JwtMinter {
     fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<JwtMinter> {
-        let key = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| {
+        // Accepts PKCS#8 v1 too, as `openssl genpkey -algorithm ed25519` writes it.
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| {
             anyhow::anyhow!("upstream.identity.jwt.key_file: not an Ed25519 PKCS#8 key; remove it to have a new one created")
         })?;
         let digest = sha2::Sha256::digest(key.public_key().as_ref());

@@ -55,14 +55,25 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The Ed25519 signing key (PKCS#8 DER) for upstream JWTs, created when missing.
+/// The Ed25519 signing key for upstream JWTs as PKCS#8 DER, created when missing.
+/// The file may also hold a PEM key (`openssl genpkey -algorithm ed25519`).
 pub fn jwt_signing_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    read_or_create(path, || {
+    let bytes = read_or_create(path, || {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| anyhow::anyhow!("could not generate an Ed25519 key"))?;
         Ok(pkcs8.as_ref().to_vec())
-    })
+    })?;
+    if !bytes.starts_with(b"-----BEGIN") {
+        return Ok(bytes);
+    }
+    match rustls_pemfile::private_key(&mut bytes.as_slice()) {
+        Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(key))) => Ok(key.secret_pkcs8_der().to_vec()),
+        _ => anyhow::bail!(
+            "upstream.identity.jwt.key_file {}: not a PKCS#8 PEM private key; make one with `openssl genpkey -algorithm ed25519`",
+            path.display()
+        ),
+    }
 }
 
 /// Reads `path`, or creates it (mode 0600) with `make()`'s bytes. Two processes starting
@@ -135,6 +146,21 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn openssl_pem_ed25519_keys_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt.pem");
+        let made = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&path)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            panic!("openssl is needed for this test");
+        }
+        let der = jwt_signing_key(&path).unwrap();
+        assert!(ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).is_ok());
     }
 
     #[test]

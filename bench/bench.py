@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""patgate benchmarks: everything on loopback, side by side, medians of interleaved rounds.
+
+Run through bench/run.sh, which installs nginx and wrk and builds the release binaries.
+Prints a Markdown table per scenario and writes bench/results/latest.json.
+
+Scenarios (see BENCHMARKS.md for the targets):
+  hot       patgate (token auth, cache hit) vs nginx (plain proxy) vs direct: throughput,
+            CPU time per request, p99 at half the maximum rate.
+  miss      first request for each of many tokens with --tokens tokens in the database,
+            on SQLite and PostgreSQL.
+  flood     valid clients at half load while others send unknown and malformed tokens.
+  memory    RSS with 100,000 tokens cached; RSS growth while 1 GiB is uploaded.
+  scaleout  two replicas on one PostgreSQL database under load while tokens are created
+            and revoked with the CLI.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+PATGATE = os.path.join(RELEASE, "patgate")
+LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
+SEED = os.path.join(RELEASE, "examples", "seed")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+UPSTREAM_PORT = 18080
+NGINX_PORT = 18081
+PATGATE_PORT = 18082
+REPLICA_PORTS = (18083, 18084)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return total / CLK_TCK
+
+
+def rss_kib(pid, field="VmRSS:"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def metrics(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/patgate/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+class Nginx:
+    """An nginx instance of its own (prefix, config, pid file)."""
+
+    def __init__(self, work, name, body, workers):
+        self.prefix = os.path.join(work, name)
+        os.makedirs(os.path.join(self.prefix, "logs"), exist_ok=True)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(
+                f"""worker_processes {workers};
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.prefix}/body;
+    proxy_temp_path {self.prefix}/proxy;
+    fastcgi_temp_path {self.prefix}/fastcgi;
+    uwsgi_temp_path {self.prefix}/uwsgi;
+    scgi_temp_path {self.prefix}/scgi;
+    keepalive_requests 1000000;
+{body}
+}}
+"""
+            )
+        subprocess.run(["nginx", "-p", self.prefix, "-c", self.conf], check=True)
+        time.sleep(0.3)
+
+    def pids(self):
+        master = int(open(os.path.join(self.prefix, "nginx.pid")).read())
+        children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+        return [master] + [int(c) for c in children]
+
+    def stop(self):
+        subprocess.run(["nginx", "-p", self.prefix, "-c", self.conf, "-s", "stop"], check=False)
+
+
+def write_config(work, name, port, db_url, extra=""):
+    path = os.path.join(work, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(
+            f"""listen: 127.0.0.1:{port}
+upstream:
+  url: http://127.0.0.1:{UPSTREAM_PORT}
+  max_idle_per_host: 256
+database:
+  url: {db_url}
+  max_connections: 8
+secrets:
+  token_key_file: {work}/token.key
+cache:
+  max_tokens: 2000000
+log:
+  level: warn
+{extra}"""
+        )
+    return path
+
+
+class Patgate:
+    def __init__(self, config, port):
+        self.proc = subprocess.Popen([PATGATE, "serve", "--config", config], stderr=subprocess.DEVNULL)
+        self.port = port
+        wait_port(port)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def cli(config, *args):
+    return subprocess.run([PATGATE, "--config", config, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def loadgen(port, mode="none", rate=0, duration=5, connections=32, tokens=None, source_ip=None, max_requests=None, path="/ok"):
+    cmd = [LOADGEN, "--url", f"http://127.0.0.1:{port}{path}", "--rate", str(rate), "--duration", str(duration),
+           "--connections", str(connections), "--mode", mode]
+    if tokens:
+        cmd += ["--tokens", tokens]
+    if source_ip:
+        cmd += ["--source-ip", source_ip]
+    if max_requests:
+        cmd += ["--max-requests", str(max_requests)]
+    return cmd
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wrk(port, duration, connections, header=None):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if header:
+        cmd += ["-H", header]
+    cmd.append(f"http://127.0.0.1:{port}/ok")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    total = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
+    non2xx = 0
+    for l in out.splitlines():
+        if "Non-2xx" in l:
+            non2xx = int(l.split()[-1])
+    return rps, total, non2xx
+
+
+def med(values):
+    return statistics.median(values)
+
+
+def table(title, header, rows):
+    lines = [f"\n### {title}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+def scenario_hot(work, args, results):
+    db = f"sqlite://{work}/hot.db"
+    config = write_config(work, "hot", PATGATE_PORT, db)
+    gw = Patgate(config, PATGATE_PORT)
+    token = cli(config, "token", "create", "--user", "bench", "--name", "hot", "--expires", "7d")
+    tokens = os.path.join(work, "hot-token.txt")
+    open(tokens, "w").write(token + "\n")
+    header = f"x-deploy-personal-token: {token}"
+    nginx_proxy = results["_nginx_proxy"]
+
+    targets = {
+        "direct": (UPSTREAM_PORT, None, []),
+        "nginx": (NGINX_PORT, None, nginx_proxy.pids()),
+        "patgate": (PATGATE_PORT, header, [gw.proc.pid]),
+    }
+    rps = {k: [] for k in targets}
+    cpu = {k: [] for k in targets}
+    for r in range(args.rounds):
+        for name, (port, hdr, pids) in targets.items():
+            wrk(port, 1, args.connections, hdr)  # warm-up
+            before = cpu_seconds(pids)
+            value, total, non2xx = wrk(port, args.duration, args.connections, hdr)
+            if non2xx:
+                raise RuntimeError(f"{name}: {non2xx} non-2xx answers")
+            used = cpu_seconds(pids) - before
+            rps[name].append(value)
+            if pids:
+                cpu[name].append(used / total * 1e6)
+            log(f"hot round {r + 1}: {name} {value:.0f} req/s")
+    m = {k: med(v) for k, v in rps.items()}
+    ratio = med([p / n for p, n in zip(rps["patgate"], rps["nginx"])])
+
+    # Fixed rate: half of patgate's maximum, interleaved.
+    rate = int(m["patgate"] / 2)
+    p99 = {k: [] for k in targets}
+    p50 = {k: [] for k in targets}
+    for r in range(args.rounds):
+        for name, (port, hdr, _) in targets.items():
+            mode = "fixed" if hdr else "none"
+            out = run_json(loadgen(port, mode, rate, args.duration, 64, tokens if hdr else None))
+            if out["errors"] or set(out["status"]) != {"200"}:
+                raise RuntimeError(f"{name}: {out}")
+            p99[name].append(out["p99_us"])
+            p50[name].append(out["p50_us"])
+            log(f"rate round {r + 1}: {name} p50 {out['p50_us']} us p99 {out['p99_us']} us at {out['rps']} req/s")
+    added = med([p - d for p, d in zip(p99["patgate"], p99["direct"])])
+    added_nginx = med([p - d for p, d in zip(p99["nginx"], p99["direct"])])
+    results["hot"] = {
+        "rps": m, "ratio_patgate_over_nginx": ratio, "cpu_us_per_request": {k: med(v) for k, v in cpu.items() if v},
+        "rate": rate, "p50_us": {k: med(v) for k, v in p50.items()}, "p99_us": {k: med(v) for k, v in p99.items()},
+        "p99_added_us": {"patgate": added, "nginx": added_nginx},
+    }
+    gw.stop()
+    return table(
+        f"Hot path ({args.rounds} interleaved rounds of {args.duration} s, wrk -t1 -c{args.connections}; fixed rate {rate} req/s)",
+        ["target", "req/s (median)", "CPU µs/request", "p50 µs at fixed rate", "p99 µs at fixed rate", "p99 added over direct"],
+        [
+            ["direct", f"{m['direct']:.0f}", "-", med(p50["direct"]), med(p99["direct"]), "-"],
+            ["nginx (plain proxy)", f"{m['nginx']:.0f}", f"{med(cpu['nginx']):.1f}", med(p50["nginx"]), med(p99["nginx"]), f"{added_nginx:.0f} µs"],
+            ["patgate (token, cache hit)", f"{m['patgate']:.0f}", f"{med(cpu['patgate']):.1f}", med(p50["patgate"]), med(p99["patgate"]), f"{added:.0f} µs"],
+            ["**patgate / nginx throughput**", f"**{ratio:.2f}**", "", "", "", ""],
+        ],
+    )
+
+
+def seed(config, count, out):
+    log(f"seeding {count} tokens ...")
+    started = time.time()
+    subprocess.run([SEED, "--config", config, "--count", str(count), "--out", out], check=True)
+    log(f"seeded in {time.time() - started:.0f} s")
+
+
+def pg_database(args, name):
+    base = args.postgres
+    subprocess.run(["psql", base, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True)
+    subprocess.run(["psql", base, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def scenario_miss(work, args, results):
+    rows = []
+    results["miss"] = {}
+    backends = [("SQLite", f"sqlite://{work}/million.db")]
+    if args.postgres:
+        backends.append(("PostgreSQL", pg_database(args, "patgate_bench_million")))
+    for name, url in backends:
+        config = write_config(work, f"miss-{name}", PATGATE_PORT, url)
+        tokens = os.path.join(work, f"tokens-{name}.txt")
+        seed(config, args.tokens, tokens)
+        gw = Patgate(config, PATGATE_PORT)
+        # Spread over the whole file: every request is the first for its token.
+        out = run_json(loadgen(PATGATE_PORT, "unique", args.miss_rate, args.duration * 2, 64, tokens))
+        m = metrics(PATGATE_PORT)
+        if out["errors"] or set(out["status"]) != {"200"}:
+            raise RuntimeError(f"miss {name}: {out}")
+        results["miss"][name] = {**out, "store_lookups": m["patgate_store_lookups_total"]}
+        rows.append([name, f"{args.tokens:,}", out["requests"], f"{out['rps']:.0f}", out["p50_us"], out["p99_us"], out["max_us"],
+                     int(m["patgate_store_lookups_total"])])
+        if name == "SQLite":
+            results["_million_sqlite"] = (config, tokens)
+        gw.stop()
+    return table(
+        "Cache miss: first request for each token",
+        ["database", "tokens stored", "requests (each a new token)", "req/s", "p50 µs", "p99 µs", "max µs", "database lookups"],
+        rows,
+    )
+
+
+def scenario_flood(work, args, results):
+    config = write_config(work, "flood", PATGATE_PORT, f"sqlite://{work}/flood.db")
+    gw = Patgate(config, PATGATE_PORT)
+    token = cli(config, "token", "create", "--user", "bench", "--name", "flood", "--expires", "7d")
+    tokens = os.path.join(work, "flood-token.txt")
+    open(tokens, "w").write(token + "\n")
+    rate = int(results.get("hot", {}).get("rate") or 5000)
+    quiet, noisy = [], []
+    before = after = None
+    flood_out = []
+    for r in range(args.rounds):
+        quiet.append(run_json(loadgen(PATGATE_PORT, "fixed", rate, args.duration, 64, tokens)))
+        before = metrics(PATGATE_PORT)
+        flooders = [
+            subprocess.Popen(loadgen(PATGATE_PORT, "unknown", rate * 5, args.duration + 1, 64, source_ip="127.0.0.2"),
+                             stdout=subprocess.PIPE, text=True),
+            subprocess.Popen(loadgen(PATGATE_PORT, "malformed", rate * 5, args.duration + 1, 64, source_ip="127.0.0.3"),
+                             stdout=subprocess.PIPE, text=True),
+        ]
+        time.sleep(0.5)
+        noisy.append(run_json(loadgen(PATGATE_PORT, "fixed", rate, args.duration, 64, tokens)))
+        flood_out = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in flooders]
+        after = metrics(PATGATE_PORT)
+        log(f"flood round {r + 1}: quiet p99 {quiet[-1]['p99_us']} us, flooded p99 {noisy[-1]['p99_us']} us; flood {flood_out}")
+    for out in quiet + noisy:
+        if out["errors"] or set(out["status"]) != {"200"}:
+            raise RuntimeError(f"valid client saw failures: {out}")
+    q, n = med([o["p99_us"] for o in quiet]), med([o["p99_us"] for o in noisy])
+    lookups = after["patgate_store_lookups_total"] - before["patgate_store_lookups_total"]
+    flood_requests = sum(o["requests"] + o["errors"] for o in flood_out)
+    results["flood"] = {"quiet": quiet, "flooded": noisy, "flood_clients": flood_out, "store_lookups_last_round": lookups}
+    gw.stop()
+    return table(
+        f"Flood: valid clients at {rate} req/s; two flooders asking {rate * 5} req/s each (unknown tokens from 127.0.0.2, malformed from 127.0.0.3)",
+        ["measure", "value"],
+        [
+            ["valid p99 without flood (median of rounds)", f"{q} µs"],
+            ["valid p99 during flood", f"{n} µs"],
+            ["**ratio (target ≤ 2)**", f"**{n / max(q, 1):.2f}**"],
+            ["flood requests answered in the last round", flood_requests],
+            ["flood answers by status (last round)", "; ".join(json.dumps(o["status"]) for o in flood_out)],
+            ["database lookups caused by the flood (last round)", int(lookups)],
+        ],
+    )
+
+
+def scenario_memory(work, args, results):
+    config, tokens = results.get("_million_sqlite") or (None, None)
+    if not config:
+        config = write_config(work, "memory", PATGATE_PORT, f"sqlite://{work}/memory.db")
+        tokens = os.path.join(work, "tokens-memory.txt")
+        seed(config, 100_000, tokens)
+    gw = Patgate(config, PATGATE_PORT)
+    idle = rss_kib(gw.proc.pid)
+    out = run_json(loadgen(PATGATE_PORT, "unique", 0, 120, 32, tokens, max_requests=100_000))
+    m = metrics(PATGATE_PORT)
+    cached = rss_kib(gw.proc.pid)
+    gw.stop()
+
+    config = write_config(work, "upload", PATGATE_PORT, f"sqlite://{work}/upload.db")
+    gw = Patgate(config, PATGATE_PORT)
+    token = cli(config, "token", "create", "--user", "bench", "--name", "upload", "--expires", "7d")
+    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", "-H", f"x-deploy-personal-token: {token}"]
+    subprocess.run(curl + ["--data-binary", "warm", f"http://127.0.0.1:{PATGATE_PORT}/upload"], check=True, capture_output=True)
+    before = rss_kib(gw.proc.pid)
+    size = 1024 ** 3
+    dd = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+    up = subprocess.run(curl + ["-T", "-", f"http://127.0.0.1:{PATGATE_PORT}/upload"], stdin=dd.stdout, capture_output=True, text=True)
+    peak = rss_kib(gw.proc.pid, "VmHWM:")
+    gw.stop()
+    status, uploaded = up.stdout.split()
+    results["memory"] = {"idle_kib": idle, "cached_100k_kib": cached, "cached_tokens": m["patgate_cached_tokens"],
+                         "upload_status": status, "uploaded": int(float(uploaded)), "rss_before_upload_kib": before, "peak_kib": peak}
+    return table(
+        "Memory",
+        ["measure", "value"],
+        [
+            ["RSS idle", f"{idle / 1024:.1f} MiB"],
+            [f"RSS with {int(m['patgate_cached_tokens']):,} tokens cached ({out['requests']} distinct tokens used)", f"**{cached / 1024:.1f} MiB** (target ≤ 100 MiB)"],
+            [f"1 GiB upload through the gateway (status {status}, {int(float(uploaded)):,} bytes)", f"peak RSS growth **{(peak - before) / 1024:.1f} MiB** (target < 32 MiB)"],
+        ],
+    )
+
+
+def scenario_scaleout(work, args, results):
+    if not args.postgres:
+        log("scale-out needs --postgres; skipped")
+        return ""
+    url = pg_database(args, "patgate_bench_scaleout")
+    configs = [write_config(work, f"replica{i}", port, url) for i, port in enumerate(REPLICA_PORTS)]
+    replicas = [Patgate(c, p) for c, p in zip(configs, REPLICA_PORTS)]
+    tokens = os.path.join(work, "scaleout-tokens.txt")
+    with open(tokens, "w") as f:
+        for i in range(200):
+            f.write(cli(configs[0], "token", "create", "--user", f"user{i % 20}", "--name", f"load{i}", "--expires", "30d") + "\n")
+    rate = int((results.get("hot", {}).get("rate") or 4000) / 2)
+    loads = [subprocess.Popen(loadgen(p, "cycle", rate, args.scaleout_seconds, 32, tokens), stdout=subprocess.PIPE, text=True)
+             for p in REPLICA_PORTS]
+    before = [metrics(p) for p in REPLICA_PORTS]
+    delays = []
+    started = time.time()
+    n = 0
+    while time.time() - started < args.scaleout_seconds - 3:
+        created = json.loads(cli(configs[n % 2], "token", "create", "--user", "churn", "--name", f"churn{n}", "--expires", "7d", "--json"))
+        header = {"x-deploy-personal-token": created["token"]}
+        other = REPLICA_PORTS[(n + 1) % 2]
+        # The other replica caches the new token, then it is revoked on the shared database.
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{other}/ok", headers=header), timeout=5).read()
+        cli(configs[n % 2], "token", "revoke", created["id"])
+        t0 = time.time()
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{other}/ok", headers=header), timeout=5).read()
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    break
+            if time.time() - t0 > 5:
+                break
+            time.sleep(0.005)
+        delays.append(time.time() - t0)
+        n += 1
+        time.sleep(1)
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in loads]
+    after = [metrics(p) for p in REPLICA_PORTS]
+    for r in replicas:
+        r.stop()
+    lookups = sum(a["patgate_store_lookups_total"] - b["patgate_store_lookups_total"] for a, b in zip(after, before))
+    hits = sum(a['patgate_token_cache_total{result="hit"}'] - b['patgate_token_cache_total{result="hit"}'] for a, b in zip(after, before))
+    misses = sum(a['patgate_token_cache_total{result="miss"}'] - b['patgate_token_cache_total{result="miss"}'] for a, b in zip(after, before))
+    errors = sum(o["errors"] for o in outs)
+    non200 = sum(v for o in outs for k, v in o["status"].items() if k != "200")
+    results["scaleout"] = {"loads": outs, "revocation_delays_s": delays, "store_lookups": lookups, "hits": hits, "misses": misses}
+    return table(
+        f"Scale-out: two replicas on one PostgreSQL database, {args.scaleout_seconds} s at {rate} req/s each, {len(delays)} tokens created and revoked meanwhile",
+        ["measure", "value"],
+        [
+            ["requests served", sum(o["requests"] for o in outs)],
+            ["request errors / non-200 answers", f"{errors} / {non200}"],
+            ["revocation seen by the other replica: median / max", f"{med(delays) * 1000:.0f} ms / **{max(delays) * 1000:.0f} ms** (target ≤ 1000 ms)"],
+            ["database token lookups (both replicas)", f"{int(lookups)} ({lookups / args.scaleout_seconds:.1f}/s)"],
+            ["cache hit ratio", f"{hits / max(hits + misses, 1):.4f}"],
+            ["p99 per replica", ", ".join(f"{o['p99_us']} µs" for o in outs)],
+        ],
+    )
+
+
+SCENARIOS = {"hot": scenario_hot, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), help="which to run (default: all)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--tokens", type=int, default=1_000_000, help="tokens stored for the cache-miss scenario")
+    parser.add_argument("--miss-rate", type=int, default=1000, help="requests/s of first-time tokens")
+    parser.add_argument("--scaleout-seconds", type=int, default=60)
+    parser.add_argument("--postgres", default=os.environ.get("PATGATE_BENCH_POSTGRES_URL", ""),
+                        help="base PostgreSQL URL (a database may be created there)")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="patgate-bench-")
+    upstream = Nginx(work, "upstream", f"""
+    server {{
+        listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;
+        location / {{ return 200 "ok"; }}
+        location /upload {{ client_max_body_size 0; return 200 "ok"; }}
+    }}""", 1)
+    nginx_proxy = Nginx(work, "proxy", f"""
+    upstream deploy {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{NGINX_PORT} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://deploy;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}""", "auto")
+    results = {"_nginx_proxy": nginx_proxy}
+    tables = []
+    try:
+        wait_port(UPSTREAM_PORT)
+        wait_port(NGINX_PORT)
+        for name in args.scenarios:
+            log(f"== {name}")
+            tables.append(SCENARIOS[name](work, args, results))
+    finally:
+        upstream.stop()
+        nginx_proxy.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    clean = {k: v for k, v in results.items() if not k.startswith("_")}
+    clean["machine"] = {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+                        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("wrk") else ""}
+    clean["args"] = vars(args)
+    with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
+        json.dump(clean, f, indent=1)
+    with open(os.path.join(ROOT, "bench", "results", "latest.md"), "w") as f:
+        f.write("\n".join(tables) + "\n")
+
+
+if __name__ == "__main__":
+    main()
