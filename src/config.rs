@@ -41,6 +41,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Request-serving threads, each with its own event loop and upstream pool.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +177,8 @@ struct Raw {
     limits: RawLimits,
     #[serde(default = "default_grace")]
     shutdown_grace: String,
+    #[serde(default, deserialize_with = "number")]
+    workers: usize,
 }
 
 fn default_grace() -> String {
@@ -751,6 +755,10 @@ impl Raw {
                 failure_burst: self.limits.failure_burst,
             },
             shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
+            workers: match self.workers {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
         })
     }
 }

@@ -30,7 +30,6 @@ pub struct Gateway {
     pub store: Store,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
-    pub proxy: Proxy,
     pub metrics: Arc<Metrics>,
     /// Distinguishes this process's request ids from other replicas'.
     id_prefix: String,
@@ -42,7 +41,6 @@ impl Gateway {
         store: Store,
         tokens: Arc<TokenCheck>,
         identity: UpstreamIdentity,
-        proxy: Proxy,
         metrics: Arc<Metrics>,
     ) -> Gateway {
         let mut seed = [0u8; 4];
@@ -51,16 +49,17 @@ impl Gateway {
             store,
             tokens,
             identity,
-            proxy,
             metrics,
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
         }
     }
 
-    /// Serves one request; never fails (errors become responses).
+    /// Serves one request through this worker's `proxy`; never fails (errors become
+    /// responses).
     pub async fn handle(
         self: Arc<Self>,
+        proxy: Arc<Proxy>,
         req: Request<Incoming>,
         remote: SocketAddr,
         tls: bool,
@@ -71,39 +70,56 @@ impl Gateway {
             self.id_prefix,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
-        // Only the path: query strings may carry secrets.
-        let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+        let id_value = HeaderValue::from_str(&id).expect("hex digits and a dash");
+        // A debug span costs nothing per request at the default level; the lines logged
+        // at info and above carry the id themselves. Only the path: a query string may
+        // carry secrets.
+        let span =
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
         let peer = Peer {
             ip: remote.ip(),
             tls,
+            request_id: &id,
         };
-        let mut response = self.route(req, peer, &id).instrument(span.clone()).await;
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert(REQUEST_ID, value);
-        }
+        let mut response = self
+            .route(&proxy, req, peer, &id_value)
+            .instrument(span.clone())
+            .await;
+        response.headers_mut().insert(REQUEST_ID, id_value);
         span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
         Ok(response)
     }
 
-    async fn route(&self, mut req: Request<Incoming>, peer: Peer, id: &str) -> Response<Body> {
+    async fn route(
+        &self,
+        proxy: &Proxy,
+        mut req: Request<Incoming>,
+        peer: Peer<'_>,
+        id: &HeaderValue,
+    ) -> Response<Body> {
         if endpoints::is_reserved(req.uri().path()) {
             return endpoints::handle(self, &req).await;
         }
         let credential = credentials::extract(req.headers());
         let headers = req.headers_mut();
         if self.identity.strip(headers) {
-            tracing::info!("removed client-supplied identity headers");
+            tracing::info!(
+                request_id = peer.request_id,
+                "removed client-supplied identity headers"
+            );
         }
-        if let Ok(value) = HeaderValue::from_str(id) {
-            headers.insert(REQUEST_ID, value);
-        }
+        headers.insert(REQUEST_ID, id.clone());
         match credential {
             Credential::None => {
                 self.metrics.passed_through.fetch_add(1, Ordering::Relaxed);
             }
             Credential::Unreadable(message) => {
                 self.metrics.bad_credentials.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(reason = message, "refused unreadable credentials");
+                tracing::info!(
+                    request_id = peer.request_id,
+                    reason = message,
+                    "refused unreadable credentials"
+                );
                 return json_error(StatusCode::BAD_REQUEST, "malformed_credentials", message);
             }
             Credential::Token {
@@ -116,12 +132,16 @@ impl Gateway {
                     .await
                 {
                     Ok(principal) => principal,
-                    Err(refusal) => return self.refuse(refusal),
+                    Err(refusal) => return self.refuse(refusal, peer.request_id),
                 };
                 headers.remove(AUTHORIZATION);
                 headers.remove(TOKEN_HEADER);
                 if let Err(e) = self.identity.apply(headers, &principal.username).await {
-                    tracing::warn!(error = %e, "could not assert the user's identity upstream");
+                    tracing::warn!(
+                        request_id = peer.request_id,
+                        error = %e,
+                        "could not assert the user's identity upstream"
+                    );
                     return json_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "identity_failed",
@@ -132,12 +152,12 @@ impl Gateway {
                 self.metrics.authenticated.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.proxy.forward(req, peer).await
+        proxy.forward(req, peer).await
     }
 
-    fn refuse(&self, refusal: Refusal) -> Response<Body> {
+    fn refuse(&self, refusal: Refusal, request_id: &str) -> Response<Body> {
         self.metrics.refused(refusal);
-        tracing::info!(reason = refusal.code(), "refused token");
+        tracing::info!(request_id, reason = refusal.code(), "refused token");
         let status = match refusal {
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,

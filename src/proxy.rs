@@ -39,11 +39,13 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// What the proxy knows about the client connection.
+/// What the proxy knows about the client connection and the request.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer {
+pub struct Peer<'a> {
     pub ip: IpAddr,
     pub tls: bool,
+    /// For log lines.
+    pub request_id: &'a str,
 }
 
 /// The upstream client.
@@ -87,7 +89,7 @@ impl Proxy {
     }
 
     /// Sends the request to Deploy and streams back its answer.
-    pub async fn forward(&self, mut req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    pub async fn forward(&self, mut req: Request<Incoming>, peer: Peer<'_>) -> Response<Body> {
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
@@ -107,32 +109,33 @@ impl Proxy {
         *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
         *req.version_mut() = Version::HTTP_11;
 
-        let mut response =
-            match tokio::time::timeout(self.read_timeout, self.client.request(req)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => {
-                    self.metrics
-                        .upstream_unreachable
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %error_chain(&e), "upstream request failed");
-                    return json_error(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_unreachable",
-                        "Deploy could not be reached; try again shortly",
-                    );
-                }
-                Err(_) => {
-                    self.metrics
-                        .upstream_timeouts
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(timeout = ?self.read_timeout, "upstream did not answer in time");
-                    return json_error(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream_timeout",
-                        "Deploy did not answer in time; try again shortly",
-                    );
-                }
-            };
+        let mut response = match tokio::time::timeout(self.read_timeout, self.client.request(req))
+            .await
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                self.metrics
+                    .upstream_unreachable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(request_id = peer.request_id, error = %error_chain(&e), "upstream request failed");
+                return json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                    "Deploy could not be reached; try again shortly",
+                );
+            }
+            Err(_) => {
+                self.metrics
+                    .upstream_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(request_id = peer.request_id, timeout = ?self.read_timeout, "upstream did not answer in time");
+                return json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "Deploy did not answer in time; try again shortly",
+                );
+            }
+        };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -193,6 +196,14 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes the fixed hop-by-hop headers, `Upgrade`, and every header the
 /// `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the names decides, instead of
+    // a hash lookup per listed header.
+    let present = headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name));
+    if !present {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -205,7 +216,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-fn set_forwarded(headers: &mut HeaderMap, peer: Peer, original_host: Option<HeaderValue>) {
+fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, original_host: Option<HeaderValue>) {
     let ip = peer.ip.to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(existing) => format!("{existing}, {ip}"),
@@ -299,6 +310,7 @@ mod tests {
         let peer = Peer {
             ip: "127.0.0.1".parse().unwrap(),
             tls: true,
+            request_id: "test",
         };
         set_forwarded(
             &mut h,

@@ -98,15 +98,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _ => None,
     };
     let identity = UpstreamIdentity::new(&config.upstream.identity, jwt_key.as_deref())?;
-    let proxy = Proxy::new(&config.upstream, metrics.clone())?;
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
-    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
         anyhow::anyhow!(
             "listen {}: {e}; is another process on that port?",
             config.listen
         )
     })?;
+    listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
     tracing::info!(
         %local_addr,
@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         upstream = %config.upstream.url,
         identity = ?config.upstream.identity.mode,
         database = ?store.backend(),
+        workers = config.workers,
         "patgate listening"
     );
 
@@ -121,12 +122,44 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store.clone(),
         tokens,
         identity,
-        proxy,
-        metrics,
+        metrics.clone(),
     ));
     let grace = config.shutdown_grace;
+    let mut threads = Vec::with_capacity(config.workers);
+    for worker in 0..config.workers {
+        let listener = listener.try_clone()?;
+        let gateway = gateway.clone();
+        let tls = tls.clone();
+        let stop = stop_rx.clone();
+        let upstream = config.upstream.clone();
+        let metrics = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("patgate-worker-{worker}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener)?;
+                    let proxy = Arc::new(Proxy::new(&upstream, metrics)?);
+                    serve(listener, tls, gateway, proxy, stop, grace).await;
+                    Ok(())
+                })
+            })?;
+        threads.push(thread);
+    }
+    drop(listener);
     let done = tokio::spawn(async move {
-        serve(listener, tls, gateway, stop_rx, grace).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
         let _ = usage_stop.send(true);
         if usage_writer.await.is_err() {
             tracing::warn!("the last-used writer failed");
@@ -134,6 +167,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = feed.await;
         store.close().await;
         tracing::info!("patgate stopped");
+        joined.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
         Ok(())
     });
     Ok(Running {
@@ -143,10 +177,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// One worker's accept loop: its own event loop (a current-thread runtime) and its own
+/// upstream connection pool, so a request never hops between threads.
 async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
+    proxy: Arc<Proxy>,
     mut stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) {
@@ -172,13 +209,15 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        let proxy = proxy.clone();
         let tls = tls.clone();
         let http = http.clone();
         let stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
             let is_tls = tls.is_some();
-            let service = service_fn(move |req| gateway.clone().handle(req, remote, is_tls));
+            let service =
+                service_fn(move |req| gateway.clone().handle(proxy.clone(), req, remote, is_tls));
             match tls {
                 None => serve_connection(&http, TokioIo::new(stream), service, stop).await,
                 Some(acceptor) => {
