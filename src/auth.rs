@@ -8,7 +8,7 @@
 //! store's change feed (`invalidation`).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use moka::future::Cache;
@@ -30,10 +30,13 @@ pub struct CachedToken {
     pub user_disabled: bool,
     /// When this token's use was last reported for the last-used columns.
     last_reported: AtomicI64,
+    /// The invalidation generation when it was read: if another began since, the
+    /// entry may predate a revocation.
+    generation: u64,
 }
 
-impl From<AuthRecord> for CachedToken {
-    fn from(r: AuthRecord) -> Self {
+impl CachedToken {
+    fn new(r: AuthRecord, generation: u64) -> Self {
         CachedToken {
             token_id: r.token_id,
             username: r.username.into(),
@@ -41,6 +44,7 @@ impl From<AuthRecord> for CachedToken {
             revoked: r.revoked,
             user_disabled: r.user_disabled,
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
+            generation,
         }
     }
 }
@@ -78,12 +82,8 @@ impl Refusal {
     }
 }
 
-/// The authenticated principal of a request.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub username: Arc<str>,
-    pub token_id: String,
-}
+/// The authenticated principal of a request: the cached token it presented.
+pub type Principal = Arc<CachedToken>;
 
 /// Shared token-check state; one per process.
 pub struct TokenCheck {
@@ -93,8 +93,11 @@ pub struct TokenCheck {
     unknown: Cache<TokenHash, ()>,
     /// Bumped before every eviction, so a lookup that raced with one can tell.
     generation: AtomicU64,
-    /// False while the change feed is down: then the cache cannot be trusted.
-    feed_healthy: AtomicBool,
+    /// When the change feed last proved itself working, in ms since `epoch`.
+    feed_confirmed_ms: AtomicU64,
+    epoch: std::time::Instant,
+    /// The runtime that owns the database connections (the main one).
+    runtime: tokio::runtime::Handle,
     usage: UsageRecorder,
     limiter: FailureLimiter,
     metrics: Arc<Metrics>,
@@ -124,7 +127,9 @@ impl TokenCheck {
             found,
             unknown,
             generation: AtomicU64::new(0),
-            feed_healthy: AtomicBool::new(true),
+            feed_confirmed_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            runtime: tokio::runtime::Handle::current(),
             usage,
             limiter,
             metrics,
@@ -133,7 +138,7 @@ impl TokenCheck {
 
     /// Checks a presented token; `claimed_user` is the username of `Basic user:pat`.
     pub async fn check(
-        &self,
+        self: &Arc<Self>,
         presented: &[u8],
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
@@ -156,7 +161,7 @@ impl TokenCheck {
     }
 
     async fn evaluate(
-        &self,
+        self: &Arc<Self>,
         presented: &[u8],
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
@@ -177,19 +182,16 @@ impl TokenCheck {
         }
         self.usage
             .report(&entry.last_reported, &entry.token_id, now, client_ip);
-        Ok(Principal {
-            username: entry.username.clone(),
-            token_id: entry.token_id.clone(),
-        })
+        Ok(entry)
     }
 
     async fn entry(
-        &self,
+        self: &Arc<Self>,
         hash: &TokenHash,
         client_ip: IpAddr,
     ) -> Result<Arc<CachedToken>, Refusal> {
-        let cached = self.feed_healthy.load(Ordering::Acquire);
-        if cached {
+        let trusted = self.feed_is_fresh();
+        if trusted {
             if let Some(hit) = self.found.get(hash).await {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(hit);
@@ -203,35 +205,39 @@ impl TokenCheck {
         if self.limiter.blocked(client_ip).await {
             return Err(Refusal::TooManyFailures);
         }
-        if !cached {
-            return self.read_through(hash).await;
-        }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let before = self.generation.load(Ordering::Acquire);
-        // Concurrent misses for one hash share one query.
-        let looked_up = self
-            .found
-            .try_get_with(*hash, async {
-                self.metrics.store_lookups.fetch_add(1, Ordering::Relaxed);
-                match self.store.lookup(hash).await {
-                    Ok(Some(record)) => Ok(Arc::new(CachedToken::from(record))),
-                    Ok(None) => Err(Lookup::NotFound),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "token lookup failed");
-                        Err(Lookup::Failed)
-                    }
-                }
-            })
-            .await;
-        // An eviction that ran while we read may have been overtaken by our insert.
-        if self.generation.load(Ordering::Acquire) != before {
-            self.found.invalidate(hash).await;
+        // On the main runtime, where the database connections live, and to completion
+        // even if the client goes away: a half-done miss could leave a stale entry.
+        let this = self.clone();
+        let hash = *hash;
+        self.runtime
+            .spawn(async move { this.miss(hash, trusted).await })
+            .await
+            .unwrap_or(Err(Refusal::Unavailable))
+    }
+
+    /// Looks a hash up in the store and caches the answer, unless an invalidation ran
+    /// meanwhile (then the answer is used once, not cached) or the feed is not fresh.
+    async fn miss(&self, hash: TokenHash, cache: bool) -> Result<Arc<CachedToken>, Refusal> {
+        if !cache {
+            return self.fetch(&hash).await.map_err(Refusal::from);
         }
+        // Concurrent misses for one hash share one query.
+        let looked_up = self.found.try_get_with(hash, self.fetch(&hash)).await;
+        let now = self.generation.load(Ordering::Acquire);
         match looked_up {
-            Ok(entry) => Ok(entry),
+            Ok(entry) if entry.generation == now => Ok(entry),
+            Ok(_) => {
+                // Read before an eviction that ran while we (or the lookup we joined)
+                // waited: read again, and leave it to the next request to cache.
+                self.found.invalidate(&hash).await;
+                self.fetch(&hash).await.map_err(Refusal::from)
+            }
             Err(e) => match *e {
                 Lookup::NotFound => {
-                    self.unknown.insert(*hash, ()).await;
+                    if self.generation.load(Ordering::Acquire) == now {
+                        self.unknown.insert(hash, ()).await;
+                    }
                     Err(Refusal::Invalid)
                 }
                 Lookup::Failed => Err(Refusal::Unavailable),
@@ -239,23 +245,43 @@ impl TokenCheck {
         }
     }
 
-    /// Reads the store without the cache (change feed down).
-    async fn read_through(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Refusal> {
+    /// One store query, bounded in time; the entry remembers the generation it was
+    /// read in.
+    async fn fetch(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Lookup> {
         self.metrics.store_lookups.fetch_add(1, Ordering::Relaxed);
-        match self.store.lookup(hash).await {
-            Ok(Some(record)) => Ok(Arc::new(CachedToken::from(record))),
-            Ok(None) => Err(Refusal::Invalid),
-            Err(e) => {
+        let generation = self.generation.load(Ordering::Acquire);
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.store.lookup(hash)).await {
+            Ok(Ok(Some(record))) => Ok(Arc::new(CachedToken::new(record, generation))),
+            Ok(Ok(None)) => Err(Lookup::NotFound),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "token lookup failed");
-                Err(Refusal::Unavailable)
+                Err(Lookup::Failed)
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?LOOKUP_TIMEOUT, "token lookup timed out");
+                Err(Lookup::Failed)
             }
         }
     }
 
-    /// Marks the change feed up or down; either way the cache starts empty.
-    pub fn set_feed_healthy(&self, healthy: bool) {
-        self.feed_healthy.store(healthy, Ordering::Release);
-        self.invalidate_all();
+    /// Whether the change feed has confirmed recently that it is working; if not, the
+    /// cache may hold entries a missed change made stale, and is bypassed.
+    fn feed_is_fresh(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        now.saturating_sub(self.feed_confirmed_ms.load(Ordering::Acquire)) <= FEED_MAX_SILENCE_MS
+    }
+
+    /// Called by the change feed each time it has proven itself working (a poll
+    /// succeeded; a ping came back). After a silence, everything cached is dropped:
+    /// changes made during it may have been missed.
+    pub fn confirm_feed(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let previous = self.feed_confirmed_ms.load(Ordering::Acquire);
+        if now.saturating_sub(previous) > FEED_MAX_SILENCE_MS {
+            tracing::info!("token change feed confirmed again after a silence; cache emptied");
+            self.invalidate_all();
+        }
+        self.feed_confirmed_ms.store(now, Ordering::Release);
     }
 
     /// Evicts what a change in the store made stale.
@@ -300,6 +326,20 @@ enum Lookup {
     NotFound,
     Failed,
 }
+
+impl From<Lookup> for Refusal {
+    fn from(lookup: Lookup) -> Self {
+        match lookup {
+            Lookup::NotFound => Refusal::Invalid,
+            Lookup::Failed => Refusal::Unavailable,
+        }
+    }
+}
+
+/// Longest a token lookup may take before the request gets 503.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Longest the change feed may stay silent before the cache is bypassed.
+const FEED_MAX_SILENCE_MS: u64 = 750;
 
 fn parse_hex(text: &str) -> Option<TokenHash> {
     if text.len() != 64 {

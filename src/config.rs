@@ -699,6 +699,21 @@ impl Raw {
                 "must be at least 1",
             ));
         }
+        let poll = duration("cache.poll_interval", &self.cache.poll_interval)?;
+        if poll < Duration::from_millis(10) || poll > Duration::from_millis(500) {
+            return Err(ConfigError::key(
+                "cache.poll_interval",
+                &self.cache.poll_interval,
+                "must be between 10ms and 500ms, so that revocations apply within a second",
+            ));
+        }
+        if self.workers > 256 {
+            return Err(ConfigError::key(
+                "workers",
+                &self.workers.to_string(),
+                "at most 256; 0 means one per CPU",
+            ));
+        }
         if self.cache.max_tokens == 0 {
             return Err(ConfigError::key(
                 "cache.max_tokens",
@@ -744,7 +759,7 @@ impl Raw {
                 max_tokens: self.cache.max_tokens,
                 ttl: duration("cache.ttl", &self.cache.ttl)?,
                 negative_ttl: duration("cache.negative_ttl", &self.cache.negative_ttl)?,
-                poll_interval: duration("cache.poll_interval", &self.cache.poll_interval)?,
+                poll_interval: poll,
             },
             log: Log {
                 level: self.log.level,
@@ -763,8 +778,26 @@ impl Raw {
     }
 }
 
-/// Hides a password in a database URL before it goes into a message.
+/// Hides a password in a database URL (user info or `password=` parameter) before it
+/// goes into a message.
 pub fn redact_url(url: &str) -> String {
+    let redacted = redact_userinfo(url);
+    match redacted.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => redacted,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -863,6 +896,14 @@ mod tests {
         .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn password_parameters_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?sslmode=require&password=x"),
+            "postgres://u:***@h/db?sslmode=require&password=***"
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@
 
 use base64::Engine;
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::token;
 
 /// Deploy's header for a token.
-pub const TOKEN_HEADER: &str = "x-deploy-personal-token";
+pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-deploy-personal-token");
 
 /// What a request presents.
 #[derive(PartialEq, Eq)]
@@ -39,12 +39,13 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Longest credential we bother decoding; a token is far shorter.
+/// Longest Basic credential we decode; a token is far shorter, and anything longer is
+/// not ours to judge.
 const MAX_CREDENTIAL_LEN: usize = 4096;
 
 /// Reads the request's credential. The token header wins over `Authorization`.
 pub fn extract(headers: &HeaderMap) -> Credential {
-    let mut token_headers = headers.get_all(TOKEN_HEADER).iter();
+    let mut token_headers = headers.get_all(&TOKEN_HEADER).iter();
     if let Some(value) = token_headers.next() {
         if token_headers.next().is_some() {
             return Credential::Unreadable(
@@ -56,21 +57,43 @@ pub fn extract(headers: &HeaderMap) -> Credential {
             claimed_user: None,
         };
     }
-    let Some(authorization) = headers.get(AUTHORIZATION) else {
+    let mut authorizations = headers.get_all(AUTHORIZATION).iter();
+    let Some(authorization) = authorizations.next() else {
         return Credential::None;
     };
+    if authorizations.next().is_some() {
+        return Credential::Unreadable("more than one Authorization header; send one");
+    }
     let value = authorization.as_bytes();
-    let Some(encoded) = strip_basic(value) else {
+    if let Some(bearer) = strip_scheme(value, b"bearer ") {
+        // A token sent the wrong way is still a token: check it rather than pass it on.
+        let bearer = bearer.trim_ascii();
+        if token::looks_like_token(bearer) {
+            return Credential::Token {
+                token: bearer.to_vec(),
+                claimed_user: None,
+            };
+        }
+        return Credential::None;
+    }
+    let Some(encoded) = strip_scheme(value, b"basic ") else {
         return Credential::None;
     };
     let encoded = encoded.trim_ascii();
     if encoded.len() > MAX_CREDENTIAL_LEN {
-        return Credential::Unreadable("Authorization: Basic credentials are too long");
+        return Credential::None;
     }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+    let Ok(decoded) = BASIC.decode(encoded) else {
         return Credential::Unreadable("Authorization: Basic credentials are not valid base64");
     };
     let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+        if token::looks_like_token(&decoded) {
+            // `Basic base64(pat)`, without the colon.
+            return Credential::Token {
+                token: decoded,
+                claimed_user: None,
+            };
+        }
         // Not user:password at all; Deploy will say so.
         return Credential::None;
     };
@@ -91,9 +114,16 @@ pub fn extract(headers: &HeaderMap) -> Credential {
     Credential::None
 }
 
-fn strip_basic(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(6)?;
-    scheme.eq_ignore_ascii_case(b"basic ").then_some(rest)
+/// Standard base64, padded or not, as HTTP clients send it.
+const BASIC: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+fn strip_scheme<'a>(value: &'a [u8], scheme: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = value.split_at_checked(scheme.len())?;
+    head.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 #[cfg(test)]
@@ -142,6 +172,31 @@ mod tests {
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
         assert_eq!(extract(&h), Credential::None);
         assert_eq!(extract(&HeaderMap::new()), Credential::None);
+    }
+
+    #[test]
+    fn tokens_sent_the_wrong_way_are_still_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer dpat_x"));
+        assert!(matches!(extract(&h), Credential::Token { .. }));
+        assert!(matches!(
+            extract(&basic(b"dpat_x")),
+            Credential::Token { .. }
+        ));
+    }
+
+    #[test]
+    fn unpadded_basic_passwords_pass_through() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic YWxpY2U6cHc"));
+        assert_eq!(extract(&h), Credential::None);
+    }
+
+    #[test]
+    fn two_authorization_headers_are_refused() {
+        let mut h = basic(b"alice:pw");
+        h.append(AUTHORIZATION, HeaderValue::from_static("Basic Ojpw"));
+        assert!(matches!(extract(&h), Credential::Unreadable(_)));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub async fn handle<B>(gateway: &Gateway, req: &Request<B>) -> http::Response<Bo
     }
     match path {
         "/patgate/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-        "/patgate/readyz" => match gateway.store.ready().await {
+        "/patgate/readyz" => match ready(gateway).await {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
             Err(e) => {
                 tracing::warn!(error = %e, "not ready");
@@ -53,5 +53,16 @@ pub async fn handle<B>(gateway: &Gateway, req: &Request<B>) -> http::Response<Bo
             "not_found",
             &format!("{path} is not a patgate endpoint"),
         ),
+    }
+}
+
+/// Readiness, checked on the runtime that owns the database connections.
+async fn ready(gateway: &Gateway) -> anyhow::Result<()> {
+    let store = gateway.store.clone();
+    let check = gateway.runtime.spawn(async move { store.ready().await });
+    match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+        Ok(Ok(result)) => Ok(result?),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => anyhow::bail!("the database did not answer within 2 s"),
     }
 }

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::header::{
+    ALLOW, AUTHORIZATION, CONNECTION, COOKIE, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE,
+};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
@@ -17,7 +19,7 @@ use crate::credentials::{self, Credential, TOKEN_HEADER};
 use crate::endpoints;
 use crate::identity::UpstreamIdentity;
 use crate::metrics::Metrics;
-use crate::proxy::{Peer, Proxy};
+use crate::proxy::{self, Peer, Proxy, StillValid};
 use crate::response::{json_error, Body};
 use crate::store::Store;
 
@@ -25,12 +27,35 @@ use crate::store::Store;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const REALM: HeaderValue = HeaderValue::from_static("Basic realm=\"Digital.ai Deploy\"");
 
+/// Methods the gateway refuses: CONNECT (it is not a forward proxy) and TRACE/TRACK
+/// (Deploy would echo the identity headers the gateway adds, secrets included).
+fn refuse_method(method: &Method) -> Option<Response<Body>> {
+    let refused = *method == Method::CONNECT
+        || *method == Method::TRACE
+        || method.as_str().eq_ignore_ascii_case("TRACK");
+    refused.then(|| {
+        let mut response = json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &format!("{method} is not accepted by this gateway"),
+        );
+        response.headers_mut().insert(
+            ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        response
+    })
+}
+
 /// Application state shared by all connections.
 pub struct Gateway {
     pub store: Store,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
     pub metrics: Arc<Metrics>,
+    /// The main runtime, which owns the database connections; workers send their
+    /// queries there.
+    pub runtime: tokio::runtime::Handle,
     /// Distinguishes this process's request ids from other replicas'.
     id_prefix: String,
     next_id: AtomicU64,
@@ -50,6 +75,7 @@ impl Gateway {
             tokens,
             identity,
             metrics,
+            runtime: tokio::runtime::Handle::current(),
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
         }
@@ -100,8 +126,12 @@ impl Gateway {
         if endpoints::is_reserved(req.uri().path()) {
             return endpoints::handle(self, &req).await;
         }
+        if let Some(refused) = refuse_method(req.method()) {
+            return refused;
+        }
         let credential = credentials::extract(req.headers());
         let headers = req.headers_mut();
+        let upgrade = proxy::prepare(headers);
         if self.identity.strip(headers) {
             tracing::info!(
                 request_id = peer.request_id,
@@ -112,6 +142,7 @@ impl Gateway {
         match credential {
             Credential::None => {
                 self.metrics.passed_through.fetch_add(1, Ordering::Relaxed);
+                proxy.forward(req, peer, upgrade, None).await
             }
             Credential::Unreadable(message) => {
                 self.metrics.bad_credentials.fetch_add(1, Ordering::Relaxed);
@@ -120,7 +151,7 @@ impl Gateway {
                     reason = message,
                     "refused unreadable credentials"
                 );
-                return json_error(StatusCode::BAD_REQUEST, "malformed_credentials", message);
+                json_error(StatusCode::BAD_REQUEST, "malformed_credentials", message)
             }
             Credential::Token {
                 token,
@@ -136,6 +167,9 @@ impl Gateway {
                 };
                 headers.remove(AUTHORIZATION);
                 headers.remove(TOKEN_HEADER);
+                // The token is the identity: a session cookie riding along must not
+                // become one Deploy keeps honouring after the token is revoked.
+                headers.remove(COOKIE);
                 if let Err(e) = self.identity.apply(headers, &principal.username).await {
                     tracing::warn!(
                         request_id = peer.request_id,
@@ -148,11 +182,31 @@ impl Gateway {
                         "the gateway could not pass your identity to Deploy",
                     );
                 }
-                tracing::debug!(user = %principal.username, token_id = %principal.token_id, "authenticated");
+                tracing::debug!(user = %principal.username, "authenticated");
                 self.metrics.authenticated.fetch_add(1, Ordering::Relaxed);
+                let mut still_valid = None;
+                if upgrade.is_some() {
+                    let tokens = self.tokens.clone();
+                    let ip = peer.ip;
+                    still_valid = Some(Box::new(move || {
+                        let tokens = tokens.clone();
+                        let token = token.clone();
+                        let claimed_user = claimed_user.clone();
+                        Box::pin(async move {
+                            tokens
+                                .check(&token, claimed_user.as_deref(), ip)
+                                .await
+                                .is_ok()
+                        })
+                            as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+                    }) as StillValid);
+                }
+                let mut response = proxy.forward(req, peer, upgrade, still_valid).await;
+                // Nor may Deploy hand out a session for a token-authenticated request.
+                response.headers_mut().remove(SET_COOKIE);
+                response
             }
         }
-        proxy.forward(req, peer).await
     }
 
     fn refuse(&self, refusal: Refusal, request_id: &str) -> Response<Body> {

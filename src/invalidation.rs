@@ -5,8 +5,13 @@
 //! reaches the running gateway within one poll interval.
 //!
 //! PostgreSQL: triggers NOTIFY `patgate_invalidate` on commit and every replica LISTENs.
-//! Notifications sent while a replica's listener is disconnected are lost, so on every
-//! (re)connect the replica evicts its whole cache.
+//! Every replica also sends a ping on the same channel a few times a second, so that a
+//! listener connection that silently stopped delivering (a half-open TCP connection, a
+//! failover) is noticed within a second.
+//!
+//! Either way the feed reports each proof of life to [`TokenCheck::confirm_feed`]; while
+//! it is silent the cache is bypassed, and after a silence it is emptied. So a change is
+//! never missed for longer than about a second, whatever happens to the feed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,10 @@ use crate::store::{Backend, Invalidation, Store};
 
 /// Channel the PostgreSQL triggers notify on.
 pub const CHANNEL: &str = "patgate_invalidate";
+/// How often each replica pings the PostgreSQL feed.
+const PING_EVERY: Duration = Duration::from_millis(200);
+/// A listener that has heard nothing (not even a ping) for this long is replaced.
+const LISTENER_SILENCE: Duration = Duration::from_secs(2);
 /// Invalidation rows older than this are pruned (SQLite).
 const KEEP_ROWS_SECS: i64 = 3600;
 
@@ -33,6 +42,7 @@ pub async fn start(
     match store.backend() {
         Backend::Sqlite => {
             let last = store.latest_invalidation().await?;
+            check.confirm_feed();
             Ok(tokio::spawn(poll_sqlite(
                 store,
                 check,
@@ -42,8 +52,9 @@ pub async fn start(
             )))
         }
         Backend::Postgres => {
-            let mut listener = PgListener::connect(store.url()).await?;
-            listener.listen(CHANNEL).await?;
+            let listener = connect_listener(store.url()).await?;
+            check.confirm_feed();
+            tokio::spawn(ping_postgres(store.clone(), stop.clone()));
             Ok(tokio::spawn(listen_postgres(
                 listener,
                 store.url().to_string(),
@@ -75,6 +86,7 @@ async fn poll_sqlite(
                     check.invalidate(&change).await;
                     last = id;
                 }
+                check.confirm_feed();
             }
             Err(e) => tracing::warn!(error = %e, "polling for revocations failed; retrying"),
         }
@@ -87,6 +99,21 @@ async fn poll_sqlite(
     }
 }
 
+/// Proves the feed alive end to end: a NOTIFY through the pool, heard by the listener.
+async fn ping_postgres(store: Store, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = store.notify(CHANNEL, "p:").await {
+            tracing::debug!(error = %e, "change feed ping failed");
+        }
+    }
+}
+
 async fn listen_postgres(
     mut listener: PgListener,
     url: String,
@@ -95,45 +122,45 @@ async fn listen_postgres(
 ) {
     loop {
         let received = tokio::select! {
-            r = listener.try_recv() => r,
+            r = tokio::time::timeout(LISTENER_SILENCE, listener.try_recv()) => r,
             _ = stop.changed() => return,
         };
         match received {
-            Ok(Some(notification)) => {
+            Ok(Ok(Some(notification))) => {
                 let payload = notification.payload();
-                match payload
-                    .split_once(':')
-                    .and_then(|(kind, key)| Invalidation::parse(kind, key))
-                {
-                    Some(change) => check.invalidate(&change).await,
+                match payload.split_once(':') {
+                    Some(("p", _)) => check.confirm_feed(),
+                    Some((kind, key)) => match Invalidation::parse(kind, key) {
+                        Some(change) => check.invalidate(&change).await,
+                        None => tracing::warn!("ignoring an unrecognised invalidation notice"),
+                    },
                     None => tracing::warn!("ignoring an unrecognised invalidation notice"),
                 }
             }
-            Ok(None) | Err(_) => {
-                // Until the feed is back, every check reads the store directly.
-                tracing::warn!("lost the PostgreSQL change feed; checking tokens against the database until it is back");
-                check.set_feed_healthy(false);
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                // Until a new listener hears a ping, every check reads the database.
+                tracing::warn!("lost the PostgreSQL change feed; reconnecting");
                 let Some(fresh) = reconnect(&url, &mut stop).await else {
                     return;
                 };
                 listener = fresh;
-                check.set_feed_healthy(true);
                 tracing::info!("PostgreSQL change feed restored");
             }
         }
     }
 }
 
+async fn connect_listener(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
 /// Opens a new listener, retrying with backoff; `None` if asked to stop meanwhile.
 async fn reconnect(url: &str, stop: &mut watch::Receiver<bool>) -> Option<PgListener> {
     let mut delay = Duration::from_millis(100);
     loop {
-        let attempt = async {
-            let mut listener = PgListener::connect(url).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match attempt.await {
+        match connect_listener(url).await {
             Ok(listener) => return Some(listener),
             Err(e) => tracing::warn!(error = %e, "reconnecting the PostgreSQL change feed failed"),
         }

@@ -12,11 +12,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::oneshot;
 
 use crate::config;
 use crate::metrics::Metrics;
@@ -50,7 +52,7 @@ pub struct Peer<'a> {
 
 /// The upstream client.
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, SentBody>,
     scheme: Scheme,
     authority: Authority,
     read_timeout: Duration,
@@ -88,14 +90,20 @@ impl Proxy {
         })
     }
 
-    /// Sends the request to Deploy and streams back its answer.
-    pub async fn forward(&self, mut req: Request<Incoming>, peer: Peer<'_>) -> Response<Body> {
-        let upgrade = upgrade_protocol(req.headers());
+    /// Sends the request to Deploy and streams back its answer. The request has been
+    /// through [`prepare`]; `upgrade` is what it returned. A tunnel opened by an upgrade
+    /// is closed as soon as `still_valid` (asked every second) says the credentials
+    /// that opened it no longer hold.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: Peer<'_>,
+        upgrade: Option<HeaderValue>,
+        still_valid: Option<StillValid>,
+    ) -> Response<Body> {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-
         let original_host = req.headers().get(header::HOST).cloned();
         let headers = req.headers_mut();
-        remove_hop_by_hop(headers);
         if let Some(protocol) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol.clone());
@@ -105,15 +113,44 @@ impl Proxy {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(self.authority.clone());
-        uri.path_and_query = req.uri().path_and_query().cloned();
-        *req.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+        uri.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        let Ok(uri) = Uri::from_parts(uri) else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request target is not a valid path",
+            );
+        };
+        *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
-        let mut response = match tokio::time::timeout(self.read_timeout, self.client.request(req))
-            .await
-        {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
+        // The read timeout runs from when the request body has been sent whole, so a
+        // slow upload is not cut off; only Deploy's silence after it is.
+        let (sent, body_sent) = oneshot::channel();
+        let req = req.map(|body| SentBody::new(body, sent));
+        let response = tokio::select! {
+            response = self.client.request(req) => response,
+            _ = async {
+                let _ = body_sent.await;
+                tokio::time::sleep(self.read_timeout).await;
+            } => {
+                self.metrics.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(request_id = peer.request_id, timeout = ?self.read_timeout, "upstream did not answer in time");
+                return json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "Deploy did not answer in time; try again shortly",
+                );
+            }
+        };
+        let mut response = match response {
+            Ok(response) => response,
+            Err(e) => {
                 self.metrics
                     .upstream_unreachable
                     .fetch_add(1, Ordering::Relaxed);
@@ -124,32 +161,34 @@ impl Proxy {
                     "Deploy could not be reached; try again shortly",
                 );
             }
-            Err(_) => {
-                self.metrics
-                    .upstream_timeouts
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(request_id = peer.request_id, timeout = ?self.read_timeout, "upstream did not answer in time");
-                return json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "Deploy did not answer in time; try again shortly",
-                );
-            }
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Only the protocol the client asked for, and only if it asked.
+            let agreed = upgrade
+                .as_ref()
+                .zip(response.headers().get(header::UPGRADE))
+                .is_some_and(|(asked, answered)| {
+                    asked.as_bytes().eq_ignore_ascii_case(answered.as_bytes())
+                });
+            let (Some(protocol), Some(client_upgrade), true) = (upgrade, client_upgrade, agreed)
+            else {
+                tracing::warn!(
+                    request_id = peer.request_id,
+                    "Deploy switched protocols without being asked"
+                );
+                return json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_protocol",
+                    "Deploy answered with an unexpected protocol switch",
+                );
+            };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let protocol = response.headers().get(header::UPGRADE).cloned();
             remove_hop_by_hop(response.headers_mut());
-            if let Some(protocol) = protocol {
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                response.headers_mut().insert(header::UPGRADE, protocol);
-            }
-            if let Some(client_upgrade) = client_upgrade {
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
-            }
+            let headers = response.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, still_valid));
         } else {
             remove_hop_by_hop(response.headers_mut());
         }
@@ -159,8 +198,18 @@ impl Proxy {
     }
 }
 
-/// Copies bytes both ways once both sides have switched protocols.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Re-checks the credentials of an open tunnel.
+pub type StillValid = Box<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> + Send + Sync,
+>;
+
+/// Copies bytes both ways once both sides have switched protocols, until either side
+/// closes or the credentials stop holding.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    still_valid: Option<StillValid>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -170,17 +219,108 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
-        Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
+    let revoked = async {
+        let Some(still_valid) = still_valid else {
+            return std::future::pending().await;
+        };
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if !still_valid().await {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
+            Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+            Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
+        },
+        _ = revoked => tracing::info!("closed an upgraded connection: its token is no longer valid"),
     }
 }
+
+/// The request body, reporting when it has been sent whole.
+struct SentBody {
+    inner: Incoming,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl SentBody {
+    fn new(inner: Incoming, sent: oneshot::Sender<()>) -> SentBody {
+        let mut body = SentBody {
+            inner,
+            sent: Some(sent),
+        };
+        if body.inner.is_end_stream() {
+            body.finished();
+        }
+        body
+    }
+
+    fn finished(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl hyper::body::Body for SentBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            std::task::Poll::Ready(None | Some(Err(_))) => self.finished(),
+            std::task::Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finished(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Cleans a client's request head before anything else looks at it: removes the
+/// hop-by-hop headers (including every header `Connection` names, so a client cannot
+/// make the gateway drop headers it adds later) and forwarding headers only the gateway
+/// may set. Returns the protocol to upgrade to: WebSocket only, and only when asked
+/// properly (`Connection: upgrade`).
+pub fn prepare(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let upgrade = upgrade_protocol(headers);
+    remove_hop_by_hop(headers);
+    for name in CLIENT_FORWARDING {
+        headers.remove(name);
+    }
+    upgrade
+}
+
+/// Forwarding headers a client could use to pose as someone else to Deploy.
+const CLIENT_FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+];
 
 /// The protocol a request asks to upgrade to, if it properly asks (Connection: upgrade).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    let protocol = headers.get(header::UPGRADE)?;
+    // Other protocols (h2c above all) would open a channel Deploy reads without the
+    // gateway's header checks.
+    (asks && protocol.as_bytes().eq_ignore_ascii_case(b"websocket")).then(|| protocol.clone())
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {

@@ -466,6 +466,17 @@ impl Store {
         Ok(())
     }
 
+    /// PostgreSQL only: sends a notification (the change feed's ping).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        // pg_notify returns void, which the Any driver cannot carry: select around it.
+        sqlx::query("SELECT 1 AS sent FROM (SELECT pg_notify($1, $2)) AS n")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

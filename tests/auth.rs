@@ -372,3 +372,36 @@ async fn an_address_sending_bad_tokens_is_limited_without_database_queries() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_still_applies_when_the_postgres_feed_connection_is_killed() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (id, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let auth = [("x-deploy-personal-token", token.as_str())];
+    assert_eq!(get(&gw.url("/x"), &auth).await.status, 200);
+
+    // Kill the replica's LISTEN connection, as a failover or a firewall would.
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+    )
+    .bind(&name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "found the listener connection");
+    gw.revoke(&id).await;
+    let took = within(Duration::from_millis(1500), || async {
+        get(&gw.url("/x"), &auth).await.status == 401
+    })
+    .await;
+    assert!(took.is_some(), "revocation missed while the feed was down");
+    gw.shutdown().await;
+}

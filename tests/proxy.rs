@@ -362,3 +362,181 @@ async fn unknown_reserved_paths_are_answered_by_the_gateway() {
     assert_eq!(upstream.count(), 0);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn token_requests_neither_carry_nor_receive_deploy_sessions() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let answer = get(
+        &gw.url("/api/v1/x"),
+        &[
+            ("x-deploy-personal-token", &token),
+            ("cookie", "SESSION_XLD=someone-elses"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.headers.get("set-cookie").is_none(),
+        "a session was handed to a token client"
+    );
+    assert!(
+        upstream.last().headers.get("cookie").is_none(),
+        "a cookie rode along with a token"
+    );
+    // Browsers and password logins keep their sessions.
+    let answer = get(&gw.url("/login"), &[("cookie", "SESSION_XLD=mine")]).await;
+    assert!(answer.headers.get("set-cookie").is_some());
+    assert_eq!(upstream.last().headers["cookie"], "SESSION_XLD=mine");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_and_trace_are_refused() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let trace = format!("TRACE /x HTTP/1.1\r\nHost: a\r\nx-deploy-personal-token: {token}\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_status(gw.addr, trace.as_bytes()).await.0, 405);
+    let connect = b"CONNECT deploy:80 HTTP/1.1\r\nHost: deploy:80\r\nConnection: close\r\n\r\n";
+    let (status, text) = raw_status(gw.addr, connect).await;
+    assert_eq!(status, 405, "{text}");
+    assert_eq!(upstream.count(), 0);
+    assert_eq!(get(&gw.url("/patgate/healthz"), &[]).await.status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_header_cannot_remove_the_gateways_headers() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    get(
+        &gw.url("/x"),
+        &[
+            ("x-deploy-personal-token", &token),
+            (
+                "connection",
+                "keep-alive, X-Deploy-User, X-Patgate-Secret, X-Forwarded-For",
+            ),
+            ("forwarded", "for=203.0.113.1;proto=https"),
+            ("x-real-ip", "203.0.113.1"),
+        ],
+    )
+    .await;
+    let seen = upstream.last();
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert_eq!(seen.headers["x-patgate-secret"], "s3cret");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert!(seen.headers.get("forwarded").is_none());
+    assert!(seen.headers.get("x-real-ip").is_none());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_websocket_upgrades_are_tunnelled() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let answer = get(
+        &gw.url("/ws"),
+        &[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
+        ],
+    )
+    .await;
+    // Forwarded as an ordinary request, without the upgrade: Deploy must not switch.
+    assert_ne!(answer.status, 101);
+    let seen = upstream.last();
+    assert!(seen.headers.get("upgrade").is_none(), "{:?}", seen.headers);
+    assert!(seen.headers.get("http2-settings").is_none());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_sent_as_bearer_is_checked_not_forwarded() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let answer = get(
+        &gw.url("/x"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(upstream.last().headers["x-deploy-user"], "alice");
+    assert!(upstream.last().headers.get("authorization").is_none());
+    let unknown = patgate::token::PlainToken::generate();
+    let answer = get(
+        &gw.url("/x"),
+        &[("authorization", &format!("Bearer {}", unknown.expose()))],
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(upstream.count(), 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_closes_when_its_token_is_revoked() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (id, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: deploy\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nx-deploy-personal-token: {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    gw.revoke(&id).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the tunnel stayed open after its token was revoked"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_off_by_the_read_timeout() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    // read_timeout is 2 s in the test config; the upload takes 3 s.
+    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: deploy\r\nContent-Length: 30\r\nx-deploy-personal-token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..3 {
+        stream.write_all(b"0123456789").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("30"), "{response}");
+    gw.shutdown().await;
+}

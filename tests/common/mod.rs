@@ -172,8 +172,10 @@ async fn upstream_handle(
     if path == "/upload" {
         return Ok(Response::new(full(len.to_string())));
     }
+    // Like Deploy, hand out a session with every answer.
     Ok(Response::builder()
         .header("x-upstream", "deploy")
+        .header("set-cookie", "SESSION_XLD=from-deploy; Path=/; HttpOnly")
         .body(full("deploy"))
         .unwrap())
 }
