@@ -6,7 +6,7 @@
 #   bash bench/run.sh                      # every scenario
 #   bash bench/run.sh hot flood --rounds 5 # some, with options (see bench/bench.py --help)
 #
-# PostgreSQL cases use PATGATE_BENCH_POSTGRES_URL (default: the local server on
+# PostgreSQL cases use PATGATE_TEST_POSTGRES_URL (default: the local server on
 # 127.0.0.1:5432, user postgres, when it answers); databases patgate_bench_* are created there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if [ -z "${PATGATE_BENCH_POSTGRES_URL:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-  export PATGATE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
+if [ -z "${PATGATE_TEST_POSTGRES_URL:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  export PATGATE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
 fi
 
 cargo build --release --locked --bin patgate --example loadgen --example seed

@@ -233,8 +233,14 @@ async fn connection(
             break;
         }
         tokio::time::sleep_until(due.into()).await;
-        // Charged from when it was due, or from when this connection became free.
-        let began = due.max(free_since);
+        // A connection that was free when the request fell due is charged from when it
+        // actually sent (the timer's millisecond granularity is ours, not the server's);
+        // one still busy then is charged from the due time, queueing included.
+        let began = if free_since <= due {
+            Instant::now()
+        } else {
+            due
+        };
         if sender.is_none() {
             sender = connect(&args).await;
             if sender.is_none() {

@@ -23,7 +23,7 @@ use crate::usage::UsageRecorder;
 /// What is cached for a token found in the store.
 #[derive(Debug)]
 pub struct CachedToken {
-    pub token_id: String,
+    pub token_id: Box<str>,
     pub username: Arc<str>,
     pub expires_at: Option<i64>,
     pub revoked: bool,
@@ -38,7 +38,7 @@ pub struct CachedToken {
 impl CachedToken {
     fn new(r: AuthRecord, generation: u64) -> Self {
         CachedToken {
-            token_id: r.token_id,
+            token_id: r.token_id.into_boxed_str(),
             username: r.username.into(),
             expires_at: r.expires_at,
             revoked: r.revoked,
@@ -117,8 +117,9 @@ impl TokenCheck {
             .time_to_live(settings.ttl)
             .support_invalidation_closures()
             .build();
+        // Unknown hashes are cheap to forget and mostly junk: a quarter of the room.
         let unknown = Cache::builder()
-            .max_capacity(settings.max_tokens)
+            .max_capacity((settings.max_tokens / 4).max(1_000))
             .time_to_live(settings.negative_ttl)
             .build();
         TokenCheck {
@@ -193,11 +194,17 @@ impl TokenCheck {
         let trusted = self.feed_is_fresh();
         if trusted {
             if let Some(hit) = self.found.get(hash).await {
-                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .local()
+                    .cache_hits
+                    .fetch_add(1, Ordering::Relaxed);
                 return Ok(hit);
             }
             if self.unknown.contains_key(hash) {
-                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .local()
+                    .cache_hits
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::Invalid);
             }
         }
@@ -205,7 +212,10 @@ impl TokenCheck {
         if self.limiter.blocked(client_ip).await {
             return Err(Refusal::TooManyFailures);
         }
-        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .local()
+            .cache_misses
+            .fetch_add(1, Ordering::Relaxed);
         // On the main runtime, where the database connections live, and to completion
         // even if the client goes away: a half-done miss could leave a stale entry.
         let this = self.clone();
@@ -248,7 +258,10 @@ impl TokenCheck {
     /// One store query, bounded in time; the entry remembers the generation it was
     /// read in.
     async fn fetch(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Lookup> {
-        self.metrics.store_lookups.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .local()
+            .store_lookups
+            .fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
         match tokio::time::timeout(LOOKUP_TIMEOUT, self.store.lookup(hash)).await {
             Ok(Ok(Some(record))) => Ok(Arc::new(CachedToken::new(record, generation))),
@@ -305,7 +318,10 @@ impl TokenCheck {
                 }
             }
         }
-        self.metrics.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .local()
+            .invalidations
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Evicts everything (after a gap in the change feed).

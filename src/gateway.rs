@@ -23,6 +23,9 @@ use crate::proxy::{self, Peer, Proxy, StillValid};
 use crate::response::{json_error, Body};
 use crate::store::Store;
 
+/// How long a client over its failure limit waits for its 429.
+const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Request id header, set on the upstream request and on the response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const REALM: HeaderValue = HeaderValue::from_static("Basic realm=\"Digital.ai Deploy\"");
@@ -90,7 +93,10 @@ impl Gateway {
         remote: SocketAddr,
         tls: bool,
     ) -> Result<Response<Body>, Infallible> {
-        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .local()
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
         let id = format!(
             "{}-{}",
             self.id_prefix,
@@ -141,11 +147,17 @@ impl Gateway {
         headers.insert(REQUEST_ID, id.clone());
         match credential {
             Credential::None => {
-                self.metrics.passed_through.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .local()
+                    .passed_through
+                    .fetch_add(1, Ordering::Relaxed);
                 proxy.forward(req, peer, upgrade, None).await
             }
             Credential::Unreadable(message) => {
-                self.metrics.bad_credentials.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .local()
+                    .bad_credentials
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     request_id = peer.request_id,
                     reason = message,
@@ -163,7 +175,7 @@ impl Gateway {
                     .await
                 {
                     Ok(principal) => principal,
-                    Err(refusal) => return self.refuse(refusal, peer.request_id),
+                    Err(refusal) => return self.refuse(refusal, peer.request_id).await,
                 };
                 headers.remove(AUTHORIZATION);
                 headers.remove(TOKEN_HEADER);
@@ -183,7 +195,10 @@ impl Gateway {
                     );
                 }
                 tracing::debug!(user = %principal.username, "authenticated");
-                self.metrics.authenticated.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .local()
+                    .authenticated
+                    .fetch_add(1, Ordering::Relaxed);
                 let mut still_valid = None;
                 if upgrade.is_some() {
                     let tokens = self.tokens.clone();
@@ -209,9 +224,16 @@ impl Gateway {
         }
     }
 
-    fn refuse(&self, refusal: Refusal, request_id: &str) -> Response<Body> {
+    async fn refuse(&self, refusal: Refusal, request_id: &str) -> Response<Body> {
         self.metrics.refused(refusal);
-        tracing::info!(request_id, reason = refusal.code(), "refused token");
+        if refusal == Refusal::TooManyFailures {
+            // Tarpit: a flooding client waits on its own connection, which costs this
+            // event loop nothing, instead of asking again at once. Counted, not logged
+            // one by one.
+            tokio::time::sleep(TARPIT).await;
+        } else {
+            tracing::info!(request_id, reason = refusal.code(), "refused token");
+        }
         let status = match refusal {
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,

@@ -3,6 +3,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: with a dozen threads allocating (workers,
+/// the database threads) glibc's per-thread arenas fragment until the resident size is
+/// a multiple of what is in use; mimalloc keeps it close and is faster per call.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 use patgate::cli::{self, Admin, Cli, Command};

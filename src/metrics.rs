@@ -1,14 +1,39 @@
 //! Counters for `/patgate/metrics`, in the Prometheus text format.
 //!
-//! Plain relaxed atomics: the request path only ever increments.
+//! Plain relaxed atomics, one cache-line-aligned set per worker thread so that two
+//! cores counting the same request kinds never fight over a cache line; a scrape sums
+//! the sets.
 
+use std::cell::Cell;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::auth::Refusal;
 
-#[derive(Debug, Default)]
+thread_local! {
+    /// Which counter set this thread increments (0: threads that are not workers).
+    static SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// All counter sets.
+#[derive(Debug)]
 pub struct Metrics {
+    shards: Box<[Shard]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Counters);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(1)
+    }
+}
+
+/// One thread's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
     pub requests: AtomicU64,
     pub authenticated: AtomicU64,
     pub passed_through: AtomicU64,
@@ -28,21 +53,51 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Room for `workers` worker threads plus everything else.
+    pub fn new(workers: usize) -> Metrics {
+        Metrics {
+            shards: (0..=workers).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    /// Makes the calling thread count into set `worker + 1`.
+    pub fn register_worker(&self, worker: usize) {
+        SHARD.with(|s| s.set((worker + 1).min(self.shards.len() - 1)));
+    }
+
+    /// The calling thread's counters.
+    pub fn local(&self) -> &Counters {
+        let i = SHARD.with(Cell::get);
+        &self.shards[i.min(self.shards.len() - 1)].0
+    }
+
+    fn total(&self, counter: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| counter(&s.0).load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn refused(&self, refusal: Refusal) {
+        let local = self.local();
         let counter = match refusal {
-            Refusal::Malformed(_) => &self.refused_malformed,
-            Refusal::Invalid => &self.refused_invalid,
-            Refusal::Expired => &self.refused_expired,
-            Refusal::UserDisabled => &self.refused_disabled,
-            Refusal::Unavailable => &self.refused_unavailable,
-            Refusal::TooManyFailures => &self.refused_limited,
+            Refusal::Malformed(_) => &local.refused_malformed,
+            Refusal::Invalid => &local.refused_invalid,
+            Refusal::Expired => &local.refused_expired,
+            Refusal::UserDisabled => &local.refused_disabled,
+            Refusal::Unavailable => &local.refused_unavailable,
+            Refusal::TooManyFailures => &local.refused_limited,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text; `cached_tokens` is sampled by the caller.
     pub fn render(&self, cached_tokens: u64) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        macro_rules! get {
+            ($field:ident) => {
+                self.total(|c| &c.$field)
+            };
+        }
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -53,59 +108,56 @@ impl Metrics {
         counter(
             "patgate_requests_total",
             "Requests received.",
-            &[("", get(&self.requests))],
+            &[("", get!(requests))],
         );
         counter(
             "patgate_proxied_total",
             "Requests forwarded to Deploy, by how they were authenticated.",
             &[
-                ("{auth=\"token\"}", get(&self.authenticated)),
-                ("{auth=\"passthrough\"}", get(&self.passed_through)),
+                ("{auth=\"token\"}", get!(authenticated)),
+                ("{auth=\"passthrough\"}", get!(passed_through)),
             ],
         );
         counter(
             "patgate_token_refusals_total",
             "Requests refused because of their token, by reason.",
             &[
-                ("{reason=\"malformed_token\"}", get(&self.refused_malformed)),
-                ("{reason=\"invalid_token\"}", get(&self.refused_invalid)),
-                ("{reason=\"token_expired\"}", get(&self.refused_expired)),
-                ("{reason=\"user_disabled\"}", get(&self.refused_disabled)),
+                ("{reason=\"malformed_token\"}", get!(refused_malformed)),
+                ("{reason=\"invalid_token\"}", get!(refused_invalid)),
+                ("{reason=\"token_expired\"}", get!(refused_expired)),
+                ("{reason=\"user_disabled\"}", get!(refused_disabled)),
                 (
                     "{reason=\"token_check_unavailable\"}",
-                    get(&self.refused_unavailable),
+                    get!(refused_unavailable),
                 ),
-                (
-                    "{reason=\"malformed_credentials\"}",
-                    get(&self.bad_credentials),
-                ),
+                ("{reason=\"malformed_credentials\"}", get!(bad_credentials)),
             ],
         );
         counter(
             "patgate_upstream_errors_total",
             "Requests Deploy did not answer.",
             &[
-                ("{kind=\"unreachable\"}", get(&self.upstream_unreachable)),
-                ("{kind=\"timeout\"}", get(&self.upstream_timeouts)),
+                ("{kind=\"unreachable\"}", get!(upstream_unreachable)),
+                ("{kind=\"timeout\"}", get!(upstream_timeouts)),
             ],
         );
         counter(
             "patgate_token_cache_total",
             "Token cache lookups.",
             &[
-                ("{result=\"hit\"}", get(&self.cache_hits)),
-                ("{result=\"miss\"}", get(&self.cache_misses)),
+                ("{result=\"hit\"}", get!(cache_hits)),
+                ("{result=\"miss\"}", get!(cache_misses)),
             ],
         );
         counter(
             "patgate_store_lookups_total",
             "Token lookups sent to the database.",
-            &[("", get(&self.store_lookups))],
+            &[("", get!(store_lookups))],
         );
         counter(
             "patgate_invalidations_total",
             "Revocations and user changes applied to the cache.",
-            &[("", get(&self.invalidations))],
+            &[("", get!(invalidations))],
         );
         let _ = writeln!(
             out,

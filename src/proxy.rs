@@ -131,27 +131,30 @@ impl Proxy {
 
         // The read timeout runs from when the request body has been sent whole, so a
         // slow upload is not cut off; only Deploy's silence after it is.
-        let (sent, body_sent) = oneshot::channel();
-        let req = req.map(|body| SentBody::new(body, sent));
-        let response = tokio::select! {
-            response = self.client.request(req) => response,
-            _ = async {
-                let _ = body_sent.await;
-                tokio::time::sleep(self.read_timeout).await;
-            } => {
-                self.metrics.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(request_id = peer.request_id, timeout = ?self.read_timeout, "upstream did not answer in time");
-                return json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "Deploy did not answer in time; try again shortly",
-                );
+        let answered = if req.body().is_end_stream() {
+            let req = req.map(|body| SentBody {
+                inner: body,
+                sent: None,
+            });
+            tokio::time::timeout(self.read_timeout, self.client.request(req))
+                .await
+                .ok()
+        } else {
+            let (sent, body_sent) = oneshot::channel();
+            let req = req.map(|body| SentBody::new(body, sent));
+            tokio::select! {
+                response = self.client.request(req) => Some(response),
+                _ = async {
+                    let _ = body_sent.await;
+                    tokio::time::sleep(self.read_timeout).await;
+                } => None,
             }
         };
-        let mut response = match response {
-            Ok(response) => response,
-            Err(e) => {
+        let mut response = match answered {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => {
                 self.metrics
+                    .local()
                     .upstream_unreachable
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(request_id = peer.request_id, error = %error_chain(&e), "upstream request failed");
@@ -159,6 +162,18 @@ impl Proxy {
                     StatusCode::BAD_GATEWAY,
                     "upstream_unreachable",
                     "Deploy could not be reached; try again shortly",
+                );
+            }
+            None => {
+                self.metrics
+                    .local()
+                    .upstream_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(request_id = peer.request_id, timeout = ?self.read_timeout, "upstream did not answer in time");
+                return json_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "Deploy did not answer in time; try again shortly",
                 );
             }
         };

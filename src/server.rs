@@ -70,7 +70,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)>
 /// Builds everything and starts serving.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (store, hasher) = open_store(&config).await?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(config.workers));
     let (stop_tx, stop_rx) = watch::channel(false);
     // The writer outlives the listener so that requests finishing late are recorded.
     let (usage_stop, usage_stop_rx) = watch::channel(false);
@@ -136,6 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let thread = std::thread::Builder::new()
             .name(format!("patgate-worker-{worker}"))
             .spawn(move || -> anyhow::Result<()> {
+                metrics.register_worker(worker);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;

@@ -58,7 +58,7 @@ impl UsageRecorder {
         let _ = self.tx.try_send(Usage {
             token_id: token_id.to_string(),
             at: now,
-            ip: ip.to_string(),
+            ip,
         });
     }
 }
@@ -91,7 +91,8 @@ async fn flush(store: &Store, pending: &mut HashMap<String, Usage>) {
     if pending.is_empty() {
         return;
     }
-    let batch: Vec<Usage> = pending.drain().map(|(_, u)| u).collect();
+    // Take the map whole: a burst of new tokens must not leave a large table behind.
+    let batch: Vec<Usage> = std::mem::take(pending).into_values().collect();
     if let Err(e) = store.record_usage(&batch).await {
         tracing::warn!(error = %e, count = batch.len(), "could not record token last-use times");
     } else {
