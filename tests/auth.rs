@@ -296,7 +296,7 @@ async fn an_address_sending_bad_tokens_is_limited_without_database_queries() {
         &db,
         &upstream.url(),
         &[
-            ("PATGATE_LIMITS__FAILURES_PER_SECOND", "0.5"),
+            ("PATGATE_LIMITS__FAILURES_PER_SECOND", "0.1"),
             ("PATGATE_LIMITS__FAILURE_BURST", "3"),
         ],
     ))
