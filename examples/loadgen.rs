@@ -229,7 +229,7 @@ async fn connection(
         } else {
             Instant::now().max(start)
         };
-        if due >= deadline {
+        if due >= deadline || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep_until(due.into()).await;

@@ -310,12 +310,9 @@ struct RawBasic {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: String,
-    #[serde(default = "default_max_connections", deserialize_with = "number")]
+    /// 0: 4 for SQLite (one writer; lookups are single index seeks), 8 for PostgreSQL.
+    #[serde(default, deserialize_with = "number")]
     max_connections: u32,
-}
-
-fn default_max_connections() -> u32 {
-    8
 }
 
 #[derive(Debug, Deserialize)]
@@ -663,13 +660,11 @@ impl Raw {
                 "unsupported database; use sqlite://PATH or postgres://USER@HOST/DB",
             ));
         }
-        if self.database.max_connections == 0 {
-            return Err(ConfigError::key(
-                "database.max_connections",
-                "0",
-                "must be at least 1",
-            ));
-        }
+        let max_connections = match self.database.max_connections {
+            0 if url_text.starts_with("sqlite:") => 4,
+            0 => 8,
+            n => n,
+        };
 
         let log_json = match self.log.format.as_str() {
             "text" => false,
@@ -749,7 +744,7 @@ impl Raw {
             },
             database: Database {
                 url: url_text,
-                max_connections: self.database.max_connections,
+                max_connections,
             },
             secrets: Secrets {
                 token_key: (!self.secrets.token_key.is_empty()).then_some(self.secrets.token_key),

@@ -102,6 +102,13 @@ impl Proxy {
         still_valid: Option<StillValid>,
     ) -> Response<Body> {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        // For an absolute-form target (`GET http://host/path`) its authority is the host
+        // (RFC 9112 §3.2.2), whatever the Host header says.
+        if let Some(authority) = req.uri().authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
         let original_host = req.headers().get(header::HOST).cloned();
         let headers = req.headers_mut();
         if let Some(protocol) = &upgrade {
