@@ -170,21 +170,7 @@ async fn cli_revocation_reaches_a_running_gateway_on_the_same_sqlite_file() {
     let upstream = Upstream::start().await;
     let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
     let gateway = Process::start(&file).await;
-    let (_, token, _) = run_cli(
-        &file,
-        &[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "ci",
-            "--expires",
-            "7d",
-        ],
-    )
-    .await;
-    let token = token.trim().to_string();
+    let token = cli_token(&file, "alice", "ci", "7d").await;
     let (_, listed, _) = run_cli(&file, &["token", "list", "--user", "alice", "--json"]).await;
     let id = serde_json::from_str::<serde_json::Value>(&listed).unwrap()[0]["id"]
         .as_str()
@@ -343,21 +329,7 @@ async fn large_bodies_stream_through_in_bounded_memory() {
     let upstream = Upstream::start().await;
     let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
     let gateway = Process::start(&file).await;
-    let (_, token, _) = run_cli(
-        &file,
-        &[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "big",
-            "--expires",
-            "7d",
-        ],
-    )
-    .await;
-    let token = token.trim().to_string();
+    let token = cli_token(&file, "alice", "big", "7d").await;
     // Warm up (pools, caches), then measure the peak against the settled size.
     stream_through(gateway.addr, &token, 1024 * 1024).await;
     let before = gateway.rss_kib();
@@ -397,21 +369,7 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
         ],
     )
     .await;
-    let (_, token, _) = run_cli(
-        &file,
-        &[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "ci",
-            "--expires",
-            "7d",
-        ],
-    )
-    .await;
-    let token = token.trim().to_string();
+    let token = cli_token(&file, "alice", "ci", "7d").await;
     let unknown = patgate::token::PlainToken::generate().expose().to_string();
     let password = basic("admin", "admin-pa55word");
     get(

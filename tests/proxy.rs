@@ -17,14 +17,11 @@ async fn sqlite() -> TestDb {
 
 #[tokio::test]
 async fn spoofed_identity_headers_are_stripped_for_everyone() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(
-        &db,
-        &upstream.url(),
-        &[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")],
-    ))
-    .await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
 
     // Anonymous: both identity headers removed, nothing added.
@@ -55,9 +52,11 @@ async fn spoofed_identity_headers_are_stripped_for_everyone() {
 
 #[tokio::test]
 async fn credentials_that_are_not_tokens_pass_through_untouched() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let password = basic("admin", "admin-password");
     let cases: [(&str, &str); 3] = [
         ("authorization", &password),
@@ -76,9 +75,11 @@ async fn credentials_that_are_not_tokens_pass_through_untouched() {
 
 #[tokio::test]
 async fn forwarded_headers_describe_the_client() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let answer = get(
         &gw.url("/api/v1/deployit?x=1"),
         &[
@@ -169,17 +170,15 @@ async fn jwt_mode_sends_a_short_lived_jwt_verifiable_with_the_published_keys() {
 
 #[tokio::test]
 async fn basic_mode_sends_the_service_account_and_the_user_for_audit() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(
-        &db,
-        &upstream.url(),
-        &[
-            ("PATGATE_UPSTREAM__IDENTITY__MODE", "basic"),
-            ("PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME", "svc-gateway"),
-            ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "svc-pw"),
-        ],
-    ))
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[
+        ("PATGATE_UPSTREAM__IDENTITY__MODE", "basic"),
+        ("PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME", "svc-gateway"),
+        ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "svc-pw"),
+    ])
     .await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
     get(&gw.url("/api/v1/x"), &[("x-deploy-personal-token", &token)]).await;
@@ -197,9 +196,11 @@ async fn basic_mode_sends_the_service_account_and_the_user_for_audit() {
 
 #[tokio::test]
 async fn websocket_upgrade_passes_through_with_the_same_authentication() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
 
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -272,9 +273,11 @@ async fn upstream_down_gives_502_and_slow_upstream_gives_504() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_never_reaches_deploy() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
 
     let malformed_base64 = get(&gw.url("/x"), &[("authorization", "Basic %%%not-base64")]).await;
@@ -326,14 +329,11 @@ async fn bad_input_gets_a_clear_4xx_and_never_reaches_deploy() {
 
 #[tokio::test]
 async fn shutdown_lets_a_request_in_flight_finish() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(
-        &db,
-        &upstream.url(),
-        &[("PATGATE_UPSTREAM__READ_TIMEOUT", "10s")],
-    ))
-    .await;
+    let Stack {
+        db: _db,
+        upstream: _upstream,
+        gw,
+    } = stack(&[("PATGATE_UPSTREAM__READ_TIMEOUT", "10s")]).await;
     let url = gw.url("/slow");
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -349,9 +349,11 @@ async fn shutdown_lets_a_request_in_flight_finish() {
 
 #[tokio::test]
 async fn unknown_reserved_paths_are_answered_by_the_gateway() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let answer = get(&gw.url("/patgate/nothing-here"), &[]).await;
     assert_eq!(answer.status, 404);
     assert_eq!(answer.error_code(), "not_found");
@@ -365,9 +367,11 @@ async fn unknown_reserved_paths_are_answered_by_the_gateway() {
 
 #[tokio::test]
 async fn token_requests_neither_carry_nor_receive_deploy_sessions() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
     let answer = get(
         &gw.url("/api/v1/x"),
@@ -395,9 +399,11 @@ async fn token_requests_neither_carry_nor_receive_deploy_sessions() {
 
 #[tokio::test]
 async fn connect_and_trace_are_refused() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
     let trace = format!("TRACE /x HTTP/1.1\r\nHost: a\r\nx-deploy-personal-token: {token}\r\nConnection: close\r\n\r\n");
     assert_eq!(raw_status(gw.addr, trace.as_bytes()).await.0, 405);
@@ -411,14 +417,11 @@ async fn connect_and_trace_are_refused() {
 
 #[tokio::test]
 async fn connection_header_cannot_remove_the_gateways_headers() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(
-        &db,
-        &upstream.url(),
-        &[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")],
-    ))
-    .await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
     get(
         &gw.url("/x"),
@@ -444,9 +447,11 @@ async fn connection_header_cannot_remove_the_gateways_headers() {
 
 #[tokio::test]
 async fn only_websocket_upgrades_are_tunnelled() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let answer = get(
         &gw.url("/ws"),
         &[
@@ -466,9 +471,11 @@ async fn only_websocket_upgrades_are_tunnelled() {
 
 #[tokio::test]
 async fn a_token_sent_as_bearer_is_checked_not_forwarded() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
     let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
     let answer = get(
         &gw.url("/x"),
@@ -491,9 +498,11 @@ async fn a_token_sent_as_bearer_is_checked_not_forwarded() {
 
 #[tokio::test]
 async fn a_websocket_closes_when_its_token_is_revoked() {
-    let db = sqlite().await;
-    let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
+    let Stack {
+        db: _db,
+        upstream: _upstream,
+        gw,
+    } = stack(&[]).await;
     let (id, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let request = format!(

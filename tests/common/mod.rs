@@ -344,6 +344,46 @@ pub fn config(db: &TestDb, upstream: &str, extra: &[(&str, &str)]) -> Config {
     Config::from_yaml(&yaml, &env).unwrap()
 }
 
+/// A SQLite database, a Deploy stand-in and the gateway (in this process) in front of it.
+pub struct Stack {
+    pub db: TestDb,
+    pub upstream: Upstream,
+    pub gw: Gateway,
+}
+
+/// Starts a [`Stack`] with the given config overrides.
+pub async fn stack(extra: &[(&str, &str)]) -> Stack {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &upstream.url(), extra)).await;
+    Stack { db, upstream, gw }
+}
+
+/// Creates a token with the CLI binary; returns the token.
+pub async fn cli_token(
+    config_file: &std::path::Path,
+    user: &str,
+    name: &str,
+    expires: &str,
+) -> String {
+    let (code, stdout, stderr) = run_cli(
+        config_file,
+        &[
+            "token",
+            "create",
+            "--user",
+            user,
+            "--name",
+            name,
+            "--expires",
+            expires,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    stdout.trim().to_string()
+}
+
 /// Writes the same configuration as a file with env overrides, for the binary.
 pub fn config_file(db: &TestDb, upstream: &str, listen: &str) -> std::path::PathBuf {
     let path = db
