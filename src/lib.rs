@@ -24,4 +24,5 @@ pub mod response;
 pub mod server;
 pub mod store;
 pub mod token;
+pub mod upstream;
 pub mod usage;

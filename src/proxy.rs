@@ -2,7 +2,6 @@
 //! headers handled per RFC 9110 §7.6.1, `X-Forwarded-*` set, upgrades (WebSocket)
 //! tunnelled, and Deploy's silence turned into 502/504 with a JSON error.
 
-use std::io::BufReader;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,15 +13,13 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::config;
 use crate::metrics::Metrics;
 use crate::response::{json_error, Body};
+use crate::upstream::Pool;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
 /// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
@@ -52,7 +49,7 @@ pub struct Peer<'a> {
 
 /// The upstream client.
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, SentBody>,
+    pool: Pool,
     scheme: Scheme,
     authority: Authority,
     read_timeout: Duration,
@@ -61,24 +58,8 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(settings: &config::Upstream, metrics: Arc<Metrics>) -> anyhow::Result<Proxy> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let tls = tls_client_config(settings.ca_file.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(settings.max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Ok(Proxy {
-            client,
+            pool: Pool::new(settings)?,
             scheme: settings.url.scheme().cloned().unwrap_or(Scheme::HTTP),
             authority: settings
                 .url
@@ -143,14 +124,14 @@ impl Proxy {
                 inner: body,
                 sent: None,
             });
-            tokio::time::timeout(self.read_timeout, self.client.request(req))
+            tokio::time::timeout(self.read_timeout, self.pool.send(req))
                 .await
                 .ok()
         } else {
             let (sent, body_sent) = oneshot::channel();
             let req = req.map(|body| SentBody::new(body, sent));
             tokio::select! {
-                response = self.client.request(req) => Some(response),
+                response = self.pool.send(req) => Some(response),
                 _ = async {
                     let _ = body_sent.await;
                     tokio::time::sleep(self.read_timeout).await;
@@ -263,7 +244,7 @@ async fn tunnel(
 }
 
 /// The request body, reporting when it has been sent whole.
-struct SentBody {
+pub struct SentBody {
     inner: Incoming,
     sent: Option<oneshot::Sender<()>>,
 }
@@ -397,40 +378,6 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, original_host: Option<
             headers.remove(X_FORWARDED_HOST);
         }
     }
-}
-
-fn tls_client_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let file = std::fs::File::open(path)
-            .map_err(|e| anyhow::anyhow!("upstream.ca_file {}: {e}", path.display()))?;
-        let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "upstream.ca_file {}: not PEM certificates: {e}",
-                    path.display()
-                )
-            })?;
-        if certs.is_empty() {
-            anyhow::bail!(
-                "upstream.ca_file {}: no certificates found; give a PEM bundle",
-                path.display()
-            );
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| anyhow::anyhow!("upstream.ca_file {}: {e}", path.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,0 +1,210 @@
+//! Connections to Deploy: each worker keeps its own small pool of HTTP/1.1 connections
+//! (plain or rustls), so a request never waits on another thread's connection and the
+//! pool needs no cross-thread coordination.
+//!
+//! A connection goes back into the pool as soon as its response head has arrived; one
+//! still streaming a body is simply skipped at checkout until it is ready again, and a
+//! closed one is dropped. A request that a connection closed before it was written (a
+//! keep-alive connection Deploy had just timed out) is retried on another one.
+
+use std::collections::VecDeque;
+use std::io::BufReader;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config;
+use crate::proxy::SentBody;
+
+/// Why Deploy could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connecting to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("connecting to {0}: timed out")]
+    ConnectTimeout(String),
+    #[error("TLS handshake with {0}: {1}")]
+    Tls(String, std::io::Error),
+    #[error("HTTP/1.1 handshake with {0}: {1}")]
+    Handshake(String, hyper::Error),
+    #[error("exchange with Deploy: {0}")]
+    Request(#[from] hyper::Error),
+}
+
+/// One worker's pool.
+pub struct Pool {
+    idle: Mutex<VecDeque<SendRequest<SentBody>>>,
+    max_idle: usize,
+    /// `host:port` for connecting and for messages.
+    address: String,
+    connect_timeout: Duration,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+/// Attempts per request when connections turn out closed before the request is written.
+const ATTEMPTS: usize = 3;
+
+impl Pool {
+    pub fn new(settings: &config::Upstream) -> anyhow::Result<Pool> {
+        let host = settings
+            .url
+            .host()
+            .expect("validated upstream.url has a host");
+        let https = settings.url.scheme_str() == Some("https");
+        let port = settings
+            .url
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        // An IPv6 literal keeps its brackets in the URI's host.
+        let address = format!("{host}:{port}");
+        let tls = if https {
+            let name =
+                ServerName::try_from(host.trim_matches(['[', ']']).to_string()).map_err(|_| {
+                    anyhow::anyhow!("upstream.url: {host:?} is not a valid TLS server name")
+                })?;
+            let config = tls_client_config(settings.ca_file.as_deref())?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        Ok(Pool {
+            idle: Mutex::new(VecDeque::new()),
+            max_idle: settings.max_idle_per_host,
+            address,
+            connect_timeout: settings.connect_timeout,
+            tls,
+        })
+    }
+
+    /// Sends a request on a pooled (or new) connection; returns the response head with
+    /// its body still streaming.
+    pub async fn send(
+        &self,
+        mut req: Request<SentBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut attempt = 1;
+        loop {
+            let mut sender = match self.checkout() {
+                Some(sender) => sender,
+                None => self.connect().await?,
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    self.checkin(sender);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if attempt < ATTEMPTS => {
+                        req = unsent;
+                        attempt += 1;
+                    }
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    /// A connection ready for a request, if one is idle. Busy ones (still streaming a
+    /// body) stay; closed ones go.
+    fn checkout(&self) -> Option<SendRequest<SentBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..idle.len() {
+            let sender = idle.pop_front()?;
+            if sender.is_ready() {
+                return Some(sender);
+            }
+            if !sender.is_closed() {
+                idle.push_back(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: SendRequest<SentBody>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle && !sender.is_closed() {
+            idle.push_back(sender);
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<SentBody>, UpstreamError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout(self.address.clone()))?
+            .map_err(|e| UpstreamError::Connect(self.address.clone(), e))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(TokioIo::new(tcp)).await,
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(
+                    self.connect_timeout,
+                    connector.connect(name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| UpstreamError::ConnectTimeout(self.address.clone()))?
+                .map_err(|e| UpstreamError::Tls(self.address.clone(), e))?;
+                self.handshake(TokioIo::new(tls)).await
+            }
+        }
+    }
+
+    async fn handshake<I>(&self, io: I) -> Result<SendRequest<SentBody>, UpstreamError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Handshake(self.address.clone(), e))?;
+        // Driven on this worker's event loop; upgrades (WebSocket) hand the socket on.
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+fn tls_client_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("upstream.ca_file {}: {e}", path.display()))?;
+        let certs = rustls_pemfile::certs(&mut BufReader::new(file))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "upstream.ca_file {}: not PEM certificates: {e}",
+                    path.display()
+                )
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "upstream.ca_file {}: no certificates found; give a PEM bundle",
+                path.display()
+            );
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("upstream.ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
