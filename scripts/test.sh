@@ -8,6 +8,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The TLS tests make throw-away certificates with openssl.
+if ! command -v openssl >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    echo "openssl is needed by the TLS tests; install it" >&2
+    exit 1
+  fi
+fi
+
 if [ -z "${PATGATE_TEST_POSTGRES_URL:-}" ]; then
   echo "note: PATGATE_TEST_POSTGRES_URL is not set; PostgreSQL cases will be skipped" >&2
 fi
