@@ -380,6 +380,8 @@ def scenario_memory(work, args, results):
     gw = Patgate(config, PATGATE_PORT)
     idle = rss_kib(gw.proc.pid)
     out = run_json(loadgen(PATGATE_PORT, "unique", 0, 120, 32, tokens, max_requests=100_000))
+    # Steady state: after the last-use writer's next batch (every 5 s) has gone out.
+    time.sleep(6)
     m = metrics(PATGATE_PORT)
     cached = rss_kib(gw.proc.pid)
     gw.stop()
