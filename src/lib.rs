@@ -2,9 +2,10 @@
 //!
 //! A request's path: [`server`] accepts it, [`gateway`] routes it; reserved paths go to
 //! [`endpoints`], everything else through [`credentials`] → [`auth`] (cache, [`store`])
-//! → [`identity`] → [`proxy`]. Beside it: [`invalidation`] keeps caches honest across
-//! processes, [`usage`] records last-use off the request path, [`cli`] administers the
-//! store.
+//! → [`identity`] → [`proxy`] → [`upstream`] (each worker's connections to Deploy).
+//! Beside it: [`limiter`] throttles addresses that send bad tokens, [`invalidation`]
+//! keeps caches honest across processes, [`usage`] records last-use off the request
+//! path, [`cli`] administers the store.
 #![forbid(unsafe_code)]
 
 pub mod auth;
