@@ -156,6 +156,19 @@ impl TokenCheck {
         }
     }
 
+    /// Re-checks a token without counting a failure against the address (open
+    /// tunnels ask this every few hundred milliseconds).
+    pub async fn still_valid(
+        self: &Arc<Self>,
+        presented: &[u8],
+        claimed_user: Option<&[u8]>,
+        client_ip: IpAddr,
+    ) -> bool {
+        self.evaluate(presented, claimed_user, client_ip)
+            .await
+            .is_ok()
+    }
+
     /// Seconds a limited client should wait.
     pub fn retry_after_secs(&self) -> u64 {
         self.limiter.retry_after_secs()
@@ -282,6 +295,13 @@ impl TokenCheck {
     fn feed_is_fresh(&self) -> bool {
         let now = self.epoch.elapsed().as_millis() as u64;
         now.saturating_sub(self.feed_confirmed_ms.load(Ordering::Acquire)) <= FEED_MAX_SILENCE_MS
+    }
+
+    /// Called by the change feed when it knows it has lost changes (its connection
+    /// dropped): the cache is bypassed at once, and emptied when the feed confirms
+    /// itself again.
+    pub fn feed_lost(&self) {
+        self.feed_confirmed_ms.store(0, Ordering::Release);
     }
 
     /// Called by the change feed each time it has proven itself working (a poll

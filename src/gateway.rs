@@ -209,9 +209,8 @@ impl Gateway {
                         let claimed_user = claimed_user.clone();
                         Box::pin(async move {
                             tokens
-                                .check(&token, claimed_user.as_deref(), ip)
+                                .still_valid(&token, claimed_user.as_deref(), ip)
                                 .await
-                                .is_ok()
                         })
                             as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
                     }) as StillValid);

@@ -16,7 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnection, PgListener};
+use sqlx::Connection;
 use tokio::sync::watch;
 
 use crate::auth::TokenCheck;
@@ -54,7 +55,7 @@ pub async fn start(
         Backend::Postgres => {
             let listener = connect_listener(store.url()).await?;
             check.confirm_feed();
-            tokio::spawn(ping_postgres(store.clone(), stop.clone()));
+            tokio::spawn(ping_postgres(store.url().to_string(), stop.clone()));
             Ok(tokio::spawn(listen_postgres(
                 listener,
                 store.url().to_string(),
@@ -80,15 +81,25 @@ async fn poll_sqlite(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        match store.invalidations_since(last).await {
-            Ok(changes) => {
-                for (id, change) in changes {
-                    check.invalidate(&change).await;
-                    last = id;
+        // Read until a short batch: only then is everything up to now applied.
+        loop {
+            match store.invalidations_since(last).await {
+                Ok(changes) => {
+                    let complete = changes.len() < crate::store::INVALIDATION_BATCH;
+                    for (id, change) in changes {
+                        check.invalidate(&change).await;
+                        last = id;
+                    }
+                    if complete {
+                        check.confirm_feed();
+                        break;
+                    }
                 }
-                check.confirm_feed();
+                Err(e) => {
+                    tracing::warn!(error = %e, "polling for revocations failed; retrying");
+                    break;
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "polling for revocations failed; retrying"),
         }
         rounds += 1;
         if rounds % 14_400 == 0 {
@@ -99,17 +110,36 @@ async fn poll_sqlite(
     }
 }
 
-/// Proves the feed alive end to end: a NOTIFY through the pool, heard by the listener.
-async fn ping_postgres(store: Store, mut stop: watch::Receiver<bool>) {
+/// Proves the feed alive end to end: a NOTIFY on a connection of its own (so a busy
+/// pool cannot make a healthy feed look dead), heard by the listener.
+async fn ping_postgres(url: String, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(PING_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connection: Option<PgConnection> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = store.notify(CHANNEL, "p:").await {
-            tracing::debug!(error = %e, "change feed ping failed");
+        if connection.is_none() {
+            match tokio::time::timeout(PING_EVERY * 5, PgConnection::connect(&url)).await {
+                Ok(Ok(c)) => connection = Some(c),
+                _ => continue,
+            }
+        }
+        let Some(c) = connection.as_mut() else {
+            continue;
+        };
+        let ping = sqlx::query("SELECT pg_notify($1, 'p:')")
+            .bind(CHANNEL)
+            .execute(c);
+        match tokio::time::timeout(PING_EVERY * 2, ping).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "change feed ping failed; reconnecting");
+                connection = None;
+            }
+            Err(_) => connection = None,
         }
     }
 }
@@ -138,7 +168,9 @@ async fn listen_postgres(
                 }
             }
             Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                // Until a new listener hears a ping, every check reads the database.
+                // Changes may have gone by unheard: bypass the cache now; it is emptied
+                // when the new listener hears its first ping.
+                check.feed_lost();
                 tracing::warn!("lost the PostgreSQL change feed; reconnecting");
                 let Some(fresh) = reconnect(&url, &mut stop).await else {
                     return;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
@@ -50,7 +50,6 @@ pub struct Peer<'a> {
 /// The upstream client.
 pub struct Proxy {
     pool: Pool,
-    scheme: Scheme,
     authority: Authority,
     read_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -60,7 +59,6 @@ impl Proxy {
     pub fn new(settings: &config::Upstream, metrics: Arc<Metrics>) -> anyhow::Result<Proxy> {
         Ok(Proxy {
             pool: Pool::new(settings)?,
-            scheme: settings.url.scheme().cloned().unwrap_or(Scheme::HTTP),
             authority: settings
                 .url
                 .authority()
@@ -73,7 +71,7 @@ impl Proxy {
 
     /// Sends the request to Deploy and streams back its answer. The request has been
     /// through [`prepare`]; `upgrade` is what it returned. A tunnel opened by an upgrade
-    /// is closed as soon as `still_valid` (asked every second) says the credentials
+    /// is closed as soon as `still_valid` (asked four times a second) says the credentials
     /// that opened it no longer hold.
     pub async fn forward(
         &self,
@@ -98,9 +96,13 @@ impl Proxy {
         }
         set_forwarded(headers, peer, original_host);
 
+        // Origin-form (path and query) on the wire: Deploy must go by the Host header.
+        if !headers.contains_key(header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(self.authority.as_str()) {
+                headers.insert(header::HOST, host);
+            }
+        }
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
         uri.path_and_query = Some(
             req.uri()
                 .path_and_query()
@@ -226,7 +228,7 @@ async fn tunnel(
         let Some(still_valid) = still_valid else {
             return std::future::pending().await;
         };
-        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut every = tokio::time::interval(Duration::from_millis(250));
         loop {
             every.tick().await;
             if !still_valid().await {

@@ -19,6 +19,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::token::{hex, TokenHash};
 
+/// Most invalidation rows read per poll (the SQL says the same number).
+pub const INVALIDATION_BATCH: usize = 1000;
+
 /// Which SQL database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -437,7 +440,8 @@ impl Store {
         Ok(id.unwrap_or(0))
     }
 
-    /// SQLite only: invalidations after `after`, oldest first.
+    /// SQLite only: invalidations after `after`, oldest first, at most
+    /// [`INVALIDATION_BATCH`] of them.
     pub async fn invalidations_since(
         &self,
         after: i64,
@@ -464,17 +468,6 @@ impl Store {
     pub async fn prune_invalidations(&self, age_secs: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM invalidations WHERE created_at < $1")
             .bind(now() - age_secs)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// PostgreSQL only: sends a notification (the change feed's ping).
-    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
-        // pg_notify returns void, which the Any driver cannot carry: select around it.
-        sqlx::query("SELECT 1 AS sent FROM (SELECT pg_notify($1, $2)) AS n")
-            .bind(channel)
-            .bind(payload)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::io::BufReader;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -40,7 +40,9 @@ pub enum UpstreamError {
 
 /// One worker's pool.
 pub struct Pool {
-    idle: Mutex<VecDeque<SendRequest<SentBody>>>,
+    /// Connections with when they were last handed back; busy ones (still streaming a
+    /// response body) included.
+    idle: Mutex<VecDeque<(SendRequest<SentBody>, Instant)>>,
     max_idle: usize,
     /// `host:port` for connecting and for messages.
     address: String,
@@ -50,6 +52,8 @@ pub struct Pool {
 
 /// Attempts per request when connections turn out closed before the request is written.
 const ATTEMPTS: usize = 3;
+/// A connection idle for longer is not reused: a firewall may have dropped it silently.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Pool {
     pub fn new(settings: &config::Upstream) -> anyhow::Result<Pool> {
@@ -112,25 +116,42 @@ impl Pool {
     }
 
     /// A connection ready for a request, if one is idle. Busy ones (still streaming a
-    /// body) stay; closed ones go.
+    /// body) stay; closed and long-idle ones go.
     fn checkout(&self) -> Option<SendRequest<SentBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         for _ in 0..idle.len() {
-            let sender = idle.pop_front()?;
+            let (sender, since) = idle.pop_front()?;
             if sender.is_ready() {
-                return Some(sender);
+                if since.elapsed() < IDLE_TIMEOUT {
+                    return Some(sender);
+                }
+                continue;
             }
             if !sender.is_closed() {
-                idle.push_back(sender);
+                idle.push_back((sender, since));
             }
         }
         None
     }
 
+    /// Hands a connection back right after its response head. At most `max_idle`
+    /// connections are kept beyond those still busy, so a burst of slow downloads does
+    /// not turn every further request into a new connection.
     fn checkin(&self, sender: SendRequest<SentBody>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle && !sender.is_closed() {
-            idle.push_back(sender);
+        idle.push_back((sender, Instant::now()));
+        if idle.len() > self.max_idle {
+            idle.retain(|(s, _)| !s.is_closed());
+            let mut ready = idle.iter().filter(|(s, _)| s.is_ready()).count();
+            while ready > self.max_idle {
+                match idle.iter().position(|(s, _)| s.is_ready()) {
+                    Some(i) => {
+                        idle.remove(i);
+                        ready -= 1;
+                    }
+                    None => break,
+                }
+            }
         }
     }
 

@@ -92,6 +92,10 @@ async fn forwarded_headers_describe_the_client() {
     assert_eq!(answer.headers["x-upstream"], "deploy");
     assert!(answer.headers.get("x-request-id").is_some());
     let seen = upstream.last();
+    assert_eq!(
+        seen.target, "/api/v1/deployit?x=1",
+        "origin-form on the wire"
+    );
     assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-forwarded-host"], gw.addr.to_string());
@@ -547,5 +551,26 @@ async fn a_slow_upload_is_not_cut_off_by_the_read_timeout() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("30"), "{response}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_reaches_deploy_in_origin_form_with_its_host() {
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
+    let request = b"GET http://deploy.example:4516/api/v1/x?y=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(gw.addr, request).await.0, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.target, "/api/v1/x?y=1");
+    assert_eq!(seen.headers["host"], "deploy.example:4516");
+    // An HTTP/1.0 client without Host still gives Deploy one.
+    assert_eq!(
+        raw_status(gw.addr, b"GET /old HTTP/1.0\r\n\r\n").await.0,
+        200
+    );
+    assert!(upstream.last().headers.get("host").is_some());
     gw.shutdown().await;
 }

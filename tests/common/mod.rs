@@ -34,6 +34,8 @@ pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
 pub struct Seen {
     pub method: String,
     pub path: String,
+    /// The request target as it came on the wire.
+    pub target: String,
     pub headers: HeaderMap,
     pub body_len: u64,
 }
@@ -120,12 +122,14 @@ async fn upstream_handle(
     log: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<Response<TestBody>, Infallible> {
     let path = req.uri().path().to_string();
+    let target = req.uri().to_string();
     let method = req.method().to_string();
     let headers = req.headers().clone();
     let record = |body_len| {
         log.lock().unwrap().push(Seen {
             method: method.clone(),
             path: path.clone(),
+            target: target.clone(),
             headers: headers.clone(),
             body_len,
         })
