@@ -574,3 +574,21 @@ async fn an_absolute_form_target_reaches_deploy_in_origin_form_with_its_host() {
     assert!(upstream.last().headers.get("host").is_some());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_deploy_closes_are_not_reused() {
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[("PATGATE_WORKERS", "1")]).await;
+    for _ in 0..10 {
+        let answer = get(&gw.url("/close"), &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body, "closing");
+        let answer = get(&gw.url("/x"), &[]).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+    }
+    assert_eq!(upstream.count(), 20);
+    gw.shutdown().await;
+}

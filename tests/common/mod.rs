@@ -42,7 +42,8 @@ pub struct Seen {
 
 /// A Deploy stand-in on loopback. Routes:
 /// `/download/N` streams N bytes; `/upload` counts the body; `/slow` answers after 3 s;
-/// `/ws` accepts an upgrade and echoes bytes; anything else answers 200 "deploy".
+/// `/ws` accepts an upgrade and echoes bytes; `/close` answers and closes the connection;
+/// anything else answers 200 "deploy".
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -175,6 +176,13 @@ async fn upstream_handle(
     }
     if path == "/upload" {
         return Ok(Response::new(full(len.to_string())));
+    }
+    if path == "/close" {
+        // Like a server ending keep-alive: answer, then close the connection.
+        return Ok(Response::builder()
+            .header("connection", "close")
+            .body(full("closing"))
+            .unwrap());
     }
     // Like Deploy, hand out a session with every answer.
     Ok(Response::builder()
