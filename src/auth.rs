@@ -93,7 +93,7 @@ pub struct TokenCheck {
     unknown: Cache<TokenHash, ()>,
     /// Bumped before every eviction, so a lookup that raced with one can tell.
     generation: AtomicU64,
-    /// When the change feed last proved itself working, in ms since `epoch`.
+    /// When the change feed last proved itself working, on [`Self::clock_ms`].
     feed_confirmed_ms: AtomicU64,
     epoch: std::time::Instant,
     /// The runtime that owns the database connections (the main one).
@@ -128,7 +128,8 @@ impl TokenCheck {
             found,
             unknown,
             generation: AtomicU64::new(0),
-            feed_confirmed_ms: AtomicU64::new(0),
+            // Confirmed at start: the feed subscribes before serving begins.
+            feed_confirmed_ms: AtomicU64::new(FEED_MAX_SILENCE_MS + 1),
             epoch: std::time::Instant::now(),
             runtime: tokio::runtime::Handle::current(),
             usage,
@@ -257,10 +258,10 @@ impl TokenCheck {
                 self.fetch(&hash).await.map_err(Refusal::from)
             }
             Err(e) => match *e {
+                // No trigger fires on insert, so nothing can make "unknown" stale except
+                // the token being created, and nobody can present a token before that.
                 Lookup::NotFound => {
-                    if self.generation.load(Ordering::Acquire) == now {
-                        self.unknown.insert(hash, ()).await;
-                    }
+                    self.unknown.insert(hash, ()).await;
                     Err(Refusal::Invalid)
                 }
                 Lookup::Failed => Err(Refusal::Unavailable),
@@ -293,8 +294,14 @@ impl TokenCheck {
     /// Whether the change feed has confirmed recently that it is working; if not, the
     /// cache may hold entries a missed change made stale, and is bypassed.
     fn feed_is_fresh(&self) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.clock_ms();
         now.saturating_sub(self.feed_confirmed_ms.load(Ordering::Acquire)) <= FEED_MAX_SILENCE_MS
+    }
+
+    /// Milliseconds on the feed's clock; it starts past the silence limit, so that a
+    /// confirmation time of 0 ([`Self::feed_lost`]) always reads as stale.
+    fn clock_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + FEED_MAX_SILENCE_MS + 1
     }
 
     /// Called by the change feed when it knows it has lost changes (its connection
@@ -308,7 +315,7 @@ impl TokenCheck {
     /// succeeded; a ping came back). After a silence, everything cached is dropped:
     /// changes made during it may have been missed.
     pub fn confirm_feed(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.clock_ms();
         let previous = self.feed_confirmed_ms.load(Ordering::Acquire);
         if now.saturating_sub(previous) > FEED_MAX_SILENCE_MS {
             tracing::info!("token change feed confirmed again after a silence; cache emptied");
