@@ -45,7 +45,18 @@ const MAX_CREDENTIAL_LEN: usize = 4096;
 
 /// Reads the request's credential. The token header wins over `Authorization`.
 pub fn extract(headers: &HeaderMap) -> Credential {
-    let mut token_headers = headers.get_all(&TOKEN_HEADER).iter();
+    extract_from(
+        headers.get_all(&TOKEN_HEADER).iter().map(|v| v.as_bytes()),
+        headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()),
+    )
+}
+
+/// [`extract`] over raw header values: every `x-deploy-personal-token` value and every
+/// `Authorization` value, in order.
+pub fn extract_from<'a>(
+    mut token_headers: impl Iterator<Item = &'a [u8]>,
+    mut authorizations: impl Iterator<Item = &'a [u8]>,
+) -> Credential {
     if let Some(value) = token_headers.next() {
         if token_headers.next().is_some() {
             return Credential::Unreadable(
@@ -53,18 +64,16 @@ pub fn extract(headers: &HeaderMap) -> Credential {
             );
         }
         return Credential::Token {
-            token: value.as_bytes().trim_ascii().to_vec(),
+            token: value.trim_ascii().to_vec(),
             claimed_user: None,
         };
     }
-    let mut authorizations = headers.get_all(AUTHORIZATION).iter();
-    let Some(authorization) = authorizations.next() else {
+    let Some(value) = authorizations.next() else {
         return Credential::None;
     };
     if authorizations.next().is_some() {
         return Credential::Unreadable("more than one Authorization header; send one");
     }
-    let value = authorization.as_bytes();
     if let Some(bearer) = strip_scheme(value, b"bearer ") {
         // A token sent the wrong way is still a token: check it rather than pass it on.
         let bearer = bearer.trim_ascii();

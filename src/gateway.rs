@@ -93,15 +93,7 @@ impl Gateway {
         remote: SocketAddr,
         tls: bool,
     ) -> Result<Response<Body>, Infallible> {
-        self.metrics
-            .local()
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
-        let id = format!(
-            "{}-{}",
-            self.id_prefix,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = self.start_request();
         let id_value = HeaderValue::from_str(&id).expect("hex digits and a dash");
         // A debug span costs nothing per request at the default level; the lines logged
         // at info and above carry the id themselves. Only the path: a query string may
@@ -120,6 +112,19 @@ impl Gateway {
         response.headers_mut().insert(REQUEST_ID, id_value);
         span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
         Ok(response)
+    }
+
+    /// Counts a new request and returns its id.
+    pub fn start_request(&self) -> String {
+        self.metrics
+            .local()
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}-{}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     async fn route(
@@ -183,16 +188,7 @@ impl Gateway {
                 // become one Deploy keeps honouring after the token is revoked.
                 headers.remove(COOKIE);
                 if let Err(e) = self.identity.apply(headers, &principal.username).await {
-                    tracing::warn!(
-                        request_id = peer.request_id,
-                        error = %e,
-                        "could not assert the user's identity upstream"
-                    );
-                    return json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "identity_failed",
-                        "the gateway could not pass your identity to Deploy",
-                    );
+                    return identity_failed(peer.request_id, &e);
                 }
                 tracing::debug!(user = %principal.username, "authenticated");
                 self.metrics
@@ -223,7 +219,8 @@ impl Gateway {
         }
     }
 
-    async fn refuse(&self, refusal: Refusal, request_id: &str) -> Response<Body> {
+    /// The answer to a refused token (after the tarpit, for a limited address).
+    pub async fn refuse(&self, refusal: Refusal, request_id: &str) -> Response<Body> {
         self.metrics.refused(refusal);
         if refusal == Refusal::TooManyFailures {
             // Tarpit: a flooding client waits on its own connection, which costs this
@@ -256,4 +253,18 @@ impl Gateway {
         }
         response
     }
+}
+
+/// The answer when the user's identity cannot be put into the upstream request.
+pub fn identity_failed(request_id: &str, error: &anyhow::Error) -> Response<Body> {
+    tracing::warn!(
+        request_id,
+        error = %error,
+        "could not assert the user's identity upstream"
+    );
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "identity_failed",
+        "the gateway could not pass your identity to Deploy",
+    )
 }

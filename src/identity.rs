@@ -74,6 +74,16 @@ impl UpstreamIdentity {
         stripped
     }
 
+    /// Whether a request header of this (lower-case) name is one of the identity
+    /// headers, which only the gateway may set.
+    pub fn is_identity_header(&self, name: &str) -> bool {
+        name == self.header.as_str()
+            || self
+                .shared_secret
+                .as_ref()
+                .is_some_and(|(secret, _)| name == secret.as_str())
+    }
+
     /// Asserts `username` to Deploy. The caller has removed the token already.
     pub async fn apply(&self, headers: &mut HeaderMap, username: &Arc<str>) -> anyhow::Result<()> {
         // from_bytes admits UTF-8 (obs-text); only control characters are refused.

@@ -23,7 +23,7 @@ use crate::upstream::Pool;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
 /// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -148,11 +148,7 @@ impl Proxy {
                     .upstream_unreachable
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(request_id = peer.request_id, error = %error_chain(&e), "upstream request failed");
-                return json_error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unreachable",
-                    "Deploy could not be reached; try again shortly",
-                );
+                return unreachable();
             }
             None => {
                 self.metrics
@@ -160,11 +156,7 @@ impl Proxy {
                     .upstream_timeouts
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(request_id = peer.request_id, timeout = ?self.read_timeout, "upstream did not answer in time");
-                return json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "Deploy did not answer in time; try again shortly",
-                );
+                return timed_out();
             }
         };
 
@@ -201,6 +193,24 @@ impl Proxy {
         *response.version_mut() = Version::HTTP_11;
         response.map(|body| body.boxed())
     }
+}
+
+/// 502: Deploy could not be reached or broke off the exchange.
+pub fn unreachable() -> Response<Body> {
+    json_error(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unreachable",
+        "Deploy could not be reached; try again shortly",
+    )
+}
+
+/// 504: Deploy did not answer within `upstream.read_timeout`.
+pub fn timed_out() -> Response<Body> {
+    json_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        "Deploy did not answer in time; try again shortly",
+    )
 }
 
 /// Re-checks the credentials of an open tunnel.
@@ -311,7 +321,7 @@ pub fn prepare(headers: &mut HeaderMap) -> Option<HeaderValue> {
 }
 
 /// Forwarding headers a client could use to pose as someone else to Deploy.
-const CLIENT_FORWARDING: [&str; 5] = [
+pub const CLIENT_FORWARDING: [&str; 5] = [
     "forwarded",
     "x-real-ip",
     "x-forwarded-port",
@@ -382,7 +392,7 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, original_host: Option<
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::TokenCheck;
 use crate::config::{Config, IdentityMode, TlsFiles};
+use crate::fastpath::{Client, Forwarder, Outcome};
 use crate::gateway::Gateway;
 use crate::identity::UpstreamIdentity;
 use crate::limiter::FailureLimiter;
@@ -30,7 +32,7 @@ use crate::{invalidation, keys};
 /// Largest request head accepted; longer headers get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A client must finish sending its request head within this time.
-const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A started gateway.
 pub struct Running {
@@ -142,8 +144,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .build()?;
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener)?;
+                    let forwarder = Forwarder::new(&upstream, metrics.clone()).map(Arc::new);
                     let proxy = Arc::new(Proxy::new(&upstream, metrics)?);
-                    serve(listener, tls, gateway, proxy, stop, grace).await;
+                    serve(listener, tls, gateway, proxy, forwarder, stop, grace).await;
                     Ok(())
                 })
             })?;
@@ -185,6 +188,7 @@ async fn serve(
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
     proxy: Arc<Proxy>,
+    forwarder: Option<Arc<Forwarder>>,
     mut stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) {
@@ -215,17 +219,24 @@ async fn serve(
         let http = http.clone();
         let stop = stop.clone();
         let alive = alive.clone();
+        let forwarder = forwarder.clone();
         tokio::spawn(async move {
-            let is_tls = tls.is_some();
-            let service =
-                service_fn(move |req| gateway.clone().handle(proxy.clone(), req, remote, is_tls));
+            let client = Client {
+                ip: remote.ip(),
+                tls: tls.is_some(),
+            };
+            let handlers = Handlers {
+                gateway,
+                proxy,
+                forwarder,
+                http,
+                remote,
+            };
             match tls {
-                None => serve_connection(&http, TokioIo::new(stream), service, stop).await,
+                None => handlers.serve(stream, client, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(&http, TokioIo::new(stream), service, stop).await
-                        }
+                        Ok(Ok(stream)) => handlers.serve(stream, client, stop).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -242,6 +253,46 @@ async fn serve(
             ?grace,
             "in-flight requests did not finish within shutdown_grace; closing them"
         );
+    }
+}
+
+/// What serves a client connection: the fast path first where Deploy is plain http,
+/// the general path for everything it hands over.
+struct Handlers {
+    gateway: Arc<Gateway>,
+    proxy: Arc<Proxy>,
+    forwarder: Option<Arc<Forwarder>>,
+    http: http1::Builder,
+    remote: SocketAddr,
+}
+
+impl Handlers {
+    async fn serve<S>(self, io: S, client: Client, mut stop: watch::Receiver<bool>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Handlers {
+            gateway,
+            proxy,
+            forwarder,
+            http,
+            remote,
+        } = self;
+        let general = gateway.clone();
+        let service = service_fn(move |req| {
+            general
+                .clone()
+                .handle(proxy.clone(), req, remote, client.tls)
+        });
+        match forwarder {
+            Some(forwarder) => match forwarder.serve(io, client, &gateway, &mut stop).await {
+                Outcome::Done => {}
+                Outcome::HandOff(io) => {
+                    serve_connection(&http, TokioIo::new(io), service, stop).await
+                }
+            },
+            None => serve_connection(&http, TokioIo::new(io), service, stop).await,
+        }
     }
 }
 

@@ -57,17 +57,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Pool {
     pub fn new(settings: &config::Upstream) -> anyhow::Result<Pool> {
+        let (address, https) = address(settings);
         let host = settings
             .url
             .host()
             .expect("validated upstream.url has a host");
-        let https = settings.url.scheme_str() == Some("https");
-        let port = settings
-            .url
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 });
-        // An IPv6 literal keeps its brackets in the URI's host.
-        let address = format!("{host}:{port}");
         let tls = if https {
             let name =
                 ServerName::try_from(host.trim_matches(['[', ']']).to_string()).map_err(|_| {
@@ -192,6 +186,21 @@ impl Pool {
         });
         Ok(sender)
     }
+}
+
+/// Deploy's `host:port` for connecting, and whether it speaks https.
+pub fn address(settings: &config::Upstream) -> (String, bool) {
+    let host = settings
+        .url
+        .host()
+        .expect("validated upstream.url has a host");
+    let https = settings.url.scheme_str() == Some("https");
+    let port = settings
+        .url
+        .port_u16()
+        .unwrap_or(if https { 443 } else { 80 });
+    // An IPv6 literal keeps its brackets in the URI's host.
+    (format!("{host}:{port}"), https)
 }
 
 fn tls_client_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {

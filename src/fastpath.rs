@@ -1,0 +1,1268 @@
+//! The hot path: token-authenticated HTTP/1.1 requests forwarded to a plain-http Deploy
+//! without the general HTTP stack.
+//!
+//! A client connection starts here. Each request head is parsed in place; a request the
+//! fast path takes (HTTP/1.1, a token credential, an origin-form target outside
+//! `/patgate/`, no upgrade, no `Expect`, no chunked body) is checked, its head rewritten
+//! byte for byte into the upstream request and sent on one of this worker's raw
+//! keep-alive connections to Deploy; the answer's head is rewritten the same way and
+//! the bodies are copied through with their own framing (length, chunked or
+//! close-delimited). Any other request hands the connection, with the bytes read so
+//! far, to the general hyper-based path ([`crate::gateway`]) for the rest of its life.
+//!
+//! The rewriting rules are the general path's: hop-by-hop headers and client copies of
+//! identity and forwarding headers are dropped, the token, `Authorization` and
+//! `Cookie` never reach Deploy, `Set-Cookie` never reaches the client, `X-Forwarded-*`
+//! and `x-request-id` are set, and Deploy's silence becomes 502/504.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::config;
+use crate::credentials::{self, Credential};
+use crate::endpoints;
+use crate::gateway::{self, Gateway};
+use crate::metrics::Metrics;
+use crate::proxy::{self, CLIENT_FORWARDING};
+use crate::response::Body;
+
+/// Most header lines in a request or response the fast path parses; more go to the
+/// general path (requests) or are refused (responses).
+const MAX_HEADERS: usize = 64;
+/// Largest request or response head, as on the general path.
+const MAX_HEAD: usize = 64 * 1024;
+/// Chunk of a body copied at a time.
+const COPY_CHUNK: usize = 64 * 1024;
+/// Largest trailer section of a chunked response.
+const MAX_TRAILERS: usize = 16 * 1024;
+/// Attempts per request when a reused connection turns out closed.
+const ATTEMPTS: usize = 3;
+/// A connection idle for longer is not reused: a firewall may have dropped it silently.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One worker's raw connections to a plain-http Deploy.
+pub struct Forwarder {
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    max_idle: usize,
+    address: String,
+    /// `Host` for requests that came without one.
+    authority: String,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// How a connection ended on the fast path.
+pub enum Outcome<S> {
+    /// Closed, or to be closed.
+    Done,
+    /// A request the fast path does not take: serve the connection on the general path,
+    /// starting with these bytes already read.
+    HandOff(Rewind<S>),
+}
+
+impl Forwarder {
+    /// The fast path for this upstream, or `None` when Deploy speaks https (those
+    /// connections are the general path's).
+    pub fn new(settings: &config::Upstream, metrics: Arc<Metrics>) -> Option<Forwarder> {
+        let (address, https) = crate::upstream::address(settings);
+        if https {
+            return None;
+        }
+        Some(Forwarder {
+            idle: Mutex::new(Vec::new()),
+            max_idle: settings.max_idle_per_host,
+            address,
+            authority: settings
+                .url
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default(),
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            metrics,
+        })
+    }
+
+    /// Serves a client connection until it closes, fails, or needs the general path.
+    pub async fn serve<S>(
+        &self,
+        io: S,
+        client: Client,
+        gateway: &Gateway,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Outcome<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut conn = Conn {
+            io,
+            buf: BytesMut::with_capacity(8 * 1024),
+            scratch: Scratch::default(),
+        };
+        loop {
+            match self.one_request(&mut conn, client, gateway, stop).await {
+                Next::KeepAlive => {}
+                Next::Close => return Outcome::Done,
+                Next::HandOff => {
+                    return Outcome::HandOff(Rewind {
+                        prefix: conn.buf,
+                        inner: conn.io,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn one_request<S>(
+        &self,
+        conn: &mut Conn<S>,
+        client: Client,
+        gateway: &Gateway,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Next
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // The whole head within HEAD_TIMEOUT of starting to wait for it, idle
+        // keep-alive time included.
+        let deadline = tokio::time::Instant::now() + crate::server::HEAD_TIMEOUT;
+        let request = loop {
+            if !conn.buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Request::new(&mut headers);
+                match parsed.parse(&conn.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        match self.read_request(&parsed, len, gateway, &mut conn.scratch) {
+                            Some(request) => break request,
+                            None => return Next::HandOff,
+                        }
+                    }
+                    Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => {}
+                    // Malformed, too many headers or too long: the general path says so.
+                    _ => return Next::HandOff,
+                }
+            }
+            let idle = conn.buf.is_empty();
+            let read = tokio::time::timeout_at(deadline, conn.io.read_buf(&mut conn.buf));
+            let read = if idle {
+                tokio::select! {
+                    read = read => read,
+                    _ = stop.changed() => return Next::Close,
+                }
+            } else {
+                read.await
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Next::Close,
+                Ok(Ok(_)) => {}
+            }
+        };
+        conn.buf.advance(request.head_len);
+        let id = gateway.start_request();
+        let next = self.answer(conn, &request, client, gateway, &id).await;
+        if *stop.borrow() {
+            return Next::Close;
+        }
+        next
+    }
+
+    /// Reads a parsed request head: what the fast path needs to answer it, with the
+    /// upstream head begun in `scratch.head`; `None` if the general path must take it.
+    fn read_request(
+        &self,
+        parsed: &httparse::Request<'_, '_>,
+        head_len: usize,
+        gateway: &Gateway,
+        scratch: &mut Scratch,
+    ) -> Option<Request> {
+        if parsed.version != Some(1) {
+            return None;
+        }
+        let method = parsed.method?;
+        let target = parsed.path?;
+        let path = target.split('?').next().unwrap_or(target);
+        if !target.starts_with('/') || endpoints::is_reserved(path) {
+            return None;
+        }
+        if matches!(method, "CONNECT" | "TRACE") || method.eq_ignore_ascii_case("TRACK") {
+            return None;
+        }
+        let credential = credentials::extract_from(
+            parsed
+                .headers
+                .iter()
+                .filter(|h| {
+                    h.name
+                        .eq_ignore_ascii_case(credentials::TOKEN_HEADER.as_str())
+                })
+                .map(|h| h.value),
+            parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+                .map(|h| h.value),
+        );
+        let Credential::Token {
+            token,
+            claimed_user,
+        } = credential
+        else {
+            return None;
+        };
+
+        let head = &mut scratch.head;
+        head.clear();
+        head.extend_from_slice(method.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(target.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut request = Request {
+            head_len,
+            token,
+            claimed_user,
+            content_length: 0,
+            close: false,
+            head: method == "HEAD",
+            idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
+            forwarded_for: None,
+            host: None,
+            stripped_identity: false,
+        };
+        let mut lower = [0u8; 64];
+        for header in parsed.headers.iter() {
+            let long;
+            let name = match lowercase(header.name, &mut lower) {
+                Some(name) => name,
+                None => {
+                    long = header.name.to_ascii_lowercase();
+                    long.as_str()
+                }
+            };
+            match name {
+                "content-length" => {
+                    let length = parse_length(header.value)?;
+                    if request.content_length != 0 && request.content_length != length {
+                        return None;
+                    }
+                    request.content_length = length;
+                }
+                "connection" => {
+                    // Only keep-alive and close; a header named here is the general
+                    // path's to remove.
+                    for option in header.value.split(|&b| b == b',') {
+                        let option = option.trim_ascii();
+                        if option.eq_ignore_ascii_case(b"close") {
+                            request.close = true;
+                        } else if !option.is_empty() && !option.eq_ignore_ascii_case(b"keep-alive")
+                        {
+                            return None;
+                        }
+                    }
+                    continue;
+                }
+                "transfer-encoding" | "upgrade" | "expect" => return None,
+                "host" => {
+                    if request.host.is_some() {
+                        return None;
+                    }
+                    request.host = Some(header.value.to_vec());
+                }
+                "x-forwarded-for" => {
+                    if request.forwarded_for.is_none() {
+                        request.forwarded_for = Some(header.value.to_vec());
+                    }
+                    continue;
+                }
+                // Set by the gateway alone.
+                "x-forwarded-proto" | "x-forwarded-host" | "x-request-id" => continue,
+                // The token is the identity: neither it nor a session rides along.
+                "authorization" | "x-deploy-personal-token" | "cookie" => continue,
+                "keep-alive"
+                | "proxy-connection"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+                | "te"
+                | "trailer" => continue,
+                name if CLIENT_FORWARDING.contains(&name) => continue,
+                name if gateway.identity.is_identity_header(name) => {
+                    request.stripped_identity = true;
+                    continue;
+                }
+                _ => {}
+            }
+            append_header(head, header.name.as_bytes(), header.value);
+        }
+        Some(request)
+    }
+
+    /// Checks the token and forwards the request; answers the client in every case.
+    async fn answer<S>(
+        &self,
+        conn: &mut Conn<S>,
+        request: &Request,
+        client: Client,
+        gateway: &Gateway,
+        id: &str,
+    ) -> Next
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if request.stripped_identity {
+            tracing::info!(request_id = id, "removed client-supplied identity headers");
+        }
+        let principal = match gateway
+            .tokens
+            .check(&request.token, request.claimed_user.as_deref(), client.ip)
+            .await
+        {
+            Ok(principal) => principal,
+            Err(refusal) => {
+                let response = gateway.refuse(refusal, id).await;
+                return conn.write_own(response, request, id).await;
+            }
+        };
+        let extra = &mut conn.scratch.extra;
+        extra.clear();
+        if let Err(e) = gateway.identity.apply(extra, &principal.username).await {
+            let response = gateway::identity_failed(id, &e);
+            return conn.write_own(response, request, id).await;
+        }
+        tracing::debug!(request_id = id, user = %principal.username, "authenticated");
+        gateway
+            .metrics
+            .local()
+            .authenticated
+            .fetch_add(1, Ordering::Relaxed);
+        self.finish_head(&mut conn.scratch, request, client, id);
+        match self.exchange(conn, request, id).await {
+            Ok(next) => next,
+            Err(failure) => {
+                let response = match failure {
+                    Failure::Unreachable(e) => {
+                        self.metrics
+                            .local()
+                            .upstream_unreachable
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(request_id = id, error = %e, "upstream request failed");
+                        proxy::unreachable()
+                    }
+                    Failure::TimedOut => {
+                        self.metrics
+                            .local()
+                            .upstream_timeouts
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(request_id = id, timeout = ?self.read_timeout, "upstream did not answer in time");
+                        proxy::timed_out()
+                    }
+                    // Nothing more can be said to this client.
+                    Failure::Client => return Next::Close,
+                };
+                conn.write_own(response, request, id).await
+            }
+        }
+    }
+
+    /// Ends the upstream head: identity, forwarding headers, request id.
+    fn finish_head(&self, scratch: &mut Scratch, request: &Request, client: Client, id: &str) {
+        let head = &mut scratch.head;
+        for (name, value) in scratch.extra.iter() {
+            append_header(head, name.as_str().as_bytes(), value.as_bytes());
+        }
+        head.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(earlier) = &request.forwarded_for {
+            head.extend_from_slice(earlier);
+            head.extend_from_slice(b", ");
+        }
+        head.extend_from_slice(client.ip.to_string().as_bytes());
+        head.extend_from_slice(if client.tls {
+            b"\r\nx-forwarded-proto: https\r\n"
+        } else {
+            b"\r\nx-forwarded-proto: http\r\n"
+        });
+        match &request.host {
+            Some(host) => append_header(head, b"x-forwarded-host", host),
+            None => append_header(head, b"host", self.authority.as_bytes()),
+        }
+        append_header(head, b"x-request-id", id.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+
+    /// Sends the request on a pooled (or new) connection and streams the answer back.
+    async fn exchange<S>(
+        &self,
+        conn: &mut Conn<S>,
+        request: &Request,
+        id: &str,
+    ) -> Result<Next, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut attempt = 1;
+        let (mut upstream, head) = loop {
+            let (mut upstream, reused) = match self.checkout() {
+                Some(stream) => (stream, true),
+                None => (self.connect().await?, false),
+            };
+            // Only a request without a body can be sent again, and only if the
+            // connection broke before any answer: a reused connection that Deploy had
+            // just closed.
+            let retry = reused && request.content_length == 0 && attempt < ATTEMPTS;
+            match self.send(conn, &mut upstream, request).await {
+                Ok(()) => {}
+                Err(Failure::Unreachable(_)) if retry => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(failure) => return Err(failure),
+            }
+            match self.response_head(&mut upstream, &mut conn.scratch).await {
+                Ok(head) => break (upstream, head),
+                Err(Failure::Unreachable(_))
+                    if retry && request.idempotent && conn.scratch.upstream.is_empty() =>
+                {
+                    attempt += 1;
+                }
+                Err(failure) => return Err(failure),
+            }
+        };
+        let framing = head.framing(request.head);
+        let close = request.close || framing == Framing::UntilClose;
+        let scratch = &mut conn.scratch;
+        scratch.upstream.advance(head.len);
+        let mut out = std::mem::take(&mut scratch.head);
+        write_response_head(&mut out, &head, close, id);
+        // The start of the body is in the buffer already; small answers go in one write.
+        let mut body = Tracker::new(framing);
+        let ready = body
+            .take(&scratch.upstream)
+            .map_err(|e| Failure::Unreachable(e.to_string()))?;
+        out.extend_from_slice(&scratch.upstream[..ready]);
+        scratch.upstream.advance(ready);
+        let written = conn.io.write_all(&out).await;
+        conn.scratch.head = out;
+        written.map_err(|_| Failure::Client)?;
+        let clean = self.copy_body(&mut upstream, conn, &mut body).await?;
+        if clean && head.keep_alive && conn.scratch.upstream.is_empty() {
+            self.checkin(upstream);
+        }
+        conn.scratch.upstream.clear();
+        Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// Writes the request head and body to Deploy.
+    async fn send<S>(
+        &self,
+        conn: &mut Conn<S>,
+        upstream: &mut TcpStream,
+        request: &Request,
+    ) -> Result<(), Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let broken = |e: std::io::Error| Failure::Unreachable(format!("sending the request: {e}"));
+        let mut remaining = request.content_length;
+        let buffered = remaining.min(conn.buf.len() as u64) as usize;
+        if buffered == remaining as usize && buffered <= COPY_CHUNK {
+            // The whole request is here: one write.
+            let head_len = conn.scratch.head.len();
+            conn.scratch.head.extend_from_slice(&conn.buf[..buffered]);
+            let sent = upstream.write_all(&conn.scratch.head).await;
+            conn.scratch.head.truncate(head_len);
+            sent.map_err(broken)?;
+            conn.buf.advance(buffered);
+            return Ok(());
+        }
+        upstream
+            .write_all(&conn.scratch.head)
+            .await
+            .map_err(broken)?;
+        upstream
+            .write_all(&conn.buf[..buffered])
+            .await
+            .map_err(broken)?;
+        conn.buf.advance(buffered);
+        remaining -= buffered as u64;
+        let chunk = conn.scratch.chunk();
+        while remaining > 0 {
+            let want = remaining.min(chunk.len() as u64) as usize;
+            let n = match conn.io.read(&mut chunk[..want]).await {
+                Ok(0) | Err(_) => return Err(Failure::Client),
+                Ok(n) => n,
+            };
+            upstream.write_all(&chunk[..n]).await.map_err(broken)?;
+            remaining -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads Deploy's response head (after any interim 1xx answers) within the read
+    /// timeout.
+    async fn response_head(
+        &self,
+        upstream: &mut TcpStream,
+        scratch: &mut Scratch,
+    ) -> Result<ResponseHead, Failure> {
+        let buf = &mut scratch.upstream;
+        buf.clear();
+        let deadline = tokio::time::Instant::now() + self.read_timeout;
+        loop {
+            if !buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut parsed = httparse::Response::new(&mut headers);
+                match parsed.parse(buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let code = parsed.code.unwrap_or(0);
+                        if code == 101 {
+                            return Err(Failure::Unreachable(
+                                "Deploy switched protocols without being asked".into(),
+                            ));
+                        }
+                        if (100..200).contains(&code) {
+                            // Interim answers are not passed on, as on the general path.
+                            buf.advance(len);
+                            continue;
+                        }
+                        return ResponseHead::read(&parsed, len)
+                            .map_err(|e| Failure::Unreachable(e.into()));
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                    Ok(httparse::Status::Partial) => {
+                        return Err(Failure::Unreachable("response head too long".into()))
+                    }
+                    Err(e) => return Err(Failure::Unreachable(format!("bad response: {e}"))),
+                }
+            }
+            match tokio::time::timeout_at(deadline, upstream.read_buf(buf)).await {
+                Ok(Ok(0)) => {
+                    return Err(Failure::Unreachable(
+                        "connection closed before the answer".into(),
+                    ))
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(Failure::Unreachable(format!("reading the answer: {e}"))),
+                Err(_) => return Err(Failure::TimedOut),
+            }
+        }
+    }
+
+    /// Copies the rest of the response body; true if it ended where its framing said.
+    async fn copy_body<S>(
+        &self,
+        upstream: &mut TcpStream,
+        conn: &mut Conn<S>,
+        body: &mut Tracker,
+    ) -> Result<bool, Failure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if body.done() {
+            return Ok(true);
+        }
+        let chunk = conn.scratch.chunk();
+        loop {
+            let n = match upstream.read(chunk).await {
+                Ok(0) if body.framing() == Framing::UntilClose => return Ok(false),
+                // Deploy broke off mid-answer; the client sees a cut-off body.
+                Ok(0) | Err(_) => return Err(Failure::Client),
+                Ok(n) => n,
+            };
+            let usable = body.take(&chunk[..n]).map_err(|_| Failure::Client)?;
+            conn.io
+                .write_all(&chunk[..usable])
+                .await
+                .map_err(|_| Failure::Client)?;
+            if body.done() {
+                // Bytes after the end of the answer: the connection is not reusable.
+                return Ok(usable == n);
+            }
+        }
+    }
+
+    /// An idle connection that is still open, if any.
+    fn checkout(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((stream, since)) = idle.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && still_open(&stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, Failure> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| {
+                Failure::Unreachable(format!("connecting to {}: timed out", self.address))
+            })?
+            .map_err(|e| Failure::Unreachable(format!("connecting to {}: {e}", self.address)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// Whether an idle connection is still usable: nothing has arrived on it (Deploy
+/// closing it, or stray bytes). Costs a system call only when the event loop has seen
+/// it become readable.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// The client connection's address and transport.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub tls: bool,
+}
+
+enum Next {
+    KeepAlive,
+    Close,
+    HandOff,
+}
+
+enum Failure {
+    /// Deploy could not be reached, broke the exchange or answered nonsense (502).
+    Unreachable(String),
+    /// Deploy did not answer within the read timeout (504).
+    TimedOut,
+    /// The client went away or broke its request: nothing more to say to it.
+    Client,
+}
+
+struct Conn<S> {
+    io: S,
+    /// Bytes read from the client and not yet used.
+    buf: BytesMut,
+    scratch: Scratch,
+}
+
+/// Buffers reused from request to request on one client connection.
+#[derive(Default)]
+struct Scratch {
+    /// The head being written (upstream request, then client response).
+    head: Vec<u8>,
+    /// Identity headers for the upstream request.
+    extra: HeaderMap,
+    /// Bytes read from Deploy.
+    upstream: BytesMut,
+    /// For bodies that do not fit in one read.
+    copy: Vec<u8>,
+}
+
+impl Scratch {
+    fn chunk(&mut self) -> &mut [u8] {
+        if self.copy.is_empty() {
+            self.copy = vec![0; COPY_CHUNK];
+        }
+        &mut self.copy
+    }
+}
+
+/// What the fast path keeps of a request head.
+struct Request {
+    head_len: usize,
+    token: Vec<u8>,
+    claimed_user: Option<Vec<u8>>,
+    content_length: u64,
+    /// The client asked to close after this request.
+    close: bool,
+    /// A HEAD request: the answer has no body whatever its headers say.
+    head: bool,
+    idempotent: bool,
+    forwarded_for: Option<Vec<u8>>,
+    host: Option<Vec<u8>>,
+    stripped_identity: bool,
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Writes a response the gateway made itself (refusal, 502, 504). A request body
+    /// not yet read closes the connection after it, as does a `Connection: close` the
+    /// response carries.
+    async fn write_own(&mut self, response: Response<Body>, request: &Request, id: &str) -> Next {
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let unread_body = (self.buf.len() as u64) < request.content_length;
+        let close = request.close
+            || unread_body
+            || parts
+                .headers
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if !unread_body {
+            self.buf.advance(request.content_length as usize);
+        }
+        let out = &mut self.scratch.head;
+        out.clear();
+        status_line(out, parts.status, "");
+        for (name, value) in parts.headers.iter() {
+            if name != http::header::CONNECTION {
+                append_header(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        append_header(out, b"content-length", body.len().to_string().as_bytes());
+        append_header(
+            out,
+            b"date",
+            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+        );
+        append_header(out, b"x-request-id", id.as_bytes());
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !request.head {
+            out.extend_from_slice(&body);
+        }
+        tracing::debug!(request_id = id, status = parts.status.as_u16(), "response");
+        match self.io.write_all(out).await {
+            Ok(()) if !close => Next::KeepAlive,
+            _ => Next::Close,
+        }
+    }
+}
+
+/// Deploy's response head, as far as forwarding it needs.
+struct ResponseHead {
+    len: usize,
+    status: StatusCode,
+    /// The status line and the header lines to pass on, already filtered.
+    lines: Vec<u8>,
+    content_length: Option<u64>,
+    chunked: bool,
+    /// Some other transfer coding last: the body runs until the connection closes.
+    other_coding: bool,
+    /// Deploy keeps the connection open after this answer.
+    keep_alive: bool,
+}
+
+impl ResponseHead {
+    fn read(parsed: &httparse::Response<'_, '_>, len: usize) -> Result<ResponseHead, &'static str> {
+        let status = parsed
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or("bad status code")?;
+        let mut lines = Vec::with_capacity(512);
+        status_line(&mut lines, status, parsed.reason.unwrap_or(""));
+        let mut head = ResponseHead {
+            len,
+            status,
+            lines,
+            content_length: None,
+            chunked: false,
+            other_coding: false,
+            keep_alive: parsed.version == Some(1),
+        };
+        // Headers the Connection header names are hop-by-hop too.
+        let mut named: Vec<&[u8]> = Vec::new();
+        for header in parsed.headers.iter() {
+            if header.name.eq_ignore_ascii_case("connection") {
+                for option in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if option.eq_ignore_ascii_case(b"close") {
+                        head.keep_alive = false;
+                    }
+                    named.push(option);
+                }
+            }
+        }
+        let mut lower = [0u8; 64];
+        for header in parsed.headers.iter() {
+            if named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(header.name.as_bytes()))
+            {
+                continue;
+            }
+            match lowercase(header.name, &mut lower) {
+                Some("content-length") => {
+                    let length = parse_length(header.value).ok_or("bad content-length")?;
+                    if head.content_length.is_some_and(|l| l != length) {
+                        return Err("conflicting content-length");
+                    }
+                    head.content_length = Some(length);
+                }
+                Some("transfer-encoding") => {
+                    let last = header.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                    head.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                    head.other_coding = !head.chunked;
+                }
+                // Hop-by-hop; and no Deploy session for a token-authenticated request,
+                // and the gateway's own request id.
+                Some(
+                    "connection"
+                    | "keep-alive"
+                    | "proxy-connection"
+                    | "proxy-authenticate"
+                    | "proxy-authorization"
+                    | "te"
+                    | "trailer"
+                    | "upgrade"
+                    | "set-cookie"
+                    | "x-request-id",
+                ) => continue,
+                _ => {}
+            }
+            append_header(&mut head.lines, header.name.as_bytes(), header.value);
+        }
+        if head.chunked || head.other_coding {
+            // Transfer-Encoding wins over Content-Length, and such an answer may have
+            // been smuggled: the connection is not reused (RFC 9112 §6.3).
+            if head.content_length.take().is_some() {
+                head.keep_alive = false;
+                head.lines = strip_line(&head.lines, b"content-length");
+            }
+        }
+        Ok(head)
+    }
+
+    /// How the body is delimited (RFC 9112 §6.3).
+    fn framing(&self, head_request: bool) -> Framing {
+        if head_request
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED
+        {
+            Framing::Length(0)
+        } else if self.chunked {
+            Framing::Chunked
+        } else if self.other_coding {
+            Framing::UntilClose
+        } else {
+            match self.content_length {
+                Some(length) => Framing::Length(length),
+                None => Framing::UntilClose,
+            }
+        }
+    }
+}
+
+fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, close: bool, id: &str) {
+    out.clear();
+    out.extend_from_slice(&head.lines);
+    append_header(out, b"x-request-id", id.as_bytes());
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
+    let reason = if reason.is_empty() {
+        status.canonical_reason().unwrap_or("")
+    } else {
+        reason
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn append_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `lines` without the header lines called `name`.
+fn strip_line(lines: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut kept = Vec::with_capacity(lines.len());
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let is_named = line
+            .split(|&b| b == b':')
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name));
+        if !is_named {
+            kept.extend_from_slice(line);
+        }
+    }
+    kept
+}
+
+/// The header name in lower case, if it fits in `buf`.
+fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a str> {
+    let out = buf.get_mut(..name.len())?;
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b.to_ascii_lowercase();
+    }
+    // Header names are ASCII tokens (httparse checked).
+    std::str::from_utf8(out).ok()
+}
+
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// How a response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Tracks a response body as it passes, to know where it ends.
+struct Tracker {
+    framing: Framing,
+    remaining: u64,
+    chunks: ChunkScanner,
+}
+
+impl Tracker {
+    fn new(framing: Framing) -> Tracker {
+        Tracker {
+            framing,
+            remaining: match framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            chunks: ChunkScanner::default(),
+        }
+    }
+
+    fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    fn done(&self) -> bool {
+        match self.framing {
+            Framing::Length(_) => self.remaining == 0,
+            Framing::Chunked => self.chunks.done(),
+            Framing::UntilClose => false,
+        }
+    }
+
+    /// How many of `bytes` belong to the body.
+    fn take(&mut self, bytes: &[u8]) -> Result<usize, ChunkError> {
+        match self.framing {
+            Framing::Length(_) => {
+                let n = self.remaining.min(bytes.len() as u64);
+                self.remaining -= n;
+                Ok(n as usize)
+            }
+            Framing::Chunked => self.chunks.advance(bytes),
+            Framing::UntilClose => Ok(bytes.len()),
+        }
+    }
+}
+
+/// Follows chunked framing (RFC 9112 §7.1) without decoding it: the bytes pass through
+/// as they are, and the scanner tells where the message ends.
+#[derive(Debug, Default)]
+struct ChunkScanner {
+    state: ChunkState,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// In a chunk-size line: the size so far, its digit count, whether in extensions.
+    Size {
+        size: u64,
+        digits: u8,
+        extension: bool,
+    },
+    /// After the size line's CR.
+    SizeLf(u64),
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataCr,
+    DataLf,
+    /// In the trailer section: length of the current line, whether after its CR.
+    Trailer {
+        line: usize,
+        cr: bool,
+    },
+    Done,
+}
+
+impl Default for ChunkState {
+    fn default() -> Self {
+        ChunkState::Size {
+            size: 0,
+            digits: 0,
+            extension: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("malformed chunked body")]
+struct ChunkError;
+
+impl ChunkScanner {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes bytes up to the end of the message; returns how many belong to it.
+    fn advance(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < input.len() {
+            if let Data(left) = self.state {
+                let take = left.min((input.len() - i) as u64);
+                i += take as usize;
+                self.state = if take == left {
+                    DataCr
+                } else {
+                    Data(left - take)
+                };
+                continue;
+            }
+            if self.state == Done {
+                break;
+            }
+            let byte = input[i];
+            i += 1;
+            self.state = match (self.state, byte) {
+                (
+                    Size {
+                        size,
+                        digits,
+                        extension: false,
+                    },
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F',
+                ) => {
+                    if digits >= 15 {
+                        return Err(ChunkError);
+                    }
+                    let digit = (byte as char).to_digit(16).unwrap_or(0) as u64;
+                    Size {
+                        size: size * 16 + digit,
+                        digits: digits + 1,
+                        extension: false,
+                    }
+                }
+                (Size { size, digits, .. }, b'\r') if digits > 0 => SizeLf(size),
+                (Size { size, digits, .. }, b'\n') if digits > 0 => after_size(size),
+                (Size { size, digits, .. }, b';' | b' ' | b'\t') if digits > 0 => Size {
+                    size,
+                    digits,
+                    extension: true,
+                },
+                (
+                    state @ Size {
+                        extension: true, ..
+                    },
+                    _,
+                ) => state,
+                (SizeLf(size), b'\n') => after_size(size),
+                (DataCr, b'\r') => DataLf,
+                (DataCr | DataLf, b'\n') => ChunkState::default(),
+                (Trailer { line, .. }, b'\n') => {
+                    if line == 0 {
+                        Done
+                    } else {
+                        Trailer { line: 0, cr: false }
+                    }
+                }
+                (Trailer { line, cr: false }, b'\r') => Trailer { line, cr: true },
+                (Trailer { line, cr: false }, _) => {
+                    self.trailer_bytes += 1;
+                    if self.trailer_bytes > MAX_TRAILERS {
+                        return Err(ChunkError);
+                    }
+                    Trailer {
+                        line: line + 1,
+                        cr: false,
+                    }
+                }
+                _ => return Err(ChunkError),
+            };
+        }
+        Ok(i)
+    }
+}
+
+fn after_size(size: u64) -> ChunkState {
+    if size == 0 {
+        ChunkState::Trailer { line: 0, cr: false }
+    } else {
+        ChunkState::Data(size)
+    }
+}
+
+/// A connection with bytes already read from it, read again first.
+pub struct Rewind<S> {
+    prefix: BytesMut,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_in_pieces(input: &[u8], piece: usize) -> Result<(usize, bool), ChunkError> {
+        let mut scanner = ChunkScanner::default();
+        let mut used = 0;
+        for part in input.chunks(piece) {
+            let n = scanner.advance(part)?;
+            used += n;
+            if scanner.done() {
+                break;
+            }
+        }
+        Ok((used, scanner.done()))
+    }
+
+    #[test]
+    fn chunked_message_ends_where_it_says_in_any_split() {
+        let message = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\n";
+        let mut with_next = message.to_vec();
+        with_next.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        for piece in 1..=with_next.len() {
+            assert_eq!(
+                scan_in_pieces(&with_next, piece).unwrap(),
+                (message.len(), true),
+                "split every {piece} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn unfinished_chunked_message_is_not_done() {
+        assert_eq!(scan_in_pieces(b"5\r\nhel", 100).unwrap(), (6, false));
+        assert_eq!(scan_in_pieces(b"0\r\n", 100).unwrap(), (3, false));
+    }
+
+    #[test]
+    fn malformed_chunk_sizes_are_errors() {
+        assert!(scan_in_pieces(b"zz\r\n", 100).is_err());
+        assert!(scan_in_pieces(b"\r\n", 100).is_err());
+        assert!(scan_in_pieces(b"5\r\nhelloXX", 100).is_err());
+        assert!(scan_in_pieces(b"1000000000000000\r\n", 100).is_err());
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let parse = |raw: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let len = match parsed.parse(raw).unwrap() {
+                httparse::Status::Complete(len) => len,
+                httparse::Status::Partial => panic!("partial"),
+            };
+            ResponseHead::read(&parsed, len)
+        };
+        let head = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap();
+        assert_eq!(head.framing(false), Framing::Length(5));
+        assert_eq!(head.framing(true), Framing::Length(0));
+        assert!(head.keep_alive);
+
+        let head =
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")
+                .unwrap();
+        assert_eq!(head.framing(false), Framing::Chunked);
+        assert!(!head.keep_alive, "TE with CL is not reused");
+        assert!(!String::from_utf8_lossy(&head.lines)
+            .to_ascii_lowercase()
+            .contains("content-length"));
+
+        let head = parse(b"HTTP/1.1 200 OK\r\nconnection: close, x-hop\r\nx-hop: 1\r\nset-cookie: s=1\r\nx-kept: 1\r\n\r\n").unwrap();
+        assert_eq!(head.framing(false), Framing::UntilClose);
+        assert!(!head.keep_alive);
+        let lines = String::from_utf8_lossy(&head.lines).to_string();
+        assert_eq!(lines, "HTTP/1.1 200 OK\r\nx-kept: 1\r\n");
+
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n").is_err()
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .unwrap()
+                .framing(false),
+            Framing::Length(0)
+        );
+        assert!(
+            !parse(b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+    }
+}
