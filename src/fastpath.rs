@@ -16,6 +16,7 @@
 //! and `x-request-id` are set, and Deploy's silence becomes 502/504.
 
 use std::net::IpAddr;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,8 @@ use crate::response::Body;
 const MAX_HEADERS: usize = 64;
 /// Largest request or response head, as on the general path.
 const MAX_HEAD: usize = 64 * 1024;
+/// Free space a read into a head buffer gets at least.
+const READ_ROOM: usize = 4 * 1024;
 /// Chunk of a body copied at a time.
 const COPY_CHUNK: usize = 64 * 1024;
 /// Largest trailer section of a chunked response.
@@ -109,10 +112,24 @@ impl Forwarder {
         let mut conn = Conn {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
-            scratch: Scratch::default(),
+            scratch: Scratch {
+                client_ip: client.ip.to_string(),
+                ..Scratch::default()
+            },
+            head_deadline: Deadline::new(crate::server::HEAD_TIMEOUT),
+            answer_deadline: Deadline::new(self.read_timeout),
         };
+        // One registration for the life of the connection, not one per request.
+        let mut watcher = stop.clone();
+        let mut stopping = std::pin::pin!(watcher.changed());
         loop {
-            match self.one_request(&mut conn, client, gateway, stop).await {
+            let next = self
+                .one_request(&mut conn, client, gateway, stopping.as_mut())
+                .await;
+            if *stop.borrow() {
+                return Outcome::Done;
+            }
+            match next {
                 Next::KeepAlive => {}
                 Next::Close => return Outcome::Done,
                 Next::HandOff => {
@@ -130,14 +147,14 @@ impl Forwarder {
         conn: &mut Conn<S>,
         client: Client,
         gateway: &Gateway,
-        stop: &mut watch::Receiver<bool>,
+        mut stopping: Pin<&mut impl Future<Output = Result<(), watch::error::RecvError>>>,
     ) -> Next
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         // The whole head within HEAD_TIMEOUT of starting to wait for it, idle
         // keep-alive time included.
-        let deadline = tokio::time::Instant::now() + crate::server::HEAD_TIMEOUT;
+        conn.head_deadline.set(crate::server::HEAD_TIMEOUT);
         let request = loop {
             if !conn.buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -155,27 +172,22 @@ impl Forwarder {
                 }
             }
             let idle = conn.buf.is_empty();
-            let read = tokio::time::timeout_at(deadline, conn.io.read_buf(&mut conn.buf));
-            let read = if idle {
-                tokio::select! {
-                    read = read => read,
-                    _ = stop.changed() => return Next::Close,
-                }
-            } else {
-                read.await
+            make_room(&mut conn.buf);
+            let read = tokio::select! {
+                biased;
+                read = conn.io.read_buf(&mut conn.buf) => read,
+                _ = conn.head_deadline.expired() => return Next::Close,
+                // Stopping closes idle connections; a request under way is finished.
+                _ = stopping.as_mut(), if idle => return Next::Close,
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Next::Close,
-                Ok(Ok(_)) => {}
+                Ok(0) | Err(_) => return Next::Close,
+                Ok(_) => {}
             }
         };
         conn.buf.advance(request.head_len);
         let id = gateway.start_request();
-        let next = self.answer(conn, &request, client, gateway, &id).await;
-        if *stop.borrow() {
-            return Next::Close;
-        }
-        next
+        self.answer(conn, &request, client, gateway, &id).await
     }
 
     /// Reads a parsed request head: what the fast path needs to answer it, with the
@@ -385,7 +397,7 @@ impl Forwarder {
             head.extend_from_slice(earlier);
             head.extend_from_slice(b", ");
         }
-        head.extend_from_slice(client.ip.to_string().as_bytes());
+        head.extend_from_slice(scratch.client_ip.as_bytes());
         head.extend_from_slice(if client.tls {
             b"\r\nx-forwarded-proto: https\r\n"
         } else {
@@ -427,7 +439,9 @@ impl Forwarder {
                 }
                 Err(failure) => return Err(failure),
             }
-            match self.response_head(&mut upstream, &mut conn.scratch).await {
+            match self
+                .response_head(&mut upstream, &mut conn.scratch, &mut conn.answer_deadline)
+                .await {
                 Ok(head) => break (upstream, head),
                 Err(Failure::Unreachable(_))
                     if retry && request.idempotent && conn.scratch.upstream.is_empty() =>
@@ -513,10 +527,11 @@ impl Forwarder {
         &self,
         upstream: &mut TcpStream,
         scratch: &mut Scratch,
+        deadline: &mut Deadline,
     ) -> Result<ResponseHead, Failure> {
         let buf = &mut scratch.upstream;
         buf.clear();
-        let deadline = tokio::time::Instant::now() + self.read_timeout;
+        deadline.set(self.read_timeout);
         loop {
             if !buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -544,15 +559,20 @@ impl Forwarder {
                     Err(e) => return Err(Failure::Unreachable(format!("bad response: {e}"))),
                 }
             }
-            match tokio::time::timeout_at(deadline, upstream.read_buf(buf)).await {
-                Ok(Ok(0)) => {
+            make_room(buf);
+            let read = tokio::select! {
+                biased;
+                read = upstream.read_buf(buf) => read,
+                _ = deadline.expired() => return Err(Failure::TimedOut),
+            };
+            match read {
+                Ok(0) => {
                     return Err(Failure::Unreachable(
                         "connection closed before the answer".into(),
                     ))
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(Failure::Unreachable(format!("reading the answer: {e}"))),
-                Err(_) => return Err(Failure::TimedOut),
+                Ok(_) => {}
+                Err(e) => return Err(Failure::Unreachable(format!("reading the answer: {e}"))),
             }
         }
     }
@@ -620,6 +640,14 @@ impl Forwarder {
     }
 }
 
+/// Room for a whole read: `read_buf` on a full buffer would read 64 bytes at a time.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_ROOM {
+        // Reclaims the space of what was consumed when it can, else grows.
+        buf.reserve(2 * READ_ROOM);
+    }
+}
+
 /// Whether an idle connection is still usable: nothing has arrived on it (Deploy
 /// closing it, or stray bytes). Costs a system call only when the event loop has seen
 /// it become readable.
@@ -662,11 +690,52 @@ struct Conn<S> {
     /// Bytes read from the client and not yet used.
     buf: BytesMut,
     scratch: Scratch,
+    /// For the next request head.
+    head_deadline: Deadline,
+    /// For Deploy's answer.
+    answer_deadline: Deadline,
+}
+
+/// A deadline that moves forward with every request but whose timer rarely fires:
+/// moving it is a store, and the timer is re-armed only when it goes off early.
+struct Deadline {
+    at: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Deadline {
+    fn new(after: Duration) -> Deadline {
+        let at = tokio::time::Instant::now() + after;
+        Deadline {
+            at,
+            timer: Box::pin(tokio::time::sleep_until(at)),
+        }
+    }
+
+    fn set(&mut self, after: Duration) {
+        self.at = tokio::time::Instant::now() + after;
+        if self.at < self.timer.deadline() {
+            self.timer.as_mut().reset(self.at);
+        }
+    }
+
+    /// Completes once the deadline has passed.
+    async fn expired(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            if tokio::time::Instant::now() >= self.at {
+                return;
+            }
+            self.timer.as_mut().reset(self.at);
+        }
+    }
 }
 
 /// Buffers reused from request to request on one client connection.
 #[derive(Default)]
 struct Scratch {
+    /// The client's address as `X-Forwarded-For` gives it.
+    client_ip: String,
     /// The head being written (upstream request, then client response).
     head: Vec<u8>,
     /// Identity headers for the upstream request.
