@@ -15,8 +15,8 @@
 //! `Cookie` never reach Deploy, `Set-Cookie` never reaches the client, `X-Forwarded-*`
 //! and `x-request-id` are set, and Deploy's silence becomes 502/504.
 
-use std::net::IpAddr;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -441,7 +441,8 @@ impl Forwarder {
             }
             match self
                 .response_head(&mut upstream, &mut conn.scratch, &mut conn.answer_deadline)
-                .await {
+                .await
+            {
                 Ok(head) => break (upstream, head),
                 Err(Failure::Unreachable(_))
                     if retry && request.idempotent && conn.scratch.upstream.is_empty() =>

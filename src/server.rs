@@ -102,14 +102,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let identity = UpstreamIdentity::new(&config.upstream.identity, jwt_key.as_deref())?;
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
-        anyhow::anyhow!(
-            "listen {}: {e}; is another process on that port?",
-            config.listen
-        )
-    })?;
-    listener.set_nonblocking(true)?;
-    let local_addr = listener.local_addr()?;
+    let listeners = bind(config.listen, config.workers)?;
+    let local_addr = listeners[0].local_addr()?;
     tracing::info!(
         %local_addr,
         tls = tls.is_some(),
@@ -128,8 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let grace = config.shutdown_grace;
     let mut threads = Vec::with_capacity(config.workers);
-    for worker in 0..config.workers {
-        let listener = listener.try_clone()?;
+    for (worker, socket) in listeners.into_iter().enumerate() {
         let gateway = gateway.clone();
         let tls = tls.clone();
         let stop = stop_rx.clone();
@@ -143,7 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .enable_all()
                     .build()?;
                 runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener)?;
+                    let listener = TcpListener::from_std(socket)?;
                     let forwarder = Forwarder::new(&upstream, metrics.clone()).map(Arc::new);
                     let proxy = Arc::new(Proxy::new(&upstream, metrics)?);
                     serve(listener, tls, gateway, proxy, forwarder, stop, grace).await;
@@ -152,7 +145,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             })?;
         threads.push(thread);
     }
-    drop(listener);
     let done = tokio::spawn(async move {
         let joined = tokio::task::spawn_blocking(move || {
             threads
@@ -179,6 +171,40 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop: stop_tx,
         done,
     })
+}
+
+/// Pending connections each worker's listener holds.
+const BACKLOG: i32 = 1024;
+
+/// One listening socket per worker on the same address (`SO_REUSEPORT`): the kernel
+/// spreads new connections evenly over the workers, where one shared socket would let
+/// whichever worker wakes first take them all.
+fn bind(address: SocketAddr, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let fail = |e: std::io::Error| {
+        anyhow::anyhow!("listen {address}: {e}; is another process on that port?")
+    };
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(fail)?;
+        socket.set_reuse_address(true).map_err(fail)?;
+        socket.set_reuse_port(true).map_err(fail)?;
+        socket.set_nonblocking(true).map_err(fail)?;
+        // With port 0, the first socket picks the port and the others join it.
+        let bound = match listeners.first() {
+            Some(first) => first.local_addr().map_err(fail)?,
+            None => address,
+        };
+        socket.bind(&bound.into()).map_err(fail)?;
+        socket.listen(BACKLOG).map_err(fail)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
 }
 
 /// One worker's accept loop: its own event loop (a current-thread runtime) and its own
