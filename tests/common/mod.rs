@@ -646,10 +646,24 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
         .await
         .unwrap();
     tokio::spawn(conn);
+    let host = uri.authority().unwrap().as_str();
+    let target = uri.path_and_query().unwrap().as_str();
+    send_on(&mut sender, method, target, host, headers).await
+}
+
+/// Sends one request on an open client connection and reads the whole answer.
+pub async fn send_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    sender.ready().await.expect("the connection is still open");
     let mut req = Request::builder()
         .method(method)
-        .uri(uri.path_and_query().unwrap().as_str());
-    req = req.header("host", uri.authority().unwrap().as_str());
+        .uri(target)
+        .header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

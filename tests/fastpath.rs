@@ -1,0 +1,403 @@
+//! The fast path as clients and Deploy see it on the wire: every way an answer can be
+//! framed, keep-alive on both sides, pipelining, interim answers, and connections that
+//! move to the general path halfway through.
+//!
+//! Deploy is played by a scripted server that answers with exact bytes, so framing
+//! cases a well-behaved HTTP library would never produce can be tested too.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use patgate::token::Expiration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted Deploy answers to a request: the exact bytes, and whether it
+/// closes the connection afterwards.
+type Script = fn(method: &str, path: &str) -> (Vec<u8>, bool);
+
+/// A Deploy stand-in that answers with exact bytes.
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    async fn start(script: Script) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (count, log) = (connections.clone(), heads.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_scripted(stream, script, log.clone()));
+            }
+        });
+        Scripted {
+            addr,
+            connections,
+            heads,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The last request received: its head and body.
+    fn last_head(&self) -> String {
+        self.heads
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+async fn serve_scripted(mut stream: TcpStream, script: Script, heads: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+        let mut words = head.split_whitespace();
+        let method = words.next().unwrap_or_default().to_string();
+        let path = words.next().unwrap_or_default().to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < end + 4 + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+        buf.drain(..end + 4 + length);
+        heads.lock().unwrap().push(head + &body);
+        let (answer, close) = script(&method, &path);
+        if stream.write_all(&answer).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+/// The scripts: each path one way of framing an answer.
+fn deploy(method: &str, path: &str) -> (Vec<u8>, bool) {
+    let answer: &[u8] = match path {
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nSet-Cookie: SESSION_XLD=s\r\n\r\n5;note=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+        "/until-close" => {
+            return (
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nbody until close".to_vec(),
+                true,
+            )
+        }
+        "/interim" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+        "/both-lengths" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "/extra-bytes" => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSMUGGLED",
+        "/bad-chunks" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnope\r\n",
+        "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+        "/no-content" => b"HTTP/1.1 204 No Content\r\n\r\n",
+        _ if method == "HEAD" => b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n",
+        _ => {
+            let body = format!("path={path}");
+            return (
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+                false,
+            );
+        }
+    };
+    (answer.to_vec(), false)
+}
+
+struct Setup {
+    _db: TestDb,
+    deploy: Scripted,
+    gw: Gateway,
+    token: String,
+}
+
+async fn setup() -> Setup {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let deploy = Scripted::start(deploy).await;
+    let gw = Gateway::start(config(&db, &deploy.url(), &[("PATGATE_WORKERS", "1")])).await;
+    let (_, token) = gw.create_token("alice", "wire", Expiration::Days7).await;
+    Setup {
+        _db: db,
+        deploy,
+        gw,
+        token,
+    }
+}
+
+/// One keep-alive client connection.
+async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn ask(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Answer {
+    let headers: Vec<(&str, &str)> = token
+        .map(|t| ("x-deploy-personal-token", t))
+        .into_iter()
+        .collect();
+    send_on(sender, method, path, "deploy.example", &headers).await
+}
+
+#[tokio::test]
+async fn chunked_answers_pass_through_whole_on_kept_connections() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/chunked", Some(&s.token)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "hello world");
+    for hop in ["x-hop", "keep-alive", "set-cookie", "connection"] {
+        assert!(
+            answer.headers.get(hop).is_none(),
+            "{hop} reached the client"
+        );
+    }
+    assert!(answer.headers.get("x-request-id").is_some());
+    // Both connections are kept: the next request goes over the same two.
+    let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/next");
+    assert_eq!(s.deploy.connections(), 1);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_without_length_ends_with_its_connection() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/until-close", Some(&s.token)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "body until close");
+    assert_eq!(answer.headers["connection"], "close");
+    // The gateway closed the client connection; a new one works, on a new upstream one.
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/after", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/after");
+    assert_eq!(s.deploy.connections(), 2);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn interim_answers_are_skipped() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/interim", Some(&s.token)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "final");
+    let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/next");
+    assert_eq!(s.deploy.connections(), 1);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn doubtful_framing_is_never_reused() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    // Transfer-Encoding wins over Content-Length; such a connection is not reused.
+    let answer = ask(&mut client, "GET", "/both-lengths", Some(&s.token)).await;
+    assert_eq!(answer.body, "abc");
+    assert!(answer.headers.get("content-length").is_none());
+    // Bytes past the end of an answer are not passed on, nor read as the next answer.
+    let answer = ask(&mut client, "GET", "/extra-bytes", Some(&s.token)).await;
+    assert_eq!(answer.body, "ok");
+    let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/next");
+    assert_eq!(s.deploy.connections(), 3);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn broken_answers_become_502() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    for path in ["/bad-chunks", "/switch"] {
+        let answer = ask(&mut client, "GET", path, Some(&s.token)).await;
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{path}");
+        assert_eq!(answer.error_code(), "upstream_unreachable");
+    }
+    let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/next");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bodiless_answers_keep_the_connection_in_step() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "HEAD", "/file", Some(&s.token)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["content-length"], "4");
+    assert!(answer.body.is_empty());
+    let answer = ask(&mut client, "DELETE", "/no-content", Some(&s.token)).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/next");
+    assert_eq!(s.deploy.connections(), 1);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let s = setup().await;
+    let mut stream = TcpStream::connect(s.gw.addr).await.unwrap();
+    let mut requests = String::new();
+    for path in ["/one", "/two", "/three"] {
+        requests.push_str(&format!(
+            "GET {path} HTTP/1.1\r\nhost: d\r\nx-deploy-personal-token: {}\r\n\r\n",
+            s.token
+        ));
+    }
+    requests.push_str(
+        "GET /last HTTP/1.1\r\nhost: d\r\nconnection: close\r\nx-deploy-personal-token: ",
+    );
+    requests.push_str(&s.token);
+    requests.push_str("\r\n\r\n");
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut answers = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answers))
+        .await
+        .expect("the gateway closes after the last answer")
+        .unwrap();
+    let bodies: Vec<&str> = answers
+        .match_indices("path=")
+        .map(|(i, _)| answers[i..].split(['\r', 'H']).next().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["path=/one", "path=/two", "path=/three", "path=/last"],
+        "{answers}"
+    );
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_moves_to_the_general_path_and_keeps_working() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/first", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/first");
+    // The gateway's own route, then an anonymous request: the general path's.
+    let answer = ask(&mut client, "GET", "/patgate/healthz", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = ask(&mut client, "GET", "/anonymous", None).await;
+    assert_eq!(answer.body, "path=/anonymous");
+    assert!(!s.deploy.last_head().contains("x-deploy-user"));
+    // Token requests still work on the same connection, with the same rules.
+    let answer = ask(&mut client, "GET", "/later", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/later");
+    assert!(s.deploy.last_head().contains("x-deploy-user: alice"));
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_request_leaves_the_connection_usable_unless_its_body_is_unread() {
+    let s = setup().await;
+    let mut client = connect(s.gw.addr).await;
+    let last = if s.token.ends_with('A') { "B" } else { "A" };
+    let wrong = format!("{}{last}", &s.token[..s.token.len() - 1]);
+    let answer = ask(&mut client, "GET", "/x", Some(&wrong)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error_code(), "malformed_token");
+    let answer = ask(&mut client, "GET", "/x", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/x");
+
+    // A refused upload whose body has not arrived: answered, then closed.
+    let mut stream = TcpStream::connect(s.gw.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: d\r\ncontent-length: 1000000\r\nx-deploy-personal-token: {wrong}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert_eq!(
+        s.deploy.connections(),
+        1,
+        "the refused upload reached Deploy"
+    );
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_body_reaches_deploy_exactly() {
+    let s = setup().await;
+    let mut stream = TcpStream::connect(s.gw.addr).await.unwrap();
+    // The head and the start of the body in one packet, the rest later, then another
+    // request right behind it.
+    let head = format!(
+        "PUT /body HTTP/1.1\r\nhost: d\r\ncontent-length: 10\r\nx-deploy-personal-token: {}\r\n\r\n01234",
+        s.token
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let next = format!(
+        "56789GET /after HTTP/1.1\r\nhost: d\r\nconnection: close\r\nx-deploy-personal-token: {}\r\n\r\n",
+        s.token
+    );
+    stream.write_all(next.as_bytes()).await.unwrap();
+    let mut answers = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answers))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answers.contains("path=/body"), "{answers}");
+    assert!(answers.contains("path=/after"), "{answers}");
+    let heads = s.deploy.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[0].starts_with("PUT /body HTTP/1.1\r\n"));
+    assert!(heads[0].ends_with("\r\n\r\n0123456789"), "{:?}", heads[0]);
+    assert!(heads[1].starts_with("GET /after HTTP/1.1\r\n"));
+    s.gw.shutdown().await;
+}
