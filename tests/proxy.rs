@@ -592,3 +592,17 @@ async fn connections_deploy_closes_are_not_reused() {
     assert_eq!(upstream.count(), 20);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_port_another_program_holds_is_an_error_at_start() {
+    let db = sqlite().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let config = config(&db, "http://127.0.0.1:9", &[("PATGATE_LISTEN", &address)]);
+    let Err(error) = patgate::server::start(config).await else {
+        panic!("started on a port another program holds");
+    };
+    let message = error.to_string();
+    assert!(message.contains(&address), "{message}");
+    assert!(message.contains("another process"), "{message}");
+}
