@@ -45,6 +45,11 @@ const MAX_HEADERS: usize = 64;
 const MAX_HEAD: usize = 64 * 1024;
 /// Free space a read into a head buffer gets at least.
 const READ_ROOM: usize = 4 * 1024;
+/// Largest request body the fast path takes (read whole before it is sent on); larger
+/// uploads stream through the general path.
+const MAX_BODY: u64 = 64 * 1024;
+/// Buffers larger than this are given back after a request.
+const KEPT_BUFFER: usize = 16 * 1024;
 /// Chunk of a body copied at a time.
 const COPY_CHUNK: usize = 64 * 1024;
 /// Largest trailer section of a chunked response.
@@ -112,6 +117,7 @@ impl Forwarder {
         let mut conn = Conn {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
+            body_pending: 0,
             scratch: Scratch {
                 client_ip: client.ip.to_string(),
                 ..Scratch::default()
@@ -126,12 +132,13 @@ impl Forwarder {
             let next = self
                 .one_request(&mut conn, client, gateway, stopping.as_mut())
                 .await;
-            if *stop.borrow() {
-                return Outcome::Done;
-            }
             match next {
-                Next::KeepAlive => {}
-                Next::Close => return Outcome::Done,
+                Next::KeepAlive if !*stop.borrow() => {}
+                Next::KeepAlive | Next::Close => {
+                    // Sends what TLS still holds, and a close_notify.
+                    let _ = conn.io.shutdown().await;
+                    return Outcome::Done;
+                }
                 Next::HandOff => {
                     return Outcome::HandOff(Rewind {
                         prefix: conn.buf,
@@ -162,7 +169,13 @@ impl Forwarder {
                 match parsed.parse(&conn.buf) {
                     Ok(httparse::Status::Complete(len)) => {
                         match self.read_request(&parsed, len, gateway, &mut conn.scratch) {
-                            Some(request) => break request,
+                            // The body (at most MAX_BODY) is read whole first.
+                            Some(request)
+                                if conn.buf.len() - len >= request.content_length as usize =>
+                            {
+                                break request
+                            }
+                            Some(_) => {}
                             None => return Next::HandOff,
                         }
                     }
@@ -186,6 +199,7 @@ impl Forwarder {
             }
         };
         conn.buf.advance(request.head_len);
+        conn.body_pending = request.content_length as usize;
         let id = gateway.start_request();
         self.answer(conn, &request, client, gateway, &id).await
     }
@@ -252,6 +266,7 @@ impl Forwarder {
             host: None,
             stripped_identity: false,
         };
+        let mut seen_length = false;
         let mut lower = [0u8; 64];
         for header in parsed.headers.iter() {
             let long;
@@ -264,11 +279,16 @@ impl Forwarder {
             };
             match name {
                 "content-length" => {
-                    let length = parse_length(header.value)?;
-                    if request.content_length != 0 && request.content_length != length {
+                    // One, and small: the general path judges repeated lengths and
+                    // streams large uploads.
+                    if seen_length {
                         return None;
                     }
-                    request.content_length = length;
+                    seen_length = true;
+                    request.content_length = parse_length(header.value)?;
+                    if request.content_length > MAX_BODY {
+                        return None;
+                    }
                 }
                 "connection" => {
                     // Only keep-alive and close; a header named here is the general
@@ -427,11 +447,11 @@ impl Forwarder {
                 Some(stream) => (stream, true),
                 None => (self.connect().await?, false),
             };
-            // Only a request without a body can be sent again, and only if the
-            // connection broke before any answer: a reused connection that Deploy had
+            // Only on a reused connection that broke before any answer: one Deploy had
             // just closed.
-            let retry = reused && request.content_length == 0 && attempt < ATTEMPTS;
-            match self.send(conn, &mut upstream, request).await {
+            let retry = reused && attempt < ATTEMPTS;
+            conn.answer_deadline.set(self.read_timeout);
+            match self.send(conn, &mut upstream).await {
                 Ok(()) => {}
                 Err(Failure::Unreachable(_)) if retry => {
                     attempt += 1;
@@ -452,6 +472,8 @@ impl Forwarder {
                 Err(failure) => return Err(failure),
             }
         };
+        // The request has been taken; the buffer holds what the client sent next.
+        conn.buf.advance(std::mem::take(&mut conn.body_pending));
         let framing = head.framing(request.head);
         let close = request.close || framing == Framing::UntilClose;
         let scratch = &mut conn.scratch;
@@ -460,70 +482,49 @@ impl Forwarder {
         write_response_head(&mut out, &head, close, id);
         // The start of the body is in the buffer already; small answers go in one write.
         let mut body = Tracker::new(framing);
-        let ready = body
+        let taken = body
             .take(&scratch.upstream)
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
-        out.extend_from_slice(&scratch.upstream[..ready]);
-        scratch.upstream.advance(ready);
+        out.extend_from_slice(&scratch.upstream[..taken.forward]);
+        out.extend_from_slice(body.ending());
+        scratch.upstream.advance(taken.used);
         let written = conn.io.write_all(&out).await;
         conn.scratch.head = out;
         written.map_err(|_| Failure::Client)?;
         let clean = self.copy_body(&mut upstream, conn, &mut body).await?;
+        // TLS may still hold the end of the answer.
+        conn.io.flush().await.map_err(|_| Failure::Client)?;
         if clean && head.keep_alive && conn.scratch.upstream.is_empty() {
             self.checkin(upstream);
         }
-        conn.scratch.upstream.clear();
+        conn.scratch.release();
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
 
-    /// Writes the request head and body to Deploy.
-    async fn send<S>(
-        &self,
-        conn: &mut Conn<S>,
-        upstream: &mut TcpStream,
-        request: &Request,
-    ) -> Result<(), Failure>
+    /// Writes the request, head and body, to Deploy in one write, within the read
+    /// timeout (Deploy not reading is as bad as Deploy not answering).
+    async fn send<S>(&self, conn: &mut Conn<S>, upstream: &mut TcpStream) -> Result<(), Failure>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let broken = |e: std::io::Error| Failure::Unreachable(format!("sending the request: {e}"));
-        let mut remaining = request.content_length;
-        let buffered = remaining.min(conn.buf.len() as u64) as usize;
-        if buffered == remaining as usize && buffered <= COPY_CHUNK {
-            // The whole request is here: one write.
-            let head_len = conn.scratch.head.len();
-            conn.scratch.head.extend_from_slice(&conn.buf[..buffered]);
-            let sent = upstream.write_all(&conn.scratch.head).await;
-            conn.scratch.head.truncate(head_len);
-            sent.map_err(broken)?;
-            conn.buf.advance(buffered);
-            return Ok(());
+        let head_len = conn.scratch.head.len();
+        conn.scratch
+            .head
+            .extend_from_slice(&conn.buf[..conn.body_pending]);
+        let sent = tokio::select! {
+            biased;
+            sent = upstream.write_all(&conn.scratch.head) => sent,
+            _ = conn.answer_deadline.expired() => Err(std::io::ErrorKind::TimedOut.into()),
+        };
+        conn.scratch.head.truncate(head_len);
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Failure::TimedOut),
+            Err(e) => Err(Failure::Unreachable(format!("sending the request: {e}"))),
         }
-        upstream
-            .write_all(&conn.scratch.head)
-            .await
-            .map_err(broken)?;
-        upstream
-            .write_all(&conn.buf[..buffered])
-            .await
-            .map_err(broken)?;
-        conn.buf.advance(buffered);
-        remaining -= buffered as u64;
-        let chunk = conn.scratch.chunk();
-        while remaining > 0 {
-            let want = remaining.min(chunk.len() as u64) as usize;
-            let n = match conn.io.read(&mut chunk[..want]).await {
-                Ok(0) | Err(_) => return Err(Failure::Client),
-                Ok(n) => n,
-            };
-            upstream.write_all(&chunk[..n]).await.map_err(broken)?;
-            remaining -= n as u64;
-        }
-        Ok(())
     }
 
-    /// Reads Deploy's response head (after any interim 1xx answers) within the read
-    /// timeout.
+    /// Reads Deploy's response head (after any interim 1xx answers) by `deadline`.
     async fn response_head(
         &self,
         upstream: &mut TcpStream,
@@ -532,7 +533,6 @@ impl Forwarder {
     ) -> Result<ResponseHead, Failure> {
         let buf = &mut scratch.upstream;
         buf.clear();
-        deadline.set(self.read_timeout);
         loop {
             if !buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -599,14 +599,18 @@ impl Forwarder {
                 Ok(0) | Err(_) => return Err(Failure::Client),
                 Ok(n) => n,
             };
-            let usable = body.take(&chunk[..n]).map_err(|_| Failure::Client)?;
+            let taken = body.take(&chunk[..n]).map_err(|_| Failure::Client)?;
             conn.io
-                .write_all(&chunk[..usable])
+                .write_all(&chunk[..taken.forward])
                 .await
                 .map_err(|_| Failure::Client)?;
             if body.done() {
+                conn.io
+                    .write_all(body.ending())
+                    .await
+                    .map_err(|_| Failure::Client)?;
                 // Bytes after the end of the answer: the connection is not reusable.
-                return Ok(usable == n);
+                return Ok(taken.used == n);
             }
         }
     }
@@ -690,6 +694,8 @@ struct Conn<S> {
     io: S,
     /// Bytes read from the client and not yet used.
     buf: BytesMut,
+    /// Bytes at the start of `buf` that are the current request's body.
+    body_pending: usize,
     scratch: Scratch,
     /// For the next request head.
     head_deadline: Deadline,
@@ -748,6 +754,18 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Gives back what one large request or answer made these buffers grow to.
+    fn release(&mut self) {
+        self.copy = Vec::new();
+        self.upstream.clear();
+        if self.upstream.capacity() > KEPT_BUFFER {
+            self.upstream = BytesMut::new();
+        }
+        if self.head.capacity() > KEPT_BUFFER {
+            self.head = Vec::new();
+        }
+    }
+
     fn chunk(&mut self) -> &mut [u8] {
         if self.copy.is_empty() {
             self.copy = vec![0; COPY_CHUNK];
@@ -786,16 +804,13 @@ where
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let unread_body = (self.buf.len() as u64) < request.content_length;
+        // The request body, read whole before answering, is not Deploy's any more.
+        self.buf.advance(std::mem::take(&mut self.body_pending));
         let close = request.close
-            || unread_body
             || parts
                 .headers
                 .get(http::header::CONNECTION)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        if !unread_body {
-            self.buf.advance(request.content_length as usize);
-        }
         let out = &mut self.scratch.head;
         out.clear();
         status_line(out, parts.status, "");
@@ -819,8 +834,10 @@ where
             out.extend_from_slice(&body);
         }
         tracing::debug!(request_id = id, status = parts.status.as_u16(), "response");
-        match self.io.write_all(out).await {
-            Ok(()) if !close => Next::KeepAlive,
+        let written = self.io.write_all(out).await;
+        self.scratch.release();
+        match written {
+            Ok(()) if !close && self.io.flush().await.is_ok() => Next::KeepAlive,
             _ => Next::Close,
         }
     }
@@ -1041,18 +1058,40 @@ impl Tracker {
         }
     }
 
-    /// How many of `bytes` belong to the body.
-    fn take(&mut self, bytes: &[u8]) -> Result<usize, ChunkError> {
+    /// How many of `bytes` belong to the body, and how many of those go on.
+    fn take(&mut self, bytes: &[u8]) -> Result<Taken, ChunkError> {
+        let all = |n: usize| Taken {
+            used: n,
+            forward: n,
+        };
         match self.framing {
             Framing::Length(_) => {
                 let n = self.remaining.min(bytes.len() as u64);
                 self.remaining -= n;
-                Ok(n as usize)
+                Ok(all(n as usize))
             }
             Framing::Chunked => self.chunks.advance(bytes),
-            Framing::UntilClose => Ok(bytes.len()),
+            Framing::UntilClose => Ok(all(bytes.len())),
         }
     }
+
+    /// What ends the body once it is done: a chunked body's trailers are not passed
+    /// on (no `Set-Cookie` can ride there), only the empty line that ends them.
+    fn ending(&self) -> &'static [u8] {
+        if self.framing == Framing::Chunked && self.done() {
+            b"\r\n"
+        } else {
+            b""
+        }
+    }
+}
+
+/// Bytes of a read that belong to the body (`used`), and how many of those, from the
+/// start, are passed on (`forward`: all but trailers).
+#[derive(Debug, PartialEq, Eq)]
+struct Taken {
+    used: usize,
+    forward: usize,
 }
 
 /// Follows chunked framing (RFC 9112 §7.1) without decoding it: the bytes pass through
@@ -1104,11 +1143,16 @@ impl ChunkScanner {
         self.state == ChunkState::Done
     }
 
-    /// Consumes bytes up to the end of the message; returns how many belong to it.
-    fn advance(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
+    /// Consumes bytes up to the end of the message; says how many belong to it and how
+    /// many come before the trailer section.
+    fn advance(&mut self, input: &[u8]) -> Result<Taken, ChunkError> {
         use ChunkState::*;
         let mut i = 0;
+        let mut forward = None;
         while i < input.len() {
+            if forward.is_none() && matches!(self.state, Trailer { .. } | Done) {
+                forward = Some(i);
+            }
             if let Data(left) = self.state {
                 let take = left.min((input.len() - i) as u64);
                 i += take as usize;
@@ -1180,7 +1224,10 @@ impl ChunkScanner {
                 _ => return Err(ChunkError),
             };
         }
-        Ok(i)
+        Ok(Taken {
+            used: i,
+            forward: forward.unwrap_or(i),
+        })
     }
 }
 
@@ -1252,8 +1299,7 @@ mod tests {
         let mut scanner = ChunkScanner::default();
         let mut used = 0;
         for part in input.chunks(piece) {
-            let n = scanner.advance(part)?;
-            used += n;
+            used += scanner.advance(part)?.used;
             if scanner.done() {
                 break;
             }
@@ -1272,6 +1318,25 @@ mod tests {
                 (message.len(), true),
                 "split every {piece} bytes"
             );
+        }
+    }
+
+    #[test]
+    fn trailers_are_consumed_but_not_passed_on() {
+        let body = b"3\r\nabc\r\n0\r\n";
+        let trailers = b"set-cookie: s=1\r\nx-t: 2\r\n\r\n";
+        let message = [&body[..], &trailers[..]].concat();
+        for split in 1..message.len() {
+            let mut tracker = Tracker::new(Framing::Chunked);
+            let mut passed = Vec::new();
+            for part in [&message[..split], &message[split..]] {
+                let taken = tracker.take(part).unwrap();
+                assert_eq!(taken.used, part.len());
+                passed.extend_from_slice(&part[..taken.forward]);
+            }
+            assert!(tracker.done());
+            passed.extend_from_slice(tracker.ending());
+            assert_eq!(passed, b"3\r\nabc\r\n0\r\n\r\n", "split at {split}");
         }
     }
 

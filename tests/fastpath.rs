@@ -115,7 +115,8 @@ async fn serve_scripted(mut stream: TcpStream, script: Script, heads: Arc<Mutex<
 /// The scripts: each path one way of framing an answer.
 fn deploy(method: &str, path: &str) -> (Vec<u8>, bool) {
     let answer: &[u8] = match path {
-        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nSet-Cookie: SESSION_XLD=s\r\n\r\n5;note=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nSet-Cookie: SESSION_XLD=s\r\n\r\n5;note=1\r\nhello\r\n6\r\n world\r\n0\r\nset-cookie: SESSION_XLD=trailer\r\n\r\n",
+        "/die" => return (Vec::new(), true),
         "/until-close" => {
             return (
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nbody until close".to_vec(),
@@ -337,8 +338,20 @@ async fn a_connection_moves_to_the_general_path_and_keeps_working() {
     s.gw.shutdown().await;
 }
 
+/// Sends raw bytes on a new connection, then reads until the gateway closes it.
+async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answers = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answers))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    answers
+}
+
 #[tokio::test]
-async fn a_refused_request_leaves_the_connection_usable_unless_its_body_is_unread() {
+async fn a_refused_request_leaves_the_connection_usable() {
     let s = setup().await;
     let mut client = connect(s.gw.addr).await;
     let last = if s.token.ends_with('A') { "B" } else { "A" };
@@ -349,23 +362,85 @@ async fn a_refused_request_leaves_the_connection_usable_unless_its_body_is_unrea
     let answer = ask(&mut client, "GET", "/x", Some(&s.token)).await;
     assert_eq!(answer.body, "path=/x");
 
-    // A refused upload whose body has not arrived: answered, then closed.
-    let mut stream = TcpStream::connect(s.gw.addr).await.unwrap();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nhost: d\r\ncontent-length: 1000000\r\nx-deploy-personal-token: {wrong}\r\n\r\n"
+    // A refused upload's body is not read as the next request.
+    let answers = raw_exchange(
+        s.gw.addr,
+        format!(
+            "POST /upload HTTP/1.1\r\nhost: d\r\ncontent-length: 22\r\nx-deploy-personal-token: {wrong}\r\n\r\nGET /body HTTP/1.1\r\n\r\n\
+             GET /after HTTP/1.1\r\nhost: d\r\nconnection: close\r\nx-deploy-personal-token: {}\r\n\r\n",
+            s.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answers.starts_with("HTTP/1.1 401"), "{answers}");
+    assert!(answers.contains("path=/after"), "{answers}");
+    assert!(!answers.contains("path=/body"), "{answers}");
+    assert_eq!(s.deploy.connections(), 1);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_content_length_cannot_smuggle_a_request() {
+    let s = setup().await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nx-deploy-user: admin\r\nx-ignore: ";
+    let answers = raw_exchange(
+        s.gw.addr,
+        format!(
+            "POST /a HTTP/1.1\r\nhost: d\r\ncontent-length: 0\r\ncontent-length: {}\r\nx-deploy-personal-token: {}\r\n\r\n{smuggled}",
+            smuggled.len(),
+            s.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answers.starts_with("HTTP/1.1 400"), "{answers}");
+    // Whatever else happens, Deploy never reads the body as a request of its own.
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/victim", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/victim");
+    let heads = s.deploy.heads.lock().unwrap().clone();
+    assert!(heads.iter().all(|h| !h.contains("/smuggled")), "{heads:?}");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_a_502_the_next_pipelined_request_is_whole() {
+    let s = setup().await;
+    let answers = raw_exchange(
+        s.gw.addr,
+        format!(
+            "POST /die HTTP/1.1\r\nhost: d\r\ncontent-length: 10\r\nx-deploy-personal-token: {0}\r\n\r\n0123456789\
+             GET /after HTTP/1.1\r\nhost: d\r\nconnection: close\r\nx-deploy-personal-token: {0}\r\n\r\n",
+            s.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answers.starts_with("HTTP/1.1 502"), "{answers}");
+    assert!(answers.contains("path=/after"), "{answers}");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_trailers_are_not_passed_on() {
+    let s = setup().await;
+    let answers = raw_exchange(
+        s.gw.addr,
+        format!(
+            "GET /chunked HTTP/1.1\r\nhost: d\r\nconnection: close\r\nx-deploy-personal-token: {}\r\n\r\n",
+            s.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(
+        answers.ends_with("5;note=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        "{answers:?}"
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
-        .await
-        .expect("the gateway closes the connection")
-        .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.contains("connection: close"), "{answer}");
-    assert_eq!(
-        s.deploy.connections(),
-        1,
-        "the refused upload reached Deploy"
+    assert!(
+        !answers.to_ascii_lowercase().contains("set-cookie"),
+        "{answers}"
     );
     s.gw.shutdown().await;
 }
