@@ -48,6 +48,8 @@ const READ_ROOM: usize = 4 * 1024;
 /// Largest request body the fast path takes (read whole before it is sent on); larger
 /// uploads stream through the general path.
 const MAX_BODY: u64 = 64 * 1024;
+/// How long a closing connection may take to send its last bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Buffers larger than this are given back after a request.
 const KEPT_BUFFER: usize = 16 * 1024;
 /// Chunk of a body copied at a time.
@@ -118,6 +120,7 @@ impl Forwarder {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
             body_pending: 0,
+            stop: stop.clone(),
             scratch: Scratch {
                 client_ip: client.ip.to_string(),
                 ..Scratch::default()
@@ -135,8 +138,9 @@ impl Forwarder {
             match next {
                 Next::KeepAlive if !*stop.borrow() => {}
                 Next::KeepAlive | Next::Close => {
-                    // Sends what TLS still holds, and a close_notify.
-                    let _ = conn.io.shutdown().await;
+                    // Sends what TLS still holds, and a close_notify, to a client that
+                    // still reads.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.io.shutdown()).await;
                     return Outcome::Done;
                 }
                 Next::HandOff => {
@@ -162,20 +166,24 @@ impl Forwarder {
         // The whole head within HEAD_TIMEOUT of starting to wait for it, idle
         // keep-alive time included.
         conn.head_deadline.set(crate::server::HEAD_TIMEOUT);
+        // The head, once parsed, while its body (at most MAX_BODY) is read whole.
+        let mut parsed_head: Option<Request> = None;
         let request = loop {
-            if !conn.buf.is_empty() {
+            if let Some(request) = parsed_head.take() {
+                if conn.buf.len() - request.head_len >= request.content_length as usize {
+                    break request;
+                }
+                parsed_head = Some(request);
+            } else if !conn.buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut parsed = httparse::Request::new(&mut headers);
                 match parsed.parse(&conn.buf) {
                     Ok(httparse::Status::Complete(len)) => {
                         match self.read_request(&parsed, len, gateway, &mut conn.scratch) {
-                            // The body (at most MAX_BODY) is read whole first.
-                            Some(request)
-                                if conn.buf.len() - len >= request.content_length as usize =>
-                            {
-                                break request
+                            Some(request) => {
+                                parsed_head = Some(request);
+                                continue;
                             }
-                            Some(_) => {}
                             None => return Next::HandOff,
                         }
                     }
@@ -447,9 +455,11 @@ impl Forwarder {
                 Some(stream) => (stream, true),
                 None => (self.connect().await?, false),
             };
-            // Only on a reused connection that broke before any answer: one Deploy had
-            // just closed.
-            let retry = reused && attempt < ATTEMPTS;
+            // Only on a reused connection that broke before any answer (one Deploy had
+            // just closed), and only requests that are harmless to repeat: Deploy may
+            // have acted on the head of an upload before the write failed.
+            let retry =
+                reused && attempt < ATTEMPTS && (request.idempotent || request.content_length == 0);
             conn.answer_deadline.set(self.read_timeout);
             match self.send(conn, &mut upstream).await {
                 Ok(()) => {}
@@ -474,8 +484,11 @@ impl Forwarder {
         };
         // The request has been taken; the buffer holds what the client sent next.
         conn.buf.advance(std::mem::take(&mut conn.body_pending));
+        if conn.buf.is_empty() && conn.buf.capacity() > KEPT_BUFFER {
+            conn.buf = BytesMut::with_capacity(8 * 1024);
+        }
         let framing = head.framing(request.head);
-        let close = request.close || framing == Framing::UntilClose;
+        let close = request.close || framing == Framing::UntilClose || *conn.stop.borrow();
         let scratch = &mut conn.scratch;
         scratch.upstream.advance(head.len);
         let mut out = std::mem::take(&mut scratch.head);
@@ -593,7 +606,8 @@ impl Forwarder {
         }
         let chunk = conn.scratch.chunk();
         loop {
-            let n = match upstream.read(chunk).await {
+            chunk.clear();
+            let n = match upstream.read_buf(chunk).await {
                 Ok(0) if body.framing() == Framing::UntilClose => return Ok(false),
                 // Deploy broke off mid-answer; the client sees a cut-off body.
                 Ok(0) | Err(_) => return Err(Failure::Client),
@@ -696,6 +710,8 @@ struct Conn<S> {
     buf: BytesMut,
     /// Bytes at the start of `buf` that are the current request's body.
     body_pending: usize,
+    /// True once the gateway is stopping.
+    stop: watch::Receiver<bool>,
     scratch: Scratch,
     /// For the next request head.
     head_deadline: Deadline,
@@ -749,14 +765,14 @@ struct Scratch {
     extra: HeaderMap,
     /// Bytes read from Deploy.
     upstream: BytesMut,
-    /// For bodies that do not fit in one read.
-    copy: Vec<u8>,
+    /// For answers that do not fit in one read.
+    copy: BytesMut,
 }
 
 impl Scratch {
     /// Gives back what one large request or answer made these buffers grow to.
     fn release(&mut self) {
-        self.copy = Vec::new();
+        self.copy = BytesMut::new();
         self.upstream.clear();
         if self.upstream.capacity() > KEPT_BUFFER {
             self.upstream = BytesMut::new();
@@ -766,10 +782,10 @@ impl Scratch {
         }
     }
 
-    fn chunk(&mut self) -> &mut [u8] {
-        if self.copy.is_empty() {
-            self.copy = vec![0; COPY_CHUNK];
-        }
+    /// The copy buffer, empty, with room for a whole chunk.
+    fn chunk(&mut self) -> &mut BytesMut {
+        self.copy.clear();
+        self.copy.reserve(COPY_CHUNK);
         &mut self.copy
     }
 }
@@ -806,7 +822,10 @@ where
             .unwrap_or_default();
         // The request body, read whole before answering, is not Deploy's any more.
         self.buf.advance(std::mem::take(&mut self.body_pending));
+        // When stopping, the client learns that requests it sent after this one were
+        // not served.
         let close = request.close
+            || *self.stop.borrow()
             || parts
                 .headers
                 .get(http::header::CONNECTION)

@@ -336,6 +336,9 @@ async fn serve_connection<I, S>(
     let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
+        // The connection first: a request the fast path handed over is already in its
+        // buffer, and is answered before a stop is seen.
+        biased;
         result = conn.as_mut() => result,
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();

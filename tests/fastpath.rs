@@ -105,6 +105,9 @@ async fn serve_scripted(mut stream: TcpStream, script: Script, heads: Arc<Mutex<
         let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
         buf.drain(..end + 4 + length);
         heads.lock().unwrap().push(head + &body);
+        if path == "/slow" {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let (answer, close) = script(&method, &path);
         if stream.write_all(&answer).await.is_err() || close {
             return;
@@ -475,4 +478,28 @@ async fn a_request_body_reaches_deploy_exactly() {
     assert!(heads[0].ends_with("\r\n\r\n0123456789"), "{:?}", heads[0]);
     assert!(heads[1].starts_with("GET /after HTTP/1.1\r\n"));
     s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_finishes_the_request_under_way_and_says_so() {
+    let s = setup().await;
+    let mut stream = TcpStream::connect(s.gw.addr).await.unwrap();
+    let requests = format!(
+        "GET /slow HTTP/1.1\r\nhost: d\r\nx-deploy-personal-token: {0}\r\n\r\n\
+         GET /next HTTP/1.1\r\nhost: d\r\nx-deploy-personal-token: {0}\r\n\r\n",
+        s.token
+    );
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(s.gw.shutdown());
+    let mut answers = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answers))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    assert!(answers.starts_with("HTTP/1.1 200"), "{answers}");
+    assert!(answers.contains("path=/slow"), "{answers}");
+    assert!(answers.contains("connection: close"), "{answers}");
+    assert!(!answers.contains("path=/next"), "{answers}");
+    stopping.await.unwrap();
 }
