@@ -282,11 +282,11 @@ impl Forwarder {
                 Some(name) => name,
                 None => {
                     long = header.name.to_ascii_lowercase();
-                    long.as_str()
+                    long.as_bytes()
                 }
             };
             match name {
-                "content-length" => {
+                b"content-length" => {
                     // One, and small: the general path judges repeated lengths and
                     // streams large uploads.
                     if seen_length {
@@ -298,7 +298,7 @@ impl Forwarder {
                         return None;
                     }
                 }
-                "connection" => {
+                b"connection" => {
                     // Only keep-alive and close; a header named here is the general
                     // path's to remove.
                     for option in header.value.split(|&b| b == b',') {
@@ -312,30 +312,30 @@ impl Forwarder {
                     }
                     continue;
                 }
-                "transfer-encoding" | "upgrade" | "expect" => return None,
-                "host" => {
+                b"transfer-encoding" | b"upgrade" | b"expect" => return None,
+                b"host" => {
                     if request.host.is_some() {
                         return None;
                     }
                     request.host = Some(header.value.to_vec());
                 }
-                "x-forwarded-for" => {
+                b"x-forwarded-for" => {
                     if request.forwarded_for.is_none() {
                         request.forwarded_for = Some(header.value.to_vec());
                     }
                     continue;
                 }
                 // Set by the gateway alone.
-                "x-forwarded-proto" | "x-forwarded-host" | "x-request-id" => continue,
+                b"x-forwarded-proto" | b"x-forwarded-host" | b"x-request-id" => continue,
                 // The token is the identity: neither it nor a session rides along.
-                "authorization" | "x-deploy-personal-token" | "cookie" => continue,
-                "keep-alive"
-                | "proxy-connection"
-                | "proxy-authenticate"
-                | "proxy-authorization"
-                | "te"
-                | "trailer" => continue,
-                name if CLIENT_FORWARDING.contains(&name) => continue,
+                b"authorization" | b"x-deploy-personal-token" | b"cookie" => continue,
+                b"keep-alive"
+                | b"proxy-connection"
+                | b"proxy-authenticate"
+                | b"proxy-authorization"
+                | b"te"
+                | b"trailer" => continue,
+                name if CLIENT_FORWARDING.iter().any(|f| f.as_bytes() == name) => continue,
                 name if gateway.identity.is_identity_header(name) => {
                     request.stripped_identity = true;
                     continue;
@@ -373,9 +373,30 @@ impl Forwarder {
                 return conn.write_own(response, request, id).await;
             }
         };
-        let extra = &mut conn.scratch.extra;
-        extra.clear();
-        if let Err(e) = gateway.identity.apply(extra, &principal.username).await {
+        let scratch = &mut conn.scratch;
+        scratch.extra.clear();
+        let written = match gateway
+            .identity
+            .write_lines(&mut scratch.head, &principal.username)
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let applied = gateway
+                    .identity
+                    .apply(&mut scratch.extra, &principal.username)
+                    .await;
+                for (name, value) in scratch.extra.iter() {
+                    append_header(
+                        &mut scratch.head,
+                        name.as_str().as_bytes(),
+                        value.as_bytes(),
+                    );
+                }
+                applied
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             let response = gateway::identity_failed(id, &e);
             return conn.write_own(response, request, id).await;
         }
@@ -417,9 +438,6 @@ impl Forwarder {
     /// Ends the upstream head: identity, forwarding headers, request id.
     fn finish_head(&self, scratch: &mut Scratch, request: &Request, client: Client, id: &str) {
         let head = &mut scratch.head;
-        for (name, value) in scratch.extra.iter() {
-            append_header(head, name.as_str().as_bytes(), value.as_bytes());
-        }
         head.extend_from_slice(b"x-forwarded-for: ");
         if let Some(earlier) = &request.forwarded_for {
             head.extend_from_slice(earlier);
@@ -761,7 +779,7 @@ struct Scratch {
     client_ip: String,
     /// The head being written (upstream request, then client response).
     head: Vec<u8>,
-    /// Identity headers for the upstream request.
+    /// Identity headers for the upstream request (jwt mode).
     extra: HeaderMap,
     /// Bytes read from Deploy.
     upstream: BytesMut,
@@ -914,14 +932,14 @@ impl ResponseHead {
                 continue;
             }
             match lowercase(header.name, &mut lower) {
-                Some("content-length") => {
+                Some(b"content-length") => {
                     let length = parse_length(header.value).ok_or("bad content-length")?;
                     if head.content_length.is_some_and(|l| l != length) {
                         return Err("conflicting content-length");
                     }
                     head.content_length = Some(length);
                 }
-                Some("transfer-encoding") => {
+                Some(b"transfer-encoding") => {
                     let last = header.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                     head.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
                     head.other_coding = !head.chunked;
@@ -929,16 +947,16 @@ impl ResponseHead {
                 // Hop-by-hop; and no Deploy session for a token-authenticated request,
                 // and the gateway's own request id.
                 Some(
-                    "connection"
-                    | "keep-alive"
-                    | "proxy-connection"
-                    | "proxy-authenticate"
-                    | "proxy-authorization"
-                    | "te"
-                    | "trailer"
-                    | "upgrade"
-                    | "set-cookie"
-                    | "x-request-id",
+                    b"connection"
+                    | b"keep-alive"
+                    | b"proxy-connection"
+                    | b"proxy-authenticate"
+                    | b"proxy-authorization"
+                    | b"te"
+                    | b"trailer"
+                    | b"upgrade"
+                    | b"set-cookie"
+                    | b"x-request-id",
                 ) => continue,
                 _ => {}
             }
@@ -1021,13 +1039,12 @@ fn strip_line(lines: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// The header name in lower case, if it fits in `buf`.
-fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a str> {
+fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a [u8]> {
     let out = buf.get_mut(..name.len())?;
     for (o, b) in out.iter_mut().zip(name.bytes()) {
         *o = b.to_ascii_lowercase();
     }
-    // Header names are ASCII tokens (httparse checked).
-    std::str::from_utf8(out).ok()
+    Some(out)
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {

@@ -120,11 +120,23 @@ impl Gateway {
             .local()
             .requests
             .fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{}-{}",
-            self.id_prefix,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+        // By hand rather than format!: this runs for every request.
+        let mut n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut id = String::with_capacity(self.id_prefix.len() + 1 + digits.len() - start);
+        id.push_str(&self.id_prefix);
+        id.push('-');
+        id.extend(digits[start..].iter().map(|&d| d as char));
+        id
     }
 
     async fn route(

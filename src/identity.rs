@@ -76,12 +76,47 @@ impl UpstreamIdentity {
 
     /// Whether a request header of this (lower-case) name is one of the identity
     /// headers, which only the gateway may set.
-    pub fn is_identity_header(&self, name: &str) -> bool {
-        name == self.header.as_str()
+    pub fn is_identity_header(&self, name: &[u8]) -> bool {
+        name == self.header.as_str().as_bytes()
             || self
                 .shared_secret
                 .as_ref()
-                .is_some_and(|(secret, _)| name == secret.as_str())
+                .is_some_and(|(secret, _)| name == secret.as_str().as_bytes())
+    }
+
+    /// Writes the identity header lines for `username` (`name: value\r\n`) straight
+    /// into a request head, as [`Self::apply`] would set them. `Ok(false)` in jwt mode,
+    /// which needs `apply`.
+    pub fn write_lines(&self, out: &mut Vec<u8>, username: &str) -> anyhow::Result<bool> {
+        // What HeaderValue accepts: no control characters but tab.
+        if username
+            .bytes()
+            .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            anyhow::bail!("username contains control characters");
+        }
+        let mut line = |name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        match self.mode {
+            IdentityMode::Jwt => return Ok(false),
+            IdentityMode::Header => {}
+            IdentityMode::Basic => {
+                let value = self
+                    .basic_authorization
+                    .as_ref()
+                    .expect("basic mode has an account");
+                line(b"authorization", value.as_bytes());
+            }
+        }
+        line(self.header.as_str().as_bytes(), username.as_bytes());
+        if let Some((name, value)) = &self.shared_secret {
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+        Ok(true)
     }
 
     /// Asserts `username` to Deploy. The caller has removed the token already.
