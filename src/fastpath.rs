@@ -35,7 +35,7 @@ use crate::credentials::{self, Credential};
 use crate::endpoints;
 use crate::gateway::{self, Gateway};
 use crate::metrics::Metrics;
-use crate::proxy::{self, CLIENT_FORWARDING};
+use crate::proxy::{self, CLIENT_FORWARDING, HOP_BY_HOP};
 use crate::response::Body;
 
 /// Most header lines in a request or response the fast path parses; more go to the
@@ -329,12 +329,7 @@ impl Forwarder {
                 b"x-forwarded-proto" | b"x-forwarded-host" | b"x-request-id" => continue,
                 // The token is the identity: neither it nor a session rides along.
                 b"authorization" | b"x-deploy-personal-token" | b"cookie" => continue,
-                b"keep-alive"
-                | b"proxy-connection"
-                | b"proxy-authenticate"
-                | b"proxy-authorization"
-                | b"te"
-                | b"trailer" => continue,
+                name if is_hop_by_hop(name) => continue,
                 name if CLIENT_FORWARDING.iter().any(|f| f.as_bytes() == name) => continue,
                 name if gateway.identity.is_identity_header(name) => {
                     request.stripped_identity = true;
@@ -946,18 +941,8 @@ impl ResponseHead {
                 }
                 // Hop-by-hop; and no Deploy session for a token-authenticated request,
                 // and the gateway's own request id.
-                Some(
-                    b"connection"
-                    | b"keep-alive"
-                    | b"proxy-connection"
-                    | b"proxy-authenticate"
-                    | b"proxy-authorization"
-                    | b"te"
-                    | b"trailer"
-                    | b"upgrade"
-                    | b"set-cookie"
-                    | b"x-request-id",
-                ) => continue,
+                Some(b"upgrade" | b"set-cookie" | b"x-request-id") => continue,
+                Some(name) if is_hop_by_hop(name) => continue,
                 _ => {}
             }
             append_header(&mut head.lines, header.name.as_bytes(), header.value);
@@ -1036,6 +1021,11 @@ fn strip_line(lines: &[u8], name: &[u8]) -> Vec<u8> {
         }
     }
     kept
+}
+
+/// One of the general path's hop-by-hop headers (`name` in lower case).
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_str().as_bytes() == name)
 }
 
 /// The header name in lower case, if it fits in `buf`.

@@ -254,6 +254,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn written_lines_match_what_apply_sets() {
+        let mut with_secret = settings(IdentityMode::Basic);
+        with_secret.shared_secret = Some((
+            HeaderName::from_static("x-patgate-secret"),
+            HeaderValue::from_static("s3cret"),
+        ));
+        with_secret.basic = Some(crate::config::BasicAccount {
+            username: "svc".into(),
+            password: "pw".into(),
+        });
+        let mut header_mode = with_secret.clone();
+        header_mode.mode = IdentityMode::Header;
+        for settings in [with_secret, header_mode] {
+            let identity = UpstreamIdentity::new(&settings, None).unwrap();
+            let user: Arc<str> = Arc::from("alice");
+            let mut applied = HeaderMap::new();
+            identity.apply(&mut applied, &user).await.unwrap();
+            let mut written = Vec::new();
+            assert!(identity.write_lines(&mut written, &user).unwrap());
+            let mut expected: Vec<String> = applied
+                .iter()
+                .map(|(n, v)| format!("{n}: {}\r\n", v.to_str().unwrap()))
+                .collect();
+            let mut lines: Vec<String> = String::from_utf8(written)
+                .unwrap()
+                .split_inclusive('\n')
+                .map(str::to_string)
+                .collect();
+            expected.sort();
+            lines.sort();
+            assert_eq!(lines, expected, "{:?}", settings.mode);
+            // A username no header may carry is refused by both.
+            let bad: Arc<str> = Arc::from("al\nice");
+            assert!(identity.apply(&mut HeaderMap::new(), &bad).await.is_err());
+            assert!(identity.write_lines(&mut Vec::new(), &bad).is_err());
+        }
+        let jwt = settings(IdentityMode::Jwt);
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let identity = UpstreamIdentity::new(&jwt, Some(pkcs8.as_ref())).unwrap();
+        assert!(!identity.write_lines(&mut Vec::new(), "alice").unwrap());
+    }
+
+    #[tokio::test]
     async fn jwt_verifies_with_the_published_key_and_is_reused() {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();

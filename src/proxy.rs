@@ -392,7 +392,7 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, original_host: Option<
     }
 }
 
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
