@@ -111,9 +111,15 @@ fn token_for(args: &Args, n: u64) -> Option<String> {
         Mode::Fixed => Some(args.tokens[0].clone()),
         Mode::Unique => args.tokens.get(n as usize).cloned(),
         Mode::Cycle => Some(args.tokens[n as usize % args.tokens.len()].clone()),
-        Mode::Unknown => Some(patgate::token::PlainToken::generate().expose().to_string()),
+        Mode::Unknown => Some(
+            patgate::tokens::format::PlainToken::generate()
+                .expose()
+                .to_string(),
+        ),
         Mode::Malformed => {
-            let mut t = patgate::token::PlainToken::generate().expose().to_string();
+            let mut t = patgate::tokens::format::PlainToken::generate()
+                .expose()
+                .to_string();
             t.truncate(t.len() - 6);
             t.push_str("AAAAAA");
             Some(t)

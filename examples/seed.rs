@@ -9,7 +9,7 @@
 use std::io::Write;
 
 use patgate::config::Config;
-use patgate::token::{hex, PlainToken};
+use patgate::tokens::format::{hex, PlainToken};
 use sqlx::any::AnyPoolOptions;
 
 const BATCH: usize = 500;
@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(config_path.as_ref())?;
     // Opening the store applies the migrations; the hasher carries the server key.
-    let (store, hasher) = patgate::server::open_store(&config).await?;
+    let (store, hasher) = patgate::edge::server::open_store(&config).await?;
     store.close().await;
     let pool = AnyPoolOptions::new()
         .max_connections(1)

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
-use crate::server;
+use crate::edge::server;
 use crate::store::{self, TokenRecord, UserSource};
-use crate::token::{Expiration, PlainToken};
+use crate::tokens::format::{Expiration, PlainToken};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,32 +1,26 @@
 //! patgate: a personal-access-token gateway in front of Digital.ai Deploy.
 //!
-//! A request's path: [`server`] accepts it, [`gateway`] routes it; reserved paths go to
-//! [`endpoints`], everything else through [`credentials`] → [`auth`] (cache, [`store`])
-//! → [`identity`] → [`proxy`] → [`upstream`] (each worker's connections to Deploy).
-//! Token requests to a plain-http Deploy take [`fastpath`] instead of the general
-//! HTTP stack, with the same rules.
-//! Beside it: [`limiter`] throttles addresses that send bad tokens, [`invalidation`]
-//! keeps caches honest across processes, [`usage`] records last-use off the request
-//! path, [`cli`] administers the store.
+//! `src/` is arranged by concern; a request's path runs through the first two folders:
+//!
+//! - [`edge`]: the request path. [`edge::server`] accepts a connection,
+//!   [`edge::gateway`] routes it; token requests to a plain-http Deploy take
+//!   [`edge::fastpath`], everything else the general path ([`edge::proxy`] over
+//!   [`edge::upstream`]); [`edge::identity`] tells Deploy who the user is;
+//!   [`edge::endpoints`] answers the gateway's own `/patgate/` routes.
+//! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
+//!   checksum, hash), [`tokens::credentials`] (reading it from a request),
+//!   [`tokens::check`] (cache, store, policy), [`tokens::limiter`] (failed-check limit),
+//!   [`tokens::invalidation`] (the change feed that keeps caches honest),
+//!   [`tokens::usage`] (last-use, written off the request path), [`tokens::keys`].
+//! - [`store`]: the database, one file per table group.
+//! - [`config`], [`metrics`], [`logging`], [`cli`]: settings, counters, logs and the
+//!   command line.
 #![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod credentials;
-pub mod endpoints;
-pub mod fastpath;
-pub mod gateway;
-pub mod identity;
-pub mod invalidation;
-pub mod keys;
-pub mod limiter;
+pub mod edge;
 pub mod logging;
 pub mod metrics;
-pub mod proxy;
-pub mod response;
-pub mod server;
 pub mod store;
-pub mod token;
-pub mod upstream;
-pub mod usage;
+pub mod tokens;

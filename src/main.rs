@@ -13,7 +13,8 @@ use clap::Parser;
 
 use patgate::cli::{self, Admin, Cli, Command};
 use patgate::config::{redact_url, Config};
-use patgate::{logging, server};
+use patgate::edge::server;
+use patgate::logging;
 
 fn main() -> ExitCode {
     let args = match Cli::try_parse() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use patgate::store::Store;
-use patgate::token::{Expiration, PlainToken, TokenHasher};
+use patgate::tokens::format::{Expiration, PlainToken, TokenHasher};
 
 /// Runs a case against SQLite and against PostgreSQL.
 macro_rules! on_both_backends {
@@ -150,7 +150,8 @@ async fn insert_token(
     user: &str,
     expires_at: Option<i64>,
 ) -> String {
-    let (store, hasher): (Store, TokenHasher) = patgate::server::open_store(config).await.unwrap();
+    let (store, hasher): (Store, TokenHasher) =
+        patgate::edge::server::open_store(config).await.unwrap();
     store
         .ensure_user(user, patgate::store::UserSource::Internal, None)
         .await
@@ -261,7 +262,7 @@ async fn last_use_is_recorded_off_the_request_path(db: TestDb) {
     }
     let config = gw.config.clone();
     gw.shutdown().await; // flushes pending writes
-    let (store, _) = patgate::server::open_store(&config).await.unwrap();
+    let (store, _) = patgate::edge::server::open_store(&config).await.unwrap();
     let record = store.get_token(&id).await.unwrap();
     assert!(record
         .last_used_at

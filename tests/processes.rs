@@ -38,7 +38,10 @@ async fn cli_follows_the_documented_contract() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "the token is the only line: {stdout:?}");
     assert!(lines[0].starts_with("dpat_"));
-    assert_eq!(patgate::token::check_format(lines[0].as_bytes()), Ok(()));
+    assert_eq!(
+        patgate::tokens::format::check_format(lines[0].as_bytes()),
+        Ok(())
+    );
 
     let (code, stdout, _) = run_cli(
         &file,
@@ -370,7 +373,9 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     )
     .await;
     let token = cli_token(&file, "alice", "ci", "7d").await;
-    let unknown = patgate::token::PlainToken::generate().expose().to_string();
+    let unknown = patgate::tokens::format::PlainToken::generate()
+        .expose()
+        .to_string();
     let password = basic("admin", "admin-pa55word");
     get(
         &gateway.url("/api?apikey=query-secret"),

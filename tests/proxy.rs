@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
-use patgate::token::Expiration;
+use patgate::tokens::format::Expiration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn sqlite() -> TestDb {
@@ -489,7 +489,7 @@ async fn a_token_sent_as_bearer_is_checked_not_forwarded() {
     assert_eq!(answer.status, 200);
     assert_eq!(upstream.last().headers["x-deploy-user"], "alice");
     assert!(upstream.last().headers.get("authorization").is_none());
-    let unknown = patgate::token::PlainToken::generate();
+    let unknown = patgate::tokens::format::PlainToken::generate();
     let answer = get(
         &gw.url("/x"),
         &[("authorization", &format!("Bearer {}", unknown.expose()))],
@@ -599,7 +599,7 @@ async fn a_port_another_program_holds_is_an_error_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let config = config(&db, "http://127.0.0.1:9", &[("PATGATE_LISTEN", &address)]);
-    let Err(error) = patgate::server::start(config).await else {
+    let Err(error) = patgate::edge::server::start(config).await else {
         panic!("started on a port another program holds");
     };
     let message = error.to_string();

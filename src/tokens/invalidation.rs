@@ -20,8 +20,8 @@ use sqlx::postgres::{PgConnection, PgListener};
 use sqlx::Connection;
 use tokio::sync::watch;
 
-use crate::auth::TokenCheck;
 use crate::store::{Backend, Invalidation, Store};
+use crate::tokens::check::TokenCheck;
 
 /// Channel the PostgreSQL triggers notify on.
 pub const CHANNEL: &str = "patgate_invalidate";

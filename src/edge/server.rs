@@ -16,18 +16,18 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::TokenCheck;
 use crate::config::{Config, IdentityMode, TlsFiles};
-use crate::fastpath::{Client, Forwarder, Outcome};
-use crate::gateway::Gateway;
-use crate::identity::UpstreamIdentity;
-use crate::limiter::FailureLimiter;
+use crate::edge::fastpath::{Client, Forwarder, Outcome};
+use crate::edge::gateway::Gateway;
+use crate::edge::identity::UpstreamIdentity;
+use crate::edge::proxy::Proxy;
 use crate::metrics::Metrics;
-use crate::proxy::Proxy;
 use crate::store::Store;
-use crate::token::TokenHasher;
-use crate::usage::UsageRecorder;
-use crate::{invalidation, keys};
+use crate::tokens::check::TokenCheck;
+use crate::tokens::format::TokenHasher;
+use crate::tokens::limiter::FailureLimiter;
+use crate::tokens::usage::UsageRecorder;
+use crate::tokens::{invalidation, keys};
 
 /// Largest request head accepted; longer headers get 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -330,7 +330,7 @@ async fn serve_connection<I, S>(
     mut stop: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::response::Body>,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::edge::response::Body>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conn = http.serve_connection(io, service).with_upgrades();

@@ -3,8 +3,8 @@
 
 use http::{Method, Request, StatusCode};
 
-use crate::gateway::Gateway;
-use crate::response::{json, json_error, text, Body};
+use crate::edge::gateway::Gateway;
+use crate::edge::response::{json, json_error, text, Body};
 
 /// The reserved prefix; every other path belongs to Deploy.
 pub const PREFIX: &str = "/patgate/";

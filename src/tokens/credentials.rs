@@ -9,7 +9,7 @@ use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName};
 
-use crate::token;
+use crate::tokens::format;
 
 /// Deploy's header for a token.
 pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-deploy-personal-token");
@@ -77,7 +77,7 @@ pub fn extract_from<'a>(
     if let Some(bearer) = strip_scheme(value, b"bearer ") {
         // A token sent the wrong way is still a token: check it rather than pass it on.
         let bearer = bearer.trim_ascii();
-        if token::looks_like_token(bearer) {
+        if format::looks_like_token(bearer) {
             return Credential::Token {
                 token: bearer.to_vec(),
                 claimed_user: None,
@@ -96,7 +96,7 @@ pub fn extract_from<'a>(
         return Credential::Unreadable("Authorization: Basic credentials are not valid base64");
     };
     let Some(colon) = decoded.iter().position(|&b| b == b':') else {
-        if token::looks_like_token(&decoded) {
+        if format::looks_like_token(&decoded) {
             // `Basic base64(pat)`, without the colon.
             return Credential::Token {
                 token: decoded,
@@ -114,7 +114,7 @@ pub fn extract_from<'a>(
             claimed_user: None,
         };
     }
-    if token::looks_like_token(secret) {
+    if format::looks_like_token(secret) {
         return Credential::Token {
             token: secret.to_vec(),
             claimed_user: Some(user.to_vec()),

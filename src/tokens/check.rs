@@ -14,11 +14,11 @@ use std::sync::Arc;
 use moka::future::Cache;
 
 use crate::config;
-use crate::limiter::FailureLimiter;
 use crate::metrics::Metrics;
 use crate::store::{self, AuthRecord, Invalidation, Store};
-use crate::token::{self, MalformedToken, TokenHash, TokenHasher};
-use crate::usage::UsageRecorder;
+use crate::tokens::format::{self, MalformedToken, TokenHash, TokenHasher};
+use crate::tokens::limiter::FailureLimiter;
+use crate::tokens::usage::UsageRecorder;
 
 /// What is cached for a token found in the store.
 #[derive(Debug)]
@@ -181,7 +181,7 @@ impl TokenCheck {
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
     ) -> Result<Principal, Refusal> {
-        token::check_format(presented).map_err(Refusal::Malformed)?;
+        format::check_format(presented).map_err(Refusal::Malformed)?;
         let hash = self.hasher.hash(presented);
         let entry = self.entry(&hash, client_ip).await?;
         let now = store::now();
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let hash: TokenHash = std::array::from_fn(|i| (i * 7) as u8);
-        assert_eq!(parse_hex(&token::hex(&hash)), Some(hash));
+        assert_eq!(parse_hex(&format::hex(&hash)), Some(hash));
         assert_eq!(parse_hex("zz"), None);
     }
 }

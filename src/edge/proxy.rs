@@ -17,9 +17,9 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::config;
+use crate::edge::response::{json_error, Body};
+use crate::edge::upstream::Pool;
 use crate::metrics::Metrics;
-use crate::response::{json_error, Body};
-use crate::upstream::Pool;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
 /// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.

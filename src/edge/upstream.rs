@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config;
-use crate::proxy::SentBody;
+use crate::edge::proxy::SentBody;
 
 /// Why Deploy could not be asked.
 #[derive(Debug, thiserror::Error)]

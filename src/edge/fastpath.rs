@@ -8,7 +8,7 @@
 //! keep-alive connections to Deploy; the answer's head is rewritten the same way and
 //! the bodies are copied through with their own framing (length, chunked or
 //! close-delimited). Any other request hands the connection, with the bytes read so
-//! far, to the general hyper-based path ([`crate::gateway`]) for the rest of its life.
+//! far, to the general hyper-based path ([`crate::edge::gateway`]) for the rest of its life.
 //!
 //! The rewriting rules are the general path's: hop-by-hop headers and client copies of
 //! identity and forwarding headers are dropped, the token, `Authorization` and
@@ -31,12 +31,12 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config;
-use crate::credentials::{self, Credential};
-use crate::endpoints;
-use crate::gateway::{self, Gateway};
+use crate::edge::endpoints;
+use crate::edge::gateway::{self, Gateway};
+use crate::edge::proxy::{self, CLIENT_FORWARDING, HOP_BY_HOP};
+use crate::edge::response::Body;
 use crate::metrics::Metrics;
-use crate::proxy::{self, CLIENT_FORWARDING, HOP_BY_HOP};
-use crate::response::Body;
+use crate::tokens::credentials::{self, Credential};
 
 /// Most header lines in a request or response the fast path parses; more go to the
 /// general path (requests) or are refused (responses).
@@ -86,7 +86,7 @@ impl Forwarder {
     /// The fast path for this upstream, or `None` when Deploy speaks https (those
     /// connections are the general path's).
     pub fn new(settings: &config::Upstream, metrics: Arc<Metrics>) -> Option<Forwarder> {
-        let (address, https) = crate::upstream::address(settings);
+        let (address, https) = crate::edge::upstream::address(settings);
         if https {
             return None;
         }
@@ -125,7 +125,7 @@ impl Forwarder {
                 client_ip: client.ip.to_string(),
                 ..Scratch::default()
             },
-            head_deadline: Deadline::new(crate::server::HEAD_TIMEOUT),
+            head_deadline: Deadline::new(crate::edge::server::HEAD_TIMEOUT),
             answer_deadline: Deadline::new(self.read_timeout),
         };
         // One registration for the life of the connection, not one per request.
@@ -165,7 +165,7 @@ impl Forwarder {
     {
         // The whole head within HEAD_TIMEOUT of starting to wait for it, idle
         // keep-alive time included.
-        conn.head_deadline.set(crate::server::HEAD_TIMEOUT);
+        conn.head_deadline.set(crate::edge::server::HEAD_TIMEOUT);
         // The head, once parsed, while its body (at most MAX_BODY) is read whole.
         let mut parsed_head: Option<Request> = None;
         let request = loop {

@@ -14,14 +14,14 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::auth::{Refusal, TokenCheck};
-use crate::credentials::{self, Credential, TOKEN_HEADER};
-use crate::endpoints;
-use crate::identity::UpstreamIdentity;
+use crate::edge::endpoints;
+use crate::edge::identity::UpstreamIdentity;
+use crate::edge::proxy::{self, Peer, Proxy, StillValid};
+use crate::edge::response::{json_error, Body};
 use crate::metrics::Metrics;
-use crate::proxy::{self, Peer, Proxy, StillValid};
-use crate::response::{json_error, Body};
 use crate::store::Store;
+use crate::tokens::check::{Refusal, TokenCheck};
+use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
 
 /// How long a client over its failure limit waits for its 429.
 const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -1,0 +1,12 @@
+//! The request path: listener, routing, the fast and general proxy paths, the upstream
+//! pool and the answers the gateway writes itself. Nothing here writes to the database
+//! or takes a lock per request.
+
+pub mod endpoints;
+pub mod fastpath;
+pub mod gateway;
+pub mod identity;
+pub mod proxy;
+pub mod response;
+pub mod server;
+pub mod upstream;

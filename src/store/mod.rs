@@ -1,0 +1,208 @@
+//! The database: users, tokens and everything the API keeps, in SQLite (embedded
+//! default) or PostgreSQL (several replicas), through one sqlx `Any` pool and one set of
+//! queries. One file per table group; this one opens the pool and applies migrations.
+//!
+//! The two dialects differ only in their migrations (`migrations/sqlite`,
+//! `migrations/postgres`), which are embedded and applied at start, and in how a change
+//! reaches other processes: SQLite triggers append to an `invalidations` table that every
+//! process polls; PostgreSQL triggers send NOTIFY on commit (see
+//! `tokens::invalidation`). Nothing here is called on the request path except the
+//! token lookup of a cache miss.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor};
+
+mod invalidations;
+mod tokens;
+mod users;
+
+pub use invalidations::{Invalidation, INVALIDATION_BATCH};
+pub use tokens::{AuthRecord, TokenRecord, Usage};
+pub use users::UserSource;
+
+/// Which SQL database the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Store failures that callers act on; everything else is `Database`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("user {0:?} already has an active token named {1:?}; pick another name or revoke that token")]
+    NameTaken(String, String),
+    #[error("no token with id {0:?}")]
+    NoSuchToken(String),
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Seconds since the Unix epoch, UTC.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects, creating a SQLite file (and its directory) if missing, and applies
+    /// the embedded migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let connect_url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Lookups are single index seeks and the OS caches the file: a
+                    // small page cache per connection keeps memory flat.
+                    conn.execute("PRAGMA cache_size = -512").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&connect_url).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets the gateway read while the CLI writes; it persists in the file.
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        let store = Store {
+            pool,
+            backend,
+            url: url.to_string(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL this store was opened with (for the PostgreSQL listener).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn migrator(&self) -> Migrator {
+        let set = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations: Vec<Migration> = set
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect();
+        Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Ready means reachable with every embedded migration applied.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let latest = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        if applied.unwrap_or(0) < latest {
+            return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                "schema version {} is older than {latest}",
+                applied.unwrap_or(0)
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Turns `sqlite://path` into a URL that creates the file, and creates its directory.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Database(sqlx::Error::Configuration(
+            "database.url: give SQLite a file path (sqlite://data/patgate.db); an in-memory database would lose every token".into(),
+        )));
+    }
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Database(sqlx::Error::Configuration(
+                format!("database.url: creating directory {}: {e}", dir.display()).into(),
+            ))
+        })?;
+    }
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if !params.iter().any(|p| p.starts_with("mode=")) {
+        params.push("mode=rwc");
+    }
+    Ok(format!("sqlite://{path}?{}", params.join("&")))
+}

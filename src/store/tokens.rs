@@ -1,0 +1,185 @@
+//! Token rows: creation, listing, revocation, the authentication lookup and last-use.
+//!
+//! Token rows carry no plaintext: only the keyed hash, and [`TokenRecord`] has no field
+//! for even that, so no listing can leak it.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{now, Store, StoreError};
+use crate::tokens::format::{hex, TokenHash};
+
+/// A token as listed to its owner or an administrator. No secret, no hash.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub last_used_ip: Option<String>,
+}
+
+/// What authentication needs to know about a presented token's hash.
+#[derive(Debug, Clone)]
+pub struct AuthRecord {
+    pub token_id: String,
+    pub username: String,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+    pub user_disabled: bool,
+    pub last_used_at: Option<i64>,
+}
+
+/// One last-use observation, written in batches.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub token_id: String,
+    pub at: i64,
+    pub ip: std::net::IpAddr,
+}
+
+fn new_token_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 12];
+    getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        last_used_ip: row.try_get("last_used_ip")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, username, name, created_at, expires_at, revoked_at, last_used_at, last_used_ip";
+
+impl Store {
+    /// Stores a new token under its hash.
+    pub async fn create_token(
+        &self,
+        username: &str,
+        name: &str,
+        hash: &TokenHash,
+        expires_at: Option<i64>,
+    ) -> Result<TokenRecord, StoreError> {
+        let record = TokenRecord {
+            id: new_token_id(),
+            username: username.to_string(),
+            name: name.to_string(),
+            created_at: now(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            last_used_ip: None,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO tokens (id, username, name, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&record.id)
+        .bind(username)
+        .bind(name)
+        .bind(hex(hash))
+        .bind(record.created_at)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(record),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken(
+                username.to_string(),
+                name.to_string(),
+            )),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::NoSuchUser(username.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A user's tokens, newest first, revoked ones included.
+    pub async fn list_tokens(&self, username: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = $1 ORDER BY created_at DESC, id"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(token_record).collect::<Result<_, _>>()?)
+    }
+
+    /// One token by id.
+    pub async fn get_token(&self, id: &str) -> Result<TokenRecord, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(token_record(&row)?),
+            None => Err(StoreError::NoSuchToken(id.to_string())),
+        }
+    }
+
+    /// Marks a token revoked (kept for audit). Revoking twice is not an error.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, StoreError> {
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.get_token(id).await
+    }
+
+    /// What authentication needs for one hash, in one indexed query.
+    pub async fn lookup(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT t.id, t.username, t.expires_at, t.revoked_at, t.last_used_at, \
+             CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled \
+             FROM tokens t JOIN users u ON u.username = t.username WHERE t.token_hash = $1",
+        )
+        .bind(hex(hash))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(AuthRecord {
+            token_id: row.try_get("id")?,
+            username: row.try_get("username")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+            last_used_at: row.try_get("last_used_at")?,
+            user_disabled: row.try_get::<i64, _>("disabled")? != 0,
+        }))
+    }
+
+    /// Writes a batch of last-use observations in one transaction.
+    pub async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for usage in batch {
+            sqlx::query(
+                "UPDATE tokens SET last_used_at = $1, last_used_ip = $2 \
+                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(usage.at)
+            .bind(usage.ip.to_string())
+            .bind(&usage.token_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

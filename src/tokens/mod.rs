@@ -1,0 +1,11 @@
+//! Personal access tokens: their format, how a request carries one, and the check that
+//! decides whether it is valid (cache, store, policy), with the pieces that keep that
+//! check fast and honest. Never holds or logs a token's plaintext beyond the request.
+
+pub mod check;
+pub mod credentials;
+pub mod format;
+pub mod invalidation;
+pub mod keys;
+pub mod limiter;
+pub mod usage;
