@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config};
 use crate::edge::server;
 use crate::store::{self, TokenRecord, UserSource};
-use crate::tokens::format::{Expiration, PlainToken};
+use crate::tokens::format::Expiration;
+use crate::tokens::issue;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,22 +91,6 @@ pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("gateway.yaml"))
 }
 
-/// Limits on names people type.
-const MAX_NAME_CHARS: usize = 100;
-
-fn check_text(what: &str, value: &str) -> anyhow::Result<()> {
-    if value.trim().is_empty() {
-        anyhow::bail!("{what} must not be empty");
-    }
-    if value.chars().count() > MAX_NAME_CHARS {
-        anyhow::bail!("{what} is longer than {MAX_NAME_CHARS} characters");
-    }
-    if value.chars().any(char::is_control) {
-        anyhow::bail!("{what} must not contain control characters");
-    }
-    Ok(())
-}
-
 /// An administrative command: works on the database, not on a running gateway.
 pub enum Admin {
     Token(TokenCommand),
@@ -117,21 +102,25 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
     let (store, hasher) = server::open_store(config).await?;
     let output = match command {
         Admin::Token(TokenCommand::Create(args)) => {
-            check_text("--user", &args.user)?;
-            check_text("--name", &args.name)?;
+            issue::check_name("--user", &args.user).map_err(anyhow::Error::msg)?;
+            issue::check_name("--name", &args.name).map_err(anyhow::Error::msg)?;
             store
                 .ensure_user(&args.user, args.source, args.email.as_deref())
                 .await?;
-            let token = PlainToken::generate();
-            let expires_at = args.expires.seconds().map(|s| store::now() + s);
-            let record = store
-                .create_token(
-                    &args.user,
-                    &args.name,
-                    &hasher.hash(token.expose().as_bytes()),
-                    expires_at,
-                )
-                .await?;
+            let source = store
+                .user(&args.user)
+                .await?
+                .map_or(args.source, |u| u.source);
+            let (record, token) = issue::issue(
+                &store,
+                &hasher,
+                &args.user,
+                source,
+                &args.name,
+                args.expires,
+            )
+            .await?;
+            audit(&store, "token.created", &record.username, Some(&record.id)).await;
             if args.json {
                 let mut value = record_json(&record);
                 value["token"] = token.expose().into();
@@ -150,6 +139,7 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
         }
         Admin::Token(TokenCommand::Revoke { id }) => {
             let record = store.revoke_token(&id).await?;
+            audit(&store, "token.deleted", &record.username, Some(&record.id)).await;
             format!(
                 "revoked token {} ({:?} of {})",
                 record.id, record.name, record.username
@@ -157,15 +147,32 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
         }
         Admin::User(UserCommand::Disable { username }) => {
             store.set_user_disabled(&username, true).await?;
+            store.delete_user_sessions(&username).await?;
+            audit(&store, "user.disabled", &username, None).await;
             format!("disabled user {username}; their tokens are refused")
         }
         Admin::User(UserCommand::Enable { username }) => {
             store.set_user_disabled(&username, false).await?;
+            audit(&store, "user.enabled", &username, None).await;
             format!("enabled user {username}")
         }
     };
     store.close().await;
     Ok(output)
+}
+
+/// Records a command-line action in the audit log (actor `patgate-cli`).
+async fn audit(store: &store::Store, action: &'static str, username: &str, token_id: Option<&str>) {
+    let event = store::AuditEvent {
+        actor: Some("patgate-cli".into()),
+        action,
+        username: Some(username.to_string()),
+        token_id: token_id.map(str::to_string),
+        ..store::AuditEvent::default()
+    };
+    if let Err(e) = store.audit(event).await {
+        tracing::warn!(error = %e, "could not write an audit entry");
+    }
 }
 
 /// RFC 3339 in UTC, or `null`.

@@ -12,15 +12,20 @@
 //!   [`tokens::check`] (cache, store, policy), [`tokens::limiter`] (failed-check limit),
 //!   [`tokens::invalidation`] (the change feed that keeps caches honest),
 //!   [`tokens::usage`] (last-use, written off the request path), [`tokens::keys`].
+//! - [`api`]: the self-service and admin API under `/patgate/api/v1/` (one file per
+//!   resource) and its OpenAPI description; [`signin`]: who is calling it (Deploy's
+//!   password check, OpenID Connect, browser sessions).
 //! - [`store`]: the database, one file per table group.
 //! - [`config`], [`metrics`], [`logging`], [`cli`]: settings, counters, logs and the
 //!   command line.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod edge;
 pub mod logging;
 pub mod metrics;
+pub mod signin;
 pub mod store;
 pub mod tokens;

@@ -41,6 +41,7 @@ pub struct Counters {
     pub refused_invalid: AtomicU64,
     pub refused_expired: AtomicU64,
     pub refused_disabled: AtomicU64,
+    pub refused_sso: AtomicU64,
     pub refused_unavailable: AtomicU64,
     pub refused_limited: AtomicU64,
     pub bad_credentials: AtomicU64,
@@ -85,6 +86,7 @@ impl Metrics {
             Refusal::Invalid => &local.refused_invalid,
             Refusal::Expired => &local.refused_expired,
             Refusal::UserDisabled => &local.refused_disabled,
+            Refusal::SsoDisabled => &local.refused_sso,
             Refusal::Unavailable => &local.refused_unavailable,
             Refusal::TooManyFailures => &local.refused_limited,
         };
@@ -126,6 +128,7 @@ impl Metrics {
                 ("{reason=\"invalid_token\"}", get!(refused_invalid)),
                 ("{reason=\"token_expired\"}", get!(refused_expired)),
                 ("{reason=\"user_disabled\"}", get!(refused_disabled)),
+                ("{reason=\"sso_tokens_disabled\"}", get!(refused_sso)),
                 (
                     "{reason=\"token_check_unavailable\"}",
                     get!(refused_unavailable),

@@ -12,6 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+mod signin;
+
+pub use signin::{SignIn, Sso};
+
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PATGATE_CONFIG";
 /// Prefix of the variables that override single config keys.
@@ -43,6 +47,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Request-serving threads, each with its own event loop and upstream pool.
     pub workers: usize,
+    pub signin: SignIn,
+    /// OpenID Connect sign-in; `None` when no issuer is configured.
+    pub sso: Option<Sso>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +186,10 @@ struct Raw {
     shutdown_grace: String,
     #[serde(default, deserialize_with = "number")]
     workers: usize,
+    #[serde(default)]
+    signin: signin::RawSignIn,
+    #[serde(default)]
+    sso: signin::RawSso,
 }
 
 fn default_grace() -> String {
@@ -769,6 +780,8 @@ impl Raw {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,
             },
+            signin: self.signin.validate()?,
+            sso: self.sso.validate()?,
         })
     }
 }

@@ -9,8 +9,10 @@ use crate::edge::response::{json, json_error, text, Body};
 /// The reserved prefix; every other path belongs to Deploy.
 pub const PREFIX: &str = "/patgate/";
 
+/// Whether the gateway answers `path` itself: its own prefix, and the seed's token
+/// listing route (which Deploy does not have behind the gateway).
 pub fn is_reserved(path: &str) -> bool {
-    path.starts_with(PREFIX) || path == "/patgate"
+    path.starts_with(PREFIX) || path == "/patgate" || path == crate::api::DEPLOY_TOKENS_ROUTE
 }
 
 pub async fn handle<B>(gateway: &Gateway, req: &Request<B>) -> http::Response<Body> {

@@ -14,6 +14,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::api::{self, Api, ClientInfo};
 use crate::edge::endpoints;
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
@@ -53,6 +54,8 @@ fn refuse_method(method: &Method) -> Option<Response<Body>> {
 /// Application state shared by all connections.
 pub struct Gateway {
     pub store: Store,
+    /// The self-service and admin API (`/patgate/api/`, `/patgate/sso/`).
+    pub api: Arc<Api>,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
     pub metrics: Arc<Metrics>,
@@ -67,6 +70,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         store: Store,
+        api: Arc<Api>,
         tokens: Arc<TokenCheck>,
         identity: UpstreamIdentity,
         metrics: Arc<Metrics>,
@@ -75,6 +79,7 @@ impl Gateway {
         let _ = getrandom::getrandom(&mut seed);
         Gateway {
             store,
+            api,
             tokens,
             identity,
             metrics,
@@ -147,6 +152,14 @@ impl Gateway {
         id: &HeaderValue,
     ) -> Response<Body> {
         if endpoints::is_reserved(req.uri().path()) {
+            if api::serves(req.uri().path()) {
+                let client = ClientInfo {
+                    ip: peer.ip,
+                    tls: peer.tls,
+                    request_id: peer.request_id.to_string(),
+                };
+                return self.api.handle(req, client).await;
+            }
             return endpoints::handle(self, &req).await;
         }
         if let Some(refused) = refuse_method(req.method()) {

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::Api;
 use crate::config::{Config, IdentityMode, TlsFiles};
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
@@ -77,6 +78,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // The writer outlives the listener so that requests finishing late are recorded.
     let (usage_stop, usage_stop_rx) = watch::channel(false);
     let (usage, usage_writer) = UsageRecorder::start(store.clone(), usage_stop_rx);
+    let hasher_for_api = hasher.clone();
     let tokens = Arc::new(TokenCheck::new(
         hasher,
         store.clone(),
@@ -114,8 +116,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "patgate listening"
     );
 
+    let api = Api::new(&config, store.clone(), tokens.clone(), hasher_for_api)?;
+    let housekeeping = tokio::spawn(crate::api::housekeeping::run(api.clone(), stop_rx.clone()));
     let gateway = Arc::new(Gateway::new(
         store.clone(),
+        api,
         tokens,
         identity,
         metrics.clone(),
@@ -161,6 +166,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tracing::warn!("the last-used writer failed");
         }
         let _ = feed.await;
+        let _ = housekeeping.await;
         store.close().await;
         tracing::info!("patgate stopped");
         joined.into_iter().collect::<anyhow::Result<Vec<()>>>()?;

@@ -203,7 +203,9 @@ pub fn address(settings: &config::Upstream) -> (String, bool) {
     (format!("{host}:{port}"), https)
 }
 
-fn tls_client_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+pub fn tls_client_config(
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);

@@ -15,6 +15,8 @@ pub enum Invalidation {
     Token(String),
     /// Every token of a user.
     User(String),
+    /// Everything: a policy changed that can change any token's answer.
+    All,
 }
 
 impl Invalidation {
@@ -23,6 +25,7 @@ impl Invalidation {
         match kind {
             "t" | "token" => Some(Invalidation::Token(key.to_string())),
             "u" | "user" => Some(Invalidation::User(key.to_string())),
+            "a" | "all" => Some(Invalidation::All),
             _ => None,
         }
     }

@@ -17,13 +17,19 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
+mod audit;
 mod invalidations;
+mod sessions;
+mod settings;
 mod tokens;
 mod users;
 
+pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
+pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
+pub use settings::Settings;
 pub use tokens::{AuthRecord, TokenRecord, Usage};
-pub use users::UserSource;
+pub use users::{UserRecord, UserSource};
 
 /// Which SQL database the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,16 +61,30 @@ pub struct Store {
     url: String,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "self service",
+        include_str!("../../migrations/sqlite/0002_self_service.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "self service",
+        include_str!("../../migrations/postgres/0002_self_service.sql"),
+    ),
+];
 
 /// Seconds since the Unix epoch, UTC.
 pub fn now() -> i64 {

@@ -30,6 +30,8 @@ pub struct AuthRecord {
     pub expires_at: Option<i64>,
     pub revoked: bool,
     pub user_disabled: bool,
+    /// The owner is an SSO user and administrators have switched SSO users' tokens off.
+    pub sso_blocked: bool,
     pub last_used_at: Option<i64>,
 }
 
@@ -111,6 +113,46 @@ impl Store {
         }
     }
 
+    /// A user's live tokens (expired ones included, revoked ones not), newest first.
+    pub async fn live_tokens(&self, username: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = $1 AND revoked_at IS NULL \
+             ORDER BY created_at DESC, id"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(token_record).collect::<Result<_, _>>()?)
+    }
+
+    /// Marks tokens that expired since the last sweep as logged and returns them, each
+    /// exactly once across replicas.
+    pub async fn take_newly_expired(&self, limit: i64) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE expiry_logged = FALSE \
+             AND expires_at IS NOT NULL AND expires_at <= $1 AND revoked_at IS NULL \
+             ORDER BY expires_at LIMIT $2"
+        ))
+        .bind(now())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = token_record(row)?;
+            let claimed = sqlx::query(
+                "UPDATE tokens SET expiry_logged = TRUE WHERE id = $1 AND expiry_logged = FALSE",
+            )
+            .bind(&record.id)
+            .execute(&self.pool)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                taken.push(record);
+            }
+        }
+        Ok(taken)
+    }
+
     /// A user's tokens, newest first, revoked ones included.
     pub async fn list_tokens(&self, username: &str) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -148,8 +190,11 @@ impl Store {
     pub async fn lookup(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT t.id, t.username, t.expires_at, t.revoked_at, t.last_used_at, \
-             CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled \
-             FROM tokens t JOIN users u ON u.username = t.username WHERE t.token_hash = $1",
+             CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled, \
+             CASE WHEN u.source = 'sso' AND NOT s.sso_pat_creation_enabled THEN 1 ELSE 0 END \
+             AS sso_blocked \
+             FROM tokens t JOIN users u ON u.username = t.username \
+             LEFT JOIN settings s ON s.id = 1 WHERE t.token_hash = $1",
         )
         .bind(hex(hash))
         .fetch_optional(&self.pool)
@@ -162,6 +207,7 @@ impl Store {
             revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
             last_used_at: row.try_get("last_used_at")?,
             user_disabled: row.try_get::<i64, _>("disabled")? != 0,
+            sso_blocked: row.try_get::<i64, _>("sso_blocked")? != 0,
         }))
     }
 
@@ -178,6 +224,29 @@ impl Store {
             .bind(&usage.token_id)
             .execute(&mut *tx)
             .await?;
+            let ip = usage.ip.to_string();
+            let new_address = sqlx::query(
+                "INSERT INTO token_addresses (token_id, ip, first_seen) \
+                 SELECT id, $2, $3 FROM tokens WHERE id = $1 \
+                 ON CONFLICT (token_id, ip) DO NOTHING",
+            )
+            .bind(&usage.token_id)
+            .bind(&ip)
+            .bind(usage.at)
+            .execute(&mut *tx)
+            .await?;
+            if new_address.rows_affected() == 1 {
+                sqlx::query(
+                    "INSERT INTO audit (at, actor, action, username, token_id, ip) \
+                     SELECT $1, username, 'token.used_from_new_address', username, id, $2 \
+                     FROM tokens WHERE id = $3",
+                )
+                .bind(usage.at)
+                .bind(&ip)
+                .bind(&usage.token_id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

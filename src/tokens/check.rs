@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::store::{self, AuthRecord, Invalidation, Store};
 use crate::tokens::format::{self, MalformedToken, TokenHash, TokenHasher};
 use crate::tokens::limiter::FailureLimiter;
+use crate::tokens::refusals::RefusalLog;
 use crate::tokens::usage::UsageRecorder;
 
 /// What is cached for a token found in the store.
@@ -28,8 +29,12 @@ pub struct CachedToken {
     pub expires_at: Option<i64>,
     pub revoked: bool,
     pub user_disabled: bool,
+    /// An SSO user's token while administrators have SSO users' tokens switched off.
+    pub sso_blocked: bool,
     /// When this token's use was last reported for the last-used columns.
     last_reported: AtomicI64,
+    /// The address of that report, folded (see `usage`).
+    last_ip: AtomicU64,
     /// The invalidation generation when it was read: if another began since, the
     /// entry may predate a revocation.
     generation: u64,
@@ -43,7 +48,9 @@ impl CachedToken {
             expires_at: r.expires_at,
             revoked: r.revoked,
             user_disabled: r.user_disabled,
+            sso_blocked: r.sso_blocked,
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
+            last_ip: AtomicU64::new(0),
             generation,
         }
     }
@@ -61,6 +68,9 @@ pub enum Refusal {
     Expired,
     #[error("the token's user is disabled")]
     UserDisabled,
+    /// The owner signs in with SSO and administrators have switched SSO users' tokens off.
+    #[error("personal access tokens of SSO users are switched off by an administrator")]
+    SsoDisabled,
     #[error("the store could not be reached to check the token; try again")]
     Unavailable,
     /// This address sent too many bad tokens recently.
@@ -76,6 +86,7 @@ impl Refusal {
             Refusal::Invalid => "invalid_token",
             Refusal::Expired => "token_expired",
             Refusal::UserDisabled => "user_disabled",
+            Refusal::SsoDisabled => "sso_tokens_disabled",
             Refusal::Unavailable => "token_check_unavailable",
             Refusal::TooManyFailures => "too_many_failures",
         }
@@ -101,6 +112,8 @@ pub struct TokenCheck {
     usage: UsageRecorder,
     limiter: FailureLimiter,
     metrics: Arc<Metrics>,
+    /// Refused attempts, for the audit log.
+    pub refusals: RefusalLog,
 }
 
 impl TokenCheck {
@@ -135,6 +148,7 @@ impl TokenCheck {
             usage,
             limiter,
             metrics,
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -145,7 +159,7 @@ impl TokenCheck {
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
     ) -> Result<Principal, Refusal> {
-        match self.evaluate(presented, claimed_user, client_ip).await {
+        let result = match self.evaluate(presented, claimed_user, client_ip).await {
             Err(refusal @ (Refusal::Malformed(_) | Refusal::Invalid)) => {
                 if self.limiter.record_failure(client_ip).await {
                     Err(Refusal::TooManyFailures)
@@ -154,7 +168,11 @@ impl TokenCheck {
                 }
             }
             other => other,
+        };
+        if let Err(refusal) = &result {
+            self.refusals.record(client_ip, refusal.code());
         }
+        result
     }
 
     /// Re-checks a token without counting a failure against the address (open
@@ -195,8 +213,16 @@ impl TokenCheck {
         if entry.user_disabled {
             return Err(Refusal::UserDisabled);
         }
-        self.usage
-            .report(&entry.last_reported, &entry.token_id, now, client_ip);
+        if entry.sso_blocked {
+            return Err(Refusal::SsoDisabled);
+        }
+        self.usage.report(
+            &entry.last_reported,
+            &entry.last_ip,
+            &entry.token_id,
+            now,
+            client_ip,
+        );
         Ok(entry)
     }
 
@@ -223,7 +249,7 @@ impl TokenCheck {
             }
         }
         // Not cached: an address over its failure limit gets no database query.
-        if self.limiter.blocked(client_ip).await {
+        if self.limiter.blocked(&client_ip).await {
             return Err(Refusal::TooManyFailures);
         }
         self.metrics
@@ -333,6 +359,10 @@ impl TokenCheck {
                     self.found.invalidate(&hash).await;
                     self.unknown.invalidate(&hash).await;
                 }
+            }
+            Invalidation::All => {
+                self.found.invalidate_all();
+                self.unknown.invalidate_all();
             }
             Invalidation::User(username) => {
                 let username: Arc<str> = username.as_str().into();

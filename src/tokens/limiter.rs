@@ -9,6 +9,7 @@
 //!
 //! Only the failure path touches the limiter; a successful cached request never does.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -18,17 +19,18 @@ use moka::future::Cache;
 
 use crate::config;
 
-pub struct FailureLimiter {
+/// Keyed by client address by default; sign-in also limits by username.
+pub struct FailureLimiter<K = IpAddr> {
     /// Microseconds between two allowed failures.
     interval_us: i64,
     /// How far ahead of now an address's arrival time may run.
     tolerance_us: i64,
     epoch: Instant,
-    buckets: Cache<IpAddr, Arc<AtomicI64>>,
+    buckets: Cache<K, Arc<AtomicI64>>,
 }
 
-impl FailureLimiter {
-    pub fn new(settings: &config::Limits) -> FailureLimiter {
+impl<K: Hash + Eq + Send + Sync + 'static> FailureLimiter<K> {
+    pub fn new(settings: &config::Limits) -> FailureLimiter<K> {
         let interval_us = (1_000_000.0 / settings.failures_per_second)
             .round()
             .max(1.0) as i64;
@@ -48,18 +50,18 @@ impl FailureLimiter {
     }
 
     /// Whether `ip` is over its failure limit now.
-    pub async fn blocked(&self, ip: IpAddr) -> bool {
-        match self.buckets.get(&ip).await {
+    pub async fn blocked(&self, key: &K) -> bool {
+        match self.buckets.get(key).await {
             Some(tat) => tat.load(Ordering::Relaxed) - self.now_us() > self.tolerance_us,
             None => false,
         }
     }
 
     /// Counts one failure; returns whether `ip` is now over its limit.
-    pub async fn record_failure(&self, ip: IpAddr) -> bool {
+    pub async fn record_failure(&self, key: K) -> bool {
         let tat = self
             .buckets
-            .get_with(ip, async { Arc::new(AtomicI64::new(0)) })
+            .get_with(key, async { Arc::new(AtomicI64::new(0)) })
             .await;
         let now = self.now_us();
         let mut current = tat.load(Ordering::Relaxed);
@@ -87,7 +89,7 @@ mod tests {
 
     #[tokio::test]
     async fn burst_then_blocked_then_recovers() {
-        let limiter = FailureLimiter::new(&config::Limits {
+        let limiter: FailureLimiter = FailureLimiter::new(&config::Limits {
             failures_per_second: 20.0,
             failure_burst: 5,
         });
@@ -97,9 +99,9 @@ mod tests {
             assert!(!limiter.record_failure(ip).await);
         }
         assert!(limiter.record_failure(ip).await);
-        assert!(limiter.blocked(ip).await);
-        assert!(!limiter.blocked(other).await, "limits are per address");
+        assert!(limiter.blocked(&ip).await);
+        assert!(!limiter.blocked(&other).await, "limits are per address");
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(!limiter.blocked(ip).await, "the bucket refills");
+        assert!(!limiter.blocked(&ip).await, "the bucket refills");
     }
 }

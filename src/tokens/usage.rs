@@ -1,12 +1,14 @@
 //! Last-used bookkeeping, off the request path.
 //!
 //! A request that authenticates with a token reports its use at most once a minute per
-//! token (an atomic compare-and-swap on the cached entry decides); reports go through a
+//! token, or at once when it comes from another address than the last report (atomics
+//! on the cached entry decide, so a new address reaches the audit log); reports go through a
 //! bounded channel to one task that writes them in batches. A full channel drops the
 //! report rather than slow a request: last-used is advisory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -36,17 +38,20 @@ impl UsageRecorder {
         (UsageRecorder { tx }, handle)
     }
 
-    /// Reports a use if this token's last report is a minute old. `last_reported` lives
-    /// in the cached token entry, so this is one atomic load on the common path.
+    /// Reports a use if this token's last report is a minute old or came from another
+    /// address. `last_reported` and `last_ip` live in the cached token entry, so this is
+    /// two atomic loads on the common path.
     pub fn report(
         &self,
         last_reported: &AtomicI64,
+        last_ip: &AtomicU64,
         token_id: &str,
         now: i64,
-        ip: std::net::IpAddr,
+        ip: IpAddr,
     ) {
+        let folded = fold(ip);
         let previous = last_reported.load(Ordering::Relaxed);
-        if now - previous < REPORT_EVERY_SECS {
+        if now - previous < REPORT_EVERY_SECS && last_ip.load(Ordering::Relaxed) == folded {
             return;
         }
         if last_reported
@@ -55,6 +60,7 @@ impl UsageRecorder {
         {
             return;
         }
+        last_ip.store(folded, Ordering::Relaxed);
         let _ = self.tx.try_send(Usage {
             token_id: token_id.to_string(),
             at: now,
@@ -63,18 +69,29 @@ impl UsageRecorder {
     }
 }
 
+/// An address folded into 64 bits (0 is never an address a client connects from).
+fn fold(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            (bits as u64) ^ ((bits >> 64) as u64).rotate_left(1)
+        }
+    }
+}
+
 async fn write_batches(
     store: Store,
     mut rx: mpsc::Receiver<Usage>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut pending: HashMap<String, Usage> = HashMap::new();
+    let mut pending: HashMap<(String, IpAddr), Usage> = HashMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Some(usage) => { pending.insert(usage.token_id.clone(), usage); }
+                Some(usage) => { pending.insert((usage.token_id.clone(), usage.ip), usage); }
                 None => break,
             },
             _ = tick.tick() => flush(&store, &mut pending).await,
@@ -82,12 +99,12 @@ async fn write_batches(
         }
     }
     while let Ok(usage) = rx.try_recv() {
-        pending.insert(usage.token_id.clone(), usage);
+        pending.insert((usage.token_id.clone(), usage.ip), usage);
     }
     flush(&store, &mut pending).await;
 }
 
-async fn flush(store: &Store, pending: &mut HashMap<String, Usage>) {
+async fn flush(store: &Store, pending: &mut HashMap<(String, IpAddr), Usage>) {
     if pending.is_empty() {
         return;
     }

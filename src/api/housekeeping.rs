@@ -1,0 +1,77 @@
+//! Once a minute, off the request path: refused token attempts go into the audit log
+//! (one row per address and reason), tokens that expired since the last round are
+//! logged (each once, across replicas), and timed-out sessions are forgotten.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Api;
+use crate::store::AuditEvent;
+
+const EVERY: Duration = Duration::from_secs(60);
+/// Most expired tokens logged per round; the rest wait for the next one.
+const EXPIRED_PER_ROUND: i64 = 1_000;
+
+/// Runs until `stop` changes, then flushes the refusal counts once more.
+pub async fn run(api: Arc<Api>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => round(&api).await,
+            _ = stop.changed() => break,
+        }
+    }
+    flush_refusals(&api).await;
+}
+
+/// One round of everything.
+pub async fn round(api: &Api) {
+    flush_refusals(api).await;
+    match api.store.take_newly_expired(EXPIRED_PER_ROUND).await {
+        Ok(expired) => {
+            for token in expired {
+                let at = token.expires_at.unwrap_or_default();
+                let event = AuditEvent {
+                    action: "token.expired",
+                    username: Some(token.username),
+                    token_id: Some(token.id),
+                    detail: Some(serde_json::json!({"name": token.name})),
+                    ..AuditEvent::default()
+                };
+                if let Err(e) = api.store.audit_at(at, event).await {
+                    tracing::warn!(error = %e, "could not log an expired token");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not look for expired tokens"),
+    }
+    if let Err(e) = api.signin.sessions.prune().await {
+        tracing::warn!(error = %e, "could not prune old sessions");
+    }
+}
+
+async fn flush_refusals(api: &Api) {
+    let (counts, overflow) = api.tokens.refusals.drain();
+    for (ip, reason, count) in counts {
+        api.audit(AuditEvent {
+            action: "token.refused",
+            ip: Some(ip.to_string()),
+            detail: Some(serde_json::json!({"reason": reason, "count": count})),
+            ..AuditEvent::default()
+        })
+        .await;
+    }
+    if overflow > 0 {
+        api.audit(AuditEvent {
+            action: "token.refused",
+            detail: Some(
+                serde_json::json!({"reason": "from too many addresses to list", "count": overflow}),
+            ),
+            ..AuditEvent::default()
+        })
+        .await;
+    }
+}

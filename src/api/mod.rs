@@ -1,0 +1,389 @@
+//! The self-service and admin API under `/patgate/api/v1/`, and the SSO routes under
+//! `/patgate/sso/`: JSON in and out, routed with axum.
+//!
+//! The gateway's router hands these paths here ([`Api::handle`]): the body is read
+//! (at most [`MAX_BODY`]) on the worker, then the request runs on the main runtime,
+//! which owns the database connections. Who is calling is decided in `signin`; each
+//! resource has its own file. Nothing here is on the token hot path.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::FromRequest;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::edge::response::{full, json_error, Body};
+use crate::signin::SignIn;
+use crate::store::{AuditEvent, Store, StoreError};
+use crate::tokens::check::TokenCheck;
+use crate::tokens::format::TokenHasher;
+
+pub mod audit;
+pub mod housekeeping;
+pub mod me;
+pub mod openapi;
+pub mod session;
+pub mod settings;
+pub mod tokens;
+pub mod users;
+
+/// Largest request body the API reads.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Path prefixes this module answers.
+const PREFIXES: [&str; 2] = ["/patgate/api/", "/patgate/sso/"];
+/// The seed's own example route, answered with the caller's tokens.
+pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
+
+/// Whether `path` is answered by the API.
+pub fn serves(path: &str) -> bool {
+    path == DEPLOY_TOKENS_ROUTE || PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+/// The client connection, as the gateway saw it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub tls: bool,
+    pub request_id: String,
+}
+
+/// The API's shared state.
+pub struct Api {
+    pub store: Store,
+    pub tokens: Arc<TokenCheck>,
+    pub hasher: TokenHasher,
+    pub signin: SignIn,
+    /// The main runtime, where the database connections live.
+    runtime: tokio::runtime::Handle,
+    router: Router,
+}
+
+impl Api {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        tokens: Arc<TokenCheck>,
+        hasher: TokenHasher,
+    ) -> anyhow::Result<Arc<Api>> {
+        let signin = SignIn::new(config, store.clone(), hasher.clone())?;
+        Ok(Arc::new_cyclic(|me: &std::sync::Weak<Api>| Api {
+            store,
+            tokens,
+            hasher,
+            signin,
+            runtime: tokio::runtime::Handle::current(),
+            router: router(me.clone()),
+        }))
+    }
+
+    /// Serves one request under the API's paths; never fails (errors are answers).
+    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "body_too_large",
+                    &format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+                )
+            }
+            Err(_) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    "the request body could not be read",
+                )
+            }
+        };
+        let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        req.extensions_mut().insert(client);
+        let router = self.router.clone();
+        let answered = self
+            .runtime
+            .spawn(async move {
+                let response = router.oneshot(req).await.into_response();
+                let (parts, body) = response.into_parts();
+                axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .map(|bytes| (parts, bytes))
+            })
+            .await;
+        match answered {
+            Ok(Ok((parts, bytes))) => Response::from_parts(parts, full(bytes)),
+            _ => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request could not be completed; see the gateway's log",
+            ),
+        }
+    }
+
+    /// Writes an audit entry; a failure is logged, never shown to the caller.
+    pub async fn audit(&self, event: AuditEvent) {
+        let action = event.action;
+        if let Err(e) = self.store.audit(event).await {
+            tracing::warn!(error = %e, action, "could not write an audit entry");
+        }
+    }
+}
+
+/// The API's state as handlers see it: the router holds a weak reference (the API owns
+/// the router), upgraded per request.
+#[derive(Clone)]
+pub struct ApiRef(std::sync::Weak<Api>);
+
+impl ApiRef {
+    pub fn get(&self) -> Result<Arc<Api>, ApiError> {
+        self.0.upgrade().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the gateway is stopping",
+            )
+        })
+    }
+}
+
+fn router(api: std::sync::Weak<Api>) -> Router {
+    Router::new()
+        .route("/patgate/api/v1/me", get(me::get_me).put(me::put_me))
+        .route(
+            "/patgate/api/v1/session",
+            post(session::sign_in).delete(session::sign_out),
+        )
+        .route(
+            "/patgate/api/v1/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route("/patgate/api/v1/tokens/{id}", delete(tokens::remove))
+        .route(
+            "/patgate/api/v1/settings",
+            get(settings::get_settings).put(settings::put_settings),
+        )
+        .route("/patgate/api/v1/users", get(users::list))
+        .route("/patgate/api/v1/users/{username}", get(users::one))
+        .route(
+            "/patgate/api/v1/users/{username}/tokens",
+            get(users::tokens).delete(users::revoke_all),
+        )
+        .route(
+            "/patgate/api/v1/users/{username}/disable",
+            post(users::disable),
+        )
+        .route(
+            "/patgate/api/v1/users/{username}/enable",
+            post(users::enable),
+        )
+        .route("/patgate/api/v1/audit", get(audit::list))
+        .route("/patgate/api/v1/openapi.json", get(openapi::document))
+        .route("/patgate/sso/login", get(crate::signin::oidc::login))
+        .route("/patgate/sso/callback", get(crate::signin::oidc::callback))
+        .route(DEPLOY_TOKENS_ROUTE, get(tokens::list))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(ApiRef(api))
+}
+
+async fn not_found(uri: http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("{} is not a patgate endpoint", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: http::Method, uri: http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not answer {method}", uri.path()),
+    )
+}
+
+/// An error answer: `{"error": code, "message": text}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra headers (Retry-After, WWW-Authenticate).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NameTaken(_, name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("you already have a token named {name:?}; pick another name"),
+            ),
+            StoreError::NoSuchToken(_) => ApiError::not_found("no such token"),
+            StoreError::NoSuchUser(user) => ApiError::not_found(format!("no user {user:?}")),
+            other => {
+                tracing::warn!(error = %other, "database error in the API");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the token database could not be reached; try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+/// A JSON request body, parsed strictly: unknown fields and wrong types are refused
+/// with a message that names the field.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::bad_request("unreadable_body", "could not read the body"))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses a JSON body, naming the offending field in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("field {path}: {inner}")
+        };
+        ApiError::bad_request("invalid_body", message)
+    })
+}
+
+/// A query string, with errors in the API's shape.
+pub fn query<T>(parsed: Result<axum::extract::Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    parsed
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// RFC 3339 in UTC (`2026-11-30T15:17:46Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Parses an RFC 3339 instant given in a query; names the parameter in the error.
+pub fn parse_instant(name: &str, value: &str) -> Result<i64, ApiError> {
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{name} {value:?}: write an RFC 3339 instant like 2026-01-31T00:00:00Z"),
+            )
+        })
+}
+
+/// Page and page size from a query, with their limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl Page {
+    pub const MAX_PER_PAGE: i64 = 200;
+
+    pub fn new(page: Option<i64>, per_page: Option<i64>) -> Result<Page, ApiError> {
+        let page = page.unwrap_or(1);
+        let per_page = per_page.unwrap_or(50);
+        if page < 1 {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "page: pages start at 1",
+            ));
+        }
+        if !(1..=Self::MAX_PER_PAGE).contains(&per_page) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("per_page: between 1 and {}", Self::MAX_PER_PAGE),
+            ));
+        }
+        Ok(Page { page, per_page })
+    }
+
+    pub fn offset(self) -> i64 {
+        (self.page - 1) * self.per_page
+    }
+}

@@ -1,0 +1,104 @@
+//! `/patgate/api/v1/session`: password sign-in for browsers (checked by Deploy), which
+//! sets the session cookie, and sign-out, which ends the session on every replica.
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::me::{describe, Me};
+use super::{ApiError, ApiRef, ClientInfo, JsonBody};
+use crate::signin::{session, Caller, Via};
+use crate::store::{AuditEvent, SignInMethod, UserSource};
+
+/// A Deploy username and password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// Signs in with a Deploy username and password; answers what `GET /me` answers, with
+/// the session's CSRF token, and sets the session cookie.
+#[utoipa::path(post, path = "/patgate/api/v1/session", tag = "session", request_body = SignInRequest,
+    responses((status = 200, body = Me), (status = 401, description = "Deploy refused the credentials"),
+        (status = 429, description = "too many failed sign-ins"), (status = 503, description = "Deploy unreachable")))]
+pub async fn sign_in(
+    State(api): State<ApiRef>,
+    Extension(client): Extension<ClientInfo>,
+    JsonBody(body): JsonBody<SignInRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let api = api.get()?;
+    let username = body.username.trim();
+    if username.is_empty() || body.password.is_empty() || username.contains(':') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "give a username (without ':') and a password",
+        ));
+    }
+    let checked = api
+        .signin
+        .deploy
+        .check(&api, username, &body.password, client.ip, true)
+        .await?;
+    let (cookie, csrf_token) = api
+        .signin
+        .sessions
+        .create(
+            username,
+            SignInMethod::Password,
+            checked.admin,
+            client.ip,
+            client.tls,
+        )
+        .await?;
+    let caller = Caller {
+        username: username.to_string(),
+        source: UserSource::Internal,
+        admin: checked.admin,
+        via: Via::Session {
+            id_hash: String::new(),
+            csrf_token,
+        },
+        ip: client.ip,
+    };
+    let me = describe(&api, &caller).await?;
+    let mut response = Json(me).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// Ends the caller's session everywhere and clears the cookie.
+#[utoipa::path(delete, path = "/patgate/api/v1/session", tag = "session",
+    responses((status = 204, description = "signed out"), (status = 400, description = "no session to end")))]
+pub async fn sign_out(
+    State(api): State<ApiRef>,
+    Extension(client): Extension<ClientInfo>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let api = api.get()?;
+    let Via::Session { id_hash, .. } = &caller.via else {
+        return Err(ApiError::bad_request(
+            "no_session",
+            "this request carries no session to end",
+        ));
+    };
+    api.store.delete_session(id_hash).await?;
+    api.audit(AuditEvent {
+        actor: Some(caller.username.clone()),
+        action: "signout",
+        username: Some(caller.username.clone()),
+        ip: Some(caller.ip.to_string()),
+        ..AuditEvent::default()
+    })
+    .await;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(http::header::SET_COOKIE, session::clear_cookie(client.tls))],
+    ))
+}

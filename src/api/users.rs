@@ -1,0 +1,217 @@
+//! `/patgate/api/v1/users` (administrators): find users, see and revoke their tokens,
+//! disable and enable them. A disabled user's tokens stop working within a second
+//! everywhere and their browser sessions end.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::tokens::TokenView;
+use super::{query, rfc3339, ApiError, ApiRef, Page};
+use crate::signin::Caller;
+use crate::store::{self, AuditEvent, UserRecord};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsersQuery {
+    /// Part of a username or e-mail address, any case.
+    pub search: Option<String>,
+    /// From 1.
+    pub page: Option<i64>,
+    /// 1 to 200; 50 by default.
+    pub per_page: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub username: String,
+    pub source: String,
+    pub email: Option<String>,
+    pub admin: bool,
+    pub disabled: bool,
+    pub created_at: String,
+    pub last_sign_in_at: Option<String>,
+    /// Tokens not deleted (expired included).
+    pub tokens: i64,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(u: UserRecord) -> UserView {
+        UserView {
+            username: u.username,
+            source: u.source.as_str().to_string(),
+            email: u.email,
+            admin: u.admin,
+            disabled: u.disabled,
+            created_at: rfc3339(u.created_at),
+            last_sign_in_at: u.last_sign_in_at.map(rfc3339),
+            tokens: u.live_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<UserView>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Users, by name, searchable and paginated.
+#[utoipa::path(get, path = "/patgate/api/v1/users", tag = "admin", params(UsersQuery),
+    responses((status = 200, body = UserPage), (status = 400, description = "bad query"),
+        (status = 403, description = "not an administrator")))]
+pub async fn list(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    params: Result<Query<UsersQuery>, QueryRejection>,
+) -> Result<Json<UserPage>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let params = query(params)?;
+    let page = Page::new(params.page, params.per_page)?;
+    let search = params
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let (users, total) = api
+        .store
+        .users(search, page.offset(), page.per_page)
+        .await?;
+    Ok(Json(UserPage {
+        users: users.into_iter().map(UserView::from).collect(),
+        total,
+        page: page.page,
+        per_page: page.per_page,
+    }))
+}
+
+async fn existing(api: &super::Api, username: &str) -> Result<UserRecord, ApiError> {
+    api.store
+        .user(username)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {username:?}")))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/patgate/api/v1/users/{username}", tag = "admin",
+    params(("username" = String, Path,)),
+    responses((status = 200, body = UserView), (status = 404, description = "no such user")))]
+pub async fn one(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    Ok(Json(existing(&api, &username).await?.into()))
+}
+
+/// A user's tokens, newest first.
+#[utoipa::path(get, path = "/patgate/api/v1/users/{username}/tokens", tag = "admin",
+    params(("username" = String, Path,)),
+    responses((status = 200, body = [TokenView]), (status = 404, description = "no such user")))]
+pub async fn tokens(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    existing(&api, &username).await?;
+    let now = store::now();
+    let tokens = api.store.live_tokens(&username).await?;
+    Ok(Json(
+        tokens.into_iter().map(|t| TokenView::new(t, now)).collect(),
+    ))
+}
+
+/// Deletes every token of a user.
+#[utoipa::path(delete, path = "/patgate/api/v1/users/{username}/tokens", tag = "admin",
+    params(("username" = String, Path,)),
+    responses((status = 204, description = "all deleted"), (status = 404, description = "no such user")))]
+pub async fn revoke_all(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    existing(&api, &username).await?;
+    for token in api.store.live_tokens(&username).await? {
+        api.store.revoke_token(&token.id).await?;
+        api.audit(AuditEvent {
+            actor: Some(caller.username.clone()),
+            action: "token.deleted",
+            username: Some(username.clone()),
+            token_id: Some(token.id),
+            ip: Some(caller.ip.to_string()),
+            detail: Some(serde_json::json!({"name": token.name})),
+        })
+        .await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_disabled(
+    api: ApiRef,
+    caller: Caller,
+    username: String,
+    disabled: bool,
+) -> Result<Json<UserView>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    if disabled && username == caller.username {
+        return Err(ApiError::bad_request(
+            "cannot_disable_self",
+            "you cannot disable your own account",
+        ));
+    }
+    existing(&api, &username).await?;
+    api.store.set_user_disabled(&username, disabled).await?;
+    if disabled {
+        api.store.delete_user_sessions(&username).await?;
+    }
+    api.audit(AuditEvent {
+        actor: Some(caller.username.clone()),
+        action: if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        },
+        username: Some(username.clone()),
+        ip: Some(caller.ip.to_string()),
+        ..AuditEvent::default()
+    })
+    .await;
+    Ok(Json(existing(&api, &username).await?.into()))
+}
+
+/// Disables a user: their tokens are refused within a second and their sessions end.
+#[utoipa::path(post, path = "/patgate/api/v1/users/{username}/disable", tag = "admin",
+    params(("username" = String, Path,)),
+    responses((status = 200, body = UserView), (status = 404, description = "no such user")))]
+pub async fn disable(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    set_disabled(api, caller, username, true).await
+}
+
+/// Enables a user again.
+#[utoipa::path(post, path = "/patgate/api/v1/users/{username}/enable", tag = "admin",
+    params(("username" = String, Path,)),
+    responses((status = 200, body = UserView), (status = 404, description = "no such user")))]
+pub async fn enable(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    set_disabled(api, caller, username, false).await
+}

@@ -1,0 +1,263 @@
+//! The `signin:` and `sso:` sections: how people prove who they are to the gateway's
+//! own API and pages (Deploy's password check, OpenID Connect), and how long a browser
+//! session lasts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{duration, number, optional_path, ConfigError};
+
+/// Password sign-in (checked by Deploy) and browser sessions.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// Deploy path that answers 200 to valid credentials and 401 to others.
+    pub deploy_check_path: String,
+    /// Deploy path that answers `<boolean>true</boolean>` for administrators; `None`
+    /// leaves admin status to `admin_users`.
+    pub deploy_admin_path: Option<String>,
+    /// Users who are administrators of the gateway whatever Deploy says.
+    pub admin_users: Vec<String>,
+    /// How long a successful password check is remembered (under a keyed hash).
+    pub cache_ttl: Duration,
+    /// Failed sign-ins allowed per minute, per client address and per username.
+    pub failures_per_minute: f64,
+    pub failure_burst: u32,
+    pub session_idle_timeout: Duration,
+    pub session_absolute_timeout: Duration,
+}
+
+/// OpenID Connect sign-in for SSO users.
+#[derive(Clone)]
+pub struct Sso {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub username_claim: String,
+    pub email_claim: String,
+    pub roles_claim: String,
+    /// Members of any of these roles (groups) are administrators.
+    pub admin_roles: Vec<String>,
+    pub scopes: Vec<String>,
+    /// The callback address registered with the provider; derived from the request's
+    /// host when not set.
+    pub redirect_url: Option<String>,
+    /// Extra PEM CA bundle for the provider's https endpoints.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Sso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sso")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A list written as a YAML list or as comma-separated text (environment overrides).
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub(super) enum ListOrText {
+    #[default]
+    Empty,
+    List(Vec<String>),
+    Text(String),
+}
+
+impl ListOrText {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            ListOrText::Empty => Vec::new(),
+            ListOrText::List(items) => items,
+            ListOrText::Text(text) => text.split(',').map(str::to_string).collect(),
+        }
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSignIn {
+    deploy_check_path: String,
+    deploy_admin_path: String,
+    admin_users: ListOrText,
+    cache_ttl: String,
+    #[serde(deserialize_with = "number")]
+    failures_per_minute: f64,
+    #[serde(deserialize_with = "number")]
+    failure_burst: u32,
+    session_idle_timeout: String,
+    session_absolute_timeout: String,
+}
+
+impl Default for RawSignIn {
+    fn default() -> Self {
+        RawSignIn {
+            deploy_check_path: "/deployit/server/info".into(),
+            deploy_admin_path: "/deployit/security/check/admin".into(),
+            admin_users: ListOrText::Empty,
+            cache_ttl: "60s".into(),
+            failures_per_minute: 6.0,
+            failure_burst: 10,
+            session_idle_timeout: "30m".into(),
+            session_absolute_timeout: "12h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSso {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    username_claim: String,
+    email_claim: String,
+    roles_claim: String,
+    admin_roles: ListOrText,
+    scopes: ListOrText,
+    redirect_url: String,
+    ca_file: String,
+}
+
+impl Default for RawSso {
+    fn default() -> Self {
+        RawSso {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            username_claim: "preferred_username".into(),
+            email_claim: "email".into(),
+            roles_claim: "groups".into(),
+            admin_roles: ListOrText::Empty,
+            scopes: ListOrText::Empty,
+            redirect_url: String::new(),
+            ca_file: String::new(),
+        }
+    }
+}
+
+fn path_key(key: &str, value: &str) -> Result<String, ConfigError> {
+    if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+        return Err(ConfigError::key(
+            key,
+            value,
+            "write a path on Deploy starting with /, without query",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+fn http_url(key: &str, value: &str) -> Result<String, ConfigError> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| ConfigError::key(key, value, "not a URL; write https://HOST[:PORT][/PATH]"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(ConfigError::key(
+            key,
+            value,
+            "write an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+impl RawSignIn {
+    pub(super) fn validate(self) -> Result<SignIn, ConfigError> {
+        let per_minute = self.failures_per_minute;
+        if !(per_minute > 0.0 && per_minute.is_finite()) {
+            return Err(ConfigError::key(
+                "signin.failures_per_minute",
+                &per_minute.to_string(),
+                "must be a positive number",
+            ));
+        }
+        if self.failure_burst == 0 {
+            return Err(ConfigError::key(
+                "signin.failure_burst",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        let idle = duration("signin.session_idle_timeout", &self.session_idle_timeout)?;
+        let absolute = duration(
+            "signin.session_absolute_timeout",
+            &self.session_absolute_timeout,
+        )?;
+        if idle < Duration::from_secs(60) || absolute < idle {
+            return Err(ConfigError(format!(
+                "signin.session_idle_timeout {:?} and session_absolute_timeout {:?}: the idle \
+                 timeout must be at least 1m and no longer than the absolute timeout",
+                self.session_idle_timeout, self.session_absolute_timeout
+            )));
+        }
+        Ok(SignIn {
+            deploy_check_path: path_key("signin.deploy_check_path", &self.deploy_check_path)?,
+            deploy_admin_path: match self.deploy_admin_path.trim() {
+                "" => None,
+                path => Some(path_key("signin.deploy_admin_path", path)?),
+            },
+            admin_users: self.admin_users.into_vec(),
+            cache_ttl: duration("signin.cache_ttl", &self.cache_ttl)?,
+            failures_per_minute: per_minute,
+            failure_burst: self.failure_burst,
+            session_idle_timeout: idle,
+            session_absolute_timeout: absolute,
+        })
+    }
+}
+
+impl RawSso {
+    /// `None` when SSO is off (no issuer).
+    pub(super) fn validate(self) -> Result<Option<Sso>, ConfigError> {
+        if self.issuer.trim().is_empty() {
+            return Ok(None);
+        }
+        let issuer = http_url("sso.issuer", self.issuer.trim())?;
+        if self.client_id.is_empty() {
+            return Err(ConfigError(
+                "sso.client_id: required with sso.issuer; use the client id registered with your provider".into(),
+            ));
+        }
+        if self.client_secret.is_empty() {
+            return Err(ConfigError(
+                "sso.client_secret: required with sso.issuer; set it here or in PATGATE_SSO__CLIENT_SECRET".into(),
+            ));
+        }
+        for (key, value) in [
+            ("sso.username_claim", &self.username_claim),
+            ("sso.email_claim", &self.email_claim),
+            ("sso.roles_claim", &self.roles_claim),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::key(key, value, "name a claim"));
+            }
+        }
+        let mut scopes = self.scopes.into_vec();
+        if scopes.is_empty() {
+            scopes = vec!["openid".into(), "profile".into(), "email".into()];
+        }
+        let redirect_url = match self.redirect_url.trim() {
+            "" => None,
+            url => Some(http_url("sso.redirect_url", url)?),
+        };
+        Ok(Some(Sso {
+            issuer,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            username_claim: self.username_claim,
+            email_claim: self.email_claim,
+            roles_claim: self.roles_claim,
+            admin_roles: self.admin_roles.into_vec(),
+            scopes,
+            redirect_url,
+            ca_file: optional_path(&self.ca_file),
+        }))
+    }
+}

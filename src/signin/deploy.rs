@@ -1,0 +1,226 @@
+//! Password sign-in, checked by Deploy: the gateway asks Deploy a harmless question
+//! (`GET /deployit/server/info`) with the caller's credentials; 200 means valid, 401
+//! not. Admin status comes from Deploy's admin check and/or `signin.admin_users`.
+//!
+//! A successful check is remembered for `signin.cache_ttl` under a keyed hash of the
+//! credentials, never the password. Failures are limited per client address and per
+//! username; Deploy unreachable is a 503, never "wrong password".
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, StatusCode};
+use moka::future::Cache;
+
+use super::http_client::HttpClient;
+use crate::api::{Api, ApiError};
+use crate::config::{self, Config};
+use crate::store::{AuditEvent, UserSource};
+use crate::tokens::format::{TokenHash, TokenHasher};
+use crate::tokens::limiter::FailureLimiter;
+
+/// What a successful password check found.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    pub admin: bool,
+}
+
+pub struct DeployCheck {
+    client: HttpClient,
+    base: String,
+    check_path: String,
+    admin_path: Option<String>,
+    admin_users: Vec<String>,
+    hasher: TokenHasher,
+    cache: Option<Cache<TokenHash, Checked>>,
+    by_address: FailureLimiter<IpAddr>,
+    by_user: FailureLimiter<String>,
+}
+
+impl DeployCheck {
+    pub fn new(config: &Config, hasher: TokenHasher) -> anyhow::Result<DeployCheck> {
+        let signin = &config.signin;
+        let limits = config::Limits {
+            failures_per_second: signin.failures_per_minute / 60.0,
+            failure_burst: signin.failure_burst,
+        };
+        let url = config.upstream.url.to_string();
+        Ok(DeployCheck {
+            client: HttpClient::new(
+                config.upstream.ca_file.as_deref(),
+                config.upstream.connect_timeout + Duration::from_secs(10),
+            )?,
+            base: url.trim_end_matches('/').to_string(),
+            check_path: signin.deploy_check_path.clone(),
+            admin_path: signin.deploy_admin_path.clone(),
+            admin_users: signin.admin_users.clone(),
+            hasher,
+            cache: (!signin.cache_ttl.is_zero()).then(|| {
+                Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(signin.cache_ttl)
+                    .build()
+            }),
+            by_address: FailureLimiter::new(&limits),
+            by_user: FailureLimiter::new(&limits),
+        })
+    }
+
+    /// Whether `username` is an administrator by configuration.
+    pub fn configured_admin(&self, username: &str) -> bool {
+        self.admin_users.iter().any(|u| u == username)
+    }
+
+    /// Checks a username and password; records the sign-in (and audits it when it was
+    /// checked with Deploy rather than remembered, or when `always_audit`).
+    pub async fn check(
+        &self,
+        api: &Api,
+        username: &str,
+        password: &str,
+        ip: IpAddr,
+        always_audit: bool,
+    ) -> Result<Checked, ApiError> {
+        let user_key = username.to_lowercase();
+        if self.by_address.blocked(&ip).await || self.by_user.blocked(&user_key).await {
+            return Err(too_many());
+        }
+        let key = self.key(username, password);
+        let remembered = match &self.cache {
+            Some(cache) => cache.get(&key).await,
+            None => None,
+        };
+        let checked = match remembered {
+            Some(checked) => checked,
+            None => match self.ask_deploy(username, password).await? {
+                Some(checked) => checked,
+                None => {
+                    let over = self.by_address.record_failure(ip).await
+                        | self.by_user.record_failure(user_key).await;
+                    api.audit(AuditEvent {
+                        actor: Some(username.to_string()),
+                        action: "signin.failed",
+                        username: Some(username.to_string()),
+                        ip: Some(ip.to_string()),
+                        detail: Some(serde_json::json!({"method": "password", "reason": "rejected by Deploy"})),
+                        ..AuditEvent::default()
+                    })
+                    .await;
+                    if over {
+                        return Err(too_many());
+                    }
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_credentials",
+                        "Deploy did not accept this username and password",
+                    ));
+                }
+            },
+        };
+        if let Some(user) = api.store.user(username).await? {
+            if user.disabled {
+                return Err(ApiError::forbidden(
+                    "your account is disabled in the gateway; ask an administrator",
+                ));
+            }
+        }
+        if remembered.is_none() || always_audit {
+            api.store
+                .record_sign_in(username, UserSource::Internal, checked.admin, None)
+                .await?;
+            api.audit(AuditEvent {
+                actor: Some(username.to_string()),
+                action: "signin.succeeded",
+                username: Some(username.to_string()),
+                ip: Some(ip.to_string()),
+                detail: Some(serde_json::json!({"method": "password"})),
+                ..AuditEvent::default()
+            })
+            .await;
+        }
+        if let (None, Some(cache)) = (remembered, &self.cache) {
+            cache.insert(key, checked).await;
+        }
+        Ok(checked)
+    }
+
+    fn key(&self, username: &str, password: &str) -> TokenHash {
+        let mut material = Vec::with_capacity(username.len() + password.len() + 8);
+        material.extend_from_slice(b"signin\0");
+        material.extend_from_slice(username.as_bytes());
+        material.push(0);
+        material.extend_from_slice(password.as_bytes());
+        self.hasher.hash(&material)
+    }
+
+    /// `Some` when Deploy accepts the credentials, `None` when it refuses them.
+    async fn ask_deploy(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Checked>, ApiError> {
+        let basic = basic(username, password)?;
+        let answer = self.get(&self.check_path, &basic).await?;
+        match answer.status() {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Ok(None),
+            other => {
+                tracing::warn!(status = other.as_u16(), path = %self.check_path, "Deploy's password check answered unexpectedly");
+                return Err(deploy_unavailable());
+            }
+        }
+        let mut admin = self.configured_admin(username);
+        if let (false, Some(path)) = (admin, &self.admin_path) {
+            let answer = self.get(path, &basic).await?;
+            admin = answer.status().is_success()
+                && String::from_utf8_lossy(answer.body()).contains("<boolean>true</boolean>");
+        }
+        Ok(Some(Checked { admin }))
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        authorization: &HeaderValue,
+    ) -> Result<http::Response<Vec<u8>>, ApiError> {
+        let request = Request::get(format!("{}{path}", self.base))
+            .header(http::header::AUTHORIZATION, authorization.clone())
+            .header(http::header::ACCEPT, "application/xml, application/json")
+            .body(Vec::new())
+            .map_err(|_| deploy_unavailable())?;
+        self.client.send(request).await.map_err(|e| {
+            tracing::warn!(error = %e, "Deploy could not be asked to check a password");
+            deploy_unavailable()
+        })
+    }
+}
+
+fn basic(username: &str, password: &str) -> Result<HeaderValue, ApiError> {
+    use base64::Engine;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| ApiError::bad_request("invalid_credentials", "unusable credentials"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn deploy_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "deploy_unavailable",
+        "Deploy could not be reached to check your password; try again later",
+    )
+}
+
+fn too_many() -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_sign_in_failures",
+        "too many failed sign-ins for this user or from your address; wait a minute and try again",
+    );
+    error
+        .headers
+        .push((http::header::RETRY_AFTER, HeaderValue::from_static("60")));
+    error
+}

@@ -1,0 +1,265 @@
+//! Who is calling the API: a browser session, a Deploy username and password (checked
+//! by Deploy itself), or the caller's own personal access token. SSO users sign in with
+//! OpenID Connect ([`oidc`]) and then hold a session ([`session`]).
+//!
+//! Never stores or logs a password: a successful password check is remembered only under
+//! a keyed hash of the credentials.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode};
+
+use crate::api::{ApiError, ApiRef, ClientInfo};
+use crate::config::Config;
+use crate::store::{Store, UserSource};
+use crate::tokens::credentials::{self, Credential};
+use crate::tokens::format::TokenHasher;
+
+pub mod deploy;
+pub mod http_client;
+pub mod oidc;
+pub mod session;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// A browser session; `id_hash` names it in the store.
+    Session { id_hash: String, csrf_token: String },
+    /// `Authorization: Basic user:password`, checked by Deploy.
+    Password,
+    /// The caller's own personal access token: lists and deletes their tokens only.
+    Token,
+}
+
+/// The authenticated caller of an API request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub username: String,
+    pub source: UserSource,
+    pub admin: bool,
+    pub via: Via,
+    pub ip: IpAddr,
+}
+
+impl Caller {
+    /// Refuses callers that came with a token: creating tokens, changing settings and
+    /// the like need a password or a session, so that a stolen token cannot mint more.
+    pub fn require_signed_in(&self) -> Result<(), ApiError> {
+        if self.via == Via::Token {
+            return Err(ApiError::forbidden(
+                "a personal access token may only list and delete its owner's tokens; \
+                 sign in with your password or SSO for this",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require_signed_in()?;
+        if !self.admin {
+            return Err(ApiError::forbidden("this needs an administrator"));
+        }
+        Ok(())
+    }
+}
+
+/// Sign-in state shared by the API: Deploy's password check and sessions.
+pub struct SignIn {
+    pub deploy: deploy::DeployCheck,
+    pub sessions: session::Sessions,
+    pub oidc: Option<oidc::Oidc>,
+}
+
+impl SignIn {
+    pub fn new(config: &Config, store: Store, hasher: TokenHasher) -> anyhow::Result<SignIn> {
+        Ok(SignIn {
+            deploy: deploy::DeployCheck::new(config, hasher)?,
+            sessions: session::Sessions::new(&config.signin, store),
+            oidc: config.sso.clone().map(oidc::Oidc::new).transpose()?,
+        })
+    }
+}
+
+/// `Authorization: Basic user:password` where the password is not a token.
+fn basic_password(parts: &Parts) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() || password.is_empty() {
+        return None;
+    }
+    Some((user.to_string(), password.to_string()))
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A state-changing request from another site is refused whatever credentials it
+/// carries: browsers name the requesting origin in `Origin` (and `Sec-Fetch-Site`).
+fn check_origin(parts: &Parts, client: &ClientInfo) -> Result<(), ApiError> {
+    if is_safe(&parts.method) {
+        return Ok(());
+    }
+    if let Some(site) = parts.headers.get("sec-fetch-site") {
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return Err(cross_origin());
+        }
+    }
+    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let scheme = if client.tls { "https" } else { "http" };
+    if origin.as_bytes() != format!("{scheme}://{host}").as_bytes() {
+        return Err(cross_origin());
+    }
+    Ok(())
+}
+
+fn cross_origin() -> ApiError {
+    ApiError::forbidden("cross-site requests may not change anything here")
+}
+
+impl FromRequestParts<ApiRef> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiRef) -> Result<Caller, ApiError> {
+        let api = state.get()?;
+        let client = parts
+            .extensions
+            .get::<ClientInfo>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", ""))?;
+        check_origin(parts, &client)?;
+        match credentials::extract(&parts.headers) {
+            Credential::Token {
+                token,
+                claimed_user,
+            } => {
+                let principal = api
+                    .tokens
+                    .check(&token, claimed_user.as_deref(), client.ip)
+                    .await
+                    .map_err(token_refused)?;
+                let username = principal.username.to_string();
+                let source = api
+                    .store
+                    .user(&username)
+                    .await?
+                    .map(|u| u.source)
+                    .unwrap_or(UserSource::Internal);
+                return Ok(Caller {
+                    username,
+                    source,
+                    admin: false,
+                    via: Via::Token,
+                    ip: client.ip,
+                });
+            }
+            Credential::Unreadable(message) => {
+                return Err(ApiError::bad_request("malformed_credentials", message));
+            }
+            Credential::None => {}
+        }
+        if let Some((username, password)) = basic_password(parts) {
+            let checked = api
+                .signin
+                .deploy
+                .check(&api, &username, &password, client.ip, false)
+                .await?;
+            return Ok(Caller {
+                username,
+                source: UserSource::Internal,
+                admin: checked.admin,
+                via: Via::Password,
+                ip: client.ip,
+            });
+        }
+        if let Some(session) = api.signin.sessions.resolve(&parts.headers).await? {
+            if !is_safe(&parts.method) {
+                session::check_csrf(&parts.headers, &session.csrf_token)?;
+            }
+            return Ok(Caller {
+                username: session.username,
+                source: session.source,
+                admin: session.admin,
+                via: Via::Session {
+                    id_hash: session.id_hash,
+                    csrf_token: session.csrf_token,
+                },
+                ip: client.ip,
+            });
+        }
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: send your Deploy username and password (Basic), a session cookie \
+             from POST /patgate/api/v1/session or SSO, or your personal access token",
+        ))
+    }
+}
+
+/// A refused token, in the API's error shape (the same codes as the proxy's).
+fn token_refused(refusal: crate::tokens::check::Refusal) -> ApiError {
+    use crate::tokens::check::Refusal;
+    let status = match refusal {
+        Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let mut error = ApiError::new(status, refusal.code(), refusal.to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        error.headers.push((
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"Digital.ai Deploy\""),
+        ));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        error
+            .headers
+            .push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
+    }
+    error
+}
+
+/// Random URL-safe text of `bytes` random bytes (session ids, CSRF tokens, state).
+pub fn random_text(bytes: usize) -> String {
+    use base64::Engine;
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// SHA-256 hex of a secret, for storing session ids.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    crate::tokens::format::hex(&sha2::Sha256::digest(secret.as_bytes()).into())
+}
+
+/// Shared handle so that the API can pass itself to sign-in code.
+pub type ApiHandle = Arc<crate::api::Api>;

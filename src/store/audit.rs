@@ -1,0 +1,111 @@
+//! The audit log: who did what, when, from where. Never a secret: callers pass names,
+//! ids, addresses and reason codes only.
+
+use sqlx::Row;
+
+use super::{now, Store, StoreError};
+
+/// One audit entry to write.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    /// Who acted (a username), or `None` for the gateway itself.
+    pub actor: Option<String>,
+    /// A stable dotted name: `token.created`, `signin.failed`, …
+    pub action: &'static str,
+    /// The user the action concerns.
+    pub username: Option<String>,
+    pub token_id: Option<String>,
+    pub ip: Option<String>,
+    /// Extra facts as a JSON object (no secrets).
+    pub detail: Option<serde_json::Value>,
+}
+
+/// One audit entry as read back.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: Option<String>,
+    pub action: String,
+    pub username: Option<String>,
+    pub token_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Filters for reading the log; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub username: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl Store {
+    pub async fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.audit_at(now(), event).await
+    }
+
+    pub async fn audit_at(&self, at: i64, event: AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, username, token_id, ip, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(at)
+        .bind(event.actor)
+        .bind(event.action)
+        .bind(event.username)
+        .bind(event.token_id)
+        .bind(event.ip)
+        .bind(event.detail.map(|d| d.to_string()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Entries matching `query`, newest first, and how many match in all.
+    pub async fn read_audit(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditEntry>, i64), StoreError> {
+        const FILTER: &str = "($1 IS NULL OR username = $1) AND ($2 IS NULL OR action = $2) \
+             AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at <= $4)";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit WHERE {FILTER}"))
+            .bind(query.username.as_deref())
+            .bind(query.action.as_deref())
+            .bind(query.since)
+            .bind(query.until)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, at, actor, action, username, token_id, ip, detail FROM audit \
+             WHERE {FILTER} ORDER BY at DESC, id DESC LIMIT $5 OFFSET $6"
+        ))
+        .bind(query.username.as_deref())
+        .bind(query.action.as_deref())
+        .bind(query.since)
+        .bind(query.until)
+        .bind(query.limit)
+        .bind(query.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let detail: Option<String> = row.try_get("detail")?;
+            entries.push(AuditEntry {
+                id: row.try_get("id")?,
+                at: row.try_get("at")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                username: row.try_get("username")?,
+                token_id: row.try_get("token_id")?,
+                ip: row.try_get("ip")?,
+                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+            });
+        }
+        Ok((entries, total))
+    }
+}
