@@ -22,4 +22,7 @@ if [ -z "${PATGATE_TEST_POSTGRES_URL:-}" ]; then
   echo "note: PATGATE_TEST_POSTGRES_URL is not set; PostgreSQL cases will be skipped" >&2
 fi
 
+# The OpenID tests run a real provider on Node (tests/oidc).
+bash scripts/oidc-setup.sh
+
 cargo test --locked "$@"

@@ -1,0 +1,288 @@
+// A real OpenID provider (oidc-provider) for the integration tests, on loopback over http.
+//
+// Settings, from the environment (each also as `--name=value` on the command line, e.g.
+// `--port=0`; the command line wins):
+//   OIDC_PORT            port on 127.0.0.1; 0 (default) picks a free one
+//   OIDC_ISSUER_PATH     path part of the issuer, e.g. "/realms/other" (default: none);
+//                        the issuer is http://127.0.0.1:<port><path>
+//   OIDC_ISSUER          the whole issuer instead; "{port}" in it is replaced by the port
+//   OIDC_CLIENT_ID       the one static client
+//   OIDC_CLIENT_SECRET
+//   OIDC_REDIRECT_URIS   JSON list of redirect URIs (or one URI)
+//   OIDC_TOKEN_AUTH      client_secret_basic (default) or client_secret_post
+//   OIDC_ACCOUNTS        JSON list of {sub, preferred_username, email, groups}
+//
+// Flow: GET <issuer>/auth?... -> 303 <issuer>/interaction/<uid>; POST there the form
+// login=<preferred_username>&password=<anything> -> 303 <issuer>/auth/<uid> -> 303 to the
+// client's redirect URI with code and state. Consent is never asked. An unknown login name
+// gets 401 and the form again.
+//
+// Prints `READY <issuer>` on stdout once listening; everything else goes to stderr.
+// Exits on SIGTERM, SIGINT, or when stdin closes.
+
+import { randomBytes, generateKeyPair } from 'node:crypto';
+import { promisify } from 'node:util';
+import { createServer } from 'node:http';
+
+// Keep stdout for the READY line: the library prints notices with console.info.
+console.info = (...args) => console.error(...args);
+console.log = (...args) => console.error(...args);
+
+// The signing key is made on a worker thread while the library loads.
+const keyPair = promisify(generateKeyPair)('rsa', { modulusLength: 2048 });
+const { default: Provider } = await import('oidc-provider');
+
+function setting(name, fallback) {
+  const flag = `--${name.toLowerCase().replace(/^oidc_/, '').replaceAll('_', '-')}=`;
+  const arg = process.argv.slice(2).find((a) => a.startsWith(flag));
+  if (arg !== undefined) return arg.slice(flag.length);
+  const env = process.env[name];
+  if (env !== undefined && env !== '') return env;
+  if (fallback === undefined) fail(`missing setting ${name}`);
+  return fallback;
+}
+
+function fail(message) {
+  process.stderr.write(`provider: ${message}\n`);
+  process.exit(2);
+}
+
+function json(name, text) {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    return fail(`${name} is not JSON: ${err.message}`);
+  }
+}
+
+const port = Number(setting('OIDC_PORT', '0'));
+const issuerPath = setting('OIDC_ISSUER_PATH', '').replace(/\/+$/, '');
+const issuerTemplate = setting('OIDC_ISSUER', '');
+const clientId = setting('OIDC_CLIENT_ID');
+const clientSecret = setting('OIDC_CLIENT_SECRET');
+const redirectText = setting('OIDC_REDIRECT_URIS');
+const redirectUris = redirectText.trim().startsWith('[')
+  ? json('OIDC_REDIRECT_URIS', redirectText)
+  : [redirectText];
+const tokenAuth = setting('OIDC_TOKEN_AUTH', 'client_secret_basic');
+if (!['client_secret_basic', 'client_secret_post'].includes(tokenAuth)) {
+  fail(`OIDC_TOKEN_AUTH must be client_secret_basic or client_secret_post, not ${tokenAuth}`);
+}
+const accounts = json('OIDC_ACCOUNTS', setting('OIDC_ACCOUNTS', '[]'));
+const bySub = new Map(accounts.map((a) => [String(a.sub), a]));
+const byLogin = new Map(accounts.map((a) => [String(a.preferred_username), a]));
+
+const SCOPES = ['openid', 'profile', 'email', 'groups'];
+
+// The request handler is set once the provider exists; the provider needs the port first.
+let handler = (_req, res) => {
+  res.statusCode = 503;
+  res.end();
+};
+const server = createServer((req, res) => handler(req, res));
+server.keepAliveTimeout = 1000;
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, '127.0.0.1', resolve);
+});
+const actualPort = server.address().port;
+const issuer = issuerTemplate
+  ? issuerTemplate.replaceAll('{port}', String(actualPort)).replace(/\/+$/, '')
+  : `http://127.0.0.1:${actualPort}${issuerPath}`;
+const mount = new URL(issuer).pathname.replace(/\/+$/, '');
+
+const { privateKey } = await keyPair;
+const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-rs256' };
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: clientId,
+      client_secret: clientSecret,
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: tokenAuth,
+    },
+  ],
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  claims: {
+    openid: ['sub'],
+    profile: ['preferred_username'],
+    email: ['email'],
+    groups: ['groups'],
+  },
+  scopes: SCOPES,
+  // The claims of the requested scopes go into the ID token too, not only to userinfo.
+  conformIdTokenClaims: false,
+  ttl: {
+    AccessToken: 600,
+    AuthorizationCode: 60,
+    Grant: 3600,
+    IdToken: 600,
+    Interaction: 600,
+    Session: 3600,
+  },
+  async renderError(ctx, out) {
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = `${out.error}: ${out.error_description ?? ''}\n`;
+  },
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: false },
+    userinfo: { enabled: true },
+  },
+  interactions: {
+    url: (_ctx, interaction) => `${mount}/interaction/${interaction.uid}`,
+  },
+  async findAccount(_ctx, sub) {
+    const account = bySub.get(String(sub));
+    if (!account) return undefined;
+    return {
+      accountId: String(account.sub),
+      async claims() {
+        return {
+          sub: String(account.sub),
+          preferred_username: account.preferred_username,
+          email: account.email,
+          groups: account.groups ?? [],
+        };
+      },
+    };
+  },
+  // No consent screen: every login grants the supported scopes to the one client.
+  async loadExistingGrant(ctx) {
+    const { Grant } = ctx.oidc.provider;
+    const grantId = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (grantId) {
+      const grant = await Grant.find(grantId);
+      if (grant) return grant;
+    }
+    const grant = new Grant({
+      clientId: ctx.oidc.client.clientId,
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope(SCOPES.join(' '));
+    await grant.save();
+    return grant;
+  },
+});
+
+// Errors by name and description only: no tokens, codes or secrets.
+for (const event of ['server_error', 'authorization.error', 'grant.error', 'userinfo.error']) {
+  provider.on(event, (_ctx, err) => {
+    process.stderr.write(`provider: ${event}: ${err.name} ${err.error_description ?? err.message}\n`);
+  });
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function form(res, status, uid, message) {
+  res.statusCode = status;
+  res.setHeader('content-type', 'text/html; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.end(`<!doctype html><title>Sign in</title>${message ? `<p>${escapeHtml(message)}</p>` : ''}
+<form method="post" action="${escapeHtml(`${mount}/interaction/${uid}`)}">
+<input name="login" autofocus><input name="password" type="password"><button>Sign in</button>
+</form>\n`);
+}
+
+async function readForm(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 64 * 1024) throw new Error('form too large');
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function interaction(req, res, uid) {
+  let details;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch (err) {
+    res.statusCode = 400;
+    res.end(`${err.name}: ${err.message}\n`);
+    return;
+  }
+  if (details.uid !== uid) {
+    res.statusCode = 400;
+    res.end('interaction cookie does not match the URL\n');
+    return;
+  }
+  if (req.method === 'GET') {
+    form(res, 200, uid);
+    return;
+  }
+  if (req.method !== 'POST') {
+    res.statusCode = 405;
+    res.end();
+    return;
+  }
+  const body = await readForm(req);
+  const { name } = details.prompt;
+  if (name === 'login') {
+    const account = byLogin.get(body.get('login') ?? '');
+    if (!account) {
+      form(res, 401, uid, 'Unknown user');
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: String(account.sub) } });
+    return;
+  }
+  if (name === 'consent') {
+    // Not reached while loadExistingGrant grants everything; kept for completeness.
+    const grant = new provider.Grant({ clientId: details.params.client_id, accountId: details.session.accountId });
+    grant.addOIDCScope(SCOPES.join(' '));
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    return;
+  }
+  res.statusCode = 400;
+  res.end(`unexpected prompt ${name}\n`);
+}
+
+const callback = provider.callback();
+const interactionPath = new RegExp(`^${mount.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/interaction/([^/?]+)$`);
+handler = (req, res) => {
+  const path = req.url.split('?')[0];
+  const match = interactionPath.exec(path);
+  if (match) {
+    interaction(req, res, match[1]).catch((err) => {
+      process.stderr.write(`provider: interaction: ${err.name} ${err.message}\n`);
+      if (!res.headersSent) res.statusCode = 500;
+      res.end();
+    });
+    return;
+  }
+  if (mount) {
+    if (path !== mount && !path.startsWith(`${mount}/`)) {
+      res.statusCode = 404;
+      res.end();
+      return;
+    }
+    // As a framework mounting it would: the provider works out its mount path from this.
+    req.originalUrl = req.url;
+    req.url = req.url.slice(mount.length) || '/';
+  }
+  callback(req, res);
+};
+
+function stop() {
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.on('close', stop);
+process.stdin.resume();
+
+process.stdout.write(`READY ${issuer}\n`);
