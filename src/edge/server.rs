@@ -39,6 +39,8 @@ pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 pub struct Running {
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
+    /// The API, for embedding programs and tests.
+    pub api: Arc<Api>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -120,7 +122,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let housekeeping = tokio::spawn(crate::api::housekeeping::run(api.clone(), stop_rx.clone()));
     let gateway = Arc::new(Gateway::new(
         store.clone(),
-        api,
+        api.clone(),
         tokens,
         identity,
         metrics.clone(),
@@ -174,6 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     Ok(Running {
         local_addr,
+        api,
         stop: stop_tx,
         done,
     })

@@ -25,6 +25,7 @@ use patgate::tokens::format::Expiration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod api;
 pub mod oidc;
 
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
@@ -118,7 +119,7 @@ impl Upstream {
     }
 }
 
-type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 async fn upstream_handle(
     mut req: Request<Incoming>,
@@ -137,6 +138,10 @@ async fn upstream_handle(
             body_len,
         })
     };
+    if let Some(answer) = api::deploy_check(&path, &headers) {
+        record(0);
+        return Ok(answer);
+    }
     if path == "/ws" {
         record(0);
         let upgrade = hyper::upgrade::on(&mut req);
@@ -436,6 +441,11 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The running gateway's API state.
+    pub fn api(&self) -> Option<std::sync::Arc<patgate::api::Api>> {
+        self.running.as_ref().map(|r| r.api.clone())
     }
 
     /// Creates a token as the CLI would; returns (id, token).

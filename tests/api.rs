@@ -1,0 +1,804 @@
+//! The self-service and admin API end to end, on SQLite and PostgreSQL: password
+//! sign-in checked by the Deploy stand-in, sessions and CSRF, tokens created, listed and
+//! deleted, the seed's policies, the audit log, bad input, and the OpenAPI description.
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::{as_user, call, Session};
+use common::*;
+use patgate::tokens::format::Expiration;
+use serde_json::{json, Value};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::TestDb::new(super::Backend::Sqlite).await.unwrap();
+                super::$name(db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = super::TestDb::new(super::Backend::Postgres).await else { return };
+                super::$name(db).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    password_sign_in_is_checked_by_deploy,
+    a_token_made_through_the_api_works_through_the_proxy_until_deleted,
+    expiration_choices_last_exactly_their_length,
+    maximum_expiration_limits_every_choice,
+    sso_switch_stops_sso_tokens_at_the_proxy_and_back,
+    bad_input_gets_clear_errors_and_changes_nothing,
+    sessions_need_csrf_and_end_everywhere_on_sign_out,
+    admins_manage_users_and_read_the_audit_log,
+    every_documented_route_answers_as_described,
+    a_deletion_through_one_replica_is_refused_by_another_within_a_second,
+);
+
+const ME: &str = "/patgate/api/v1/me";
+const TOKENS: &str = "/patgate/api/v1/tokens";
+const SETTINGS: &str = "/patgate/api/v1/settings";
+
+async fn start(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(db, &upstream.url(), extra)).await;
+    (upstream, gw)
+}
+
+async fn create(gw: &Gateway, user: &str, password: &str, name: &str, expiration: &str) -> Answer {
+    as_user(
+        "POST",
+        &gw.url(TOKENS),
+        user,
+        password,
+        Some(&json!({"name": name, "expiration": expiration})),
+    )
+    .await
+}
+
+async fn password_sign_in_is_checked_by_deploy(db: TestDb) {
+    let (_upstream, gw) = start(
+        &db,
+        &[
+            ("PATGATE_SIGNIN__FAILURE_BURST", "3"),
+            ("PATGATE_SIGNIN__FAILURES_PER_MINUTE", "1"),
+        ],
+    )
+    .await;
+    let me = as_user("GET", &gw.url(ME), "alice", "alice-pw", None).await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(me.json()["username"], "alice");
+    assert_eq!(me.json()["admin"], false);
+    let admin = as_user("GET", &gw.url(ME), "admin", "admin-pw", None).await;
+    assert_eq!(admin.json()["admin"], true);
+
+    let wrong = as_user("GET", &gw.url(ME), "bob", "not-bobs", None).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.error_code(), "invalid_credentials");
+    assert!(!String::from_utf8_lossy(&wrong.body).contains("not-bobs"));
+    // Three failures for bob are allowed; the fourth is limited, even with the right
+    // password, until the bucket refills.
+    for _ in 0..2 {
+        let again = as_user("GET", &gw.url(ME), "bob", "not-bobs", None).await;
+        assert_eq!(again.status, 401);
+    }
+    let limited = as_user("GET", &gw.url(ME), "bob", "bob-pw", None).await;
+    assert_eq!(limited.status, 429, "{:?}", limited.body);
+    assert_eq!(limited.error_code(), "too_many_sign_in_failures");
+    assert!(limited.headers.contains_key("retry-after"));
+
+    // Deploy down: a clear 503, never "wrong password".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let down = Gateway::start(config(&db, &dead, &[])).await;
+    let answer = as_user("GET", &down.url(ME), "alice", "alice-pw", None).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.error_code(), "deploy_unavailable");
+}
+
+async fn a_token_made_through_the_api_works_through_the_proxy_until_deleted(db: TestDb) {
+    let (upstream, gw) = start(&db, &[]).await;
+    let made = create(&gw, "alice", "alice-pw", "ci pipeline", "30d").await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let made = made.json();
+    let token = made["token"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    assert!(token.starts_with("dpat_"));
+    assert_eq!(made["expires_in"]["label"], "30 days");
+
+    let proxied = get(
+        &gw.url("/api/v1/deployit"),
+        &[("authorization", &basic("", &token))],
+    )
+    .await;
+    assert_eq!(proxied.status, 200);
+    assert_eq!(upstream.last().headers["x-deploy-user"], "alice");
+
+    // The listing never shows the value; the seed's own route answers the same list.
+    for listing in [
+        as_user("GET", &gw.url(TOKENS), "alice", "alice-pw", None).await,
+        get(
+            &gw.url("/deployit/tokens/users"),
+            &[("x-deploy-personal-token", &token)],
+        )
+        .await,
+    ] {
+        assert_eq!(listing.status, 200, "{:?}", listing.body);
+        assert!(!String::from_utf8_lossy(&listing.body).contains(&token));
+        let rows = listing.json();
+        assert_eq!(rows.as_array().unwrap().len(), 1);
+        assert_eq!(rows[0]["name"], "ci pipeline");
+        assert_eq!(rows[0]["expires_in"]["state"], "days");
+    }
+
+    // A token cannot mint another, nor read /me; it can list and delete its owner's.
+    let minted = call(
+        "POST",
+        &gw.url(TOKENS),
+        &[
+            ("x-deploy-personal-token", &token),
+            ("content-type", "application/json"),
+        ],
+        Some(&json!({"name": "more", "expiration": "7d"})),
+    )
+    .await;
+    assert_eq!(minted.status, 403, "{:?}", minted.body);
+    let bobs = create(&gw, "bob", "bob-pw", "bobs", "7d").await.json();
+    let bobs_id = bobs["id"].as_str().unwrap();
+    let foreign = call(
+        "DELETE",
+        &gw.url(&format!("{TOKENS}/{bobs_id}")),
+        &[("x-deploy-personal-token", &token)],
+        None,
+    )
+    .await;
+    assert_eq!(foreign.status, 404, "another user's token looks like none");
+    let missing = as_user(
+        "DELETE",
+        &gw.url(&format!("{TOKENS}/nosuchid")),
+        "alice",
+        "alice-pw",
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error_code(), foreign.error_code());
+
+    let deleted = call(
+        "DELETE",
+        &gw.url(&format!("{TOKENS}/{id}")),
+        &[("x-deploy-personal-token", &token)],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    let refused = within(Duration::from_secs(1), || async {
+        get(
+            &gw.url("/api/v1/deployit"),
+            &[("authorization", &basic("", &token))],
+        )
+        .await
+        .status
+            == 401
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the deleted token still worked after 1 s"
+    );
+    let listing = as_user("GET", &gw.url(TOKENS), "alice", "alice-pw", None).await;
+    assert_eq!(listing.json(), json!([]), "deleted tokens are not listed");
+}
+
+async fn expiration_choices_last_exactly_their_length(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    for (choice, days) in [
+        ("7d", 7),
+        ("30d", 30),
+        ("45d", 45),
+        ("60d", 60),
+        ("1y", 365),
+    ] {
+        let made = create(&gw, "alice", "alice-pw", choice, choice)
+            .await
+            .json();
+        let listed = as_user("GET", &gw.url(TOKENS), "alice", "alice-pw", None)
+            .await
+            .json();
+        let row = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == made["id"])
+            .unwrap()
+            .clone();
+        let created = instant(&row["created_at"]);
+        let expires = instant(&row["expires_at"]);
+        assert_eq!(expires - created, days * 86_400, "{choice}");
+        assert_eq!(row["expires_in"]["days"], days, "{choice}");
+    }
+    let never = create(&gw, "alice", "alice-pw", "forever", "never")
+        .await
+        .json();
+    assert_eq!(never["expires_at"], Value::Null);
+    assert_eq!(never["expires_in"]["state"], "never");
+    assert_eq!(never["expires_in"]["label"], "No expiration");
+}
+
+fn instant(value: &Value) -> i64 {
+    humantime::parse_rfc3339(value.as_str().unwrap())
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn maximum_expiration_limits_every_choice(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let all = ["7d", "30d", "45d", "60d", "1y", "never"];
+    for (m, max) in all.iter().enumerate() {
+        let put = as_user(
+            "PUT",
+            &gw.url(SETTINGS),
+            "admin",
+            "admin-pw",
+            Some(&json!({"max_token_expiration": max})),
+        )
+        .await;
+        assert_eq!(put.status, 200, "{:?}", put.body);
+        let me = as_user("GET", &gw.url(ME), "alice", "alice-pw", None)
+            .await
+            .json();
+        assert_eq!(me["expiration_choices"], json!(all[..=m]), "max {max}");
+        for (c, choice) in all.iter().enumerate() {
+            let answer = create(&gw, "alice", "alice-pw", &format!("{max}-{choice}"), choice).await;
+            if c <= m {
+                assert_eq!(
+                    answer.status, 201,
+                    "{choice} under max {max}: {:?}",
+                    answer.body
+                );
+            } else {
+                assert_eq!(answer.status, 400, "{choice} over max {max}");
+                assert_eq!(answer.error_code(), "over_maximum_expiration");
+                let message = answer.json()["message"].as_str().unwrap().to_string();
+                assert!(message.contains(&format!("({max})")), "{message}");
+            }
+        }
+    }
+}
+
+async fn sso_switch_stops_sso_tokens_at_the_proxy_and_back(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let (_, sso_token) = create_token_for(&gw, "sam", "sso").await;
+    let (_, internal_token) = create_token_for(&gw, "ivy", "internal").await;
+    let works = |token: String| {
+        let url = gw.url("/api/v1/deployit");
+        async move { get(&url, &[("authorization", &basic("", &token))]).await }
+    };
+    assert_eq!(works(sso_token.clone()).await.status, 200);
+
+    let off = as_user(
+        "PUT",
+        &gw.url(SETTINGS),
+        "admin",
+        "admin-pw",
+        Some(&json!({"sso_pat_creation_enabled": false})),
+    )
+    .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    let refused = within(Duration::from_secs(1), || async {
+        works(sso_token.clone()).await.error_code() == "sso_tokens_disabled"
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the SSO user's token still worked 1 s after the switch"
+    );
+    assert_eq!(works(sso_token.clone()).await.status, 401);
+    assert_eq!(
+        works(internal_token.clone()).await.status,
+        200,
+        "internal users are unaffected"
+    );
+
+    let on = as_user(
+        "PUT",
+        &gw.url(SETTINGS),
+        "admin",
+        "admin-pw",
+        Some(&json!({"sso_pat_creation_enabled": true})),
+    )
+    .await;
+    assert_eq!(on.status, 200);
+    let back = within(Duration::from_secs(1), || async {
+        works(sso_token.clone()).await.status == 200
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "the token did not work again after the switch was turned back on"
+    );
+}
+
+async fn create_token_for(gw: &Gateway, user: &str, source: &str) -> (String, String) {
+    let args = patgate::cli::CreateArgs {
+        user: user.into(),
+        name: "t".into(),
+        expires: Expiration::Days30,
+        source: source.parse().unwrap(),
+        email: None,
+        json: true,
+    };
+    let out = patgate::cli::run_admin(
+        &gw.config,
+        patgate::cli::Admin::Token(patgate::cli::TokenCommand::Create(args)),
+    )
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    (
+        v["id"].as_str().unwrap().into(),
+        v["token"].as_str().unwrap().into(),
+    )
+}
+
+async fn bad_input_gets_clear_errors_and_changes_nothing(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let long = "n".repeat(101);
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"name": "x", "expiration": "7d", "scope": "all"}),
+            "invalid_body",
+            "scope",
+        ),
+        (
+            json!({"name": 7, "expiration": "7d"}),
+            "invalid_body",
+            "name",
+        ),
+        (
+            json!({"name": "x", "expiration": "90d"}),
+            "invalid_body",
+            "expiration",
+        ),
+        (json!({"name": "x"}), "invalid_body", "expiration"),
+        (
+            json!({"name": "", "expiration": "7d"}),
+            "invalid_name",
+            "empty",
+        ),
+        (
+            json!({"name": "   ", "expiration": "7d"}),
+            "invalid_name",
+            "empty",
+        ),
+        (
+            json!({"name": long, "expiration": "7d"}),
+            "invalid_name",
+            "100",
+        ),
+        (
+            json!({"name": "<b>x</b>", "expiration": "7d"}),
+            "invalid_name",
+            "<",
+        ),
+        (
+            json!({"name": "a\u{7}b", "expiration": "7d"}),
+            "invalid_name",
+            "control",
+        ),
+        (
+            json!({"name": "a\nb", "expiration": "7d"}),
+            "invalid_name",
+            "control",
+        ),
+        (json!(["not", "an", "object"]), "invalid_body", "invalid"),
+    ];
+    for (body, code, mentions) in &cases {
+        let answer = as_user("POST", &gw.url(TOKENS), "alice", "alice-pw", Some(body)).await;
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
+        assert_eq!(answer.error_code(), *code, "{body}");
+        let message = answer.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains(mentions), "{body}: {message}");
+    }
+    let auth = basic("alice", "alice-pw");
+    let not_json = common::oidc::request(
+        "POST",
+        &gw.url(TOKENS),
+        &[("authorization", &auth), ("content-type", "text/plain")],
+        bytes::Bytes::from("name=x"),
+    )
+    .await;
+    assert_eq!(not_json.status, 415);
+    let huge = common::oidc::request(
+        "POST",
+        &gw.url(TOKENS),
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        bytes::Bytes::from(vec![b' '; 70 * 1024]),
+    )
+    .await;
+    assert_eq!(huge.status, 400);
+    assert_eq!(huge.error_code(), "body_too_large");
+    let duplicate = create(&gw, "alice", "alice-pw", "same", "7d").await;
+    assert_eq!(duplicate.status, 201);
+    let again = create(&gw, "alice", "alice-pw", "same", "7d").await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.error_code(), "name_taken");
+
+    // Settings: unknown fields and wrong types name the field; nothing changes.
+    for body in [
+        json!({"max_token_expiration": "2d"}),
+        json!({"sso_pat_creation_enabled": "no"}),
+        json!({"maximum": "7d"}),
+    ] {
+        let answer = as_user("PUT", &gw.url(SETTINGS), "admin", "admin-pw", Some(&body)).await;
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
+    }
+    let settings = as_user("GET", &gw.url(SETTINGS), "admin", "admin-pw", None)
+        .await
+        .json();
+    assert_eq!(
+        settings,
+        json!({"max_token_expiration": "never", "sso_pat_creation_enabled": true})
+    );
+    let bad_email = as_user(
+        "PUT",
+        &gw.url(ME),
+        "alice",
+        "alice-pw",
+        Some(&json!({"email": "not an address"})),
+    )
+    .await;
+    assert_eq!(bad_email.status, 400);
+    assert_eq!(bad_email.error_code(), "invalid_email");
+    let bad_query = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/users?per_page=1000"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(bad_query.status, 400);
+    assert!(bad_query.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("per_page"));
+    let non_admin = as_user("GET", &gw.url(SETTINGS), "alice", "alice-pw", None).await;
+    assert_eq!(non_admin.status, 403);
+
+    let listing = as_user("GET", &gw.url(TOKENS), "alice", "alice-pw", None)
+        .await
+        .json();
+    assert_eq!(
+        listing.as_array().unwrap().len(),
+        1,
+        "only the one good token exists: {listing}"
+    );
+}
+
+async fn sessions_need_csrf_and_end_everywhere_on_sign_out(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let base = gw.url("");
+    let signed_in = call(
+        "POST",
+        &gw.url("/patgate/api/v1/session"),
+        &[],
+        Some(&json!({"username": "alice", "password": "alice-pw"})),
+    )
+    .await;
+    assert_eq!(signed_in.status, 200);
+    let set_cookie = signed_in.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains("Secure"),
+        "no Secure flag over plain http"
+    );
+    let session = Session::from_answer(&base, &signed_in).with_csrf().await;
+    assert!(!session.csrf.is_empty());
+
+    let body = json!({"name": "from the browser", "expiration": "7d"});
+    let without = Session {
+        csrf: String::new(),
+        cookie: session.cookie.clone(),
+        base: base.clone(),
+    };
+    let refused = without.send("POST", TOKENS, Some(&body)).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.error_code(), "csrf_failed");
+    let cookie = format!("patgate_session={}", session.cookie);
+    let cross = call(
+        "POST",
+        &gw.url(TOKENS),
+        &[
+            ("cookie", &cookie),
+            ("x-csrf-token", &session.csrf),
+            ("origin", "https://evil.example"),
+        ],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(cross.status, 403, "a request from another origin");
+    let made = session.send("POST", TOKENS, Some(&body)).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+
+    let out = session
+        .send("DELETE", "/patgate/api/v1/session", None)
+        .await;
+    assert_eq!(out.status, 204);
+    let after = session.send("GET", ME, None).await;
+    assert_eq!(after.status, 401, "the session ended");
+    // And on another replica sharing the database.
+    let other = Gateway::start(gw.config.clone()).await;
+    let elsewhere = call("GET", &other.url(ME), &[("cookie", &cookie)], None).await;
+    assert_eq!(elsewhere.status, 401);
+}
+
+async fn admins_manage_users_and_read_the_audit_log(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let made = create(&gw, "alice", "alice-pw", "ci", "7d").await.json();
+    let token = made["token"].as_str().unwrap().to_string();
+    let _ = as_user("GET", &gw.url(ME), "bob", "wrong", None).await;
+    get(
+        &gw.url("/x"),
+        &[("authorization", &basic("", "dpat_invented"))],
+    )
+    .await;
+
+    let users = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/users?search=ALI"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(users.status, 200, "{:?}", users.body);
+    let users = users.json();
+    assert_eq!(users["total"], 1);
+    assert_eq!(users["users"][0]["username"], "alice");
+    assert_eq!(users["users"][0]["tokens"], 1);
+    let theirs = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/users/alice/tokens"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(theirs[0]["name"], "ci");
+    assert!(!theirs.to_string().contains(&token));
+
+    let disabled = as_user(
+        "POST",
+        &gw.url("/patgate/api/v1/users/alice/disable"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(disabled.status, 200);
+    assert_eq!(disabled.json()["disabled"], true);
+    let refused = within(Duration::from_secs(1), || async {
+        get(&gw.url("/x"), &[("x-deploy-personal-token", &token)])
+            .await
+            .error_code()
+            == "user_disabled"
+    })
+    .await;
+    assert!(refused.is_some());
+    let enabled = as_user(
+        "POST",
+        &gw.url("/patgate/api/v1/users/alice/enable"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(enabled.json()["disabled"], false);
+    let admin_delete = as_user(
+        "DELETE",
+        &gw.url(&format!("{TOKENS}/{}", made["id"].as_str().unwrap())),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(
+        admin_delete.status, 204,
+        "administrators delete anyone's token"
+    );
+
+    // Refused tokens are aggregated at the next housekeeping round; run it now.
+    patgate::api::housekeeping::round(&gw_api(&gw)).await;
+    let audit = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/audit?per_page=200"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(audit.status, 200, "{:?}", audit.body);
+    let audit = audit.json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "token.created",
+        "signin.failed",
+        "signin.succeeded",
+        "user.disabled",
+        "user.enabled",
+        "token.deleted",
+        "token.refused",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    assert!(
+        !audit.to_string().contains(&token),
+        "no secret in the audit log"
+    );
+    assert!(
+        !audit.to_string().contains("alice-pw") && !audit.to_string().contains("dpat_invented")
+    );
+    let only = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/audit?action=user.disabled&user=alice"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(only["total"], 1);
+    assert_eq!(only["entries"][0]["actor"], "admin");
+    let future = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/audit?since=2999-01-01T00:00:00Z"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(future["total"], 0);
+    let forbidden = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/audit"),
+        "alice",
+        "alice-pw",
+        None,
+    )
+    .await;
+    assert_eq!(forbidden.status, 403);
+}
+
+fn gw_api(gw: &Gateway) -> std::sync::Arc<patgate::api::Api> {
+    gw.api().expect("the gateway runs in this process")
+}
+
+async fn every_documented_route_answers_as_described(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let made = create(&gw, "alice", "alice-pw", "doc", "7d").await.json();
+    let doc = get(&gw.url("/patgate/api/v1/openapi.json"), &[]).await;
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let session = Session::password(&gw.url(""), "admin", "admin-pw")
+        .await
+        .with_csrf()
+        .await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let concrete = path
+                .replace("{id}", made["id"].as_str().unwrap())
+                .replace("{username}", "alice");
+            let body = match (method.as_str(), path.as_str()) {
+                ("post", "/patgate/api/v1/tokens") => {
+                    Some(json!({"name": format!("doc-{checked}"), "expiration": "7d"}))
+                }
+                ("put", "/patgate/api/v1/settings") => Some(json!({})),
+                ("put", "/patgate/api/v1/me") => Some(json!({"email": "admin@example.com"})),
+                ("post", "/patgate/api/v1/session") => {
+                    Some(json!({"username": "admin", "password": "admin-pw"}))
+                }
+                _ => None,
+            };
+            let answer = if path.ends_with("/session") && method == "delete" {
+                // Signing out would end the session the rest of the loop uses.
+                Session::password(&gw.url(""), "admin", "admin-pw")
+                    .await
+                    .with_csrf()
+                    .await
+                    .send("DELETE", &concrete, None)
+                    .await
+            } else {
+                session
+                    .send(&method.to_uppercase(), &concrete, body.as_ref())
+                    .await
+            };
+            let documented: Vec<u16> = operation["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.parse().unwrap())
+                .collect();
+            assert!(
+                documented.contains(&answer.status.as_u16()),
+                "{method} {path} answered {} ({:?}); documented {documented:?}",
+                answer.status,
+                answer.body
+            );
+            if answer.status.is_success() && answer.status != 204 {
+                assert!(answer.headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "only {checked} operations documented");
+}
+
+async fn a_deletion_through_one_replica_is_refused_by_another_within_a_second(db: TestDb) {
+    let (_upstream, one) = start(&db, &[]).await;
+    let two = Gateway::start(one.config.clone()).await;
+    let made = create(&one, "alice", "alice-pw", "shared", "30d")
+        .await
+        .json();
+    let token = made["token"].as_str().unwrap().to_string();
+    // Cached on the second replica first.
+    for _ in 0..3 {
+        let answer = get(&two.url("/x"), &[("x-deploy-personal-token", &token)]).await;
+        assert_eq!(answer.status, 200);
+    }
+    let deleted = as_user(
+        "DELETE",
+        &one.url(&format!("{TOKENS}/{}", made["id"].as_str().unwrap())),
+        "alice",
+        "alice-pw",
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    let refused = within(Duration::from_secs(1), || async {
+        get(&two.url("/x"), &[("x-deploy-personal-token", &token)])
+            .await
+            .status
+            == 401
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the other replica still accepted the deleted token after 1 s"
+    );
+}
