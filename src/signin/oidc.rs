@@ -327,7 +327,7 @@ async fn finish(
     let id_token = tokens
         .id_token()
         .ok_or_else(|| Failure::new(StatusCode::BAD_GATEWAY, "the provider sent no ID token"))?;
-    let claims = id_token
+    id_token
         .claims(&oidc_client.id_token_verifier(), &Nonce::new(pending.nonce))
         .map_err(|e| {
             Failure::new(
@@ -335,7 +335,15 @@ async fn finish(
                 format!("the ID token was refused: {}", error_chain(&e)),
             )
         })?;
-    let claims = serde_json::to_value(claims).unwrap_or_default();
+    // Verified above (signature, issuer, audience, expiry, nonce); its payload is read
+    // whole here because the configured claims (roles, a custom username) are not all
+    // standard ones.
+    let claims = payload(&id_token.to_string()).ok_or_else(|| {
+        Failure::new(
+            StatusCode::BAD_GATEWAY,
+            "the ID token's claims could not be read",
+        )
+    })?;
     let settings = &oidc.settings;
     let username = claims
         .get(&settings.username_claim)
@@ -413,6 +421,16 @@ async fn finish(
     );
     no_store(headers);
     Ok(response)
+}
+
+/// The claims of a compact JWS (its middle part), as JSON.
+fn payload(jwt: &str) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let middle = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(middle.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 fn no_store(headers: &mut HeaderMap) {
