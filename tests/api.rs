@@ -35,6 +35,7 @@ on_both_backends!(
     a_token_made_through_the_api_works_through_the_proxy_until_deleted,
     expiration_choices_last_exactly_their_length,
     maximum_expiration_limits_every_choice,
+    the_command_line_follows_the_same_rules,
     sso_switch_stops_sso_tokens_at_the_proxy_and_back,
     bad_input_gets_clear_errors_and_changes_nothing,
     sessions_need_csrf_and_end_everywhere_on_sign_out,
@@ -275,6 +276,48 @@ async fn maximum_expiration_limits_every_choice(db: TestDb) {
             }
         }
     }
+}
+
+async fn the_command_line_follows_the_same_rules(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    let put = as_user(
+        "PUT",
+        &gw.url(SETTINGS),
+        "admin",
+        "admin-pw",
+        Some(&json!({"max_token_expiration": "30d"})),
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    let run = |name: &str, expires: Expiration| {
+        let args = patgate::cli::CreateArgs {
+            user: "carol".into(),
+            name: name.into(),
+            expires,
+            source: patgate::store::UserSource::Internal,
+            email: None,
+            json: false,
+        };
+        let config = gw.config.clone();
+        async move {
+            patgate::cli::run_admin(
+                &config,
+                patgate::cli::Admin::Token(patgate::cli::TokenCommand::Create(args)),
+            )
+            .await
+        }
+    };
+    let over = run("too long", Expiration::Year1)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(over.contains("maximum") && over.contains("30d"), "{over}");
+    let html = run("<i>x</i>", Expiration::Days7)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(html.contains("--name"), "{html}");
+    assert!(run("fine", Expiration::Days30).await.is_ok());
 }
 
 async fn sso_switch_stops_sso_tokens_at_the_proxy_and_back(db: TestDb) {
@@ -557,6 +600,25 @@ async fn admins_manage_users_and_read_the_audit_log(db: TestDb) {
     let (_upstream, gw) = start(&db, &[]).await;
     let made = create(&gw, "alice", "alice-pw", "ci", "7d").await.json();
     let token = made["token"].as_str().unwrap().to_string();
+    // First use from an address is logged once the last-use writer flushes (every 5 s).
+    get(&gw.url("/x"), &[("x-deploy-personal-token", &token)]).await;
+    let first_use = within(Duration::from_secs(8), || async {
+        as_user(
+            "GET",
+            &gw.url("/patgate/api/v1/audit?action=token.used_from_new_address"),
+            "admin",
+            "admin-pw",
+            None,
+        )
+        .await
+        .json()["entries"][0]["ip"]
+            == "127.0.0.1"
+    })
+    .await;
+    assert!(
+        first_use.is_some(),
+        "no audit entry for the first use from 127.0.0.1"
+    );
     let _ = as_user("GET", &gw.url(ME), "bob", "wrong", None).await;
     get(
         &gw.url("/x"),
@@ -629,8 +691,36 @@ async fn admins_manage_users_and_read_the_audit_log(db: TestDb) {
         "administrators delete anyone's token"
     );
 
-    // Refused tokens are aggregated at the next housekeeping round; run it now.
-    patgate::api::housekeeping::round(&gw_api(&gw)).await;
+    // A token that expired is logged once, however many rounds run.
+    let api = gw_api(&gw);
+    api.store
+        .ensure_user("bob", patgate::store::UserSource::Internal, None)
+        .await
+        .unwrap();
+    let lapsed = patgate::tokens::format::PlainToken::generate();
+    api.store
+        .create_token(
+            "bob",
+            "lapsed",
+            &api.hasher.hash(lapsed.expose().as_bytes()),
+            Some(patgate::store::now() - 10),
+        )
+        .await
+        .unwrap();
+    // Refused tokens are aggregated at the next housekeeping round; run it now, twice.
+    patgate::api::housekeeping::round(&api).await;
+    patgate::api::housekeeping::round(&api).await;
+    let expired = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/audit?action=token.expired"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(expired["total"], 1, "{expired}");
+    assert_eq!(expired["entries"][0]["user"], "bob");
     let audit = as_user(
         "GET",
         &gw.url("/patgate/api/v1/audit?per_page=200"),
