@@ -41,6 +41,42 @@ pub enum Command {
     /// Disable and enable users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Rotate the keys that sign the JWTs Deploy trusts (jwt mode).
+    #[command(subcommand, name = "jwt-key")]
+    JwtKey(JwtKeyCommand),
+    /// See which token HMAC keys stored tokens use, and retire an old one.
+    #[command(subcommand, name = "token-key")]
+    TokenKey(TokenKeyCommand),
+    /// Ask Deploy whether it accepts the gateway's identity for a user, and as whom.
+    CheckDeploy {
+        /// The username to assert.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JwtKeyCommand {
+    /// List the signing keys and when each signs.
+    List,
+    /// Add the next key: published at once, signing after upstream.identity.jwt.rotation_lead.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenKeyCommand {
+    /// Live tokens per token key id (current key first).
+    Status,
+    /// Check that no live token still uses a previous key before it is removed from
+    /// secrets.previous_token_keys.
+    Retire {
+        /// The key id, as `token-key status` shows it.
+        id: String,
+        /// Revoke the live tokens still stored under that key (they would stop working
+        /// once the key is removed).
+        #[arg(long)]
+        revoke_remaining: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +131,9 @@ pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
 pub enum Admin {
     Token(TokenCommand),
     User(UserCommand),
+    JwtKey(JwtKeyCommand),
+    TokenKey(TokenKeyCommand),
+    CheckDeploy { user: String },
 }
 
 /// Runs an administrative command; returns what to print on stdout.
@@ -151,6 +190,57 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
             audit(&store, "user.disabled", &username, None).await;
             format!("disabled user {username}; their tokens are refused")
         }
+        Admin::JwtKey(command) => jwt_key(config, &store, &hasher, command).await?,
+        Admin::TokenKey(TokenKeyCommand::Status) => {
+            let counts = store.live_tokens_by_key().await?;
+            let mut out = format!("{:<10} {:<9} {}", "KEY", "ROLE", "LIVE TOKENS");
+            for (i, id) in hasher.key_ids().iter().enumerate() {
+                let n = counts.iter().find(|(k, _)| k == id).map_or(0, |(_, n)| *n);
+                let role = if i == 0 { "current" } else { "previous" };
+                out.push_str(&format!("\n{id:<10} {role:<9} {n}"));
+            }
+            for (id, n) in counts.iter().filter(|(k, _)| !hasher.key_ids().contains(k)) {
+                let id = if id.is_empty() { "unknown" } else { id };
+                out.push_str(&format!(
+                    "\n{id:<10} {:<9} {n}  (key not configured: these tokens do not verify)",
+                    "missing"
+                ));
+            }
+            out
+        }
+        Admin::TokenKey(TokenKeyCommand::Retire {
+            id,
+            revoke_remaining,
+        }) => {
+            if id == hasher.key_id() {
+                anyhow::bail!("{id} is the current token key; rotate to a new key first (see README, Key rotation)");
+            }
+            let counts = store.live_tokens_by_key().await?;
+            let live = counts.iter().find(|(k, _)| *k == id).map_or(0, |(_, n)| *n);
+            if live > 0 && !revoke_remaining {
+                anyhow::bail!("{live} live tokens are still stored under key {id}; each moves to the current key when next used. Wait, or pass --revoke-remaining to revoke them");
+            }
+            let revoked = if live > 0 {
+                store.revoke_by_key(&id).await?
+            } else {
+                Vec::new()
+            };
+            for token in &revoked {
+                audit(&store, "token.deleted", &token.username, Some(&token.id)).await;
+            }
+            format!(
+                "no live token uses key {id} any more ({} revoked); remove it from secrets.previous_token_keys on every replica and restart them",
+                revoked.len()
+            )
+        }
+        Admin::CheckDeploy { user } => {
+            let (ok, message) =
+                crate::edge::deploy_check::check(config, &store, &hasher, &user).await?;
+            if !ok {
+                anyhow::bail!("{message}");
+            }
+            message
+        }
         Admin::User(UserCommand::Enable { username }) => {
             store.set_user_disabled(&username, false).await?;
             audit(&store, "user.enabled", &username, None).await;
@@ -159,6 +249,50 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
     };
     store.close().await;
     Ok(output)
+}
+
+async fn jwt_key(
+    config: &Config,
+    store: &store::Store,
+    hasher: &crate::tokens::format::TokenHasher,
+    command: JwtKeyCommand,
+) -> anyhow::Result<String> {
+    use crate::config::{IdentityMode, JwtAlgorithm};
+    let settings = &config.upstream.identity.jwt;
+    if config.upstream.identity.mode != IdentityMode::Jwt
+        || settings.algorithm == JwtAlgorithm::Hs256
+    {
+        anyhow::bail!("signing keys are used with upstream.identity.mode jwt and an RS256 or EdDSA algorithm; HS256 uses upstream.identity.jwt.secret");
+    }
+    let sealer = std::sync::Arc::new(crate::tokens::sealed::Sealer::new(hasher.raw_keys()));
+    let minter = crate::edge::jwt::JwtMinter::start(settings, store.clone(), sealer).await?;
+    if let JwtKeyCommand::Rotate = command {
+        let added = minter.rotate().await?;
+        return Ok(format!(
+            "added {} key {}: published now, signs from {}; the key it replaces stays published until {}",
+            settings.algorithm.as_str(),
+            added.kid,
+            rfc3339(Some(added.not_before)).as_str().unwrap_or_default(),
+            rfc3339(Some(added.not_before + settings.ttl.as_secs() as i64 + 60)).as_str().unwrap_or_default(),
+        ));
+    }
+    let signing = minter.signing_kid().unwrap_or_default();
+    let mut out = format!("{:<24} {:<22} {}", "KID", "SIGNS FROM", "STATE");
+    for (kid, not_before) in minter.describe() {
+        let state = if kid == signing {
+            "signing"
+        } else if not_before > store::now() {
+            "next"
+        } else {
+            "replaced (published until its JWTs expire)"
+        };
+        let from = rfc3339(Some(not_before));
+        out.push_str(&format!(
+            "\n{kid:<24} {:<22} {state}",
+            from.as_str().unwrap_or_default()
+        ));
+    }
+    Ok(out)
 }
 
 /// Records a command-line action in the audit log (actor `patgate-cli`).

@@ -77,6 +77,11 @@ fn main() -> ExitCode {
         }
         Command::Token(t) => runtime.block_on(admin(&config, Admin::Token(t))),
         Command::User(u) => runtime.block_on(admin(&config, Admin::User(u))),
+        Command::JwtKey(k) => runtime.block_on(admin(&config, Admin::JwtKey(k))),
+        Command::TokenKey(k) => runtime.block_on(admin(&config, Admin::TokenKey(k))),
+        Command::CheckDeploy { user } => {
+            runtime.block_on(admin(&config, Admin::CheckDeploy { user }))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -122,6 +122,7 @@ async fn jwt_mode_sends_a_short_lived_jwt_verifiable_with_the_published_keys() {
                 key_file.to_str().unwrap(),
             ),
             ("PATGATE_UPSTREAM__IDENTITY__JWT__AUDIENCE", "deploy-test"),
+            ("PATGATE_UPSTREAM__IDENTITY__JWT__ALGORITHM", "EdDSA"),
         ],
     ))
     .await;

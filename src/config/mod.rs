@@ -12,8 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+mod jwt;
 mod signin;
 
+pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use signin::{SignIn, Sso};
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -88,14 +90,6 @@ pub enum IdentityMode {
     Basic,
 }
 
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    pub issuer: String,
-    pub audience: String,
-    pub ttl: Duration,
-    pub key_file: PathBuf,
-}
-
 #[derive(Clone)]
 pub struct BasicAccount {
     pub username: String,
@@ -129,6 +123,9 @@ pub struct Secrets {
     pub token_key: Option<String>,
     /// Key file, created with mode 0600 on first start when `token_key` is not set.
     pub token_key_file: PathBuf,
+    /// Older keys (hex or base64) that still verify tokens stored under them, while a
+    /// key is rotated; tokens are re-hashed under the current key when next used.
+    pub previous_token_keys: Vec<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -136,6 +133,7 @@ impl std::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("token_key", &self.token_key.as_ref().map(|_| "<redacted>"))
             .field("token_key_file", &self.token_key_file)
+            .field("previous_token_keys", &self.previous_token_keys.len())
             .finish()
     }
 }
@@ -243,7 +241,7 @@ struct RawIdentity {
     #[serde(default)]
     shared_secret: String,
     #[serde(default)]
-    jwt: RawJwt,
+    jwt: jwt::RawJwt,
     #[serde(default)]
     basic: RawBasic,
 }
@@ -255,7 +253,7 @@ impl Default for RawIdentity {
             header: default_header(),
             shared_secret_header: default_secret_header(),
             shared_secret: String::new(),
-            jwt: RawJwt::default(),
+            jwt: jwt::RawJwt::default(),
             basic: RawBasic::default(),
         }
     }
@@ -269,43 +267,6 @@ fn default_header() -> String {
 }
 fn default_secret_header() -> String {
     "X-Patgate-Secret".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJwt {
-    #[serde(default = "default_issuer")]
-    issuer: String,
-    #[serde(default = "default_audience")]
-    audience: String,
-    #[serde(default = "default_jwt_ttl")]
-    ttl: String,
-    #[serde(default = "default_jwt_key_file")]
-    key_file: String,
-}
-
-impl Default for RawJwt {
-    fn default() -> Self {
-        RawJwt {
-            issuer: default_issuer(),
-            audience: default_audience(),
-            ttl: default_jwt_ttl(),
-            key_file: default_jwt_key_file(),
-        }
-    }
-}
-
-fn default_issuer() -> String {
-    "patgate".into()
-}
-fn default_audience() -> String {
-    "deploy".into()
-}
-fn default_jwt_ttl() -> String {
-    "5m".into()
-}
-fn default_jwt_key_file() -> String {
-    "data/jwt-signing.key".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +294,8 @@ struct RawSecrets {
     token_key: String,
     #[serde(default = "default_token_key_file")]
     token_key_file: String,
+    #[serde(default)]
+    previous_token_keys: signin::ListOrText,
 }
 
 impl Default for RawSecrets {
@@ -340,6 +303,7 @@ impl Default for RawSecrets {
         RawSecrets {
             token_key: String::new(),
             token_key_file: default_token_key_file(),
+            previous_token_keys: signin::ListOrText::Empty,
         }
     }
 }
@@ -638,14 +602,7 @@ impl Raw {
             value.set_sensitive(true);
             Some((name, value))
         };
-        let jwt_ttl = duration("upstream.identity.jwt.ttl", &identity.jwt.ttl)?;
-        if jwt_ttl > Duration::from_secs(300) || jwt_ttl < Duration::from_secs(30) {
-            return Err(ConfigError::key(
-                "upstream.identity.jwt.ttl",
-                &identity.jwt.ttl,
-                "must be between 30s and 5m",
-            ));
-        }
+        let jwt = identity.jwt.validate(mode == IdentityMode::Jwt)?;
         let basic = if identity.basic.username.is_empty() {
             None
         } else {
@@ -744,12 +701,7 @@ impl Raw {
                     mode,
                     header,
                     shared_secret,
-                    jwt: JwtSettings {
-                        issuer: identity.jwt.issuer,
-                        audience: identity.jwt.audience,
-                        ttl: jwt_ttl,
-                        key_file: PathBuf::from(identity.jwt.key_file),
-                    },
+                    jwt,
                     basic,
                 },
             },
@@ -760,6 +712,7 @@ impl Raw {
             secrets: Secrets {
                 token_key: (!self.secrets.token_key.is_empty()).then_some(self.secrets.token_key),
                 token_key_file: PathBuf::from(self.secrets.token_key_file),
+                previous_token_keys: self.secrets.previous_token_keys.into_vec(),
             },
             cache: Cache {
                 max_tokens: self.cache.max_tokens,

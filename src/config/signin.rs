@@ -60,7 +60,7 @@ impl std::fmt::Debug for Sso {
 /// A list written as a YAML list or as comma-separated text (environment overrides).
 #[derive(Debug, Default, Deserialize)]
 #[serde(untagged)]
-pub(super) enum ListOrText {
+pub(crate) enum ListOrText {
     #[default]
     Empty,
     List(Vec<String>),
@@ -68,7 +68,7 @@ pub(super) enum ListOrText {
 }
 
 impl ListOrText {
-    fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             ListOrText::Empty => Vec::new(),
             ListOrText::List(items) => items,

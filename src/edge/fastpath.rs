@@ -378,7 +378,7 @@ impl Forwarder {
             Ok(false) => {
                 let applied = gateway
                     .identity
-                    .apply(&mut scratch.extra, &principal.username)
+                    .apply(&mut scratch.extra, &principal.username, &principal.roles)
                     .await;
                 for (name, value) in scratch.extra.iter() {
                     append_header(

@@ -212,7 +212,11 @@ impl Gateway {
                 // The token is the identity: a session cookie riding along must not
                 // become one Deploy keeps honouring after the token is revoked.
                 headers.remove(COOKIE);
-                if let Err(e) = self.identity.apply(headers, &principal.username).await {
+                if let Err(e) = self
+                    .identity
+                    .apply(headers, &principal.username, &principal.roles)
+                    .await
+                {
                     return identity_failed(peer.request_id, &e);
                 }
                 tracing::debug!(user = %principal.username, "authenticated");

@@ -4,45 +4,38 @@
 //! client can claim to be someone. Only a token-authenticated request then gets the
 //! identity set, per `upstream.identity.mode`:
 //! - `header`: the username in `upstream.identity.header`;
-//! - `jwt`: `Authorization: Bearer <JWT>` signed with the gateway's Ed25519 key (public
-//!   key at `/patgate/.well-known/jwks.json`), plus the username header;
+//! - `jwt`: `Authorization: Bearer <JWT>` (see `jwt`: RS256, HS256 or EdDSA; public keys
+//!   at `/patgate/.well-known/jwks.json`), plus the username header;
 //! - `basic`: the service account's Basic credentials, plus the username header for audit.
 //!
 //! The optional shared secret header goes with every token-authenticated request.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use moka::future::Cache;
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use sha2::Digest;
 
 use crate::config::{Identity, IdentityMode};
-use crate::store;
+use crate::edge::jwt::JwtMinter;
 
 /// Sets and strips the upstream identity.
 pub struct UpstreamIdentity {
     mode: IdentityMode,
     header: HeaderName,
     shared_secret: Option<(HeaderName, HeaderValue)>,
-    jwt: Option<JwtMinter>,
+    jwt: Option<Arc<JwtMinter>>,
     basic_authorization: Option<HeaderValue>,
 }
 
 impl UpstreamIdentity {
-    /// Builds from config; `jwt_key` is the PKCS#8 Ed25519 key (jwt mode only).
-    pub fn new(settings: &Identity, jwt_key: Option<&[u8]>) -> anyhow::Result<UpstreamIdentity> {
-        let jwt = match (settings.mode, jwt_key) {
-            (IdentityMode::Jwt, Some(key)) => Some(JwtMinter::new(
-                key,
-                &settings.jwt.issuer,
-                &settings.jwt.audience,
-                settings.jwt.ttl,
-            )?),
+    /// Builds from config; `jwt` mints the JWTs in jwt mode.
+    pub fn new(
+        settings: &Identity,
+        jwt: Option<Arc<JwtMinter>>,
+    ) -> anyhow::Result<UpstreamIdentity> {
+        let jwt = match (settings.mode, jwt) {
+            (IdentityMode::Jwt, Some(minter)) => Some(minter),
             (IdentityMode::Jwt, None) => anyhow::bail!("jwt mode needs a signing key"),
             _ => None,
         };
@@ -119,8 +112,14 @@ impl UpstreamIdentity {
         Ok(true)
     }
 
-    /// Asserts `username` to Deploy. The caller has removed the token already.
-    pub async fn apply(&self, headers: &mut HeaderMap, username: &Arc<str>) -> anyhow::Result<()> {
+    /// Asserts `username` (with `roles`, which only a JWT carries) to Deploy. The caller
+    /// has removed the token already.
+    pub async fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        username: &Arc<str>,
+        roles: &[String],
+    ) -> anyhow::Result<()> {
         // from_bytes admits UTF-8 (obs-text); only control characters are refused.
         let user_value = HeaderValue::from_bytes(username.as_bytes())
             .map_err(|_| anyhow::anyhow!("username contains control characters"))?;
@@ -129,7 +128,7 @@ impl UpstreamIdentity {
             IdentityMode::Header => {}
             IdentityMode::Jwt => {
                 let minter = self.jwt.as_ref().expect("jwt mode has a minter");
-                headers.insert(AUTHORIZATION, minter.bearer(username).await?);
+                headers.insert(AUTHORIZATION, minter.bearer(username, roles).await?);
             }
             IdentityMode::Basic => {
                 let value = self
@@ -147,96 +146,22 @@ impl UpstreamIdentity {
 
     /// The JWKS document (jwt mode only).
     pub fn jwks(&self) -> Option<serde_json::Value> {
-        self.jwt.as_ref().map(JwtMinter::jwks)
-    }
-}
-
-/// Mints short-lived EdDSA JWTs, reusing one per user until it nears expiry.
-struct JwtMinter {
-    key: Ed25519KeyPair,
-    kid: String,
-    issuer: String,
-    audience: String,
-    ttl: Duration,
-    minted: Cache<Arc<str>, (HeaderValue, i64)>,
-}
-
-impl JwtMinter {
-    fn new(pkcs8: &[u8], issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<JwtMinter> {
-        // Accepts PKCS#8 v1 too, as `openssl genpkey -algorithm ed25519` writes it.
-        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| {
-            anyhow::anyhow!("upstream.identity.jwt.key_file: not an Ed25519 PKCS#8 key; remove it to have a new one created")
-        })?;
-        let digest = sha2::Sha256::digest(key.public_key().as_ref());
-        let kid = URL_SAFE_NO_PAD.encode(&digest[..12]);
-        Ok(JwtMinter {
-            key,
-            kid,
-            issuer: issuer.to_string(),
-            audience: audience.to_string(),
-            ttl,
-            minted: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
-        })
+        self.jwt.as_ref().and_then(|minter| minter.jwks())
     }
 
-    async fn bearer(&self, username: &Arc<str>) -> anyhow::Result<HeaderValue> {
-        let now = store::now();
-        // Reuse while more than a third of the lifetime is left.
-        let keep = self.ttl.as_secs() as i64 / 3;
-        if let Some((value, exp)) = self.minted.get(username).await {
-            if exp - now > keep {
-                return Ok(value);
-            }
-        }
-        let exp = now + self.ttl.as_secs() as i64;
-        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
-        let claims = serde_json::json!({
-            "sub": &**username,
-            "iss": self.issuer,
-            "aud": self.audience,
-            "iat": now,
-            "nbf": now - 5,
-            "exp": exp,
-        });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self.key.sign(signing_input.as_bytes());
-        let jwt = format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.as_ref())
-        );
-        let mut value = HeaderValue::from_str(&format!("Bearer {jwt}"))?;
-        value.set_sensitive(true);
-        self.minted
-            .insert(username.clone(), (value.clone(), exp))
-            .await;
-        Ok(value)
-    }
-
-    fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "alg": "EdDSA",
-                "use": "sig",
-                "kid": self.kid,
-                "x": URL_SAFE_NO_PAD.encode(self.key.public_key().as_ref()),
-            }]
-        })
+    /// The JWT minter (jwt mode).
+    pub fn jwt(&self) -> Option<&Arc<JwtMinter>> {
+        self.jwt.as_ref()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::JwtSettings;
+    use crate::config::{JwtAlgorithm, JwtSettings};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ring::signature::Ed25519KeyPair;
+    use std::time::Duration;
 
     fn settings(mode: IdentityMode) -> Identity {
         Identity {
@@ -244,10 +169,17 @@ mod tests {
             header: HeaderName::from_static("x-deploy-user"),
             shared_secret: None,
             jwt: JwtSettings {
+                algorithm: JwtAlgorithm::EdDsa,
                 issuer: "patgate".into(),
                 audience: "deploy".into(),
                 ttl: Duration::from_secs(300),
                 key_file: "unused".into(),
+                secret: None,
+                username_claim: "preferred_username".into(),
+                roles_claim: "groups".into(),
+                default_roles: vec!["deployers".into()],
+                user_roles: [("alice".to_string(), vec!["ops".to_string()])].into(),
+                rotation_lead: Duration::from_secs(600),
             },
             basic: None,
         }
@@ -270,7 +202,7 @@ mod tests {
             let identity = UpstreamIdentity::new(&settings, None).unwrap();
             let user: Arc<str> = Arc::from("alice");
             let mut applied = HeaderMap::new();
-            identity.apply(&mut applied, &user).await.unwrap();
+            identity.apply(&mut applied, &user, &[]).await.unwrap();
             let mut written = Vec::new();
             assert!(identity.write_lines(&mut written, &user).unwrap());
             let mut expected: Vec<String> = applied
@@ -287,13 +219,17 @@ mod tests {
             assert_eq!(lines, expected, "{:?}", settings.mode);
             // A username no header may carry is refused by both.
             let bad: Arc<str> = Arc::from("al\nice");
-            assert!(identity.apply(&mut HeaderMap::new(), &bad).await.is_err());
+            assert!(identity
+                .apply(&mut HeaderMap::new(), &bad, &[])
+                .await
+                .is_err());
             assert!(identity.write_lines(&mut Vec::new(), &bad).is_err());
         }
         let jwt = settings(IdentityMode::Jwt);
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let identity = UpstreamIdentity::new(&jwt, Some(pkcs8.as_ref())).unwrap();
+        let minter = JwtMinter::with_ed25519(&jwt.jwt, pkcs8.as_ref()).unwrap();
+        let identity = UpstreamIdentity::new(&jwt, Some(Arc::new(minter))).unwrap();
         assert!(!identity.write_lines(&mut Vec::new(), "alice").unwrap());
     }
 
@@ -301,11 +237,16 @@ mod tests {
     async fn jwt_verifies_with_the_published_key_and_is_reused() {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let identity =
-            UpstreamIdentity::new(&settings(IdentityMode::Jwt), Some(pkcs8.as_ref())).unwrap();
+        let jwt = settings(IdentityMode::Jwt);
+        let minter = JwtMinter::with_ed25519(&jwt.jwt, pkcs8.as_ref()).unwrap();
+        let identity = UpstreamIdentity::new(&jwt, Some(Arc::new(minter))).unwrap();
         let user: Arc<str> = "alice".into();
         let mut headers = HeaderMap::new();
-        identity.apply(&mut headers, &user).await.unwrap();
+        let sso_roles = vec!["dev".to_string(), "deployers".to_string()];
+        identity
+            .apply(&mut headers, &user, &sso_roles)
+            .await
+            .unwrap();
         let bearer = headers[AUTHORIZATION].to_str().unwrap().to_string();
         let jwt = bearer.strip_prefix("Bearer ").unwrap();
         let (input, sig) = jwt.rsplit_once('.').unwrap();
@@ -324,10 +265,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(claims["sub"], "alice");
-        assert!(claims["exp"].as_i64().unwrap() - store::now() <= 300);
+        assert_eq!(claims["preferred_username"], "alice");
+        assert_eq!(
+            claims["groups"],
+            serde_json::json!(["dev", "deployers", "ops"])
+        );
+        assert_eq!(claims["iss"], "patgate");
+        assert_eq!(claims["aud"], "deploy");
+        assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+        let now = crate::store::now();
+        assert!(claims["exp"].as_i64().unwrap() - now <= 300);
+        assert!(claims["nbf"].as_i64().unwrap() <= now);
 
         let mut again = HeaderMap::new();
-        identity.apply(&mut again, &user).await.unwrap();
-        assert_eq!(again[AUTHORIZATION], headers[AUTHORIZATION]);
+        identity.apply(&mut again, &user, &sso_roles).await.unwrap();
+        assert_eq!(again[AUTHORIZATION], headers[AUTHORIZATION], "reused");
+        let mut changed = HeaderMap::new();
+        identity.apply(&mut changed, &user, &[]).await.unwrap();
+        assert_ne!(
+            changed[AUTHORIZATION], headers[AUTHORIZATION],
+            "new roles, new JWT"
+        );
     }
 }

@@ -2,10 +2,12 @@
 //! pool and the answers the gateway writes itself. Nothing here writes to the database
 //! or takes a lock per request.
 
+pub mod deploy_check;
 pub mod endpoints;
 pub mod fastpath;
 pub mod gateway;
 pub mod identity;
+pub mod jwt;
 pub mod proxy;
 pub mod response;
 pub mod server;

@@ -21,6 +21,7 @@ use crate::config::{Config, IdentityMode, TlsFiles};
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
 use crate::edge::identity::UpstreamIdentity;
+use crate::edge::jwt::JwtMinter;
 use crate::edge::proxy::Proxy;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -61,6 +62,7 @@ impl Running {
 /// Opens the store with the configured token key, for the server and the CLI.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)> {
     let key = keys::token_key(&config.secrets)?;
+    let previous = keys::previous_token_keys(&config.secrets)?;
     let store = Store::connect(&config.database.url, config.database.max_connections)
         .await
         .map_err(|e| {
@@ -69,7 +71,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)>
                 crate::config::redact_url(&config.database.url)
             )
         })?;
-    Ok((store, TokenHasher::new(&key)))
+    let hasher = TokenHasher::with_previous(&key, &previous);
+    // Hashes from before key ids were recorded were made with the only key there was.
+    if !hasher.rotating() {
+        store.stamp_key_id(hasher.key_id()).await?;
+    }
+    Ok((store, hasher))
 }
 
 /// Builds everything and starts serving.
@@ -81,6 +88,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (usage_stop, usage_stop_rx) = watch::channel(false);
     let (usage, usage_writer) = UsageRecorder::start(store.clone(), usage_stop_rx);
     let hasher_for_api = hasher.clone();
+    let sealer = Arc::new(crate::tokens::sealed::Sealer::new(hasher.raw_keys()));
     let tokens = Arc::new(TokenCheck::new(
         hasher,
         store.clone(),
@@ -97,13 +105,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     )
     .await?;
 
-    let jwt_key = match config.upstream.identity.mode {
-        IdentityMode::Jwt => Some(keys::jwt_signing_key(
-            &config.upstream.identity.jwt.key_file,
-        )?),
+    let jwt = match config.upstream.identity.mode {
+        IdentityMode::Jwt => Some(
+            JwtMinter::start(&config.upstream.identity.jwt, store.clone(), sealer.clone()).await?,
+        ),
         _ => None,
     };
-    let identity = UpstreamIdentity::new(&config.upstream.identity, jwt_key.as_deref())?;
+    let identity = UpstreamIdentity::new(&config.upstream.identity, jwt)?;
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
     let listeners = bind(config.listen, config.workers)?;

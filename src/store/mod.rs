@@ -21,6 +21,7 @@ mod audit;
 mod invalidations;
 mod sessions;
 mod settings;
+mod signing_keys;
 mod tokens;
 mod users;
 
@@ -28,6 +29,7 @@ pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
+pub use signing_keys::StoredKey;
 pub use tokens::{AuthRecord, TokenRecord, Usage};
 pub use users::{UserRecord, UserSource};
 
@@ -72,6 +74,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "self service",
         include_str!("../../migrations/sqlite/0002_self_service.sql"),
     ),
+    (
+        4,
+        "signing keys",
+        include_str!("../../migrations/sqlite/0004_signing_keys.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -83,6 +90,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "self service",
         include_str!("../../migrations/postgres/0002_self_service.sql"),
+    ),
+    (
+        4,
+        "signing keys",
+        include_str!("../../migrations/postgres/0004_signing_keys.sql"),
     ),
 ];
 

@@ -32,6 +32,8 @@ pub struct AuthRecord {
     pub user_disabled: bool,
     /// The owner is an SSO user and administrators have switched SSO users' tokens off.
     pub sso_blocked: bool,
+    /// The owner's roles as last seen at an SSO sign-in.
+    pub roles: Vec<String>,
     pub last_used_at: Option<i64>,
 }
 
@@ -78,6 +80,19 @@ impl Store {
         hash: &TokenHash,
         expires_at: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
+        self.create_token_keyed(username, name, hash, None, expires_at)
+            .await
+    }
+
+    /// Stores a new token under its hash, recording which key made the hash.
+    pub async fn create_token_keyed(
+        &self,
+        username: &str,
+        name: &str,
+        hash: &TokenHash,
+        key_id: Option<&str>,
+        expires_at: Option<i64>,
+    ) -> Result<TokenRecord, StoreError> {
         let record = TokenRecord {
             id: new_token_id(),
             username: username.to_string(),
@@ -89,8 +104,8 @@ impl Store {
             last_used_ip: None,
         };
         let inserted = sqlx::query(
-            "INSERT INTO tokens (id, username, name, token_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (id, username, name, token_hash, created_at, expires_at, key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&record.id)
         .bind(username)
@@ -98,6 +113,7 @@ impl Store {
         .bind(hex(hash))
         .bind(record.created_at)
         .bind(expires_at)
+        .bind(key_id)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -153,6 +169,68 @@ impl Store {
         Ok(taken)
     }
 
+    /// Records `key_id` for hashes stored without one (made before ids were kept).
+    pub async fn stamp_key_id(&self, key_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tokens SET key_id = $1 WHERE key_id IS NULL")
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a token's hash to the current key (`from` guards against a concurrent
+    /// change).
+    pub async fn rehash(
+        &self,
+        token_id: &str,
+        from: &TokenHash,
+        to: &TokenHash,
+        key_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tokens SET token_hash = $1, key_id = $2 WHERE id = $3 AND token_hash = $4",
+        )
+        .bind(hex(to))
+        .bind(key_id)
+        .bind(token_id)
+        .bind(hex(from))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Live (not revoked, not expired) tokens per key id.
+    pub async fn live_tokens_by_key(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(key_id, '') AS key_id, COUNT(*) AS n FROM tokens \
+             WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+             GROUP BY COALESCE(key_id, '')",
+        )
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key_id")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Revokes the live tokens stored under `key_id`; returns their ids.
+    pub async fn revoke_by_key(&self, key_id: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE key_id = $1 AND revoked_at IS NULL"
+        ))
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut revoked = Vec::new();
+        for row in &rows {
+            let record = token_record(row)?;
+            revoked.push(self.revoke_token(&record.id).await?);
+        }
+        Ok(revoked)
+    }
+
     /// A user's tokens, newest first, revoked ones included.
     pub async fn list_tokens(&self, username: &str) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -189,7 +267,7 @@ impl Store {
     /// What authentication needs for one hash, in one indexed query.
     pub async fn lookup(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT t.id, t.username, t.expires_at, t.revoked_at, t.last_used_at, \
+            "SELECT t.id, t.username, t.expires_at, t.revoked_at, t.last_used_at, u.roles, \
              CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled, \
              CASE WHEN u.source = 'sso' AND NOT s.sso_pat_creation_enabled THEN 1 ELSE 0 END \
              AS sso_blocked \
@@ -208,6 +286,10 @@ impl Store {
             last_used_at: row.try_get("last_used_at")?,
             user_disabled: row.try_get::<i64, _>("disabled")? != 0,
             sso_blocked: row.try_get::<i64, _>("sso_blocked")? != 0,
+            roles: row
+                .try_get::<Option<String>, _>("roles")?
+                .and_then(|r| serde_json::from_str(&r).ok())
+                .unwrap_or_default(),
         }))
     }
 

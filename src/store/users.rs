@@ -195,6 +195,19 @@ impl Store {
         Ok(())
     }
 
+    /// The user's roles as last seen at an SSO sign-in (none for others).
+    pub async fn user_roles(&self, username: &str) -> Result<Vec<String>, StoreError> {
+        let roles: Option<Option<String>> =
+            sqlx::query_scalar("SELECT roles FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(roles
+            .flatten()
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or_default())
+    }
+
     pub async fn set_email(&self, username: &str, email: Option<&str>) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET email = $1 WHERE username = $2")
             .bind(email)

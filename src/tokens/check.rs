@@ -31,6 +31,8 @@ pub struct CachedToken {
     pub user_disabled: bool,
     /// An SSO user's token while administrators have SSO users' tokens switched off.
     pub sso_blocked: bool,
+    /// The owner's roles from SSO, for a JWT upstream.
+    pub roles: Arc<[String]>,
     /// When this token's use was last reported for the last-used columns.
     last_reported: AtomicI64,
     /// The address of that report, folded (see `usage`).
@@ -38,6 +40,9 @@ pub struct CachedToken {
     /// The invalidation generation when it was read: if another began since, the
     /// entry may predate a revocation.
     generation: u64,
+    /// While a token key is rotated: the hash the store held when this entry was read
+    /// under a previous key (changes to the row are announced under that hash).
+    stored_under: Option<TokenHash>,
 }
 
 impl CachedToken {
@@ -49,9 +54,11 @@ impl CachedToken {
             revoked: r.revoked,
             user_disabled: r.user_disabled,
             sso_blocked: r.sso_blocked,
+            roles: r.roles.into(),
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
             last_ip: AtomicU64::new(0),
             generation,
+            stored_under: None,
         }
     }
 }
@@ -201,7 +208,12 @@ impl TokenCheck {
     ) -> Result<Principal, Refusal> {
         format::check_format(presented).map_err(Refusal::Malformed)?;
         let hash = self.hasher.hash(presented);
-        let entry = self.entry(&hash, client_ip).await?;
+        let previous = if self.hasher.rotating() {
+            self.hasher.previous_hashes(presented)
+        } else {
+            Vec::new()
+        };
+        let entry = self.entry(&hash, previous, client_ip).await?;
         let now = store::now();
         if entry.revoked || claimed_user.is_some_and(|u| u != entry.username.as_bytes()) {
             // Same answer as unknown: do not confirm whose token it is.
@@ -229,6 +241,7 @@ impl TokenCheck {
     async fn entry(
         self: &Arc<Self>,
         hash: &TokenHash,
+        previous: Vec<(String, TokenHash)>,
         client_ip: IpAddr,
     ) -> Result<Arc<CachedToken>, Refusal> {
         let trusted = self.feed_is_fresh();
@@ -261,19 +274,27 @@ impl TokenCheck {
         let this = self.clone();
         let hash = *hash;
         self.runtime
-            .spawn(async move { this.miss(hash, trusted).await })
+            .spawn(async move { this.miss(hash, &previous, trusted).await })
             .await
             .unwrap_or(Err(Refusal::Unavailable))
     }
 
     /// Looks a hash up in the store and caches the answer, unless an invalidation ran
     /// meanwhile (then the answer is used once, not cached) or the feed is not fresh.
-    async fn miss(&self, hash: TokenHash, cache: bool) -> Result<Arc<CachedToken>, Refusal> {
+    async fn miss(
+        &self,
+        hash: TokenHash,
+        previous: &[(String, TokenHash)],
+        cache: bool,
+    ) -> Result<Arc<CachedToken>, Refusal> {
         if !cache {
-            return self.fetch(&hash).await.map_err(Refusal::from);
+            return self.fetch(&hash, previous).await.map_err(Refusal::from);
         }
         // Concurrent misses for one hash share one query.
-        let looked_up = self.found.try_get_with(hash, self.fetch(&hash)).await;
+        let looked_up = self
+            .found
+            .try_get_with(hash, self.fetch(&hash, previous))
+            .await;
         let now = self.generation.load(Ordering::Acquire);
         match looked_up {
             Ok(entry) if entry.generation == now => Ok(entry),
@@ -281,7 +302,7 @@ impl TokenCheck {
                 // Read before an eviction that ran while we (or the lookup we joined)
                 // waited: read again, and leave it to the next request to cache.
                 self.found.invalidate(&hash).await;
-                self.fetch(&hash).await.map_err(Refusal::from)
+                self.fetch(&hash, previous).await.map_err(Refusal::from)
             }
             Err(e) => match *e {
                 // No trigger fires on insert, so nothing can make "unknown" stale except
@@ -295,16 +316,49 @@ impl TokenCheck {
         }
     }
 
-    /// One store query, bounded in time; the entry remembers the generation it was
-    /// read in.
-    async fn fetch(&self, hash: &TokenHash) -> Result<Arc<CachedToken>, Lookup> {
+    /// One store query (one per configured key while a key is rotated), bounded in
+    /// time; the entry remembers the generation it was read in. A token found under a
+    /// previous key is moved to the current one, off the request's path.
+    async fn fetch(
+        &self,
+        hash: &TokenHash,
+        previous: &[(String, TokenHash)],
+    ) -> Result<Arc<CachedToken>, Lookup> {
         self.metrics
             .local()
             .store_lookups
             .fetch_add(1, Ordering::Relaxed);
         let generation = self.generation.load(Ordering::Acquire);
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.store.lookup(hash)).await {
-            Ok(Ok(Some(record))) => Ok(Arc::new(CachedToken::new(record, generation))),
+        let lookups = async {
+            if let Some(found) = self.store.lookup(hash).await? {
+                return Ok(Some((found, None)));
+            }
+            for (_, old) in previous {
+                if let Some(found) = self.store.lookup(old).await? {
+                    return Ok(Some((found, Some(*old))));
+                }
+            }
+            Ok::<_, store::StoreError>(None)
+        };
+        match tokio::time::timeout(LOOKUP_TIMEOUT, lookups).await {
+            Ok(Ok(Some((record, stored_under)))) => {
+                if let Some(old) = stored_under {
+                    let store = self.store.clone();
+                    let (id, new, key_id) = (
+                        record.token_id.clone(),
+                        *hash,
+                        self.hasher.key_id().to_string(),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = store.rehash(&id, &old, &new, &key_id).await {
+                            tracing::warn!(error = %e, "could not move a token to the current key");
+                        }
+                    });
+                }
+                let mut entry = CachedToken::new(record, generation);
+                entry.stored_under = stored_under;
+                Ok(Arc::new(entry))
+            }
             Ok(Ok(None)) => Err(Lookup::NotFound),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "token lookup failed");
@@ -358,6 +412,16 @@ impl TokenCheck {
                 if let Some(hash) = parse_hex(hex_hash) {
                     self.found.invalidate(&hash).await;
                     self.unknown.invalidate(&hash).await;
+                    if self.hasher.rotating() {
+                        // Entries read under a previous key are cached under the
+                        // current key's hash; the store announces the one it holds.
+                        let evict = self
+                            .found
+                            .invalidate_entries_if(move |_, e| e.stored_under == Some(hash));
+                        if evict.is_err() {
+                            self.found.invalidate_all();
+                        }
+                    }
                 }
             }
             Invalidation::All => {

@@ -103,16 +103,34 @@ pub fn looks_like_token(credential: &[u8]) -> bool {
 /// server's token key, so a copy of the database alone cannot confirm a guessed token.
 pub type TokenHash = [u8; 32];
 
-/// Computes token hashes with the server key.
+/// Computes token hashes with the server key; while a key is being rotated, also with
+/// the previous keys, so that tokens stored under them still verify.
 #[derive(Clone)]
 pub struct TokenHasher {
     mac: Hmac<Sha256>,
+    key_id: String,
+    keys: Vec<Vec<u8>>,
+    previous: Vec<(String, Hmac<Sha256>)>,
 }
 
 impl TokenHasher {
     pub fn new(key: &[u8]) -> TokenHasher {
+        TokenHasher::with_previous(key, &[])
+    }
+
+    /// The current key, and older keys that still verify stored hashes.
+    pub fn with_previous(key: &[u8], previous: &[Vec<u8>]) -> TokenHasher {
+        let mac = |k: &[u8]| Hmac::new_from_slice(k).expect("HMAC accepts keys of any length");
+        let mut keys = vec![key.to_vec()];
+        keys.extend(previous.iter().cloned());
         TokenHasher {
-            mac: Hmac::new_from_slice(key).expect("HMAC accepts keys of any length"),
+            mac: mac(key),
+            key_id: crate::tokens::sealed::key_id(key),
+            previous: previous
+                .iter()
+                .map(|k| (crate::tokens::sealed::key_id(k), mac(k)))
+                .collect(),
+            keys,
         }
     }
 
@@ -120,6 +138,39 @@ impl TokenHasher {
         let mut mac = self.mac.clone();
         mac.update(token);
         mac.finalize().into_bytes().into()
+    }
+
+    /// The current key's public id (stored beside each hash it makes).
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Hashes under each previous key, with their ids.
+    pub fn previous_hashes(&self, token: &[u8]) -> Vec<(String, TokenHash)> {
+        self.previous
+            .iter()
+            .map(|(id, mac)| {
+                let mut mac = mac.clone();
+                mac.update(token);
+                (id.clone(), mac.finalize().into_bytes().into())
+            })
+            .collect()
+    }
+
+    pub fn rotating(&self) -> bool {
+        !self.previous.is_empty()
+    }
+
+    /// Ids of every configured key, current first.
+    pub fn key_ids(&self) -> Vec<String> {
+        std::iter::once(self.key_id.clone())
+            .chain(self.previous.iter().map(|(id, _)| id.clone()))
+            .collect()
+    }
+
+    /// The raw keys, current first (to derive the sealing keys).
+    pub fn raw_keys(&self) -> &[Vec<u8>] {
+        &self.keys
     }
 }
 

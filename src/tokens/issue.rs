@@ -89,10 +89,11 @@ pub async fn issue(
     let token = PlainToken::generate();
     let expires_at = expiration.seconds().map(|s| store::now() + s);
     let record = store
-        .create_token(
+        .create_token_keyed(
             username,
             name,
             &hasher.hash(token.expose().as_bytes()),
+            Some(hasher.key_id()),
             expires_at,
         )
         .await?;

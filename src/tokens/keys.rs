@@ -39,6 +39,22 @@ pub fn token_key(secrets: &Secrets) -> anyhow::Result<Vec<u8>> {
     })
 }
 
+/// The previous token keys (`secrets.previous_token_keys`), decoded.
+pub fn previous_token_keys(secrets: &Secrets) -> anyhow::Result<Vec<Vec<u8>>> {
+    secrets
+        .previous_token_keys
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            decode_key(text.trim()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "secrets.previous_token_keys[{i}]: not a key of at least {MIN_KEY_BYTES} bytes in hex or base64"
+                )
+            })
+        })
+        .collect()
+}
+
 fn decode_key(text: &str) -> Option<Vec<u8>> {
     let bytes =
         decode_hex(text).or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())?;
@@ -136,6 +152,7 @@ mod tests {
         let secrets = Secrets {
             token_key: None,
             token_key_file: dir.path().join("sub/token.key"),
+            previous_token_keys: Vec::new(),
         };
         let first = token_key(&secrets).unwrap();
         let second = token_key(&secrets).unwrap();
@@ -168,6 +185,7 @@ mod tests {
         let secrets = Secrets {
             token_key: Some("abcd".into()),
             token_key_file: "unused".into(),
+            previous_token_keys: Vec::new(),
         };
         let err = token_key(&secrets).unwrap_err().to_string();
         assert!(err.contains("secrets.token_key"), "{err}");

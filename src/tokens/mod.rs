@@ -10,4 +10,5 @@ pub mod issue;
 pub mod keys;
 pub mod limiter;
 pub mod refusals;
+pub mod sealed;
 pub mod usage;
