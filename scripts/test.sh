@@ -24,5 +24,7 @@ fi
 
 # The OpenID tests run a real provider on Node (tests/oidc).
 bash scripts/oidc-setup.sh
+# The JWT tests run a Deploy stand-in that validates tokens with jose on Node (tests/deploy-jwt).
+bash scripts/deploy-jwt-setup.sh
 
 cargo test --locked "$@"

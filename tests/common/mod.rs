@@ -26,6 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 pub mod api;
+pub mod deploy_jwt;
 pub mod oidc;
 
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
