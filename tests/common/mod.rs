@@ -25,6 +25,8 @@ use patgate::tokens::format::Expiration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod scripted;
+
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
 
 // ---------------------------------------------------------------- Deploy stand-in
