@@ -231,6 +231,9 @@ struct RawIdentity {
     shared_secret_header: String,
     #[serde(default)]
     shared_secret: String,
+    /// Header mode without a shared secret, knowingly (trying the gateway out).
+    #[serde(default, deserialize_with = "flag")]
+    allow_header_without_secret: bool,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -244,6 +247,7 @@ impl Default for RawIdentity {
             header: default_header(),
             shared_secret_header: default_secret_header(),
             shared_secret: String::new(),
+            allow_header_without_secret: false,
             jwt: RawJwt::default(),
             basic: RawBasic::default(),
         }
@@ -511,6 +515,29 @@ where
     }
 }
 
+/// `true` or `false`, as YAML or as text.
+fn flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum FlagOrText {
+        Flag(bool),
+        Text(String),
+    }
+    match FlagOrText::deserialize(deserializer)? {
+        FlagOrText::Flag(flag) => Ok(flag),
+        FlagOrText::Text(text) => match text.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not true or false"
+            ))),
+        },
+    }
+}
+
 fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value)
         .map_err(|e| ConfigError::key(key, value, format!("{e}; write a duration like 30s or 5m")))
@@ -521,13 +548,16 @@ fn optional_path(value: &str) -> Option<PathBuf> {
 }
 
 fn header_name(key: &str, value: &str) -> Result<http::HeaderName, ConfigError> {
-    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
-        ConfigError::key(
+    let fix = "not a valid HTTP header name; use letters, digits and '-'";
+    if value.contains('_') {
+        // Servers drop such names or read '_' as '-'; the gateway drops their look-alikes.
+        return Err(ConfigError::key(
             key,
             value,
-            "not a valid HTTP header name; use letters, digits and '-'",
-        )
-    })
+            format!("{fix} ('_' is read as '-' by many servers)"),
+        ));
+    }
+    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| ConfigError::key(key, value, fix))
 }
 
 impl Raw {
@@ -627,6 +657,19 @@ impl Raw {
             value.set_sensitive(true);
             Some((name, value))
         };
+        if mode == IdentityMode::Header
+            && shared_secret.is_none()
+            && !identity.allow_header_without_secret
+        {
+            return Err(ConfigError(format!(
+                "upstream.identity.shared_secret \"\": header mode needs a shared secret: \
+                 without one, Deploy cannot tell the gateway's {0} from a {0} sent by anything \
+                 else that reaches it; set PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET (e.g. \
+                 openssl rand -hex 32) and have Deploy check it (deploy/README.md), or set \
+                 upstream.identity.allow_header_without_secret: true to run without one",
+                identity.header
+            )));
+        }
         let jwt_ttl = duration("upstream.identity.jwt.ttl", &identity.jwt.ttl)?;
         if jwt_ttl > Duration::from_secs(300) || jwt_ttl < Duration::from_secs(30) {
             return Err(ConfigError::key(
@@ -814,7 +857,7 @@ fn redact_userinfo(url: &str) -> String {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\ndatabase:\n  url: sqlite://x.db\n";
+    const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: sqlite://x.db\n";
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -910,5 +953,53 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("upstream.identity.basic.username"), "{err}");
+    }
+
+    #[test]
+    fn header_mode_needs_a_secret_or_an_explicit_choice() {
+        let bare = MINIMAL.replace("  identity:\n    allow_header_without_secret: true\n", "");
+        let err = Config::from_yaml(&bare, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("upstream.identity.shared_secret"), "{err}");
+        assert!(err.contains("allow_header_without_secret: true"), "{err}");
+        assert!(err.contains("X-Deploy-User"), "{err}");
+        for fix in [
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret"),
+            (
+                "PATGATE_UPSTREAM__IDENTITY__ALLOW_HEADER_WITHOUT_SECRET",
+                "true",
+            ),
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+        ] {
+            assert!(Config::from_yaml(&bare, &env(&[fix])).is_ok(), "{fix:?}");
+        }
+        let err = Config::from_yaml(
+            &bare,
+            &env(&[(
+                "PATGATE_UPSTREAM__IDENTITY__ALLOW_HEADER_WITHOUT_SECRET",
+                "yes",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not true or false"), "{err}");
+    }
+
+    #[test]
+    fn identity_header_names_have_no_underscore() {
+        let err = Config::from_yaml(
+            MINIMAL,
+            &env(&[("PATGATE_UPSTREAM__IDENTITY__HEADER", "X_Remote_User")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("upstream.identity.header \"X_Remote_User\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_gateway_yaml_starts_as_it_is() {
+        Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
     }
 }

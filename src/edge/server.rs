@@ -100,6 +100,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _ => None,
     };
     let identity = UpstreamIdentity::new(&config.upstream.identity, jwt_key.as_deref())?;
+    if config.upstream.identity.mode == IdentityMode::Header
+        && config.upstream.identity.shared_secret.is_none()
+    {
+        tracing::warn!(
+            "header mode without upstream.identity.shared_secret \
+             (allow_header_without_secret): anything that reaches Deploy without the gateway \
+             can claim to be any user; set a shared secret before real use"
+        );
+    }
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
     let listeners = bind(config.listen, config.workers)?;
