@@ -33,14 +33,12 @@ use tokio::sync::watch;
 use crate::config;
 use crate::edge::endpoints;
 use crate::edge::gateway::{self, Gateway};
-use crate::edge::proxy::{self, CLIENT_FORWARDING, HOP_BY_HOP};
+use crate::edge::headers::{is_hop_by_hop, CLIENT_FORWARDING, MAX_HEADERS};
+use crate::edge::proxy;
 use crate::edge::response::Body;
 use crate::metrics::Metrics;
 use crate::tokens::credentials::{self, Credential};
 
-/// Most header lines in a request or response the fast path parses; more go to the
-/// general path (requests) or are refused (responses).
-const MAX_HEADERS: usize = 64;
 /// Largest request or response head, as on the general path.
 const MAX_HEAD: usize = 64 * 1024;
 /// Free space a read into a head buffer gets at least.
@@ -56,6 +54,8 @@ const KEPT_BUFFER: usize = 16 * 1024;
 const COPY_CHUNK: usize = 64 * 1024;
 /// Largest trailer section of a chunked response.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Most chunk-extension bytes in one chunked response, as the general path allows.
+const MAX_EXTENSIONS: usize = 16 * 1024;
 /// Attempts per request when a reused connection turns out closed.
 const ATTEMPTS: usize = 3;
 /// A connection idle for longer is not reused: a firewall may have dropped it silently.
@@ -1023,11 +1023,6 @@ fn strip_line(lines: &[u8], name: &[u8]) -> Vec<u8> {
     kept
 }
 
-/// One of the general path's hop-by-hop headers (`name` in lower case).
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_str().as_bytes() == name)
-}
-
 /// The header name in lower case, if it fits in `buf`.
 fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a [u8]> {
     let out = buf.get_mut(..name.len())?;
@@ -1121,21 +1116,28 @@ struct Taken {
 }
 
 /// Follows chunked framing (RFC 9112 §7.1) without decoding it: the bytes pass through
-/// as they are, and the scanner tells where the message ends.
+/// as they are, and the scanner tells where the message ends. It is as strict as the
+/// general path's decoder (hyper's): lines end in CRLF, and a size line holds the size,
+/// optional spaces or tabs, and extensions after `;`. A proxy behind the gateway must
+/// never be handed framing it could read differently.
 #[derive(Debug, Default)]
 struct ChunkScanner {
     state: ChunkState,
+    extension_bytes: usize,
     trailer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    /// In a chunk-size line: the size so far, its digit count, whether in extensions.
+    /// In a chunk size: the size so far, its digit count.
     Size {
         size: u64,
         digits: u8,
-        extension: bool,
     },
+    /// After the size, in spaces or tabs: only `;` or the line's end may follow.
+    SizeSpace(u64),
+    /// In the size line's extensions.
+    Extension(u64),
     /// After the size line's CR.
     SizeLf(u64),
     Data(u64),
@@ -1152,11 +1154,7 @@ enum ChunkState {
 
 impl Default for ChunkState {
     fn default() -> Self {
-        ChunkState::Size {
-            size: 0,
-            digits: 0,
-            extension: false,
-        }
+        ChunkState::Size { size: 0, digits: 0 }
     }
 }
 
@@ -1195,14 +1193,7 @@ impl ChunkScanner {
             let byte = input[i];
             i += 1;
             self.state = match (self.state, byte) {
-                (
-                    Size {
-                        size,
-                        digits,
-                        extension: false,
-                    },
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F',
-                ) => {
+                (Size { size, digits }, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
                     if digits >= 15 {
                         return Err(ChunkError);
                     }
@@ -1210,26 +1201,26 @@ impl ChunkScanner {
                     Size {
                         size: size * 16 + digit,
                         digits: digits + 1,
-                        extension: false,
                     }
                 }
-                (Size { size, digits, .. }, b'\r') if digits > 0 => SizeLf(size),
-                (Size { size, digits, .. }, b'\n') if digits > 0 => after_size(size),
-                (Size { size, digits, .. }, b';' | b' ' | b'\t') if digits > 0 => Size {
-                    size,
-                    digits,
-                    extension: true,
-                },
-                (
-                    state @ Size {
-                        extension: true, ..
-                    },
-                    _,
-                ) => state,
+                (Size { size, digits: 1.. }, b' ' | b'\t') | (SizeSpace(size), b' ' | b'\t') => {
+                    SizeSpace(size)
+                }
+                (Size { size, digits: 1.. } | SizeSpace(size), b';') => Extension(size),
+                (Size { size, digits: 1.. } | SizeSpace(size) | Extension(size), b'\r') => {
+                    SizeLf(size)
+                }
+                (Extension(size), byte) if byte != b'\n' => {
+                    self.extension_bytes += 1;
+                    if self.extension_bytes > MAX_EXTENSIONS {
+                        return Err(ChunkError);
+                    }
+                    Extension(size)
+                }
                 (SizeLf(size), b'\n') => after_size(size),
                 (DataCr, b'\r') => DataLf,
-                (DataCr | DataLf, b'\n') => ChunkState::default(),
-                (Trailer { line, .. }, b'\n') => {
+                (DataLf, b'\n') => ChunkState::default(),
+                (Trailer { line, cr: true }, b'\n') => {
                     if line == 0 {
                         Done
                     } else {
@@ -1237,7 +1228,7 @@ impl ChunkScanner {
                     }
                 }
                 (Trailer { line, cr: false }, b'\r') => Trailer { line, cr: true },
-                (Trailer { line, cr: false }, _) => {
+                (Trailer { line, cr: false }, byte) if byte != b'\n' => {
                     self.trailer_bytes += 1;
                     if self.trailer_bytes > MAX_TRAILERS {
                         return Err(ChunkError);
@@ -1374,6 +1365,25 @@ mod tests {
 
     #[test]
     fn malformed_chunk_sizes_are_errors() {
+        // Bare line feeds, digits after a space, a space before any digit.
+        for bad in [
+            &b"2\nok\r\n0\r\n\r\n"[..],
+            b"2 5\r\nok\r\n0\r\n\r\n",
+            b" 2\r\nok\r\n0\r\n\r\n",
+            b"2;x\nok\r\n0\r\n\r\n",
+            b"2\r\nok\n0\r\n\r\n",
+            b"2\r\nok\r\n0\r\nx-t: 1\n\r\n",
+            b"2\r\nok\r\n0\r\n\n",
+        ] {
+            for piece in 1..=bad.len() {
+                assert!(
+                    scan_in_pieces(bad, piece).is_err(),
+                    "{:?} split every {piece}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+        assert!(scan_in_pieces(b"2 \t;x=\"y z\"\r\nok\r\n0\r\n\r\n", 100).is_ok());
         assert!(scan_in_pieces(b"zz\r\n", 100).is_err());
         assert!(scan_in_pieces(b"\r\n", 100).is_err());
         assert!(scan_in_pieces(b"5\r\nhelloXX", 100).is_err());

@@ -5,6 +5,7 @@
 pub mod endpoints;
 pub mod fastpath;
 pub mod gateway;
+pub mod headers;
 pub mod identity;
 pub mod proxy;
 pub mod response;

@@ -17,22 +17,10 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::config;
+use crate::edge::headers::{connection_tokens, CLIENT_FORWARDING, HOP_BY_HOP};
 use crate::edge::response::{json_error, Body};
 use crate::edge::upstream::Pool;
 use crate::metrics::Metrics;
-
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
-/// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
-pub const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -320,15 +308,6 @@ pub fn prepare(headers: &mut HeaderMap) -> Option<HeaderValue> {
     upgrade
 }
 
-/// Forwarding headers a client could use to pose as someone else to Deploy.
-pub const CLIENT_FORWARDING: [&str; 5] = [
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-];
-
 /// The protocol a request asks to upgrade to, if it properly asks (Connection: upgrade).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
@@ -336,16 +315,6 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     // Other protocols (h2c above all) would open a channel Deploy reads without the
     // gateway's header checks.
     (asks && protocol.as_bytes().eq_ignore_ascii_case(b"websocket")).then(|| protocol.clone())
-}
-
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// Removes the fixed hop-by-hop headers, `Upgrade`, and every header the

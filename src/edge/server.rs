@@ -231,6 +231,7 @@ async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(crate::edge::headers::MAX_HEADERS)
         .keep_alive(true);
     // Every connection task holds a sender; when all are dropped, all are done.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
