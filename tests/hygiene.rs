@@ -1,7 +1,6 @@
 //! Hostile header lines on the wire, on the fast path and the general path alike:
 //! look-alike identity headers, `Host` games, session ids in URLs, tokens hidden in
-//! half-recognised credentials, answers with many header lines or bad chunked framing,
-//! and `X-Forwarded-For` claims.
+//! half-recognised credentials, answers with many header lines or bad chunked framing.
 //!
 //! Every request is sent as exact bytes, once on a fresh connection (a token request
 //! takes the fast path) and once behind a request for a gateway route (the connection
@@ -13,6 +12,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use common::scripted::{raw_exchange, Scripted};
 use common::*;
 use patgate::tokens::format::Expiration;
@@ -89,6 +90,232 @@ async fn exchange(addr: SocketAddr, before: &str, request: &str) -> String {
 
 fn status(answer: &str) -> &str {
     answer.get(9..12).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn look_alike_identity_headers_never_reach_deploy() {
+    let s = setup(&[("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret")]).await;
+    let look_alikes = "X_Deploy_User: admin\r\nx_deploy_user: admin\r\nX-Deploy_User: admin\r\nX_Patgate_Secret: guess\r\n";
+    let kinds = [
+        ("no credentials", String::new()),
+        (
+            "password",
+            format!("Authorization: {}\r\n", basic("admin", "admin-pw")),
+        ),
+        ("cookie", "Cookie: JSESSIONID=abc\r\n".to_string()),
+        ("token", format!("x-deploy-personal-token: {}\r\n", s.token)),
+    ];
+    for (kind, credential) in &kinds {
+        for (path, before) in PATHS {
+            let request = format!(
+                "GET /x HTTP/1.1\r\nHost: gw.example\r\n{look_alikes}{credential}Connection: close\r\n\r\n"
+            );
+            let answer = exchange(s.gw.addr, before, &request).await;
+            assert_eq!(status(&answer), "200", "{kind}, {path}: {answer}");
+            let head = s.deploy.last_head().to_ascii_lowercase();
+            for name in ["x_deploy_user", "x-deploy_user", "x_patgate_secret"] {
+                assert!(!head.contains(name), "{kind}, {path}: {name} in {head}");
+            }
+            if *kind == "token" {
+                assert_eq!(head.matches("x-deploy-user").count(), 1, "{path}: {head}");
+                assert!(head.contains("x-deploy-user: alice\r\n"), "{path}: {head}");
+                assert!(
+                    head.contains("x-patgate-secret: s3cret\r\n"),
+                    "{path}: {head}"
+                );
+            } else {
+                assert!(!head.contains("x-deploy-user"), "{kind}, {path}: {head}");
+                assert!(!head.contains("x-patgate-secret"), "{kind}, {path}: {head}");
+            }
+        }
+    }
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn headers_with_underscores_follow_the_setting() {
+    for setting in ["forward", "drop", "refuse"] {
+        let s = setup(&[("PATGATE_UNDERSCORE_HEADERS", setting)]).await;
+        for with_token in [false, true] {
+            let token = if with_token {
+                format!("x-deploy-personal-token: {}\r\n", s.token)
+            } else {
+                String::new()
+            };
+            for (path, before) in PATHS {
+                let before_count = s.deploy.heads.lock().unwrap().len();
+                let request = format!(
+                    "GET /x HTTP/1.1\r\nHost: gw.example\r\nX_Custom: 1\r\n{token}Connection: close\r\n\r\n"
+                );
+                let answer = exchange(s.gw.addr, before, &request).await;
+                let case = format!("{setting}, token {with_token}, {path}");
+                let reached = s.deploy.heads.lock().unwrap().len() > before_count;
+                match setting {
+                    "refuse" => {
+                        assert_eq!(status(&answer), "400", "{case}: {answer}");
+                        assert!(answer.contains("\"underscore_header\""), "{case}: {answer}");
+                        assert!(!reached, "{case}");
+                    }
+                    _ => {
+                        assert_eq!(status(&answer), "200", "{case}: {answer}");
+                        let head = s.deploy.last_head().to_ascii_lowercase();
+                        assert_eq!(
+                            head.contains("x_custom: 1"),
+                            setting == "forward",
+                            "{case}: {head}"
+                        );
+                    }
+                }
+            }
+        }
+        s.gw.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_needs_exactly_one_valid_host() {
+    let s = setup(&[]).await;
+    let cases = [
+        (
+            "Host: second.example\r\nHost: gw.example\r\nConnection: close\r\n",
+            "duplicate_host",
+        ),
+        ("Connection: close\r\n", "missing_host"),
+        (
+            "Host: gw.example\r\nConnection: host, close\r\n",
+            "invalid_host",
+        ),
+        (
+            "Host: user@gw.example\r\nConnection: close\r\n",
+            "invalid_host",
+        ),
+    ];
+    for (lines, code) in cases {
+        for token in [
+            String::new(),
+            format!("x-deploy-personal-token: {}\r\n", s.token),
+        ] {
+            for (path, before) in PATHS {
+                let request = format!("GET /x HTTP/1.1\r\n{token}{lines}\r\n");
+                let answer = exchange(s.gw.addr, before, &request).await;
+                let case = format!("{lines:?}, {path}, token {}", !token.is_empty());
+                assert_eq!(status(&answer), "400", "{case}: {answer}");
+                assert!(answer.contains(&format!("\"{code}\"")), "{case}: {answer}");
+            }
+        }
+    }
+    assert_eq!(s.deploy.connections(), 0, "a bad Host reached Deploy");
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_ids_in_urls_never_attach_to_a_token() {
+    let s = setup(&[]).await;
+    let token = format!("x-deploy-personal-token: {}\r\n", s.token);
+    for target in [
+        "/deployit/login;jsessionid=ATTACKER",
+        "/deployit/a;JSessionId=ATTACKER/b?x=1",
+    ] {
+        for (path, before) in PATHS {
+            let request = format!(
+                "GET {target} HTTP/1.1\r\nHost: gw.example\r\n{token}Connection: close\r\n\r\n"
+            );
+            let answer = exchange(s.gw.addr, before, &request).await;
+            assert_eq!(status(&answer), "400", "{target}, {path}: {answer}");
+            assert!(answer.contains("\"session_id_in_url\""), "{answer}");
+        }
+    }
+    assert_eq!(s.deploy.connections(), 0);
+
+    // Deploy's redirect loses its session id on the way to a token client...
+    for (path, before) in PATHS {
+        let request = format!(
+            "GET /redirect HTTP/1.1\r\nHost: gw.example\r\n{token}Connection: close\r\n\r\n"
+        );
+        let answer = exchange(s.gw.addr, before, &request).await;
+        assert_eq!(status(&answer), "302", "{path}: {answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("location: http://gw.example/deployit/app?x=1\r\n"),
+            "{path}: {answer}"
+        );
+    }
+    // ...while browsers and password logins are Deploy's business.
+    let answer = exchange(
+        s.gw.addr,
+        "",
+        "GET /redirect;jsessionid=MINE HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.contains(";jsessionid=NEW?x=1"), "{answer}");
+    assert!(s
+        .deploy
+        .last_head()
+        .starts_with("GET /redirect;jsessionid=MINE "));
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn half_recognised_credentials_never_carry_a_token_to_deploy() {
+    let s = setup(&[]).await;
+    let pat = s.token.clone();
+    let b64 = |text: String| STANDARD.encode(text);
+    let cases = [
+        (
+            format!("Authorization: Basic{}", b64(format!(":{pat}"))),
+            "400",
+        ),
+        (
+            format!("Authorization: Basic\t{}", b64(format!(":{pat}"))),
+            "200",
+        ),
+        (
+            format!(
+                "Authorization: Basic {}",
+                b64(format!("{}:{pat}", "a".repeat(4100)))
+            ),
+            "400",
+        ),
+        (format!("x_deploy_personal_token: {pat}"), "200"),
+        (
+            format!("Authorization: Bearer {}", pat.replace("dpat_", "DPAT_")),
+            "401",
+        ),
+    ];
+    for (line, expected) in &cases {
+        for (path, before) in PATHS {
+            let before_count = s.deploy.heads.lock().unwrap().len();
+            let request = format!(
+                "GET /x HTTP/1.1\r\nHost: gw.example\r\n{line}\r\nConnection: close\r\n\r\n"
+            );
+            let answer = exchange(s.gw.addr, before, &request).await;
+            let case = format!("{}, {path}", &line[..30]);
+            assert_eq!(status(&answer), *expected, "{case}: {answer}");
+            assert!(!answer.contains(&pat[5..]), "{case}: the token came back");
+            let heads = s.deploy.heads.lock().unwrap().clone();
+            if *expected == "200" {
+                assert!(
+                    heads[before_count].contains("x-deploy-user: alice\r\n"),
+                    "{case}"
+                );
+            } else {
+                assert_eq!(heads.len(), before_count, "{case}: reached Deploy");
+                let code = if *expected == "400" {
+                    "malformed_credentials"
+                } else {
+                    "malformed_token"
+                };
+                assert!(answer.contains(&format!("\"{code}\"")), "{case}: {answer}");
+            }
+        }
+    }
+    for head in s.deploy.heads.lock().unwrap().iter() {
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains(&pat[5..].to_ascii_lowercase()), "{head}");
+        assert!(!lower.contains("authorization"), "{head}");
+    }
+    s.gw.shutdown().await;
 }
 
 #[tokio::test]

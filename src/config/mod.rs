@@ -43,6 +43,21 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Request-serving threads, each with its own event loop and upstream pool.
     pub workers: usize,
+    /// What becomes of request headers whose names contain `_`.
+    pub underscore_headers: UnderscoreHeaders,
+}
+
+/// Request headers with `_` in their name: a downstream that reads `_` as `-` would
+/// take `X_Deploy_User` for `X-Deploy-User`. Look-alikes of the headers the gateway
+/// itself reads or sets are dropped whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Forwarded as they are.
+    Forward,
+    /// Removed, as nginx does by default.
+    Drop,
+    /// The request is refused with 400.
+    Refuse,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +194,12 @@ struct Raw {
     shutdown_grace: String,
     #[serde(default, deserialize_with = "number")]
     workers: usize,
+    #[serde(default = "default_underscores")]
+    underscore_headers: String,
+}
+
+fn default_underscores() -> String {
+    "forward".into()
 }
 
 fn default_grace() -> String {
@@ -752,6 +773,18 @@ impl Raw {
                 "at most 256; 0 means one per CPU",
             ));
         }
+        let underscore_headers = match self.underscore_headers.as_str() {
+            "forward" => UnderscoreHeaders::Forward,
+            "drop" => UnderscoreHeaders::Drop,
+            "refuse" => UnderscoreHeaders::Refuse,
+            other => {
+                return Err(ConfigError::key(
+                    "underscore_headers",
+                    other,
+                    "use forward, drop or refuse",
+                ))
+            }
+        };
         if self.cache.max_tokens == 0 {
             return Err(ConfigError::key(
                 "cache.max_tokens",
@@ -812,6 +845,7 @@ impl Raw {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,
             },
+            underscore_headers,
         })
     }
 }
@@ -1000,6 +1034,15 @@ mod tests {
 
     #[test]
     fn the_shipped_gateway_yaml_starts_as_it_is() {
-        Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
+        let cfg = Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
+        assert_eq!(cfg.underscore_headers, UnderscoreHeaders::Forward);
+    }
+
+    #[test]
+    fn underscore_headers_is_one_of_three() {
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UNDERSCORE_HEADERS", "strip")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("underscore_headers \"strip\""), "{err}");
     }
 }

@@ -10,10 +10,13 @@
 //! close-delimited). Any other request hands the connection, with the bytes read so
 //! far, to the general hyper-based path ([`crate::edge::gateway`]) for the rest of its life.
 //!
-//! The rewriting rules are the general path's: hop-by-hop headers and client copies of
-//! identity and forwarding headers are dropped, the token, `Authorization` and
-//! `Cookie` never reach Deploy, `Set-Cookie` never reaches the client, `X-Forwarded-*`
-//! and `x-request-id` are set, and Deploy's silence becomes 502/504.
+//! The rewriting rules are the general path's, from [`crate::edge::headers`]: hop-by-hop
+//! headers, client copies of identity and forwarding headers and their `_` look-alikes
+//! are dropped, the token, `Authorization` and `Cookie` never reach Deploy,
+//! `Set-Cookie` and URL session ids never reach the client, `X-Forwarded-*` and
+//! `x-request-id` are set, and Deploy's silence becomes 502/504. A request one of those
+//! rules refuses (a second `Host`, a session id in the URL, …) goes to the general
+//! path, which says so.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -33,7 +36,7 @@ use tokio::sync::watch;
 use crate::config;
 use crate::edge::endpoints;
 use crate::edge::gateway::{self, Gateway};
-use crate::edge::headers::{is_hop_by_hop, CLIENT_FORWARDING, MAX_HEADERS};
+use crate::edge::headers::{self, is_hop_by_hop, Underscored, MAX_HEADERS};
 use crate::edge::proxy;
 use crate::edge::response::Body;
 use crate::metrics::Metrics;
@@ -66,8 +69,6 @@ pub struct Forwarder {
     idle: Mutex<Vec<(TcpStream, Instant)>>,
     max_idle: usize,
     address: String,
-    /// `Host` for requests that came without one.
-    authority: String,
     connect_timeout: Duration,
     read_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -94,11 +95,6 @@ impl Forwarder {
             idle: Mutex::new(Vec::new()),
             max_idle: settings.max_idle_per_host,
             address,
-            authority: settings
-                .url
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_default(),
             connect_timeout: settings.connect_timeout,
             read_timeout: settings.read_timeout,
             metrics,
@@ -237,10 +233,7 @@ impl Forwarder {
             parsed
                 .headers
                 .iter()
-                .filter(|h| {
-                    h.name
-                        .eq_ignore_ascii_case(credentials::TOKEN_HEADER.as_str())
-                })
+                .filter(|h| headers::is_token_header(h.name.as_bytes()))
                 .map(|h| h.value),
             parsed
                 .headers
@@ -255,6 +248,10 @@ impl Forwarder {
         else {
             return None;
         };
+        // Refused on the general path: a token must not become a URL-tracked session.
+        if headers::has_session_id(target.as_bytes()) {
+            return None;
+        }
 
         let head = &mut scratch.head;
         head.clear();
@@ -271,21 +268,27 @@ impl Forwarder {
             head: method == "HEAD",
             idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
             forwarded_for: None,
-            host: None,
             stripped_identity: false,
         };
         let mut seen_length = false;
+        let mut seen_host = false;
         let mut lower = [0u8; 64];
         for header in parsed.headers.iter() {
-            let long;
-            let name = match lowercase(header.name, &mut lower) {
-                Some(name) => name,
-                None => {
-                    long = header.name.to_ascii_lowercase();
-                    long.as_bytes()
+            // A longer name is rare enough to leave to the general path.
+            let name = lowercase(header.name, &mut lower)?;
+            if name.contains(&b'_') {
+                for b in name.iter_mut().filter(|b| **b == b'_') {
+                    *b = b'-';
                 }
-            };
-            match name {
+                match gateway.rules.underscored(name, &gateway.identity) {
+                    Underscored::Refuse => return None,
+                    Underscored::Identity => request.stripped_identity = true,
+                    Underscored::Drop => {}
+                    Underscored::Keep => append_header(head, header.name.as_bytes(), header.value),
+                }
+                continue;
+            }
+            match &*name {
                 b"content-length" => {
                     // One, and small: the general path judges repeated lengths and
                     // streams large uploads.
@@ -300,7 +303,7 @@ impl Forwarder {
                 }
                 b"connection" => {
                     // Only keep-alive and close; a header named here is the general
-                    // path's to remove.
+                    // path's to remove (or, for Host, to refuse).
                     for option in header.value.split(|&b| b == b',') {
                         let option = option.trim_ascii();
                         if option.eq_ignore_ascii_case(b"close") {
@@ -314,10 +317,12 @@ impl Forwarder {
                 }
                 b"transfer-encoding" | b"upgrade" | b"expect" => return None,
                 b"host" => {
-                    if request.host.is_some() {
+                    // Exactly one, and a plausible one: the general path refuses others.
+                    if seen_host || !headers::valid_host(header.value) {
                         return None;
                     }
-                    request.host = Some(header.value.to_vec());
+                    seen_host = true;
+                    append_header(head, b"x-forwarded-host", header.value);
                 }
                 b"x-forwarded-for" => {
                     if request.forwarded_for.is_none() {
@@ -326,11 +331,16 @@ impl Forwarder {
                     continue;
                 }
                 // Set by the gateway alone.
-                b"x-forwarded-proto" | b"x-forwarded-host" | b"x-request-id" => continue,
+                name if headers::GATEWAY_SET.iter().any(|g| g.as_bytes() == name) => continue,
                 // The token is the identity: neither it nor a session rides along.
                 b"authorization" | b"x-deploy-personal-token" | b"cookie" => continue,
                 name if is_hop_by_hop(name) => continue,
-                name if CLIENT_FORWARDING.iter().any(|f| f.as_bytes() == name) => continue,
+                name if headers::CLIENT_FORWARDING
+                    .iter()
+                    .any(|f| f.as_bytes() == name) =>
+                {
+                    continue
+                }
                 name if gateway.identity.is_identity_header(name) => {
                     request.stripped_identity = true;
                     continue;
@@ -338,6 +348,10 @@ impl Forwarder {
                 _ => {}
             }
             append_header(head, header.name.as_bytes(), header.value);
+        }
+        // HTTP/1.1 without Host: the general path's 400.
+        if !seen_host {
+            return None;
         }
         Some(request)
     }
@@ -430,7 +444,8 @@ impl Forwarder {
         }
     }
 
-    /// Ends the upstream head: identity, forwarding headers, request id.
+    /// Ends the upstream head: forwarding headers, request id (`X-Forwarded-Host` went
+    /// with `Host`).
     fn finish_head(&self, scratch: &mut Scratch, request: &Request, client: Client, id: &str) {
         let head = &mut scratch.head;
         head.extend_from_slice(b"x-forwarded-for: ");
@@ -444,10 +459,6 @@ impl Forwarder {
         } else {
             b"\r\nx-forwarded-proto: http\r\n"
         });
-        match &request.host {
-            Some(host) => append_header(head, b"x-forwarded-host", host),
-            None => append_header(head, b"host", self.authority.as_bytes()),
-        }
         append_header(head, b"x-request-id", id.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
@@ -815,7 +826,6 @@ struct Request {
     head: bool,
     idempotent: bool,
     forwarded_for: Option<Vec<u8>>,
-    host: Option<Vec<u8>>,
     stripped_identity: bool,
 }
 
@@ -926,7 +936,7 @@ impl ResponseHead {
             {
                 continue;
             }
-            match lowercase(header.name, &mut lower) {
+            match lowercase(header.name, &mut lower).as_deref() {
                 Some(b"content-length") => {
                     let length = parse_length(header.value).ok_or("bad content-length")?;
                     if head.content_length.is_some_and(|l| l != length) {
@@ -942,6 +952,15 @@ impl ResponseHead {
                 // Hop-by-hop; and no Deploy session for a token-authenticated request,
                 // and the gateway's own request id.
                 Some(b"upgrade" | b"set-cookie" | b"x-request-id") => continue,
+                // Nor a session id in a URL it is sent to.
+                Some(b"location") => {
+                    let lines = &mut head.lines;
+                    lines.extend_from_slice(header.name.as_bytes());
+                    lines.extend_from_slice(b": ");
+                    headers::write_without_session_id(lines, header.value);
+                    lines.extend_from_slice(b"\r\n");
+                    continue;
+                }
                 Some(name) if is_hop_by_hop(name) => continue,
                 _ => {}
             }
@@ -1024,7 +1043,7 @@ fn strip_line(lines: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// The header name in lower case, if it fits in `buf`.
-fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a [u8]> {
+fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a mut [u8]> {
     let out = buf.get_mut(..name.len())?;
     for (o, b) in out.iter_mut().zip(name.bytes()) {
         *o = b.to_ascii_lowercase();

@@ -15,13 +15,14 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::edge::endpoints;
+use crate::edge::headers::{self, Rules};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
 use crate::edge::response::{json_error, Body};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::{Refusal, TokenCheck};
-use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
+use crate::tokens::credentials::{Credential, TOKEN_HEADER};
 
 /// How long a client over its failure limit waits for its 429.
 const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -55,6 +56,8 @@ pub struct Gateway {
     pub store: Store,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
+    /// Header rules, for both paths.
+    pub rules: Rules,
     pub metrics: Arc<Metrics>,
     /// The main runtime, which owns the database connections; workers send their
     /// queries there.
@@ -69,6 +72,7 @@ impl Gateway {
         store: Store,
         tokens: Arc<TokenCheck>,
         identity: UpstreamIdentity,
+        rules: Rules,
         metrics: Arc<Metrics>,
     ) -> Gateway {
         let mut seed = [0u8; 4];
@@ -77,6 +81,7 @@ impl Gateway {
             store,
             tokens,
             identity,
+            rules,
             metrics,
             runtime: tokio::runtime::Handle::current(),
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
@@ -152,10 +157,19 @@ impl Gateway {
         if let Some(refused) = refuse_method(req.method()) {
             return refused;
         }
-        let credential = credentials::extract(req.headers());
+        let credential = headers::credential(req.headers());
+        let token_request = matches!(credential, Credential::Token { .. });
+        if let Err(bad) = self.rules.check(&req, token_request) {
+            tracing::info!(
+                request_id = peer.request_id,
+                reason = bad.code(),
+                "refused request"
+            );
+            return bad.response();
+        }
         let headers = req.headers_mut();
         let upgrade = proxy::prepare(headers);
-        if self.identity.strip(headers) {
+        if self.identity.strip(headers) | self.rules.drop_underscored(headers, &self.identity) {
             tracing::info!(
                 request_id = peer.request_id,
                 "removed client-supplied identity headers"
@@ -224,8 +238,10 @@ impl Gateway {
                     }) as StillValid);
                 }
                 let mut response = proxy.forward(req, peer, upgrade, still_valid).await;
-                // Nor may Deploy hand out a session for a token-authenticated request.
+                // Nor may Deploy hand out a session for a token-authenticated request,
+                // by cookie or in a URL.
                 response.headers_mut().remove(SET_COOKIE);
+                headers::strip_session_id(response.headers_mut());
                 response
             }
         }

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, IdentityMode, TlsFiles};
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
+use crate::edge::headers::{self, Rules};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::proxy::Proxy;
 use crate::metrics::Metrics;
@@ -127,6 +128,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store.clone(),
         tokens,
         identity,
+        Rules::new(&config),
         metrics.clone(),
     ));
     let grace = config.shutdown_grace;
@@ -231,7 +233,7 @@ async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(crate::edge::headers::MAX_HEADERS)
+        .max_headers(headers::MAX_HEADERS)
         .keep_alive(true);
     // Every connection task holds a sender; when all are dropped, all are done.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
