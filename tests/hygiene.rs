@@ -1,6 +1,7 @@
 //! Hostile header lines on the wire, on the fast path and the general path alike:
 //! look-alike identity headers, `Host` games, session ids in URLs, tokens hidden in
-//! half-recognised credentials, answers with many header lines or bad chunked framing.
+//! half-recognised credentials, answers with many header lines or bad chunked framing,
+//! and `X-Forwarded-For` claims.
 //!
 //! Every request is sent as exact bytes, once on a fresh connection (a token request
 //! takes the fast path) and once behind a request for a gateway route (the connection
@@ -16,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::scripted::{raw_exchange, Scripted};
 use common::*;
-use patgate::tokens::format::Expiration;
+use patgate::tokens::format::{Expiration, PlainToken};
 
 /// Deploy's answers: one path per kind of answer the tests need.
 fn deploy(_method: &str, path: &str) -> (Vec<u8>, bool) {
@@ -358,6 +359,74 @@ async fn malformed_chunked_answers_are_not_relayed() {
                 assert_eq!(status(&answer), "502", "{target}: {answer}");
             }
         }
+    }
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_names_the_peer_unless_a_trusted_proxy_sent_it() {
+    let untrusted = setup(&[]).await;
+    let trusted = setup(&[("PATGATE_TRUSTED_PROXIES", "127.0.0.0/8, ::1")]).await;
+    for (s, expected) in [
+        (&untrusted, "x-forwarded-for: 127.0.0.1\r\n"),
+        (&trusted, "x-forwarded-for: 203.0.113.9, 127.0.0.1\r\n"),
+    ] {
+        for token in [
+            String::new(),
+            format!("x-deploy-personal-token: {}\r\n", s.token),
+        ] {
+            for (path, before) in PATHS {
+                let request = format!(
+                    "GET /x HTTP/1.1\r\nHost: gw.example\r\nX-Forwarded-For: 192.0.2.66, 203.0.113.9\r\n{token}Connection: close\r\n\r\n"
+                );
+                let answer = exchange(s.gw.addr, before, &request).await;
+                assert_eq!(status(&answer), "200", "{answer}");
+                let head = s.deploy.last_head().to_ascii_lowercase();
+                assert_eq!(head.matches("x-forwarded-for").count(), 1, "{head}");
+                assert!(
+                    head.contains(expected),
+                    "{path}, token {}: {head}",
+                    !token.is_empty()
+                );
+            }
+        }
+    }
+    untrusted.gw.shutdown().await;
+    trusted.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn failure_limits_count_the_client_a_trusted_proxy_names() {
+    let s = setup(&[
+        ("PATGATE_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ("PATGATE_LIMITS__FAILURES_PER_SECOND", "0.01"),
+        ("PATGATE_LIMITS__FAILURE_BURST", "2"),
+    ])
+    .await;
+    let unknown = PlainToken::generate();
+    let from = |client: &str| {
+        format!(
+            "GET /x HTTP/1.1\r\nHost: gw.example\r\nX-Forwarded-For: {client}\r\nx-deploy-personal-token: {}\r\nConnection: close\r\n\r\n",
+            unknown.expose()
+        )
+    };
+    // One client, behind the same proxy as everyone else, uses up its failures...
+    let mut limited = false;
+    for _ in 0..4 {
+        let answer = exchange(s.gw.addr, "", &from("203.0.113.9")).await;
+        if status(&answer) == "429" {
+            limited = true;
+            break;
+        }
+        assert_eq!(status(&answer), "401", "{answer}");
+    }
+    assert!(limited, "the failing client was never limited");
+    // ...and only that client is limited, on either path.
+    for (path, before) in PATHS {
+        let answer = exchange(s.gw.addr, before, &from("198.51.100.7")).await;
+        assert_eq!(status(&answer), "401", "{path}: {answer}");
+        let answer = exchange(s.gw.addr, before, &from("203.0.113.9")).await;
+        assert_eq!(status(&answer), "429", "{path}: {answer}");
     }
     s.gw.shutdown().await;
 }

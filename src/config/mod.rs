@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+mod cidr;
+pub use cidr::IpNet;
+
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PATGATE_CONFIG";
 /// Prefix of the variables that override single config keys.
@@ -43,6 +46,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Request-serving threads, each with its own event loop and upstream pool.
     pub workers: usize,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: Vec<IpNet>,
     /// What becomes of request headers whose names contain `_`.
     pub underscore_headers: UnderscoreHeaders,
 }
@@ -194,6 +199,8 @@ struct Raw {
     shutdown_grace: String,
     #[serde(default, deserialize_with = "number")]
     workers: usize,
+    #[serde(default, deserialize_with = "list")]
+    trusted_proxies: Vec<String>,
     #[serde(default = "default_underscores")]
     underscore_headers: String,
 }
@@ -559,6 +566,28 @@ where
     }
 }
 
+/// A list, as a YAML sequence or as text separated by commas or spaces (an
+/// environment override).
+fn list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text
+            .split([',', ' '])
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
 fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value)
         .map_err(|e| ConfigError::key(key, value, format!("{e}; write a duration like 30s or 5m")))
@@ -773,6 +802,14 @@ impl Raw {
                 "at most 256; 0 means one per CPU",
             ));
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .map_err(|problem| ConfigError::key("trusted_proxies", text, problem))
+            })
+            .collect::<Result<Vec<IpNet>, _>>()?;
         let underscore_headers = match self.underscore_headers.as_str() {
             "forward" => UnderscoreHeaders::Forward,
             "drop" => UnderscoreHeaders::Drop,
@@ -845,6 +882,7 @@ impl Raw {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,
             },
+            trusted_proxies,
             underscore_headers,
         })
     }
@@ -1035,7 +1073,30 @@ mod tests {
     #[test]
     fn the_shipped_gateway_yaml_starts_as_it_is() {
         let cfg = Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
+        assert!(cfg.trusted_proxies.is_empty());
         assert_eq!(cfg.underscore_headers, UnderscoreHeaders::Forward);
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_from_yaml_or_the_environment() {
+        let yaml =
+            format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.1]\n");
+        let cfg = Config::from_yaml(&yaml, &env(&[])).unwrap();
+        assert_eq!(cfg.trusted_proxies.len(), 3);
+        assert!(cfg.trusted_proxies[1].contains("2001:db8::7".parse().unwrap()));
+        let cfg = Config::from_yaml(
+            MINIMAL,
+            &env(&[("PATGATE_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_TRUSTED_PROXIES", "10.1.2.3/8")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trusted_proxies \"10.1.2.3/8\"") && err.contains("write 10.0.0.0/8"),
+            "{err}"
+        );
     }
 
     #[test]

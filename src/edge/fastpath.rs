@@ -175,7 +175,7 @@ impl Forwarder {
                 let mut parsed = httparse::Request::new(&mut headers);
                 match parsed.parse(&conn.buf) {
                     Ok(httparse::Status::Complete(len)) => {
-                        match self.read_request(&parsed, len, gateway, &mut conn.scratch) {
+                        match self.read_request(&parsed, len, gateway, client, &mut conn.scratch) {
                             Some(request) => {
                                 parsed_head = Some(request);
                                 continue;
@@ -215,6 +215,7 @@ impl Forwarder {
         parsed: &httparse::Request<'_, '_>,
         head_len: usize,
         gateway: &Gateway,
+        client: Client,
         scratch: &mut Scratch,
     ) -> Option<Request> {
         if parsed.version != Some(1) {
@@ -267,7 +268,8 @@ impl Forwarder {
             close: false,
             head: method == "HEAD",
             idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
-            forwarded_for: None,
+            client: client.ip,
+            forwarded_chain: String::new(),
             stripped_identity: false,
         };
         let mut seen_length = false;
@@ -324,13 +326,8 @@ impl Forwarder {
                     seen_host = true;
                     append_header(head, b"x-forwarded-host", header.value);
                 }
-                b"x-forwarded-for" => {
-                    if request.forwarded_for.is_none() {
-                        request.forwarded_for = Some(header.value.to_vec());
-                    }
-                    continue;
-                }
-                // Set by the gateway alone.
+                // Set by the gateway alone (X-Forwarded-For from the trusted proxies
+                // below).
                 name if headers::GATEWAY_SET.iter().any(|g| g.as_bytes() == name) => continue,
                 // The token is the identity: neither it nor a session rides along.
                 b"authorization" | b"x-deploy-personal-token" | b"cookie" => continue,
@@ -353,6 +350,16 @@ impl Forwarder {
         if !seen_host {
             return None;
         }
+        let resolved = gateway.rules.client(
+            client.ip,
+            parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|h| h.value),
+        );
+        request.client = resolved.ip;
+        request.forwarded_chain = resolved.chain;
         Some(request)
     }
 
@@ -373,7 +380,11 @@ impl Forwarder {
         }
         let principal = match gateway
             .tokens
-            .check(&request.token, request.claimed_user.as_deref(), client.ip)
+            .check(
+                &request.token,
+                request.claimed_user.as_deref(),
+                request.client,
+            )
             .await
         {
             Ok(principal) => principal,
@@ -449,8 +460,8 @@ impl Forwarder {
     fn finish_head(&self, scratch: &mut Scratch, request: &Request, client: Client, id: &str) {
         let head = &mut scratch.head;
         head.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(earlier) = &request.forwarded_for {
-            head.extend_from_slice(earlier);
+        if !request.forwarded_chain.is_empty() {
+            head.extend_from_slice(request.forwarded_chain.as_bytes());
             head.extend_from_slice(b", ");
         }
         head.extend_from_slice(scratch.client_ip.as_bytes());
@@ -825,7 +836,10 @@ struct Request {
     /// A HEAD request: the answer has no body whatever its headers say.
     head: bool,
     idempotent: bool,
-    forwarded_for: Option<Vec<u8>>,
+    /// The client: the peer, or behind a trusted proxy the address it forwarded.
+    client: IpAddr,
+    /// `X-Forwarded-For` entries kept ahead of the peer's (trusted proxies only).
+    forwarded_chain: String,
     stripped_identity: bool,
 }
 

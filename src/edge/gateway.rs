@@ -56,7 +56,7 @@ pub struct Gateway {
     pub store: Store,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
-    /// Header rules, for both paths.
+    /// Header rules and trusted proxies, for both paths.
     pub rules: Rules,
     pub metrics: Arc<Metrics>,
     /// The main runtime, which owns the database connections; workers send their
@@ -107,6 +107,7 @@ impl Gateway {
             tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
         let peer = Peer {
             ip: remote.ip(),
+            client: remote.ip(),
             tls,
             request_id: &id,
         };
@@ -169,6 +170,10 @@ impl Gateway {
         }
         let headers = req.headers_mut();
         let upgrade = proxy::prepare(headers);
+        let peer = Peer {
+            client: self.rules.forwarded_for(peer.ip, headers),
+            ..peer
+        };
         if self.identity.strip(headers) | self.rules.drop_underscored(headers, &self.identity) {
             tracing::info!(
                 request_id = peer.request_id,
@@ -202,7 +207,7 @@ impl Gateway {
             } => {
                 let principal = match self
                     .tokens
-                    .check(&token, claimed_user.as_deref(), peer.ip)
+                    .check(&token, claimed_user.as_deref(), peer.client)
                     .await
                 {
                     Ok(principal) => principal,
@@ -224,7 +229,7 @@ impl Gateway {
                 let mut still_valid = None;
                 if upgrade.is_some() {
                     let tokens = self.tokens.clone();
-                    let ip = peer.ip;
+                    let ip = peer.client;
                     still_valid = Some(Box::new(move || {
                         let tokens = tokens.clone();
                         let token = token.clone();

@@ -5,10 +5,13 @@
 //!
 //! Everything here works on bytes in place; nothing allocates for an ordinary request.
 
+use std::net::IpAddr;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 
 use crate::config::{Config, UnderscoreHeaders};
+use crate::edge::forwarded::{Resolved, TrustedProxies};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::response::{json_error, Body};
 use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
@@ -46,6 +49,8 @@ pub const GATEWAY_SET: [&str; 4] = [
     "x-forwarded-host",
     "x-request-id",
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// One of the hop-by-hop headers (`name` in lower case).
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -229,12 +234,14 @@ fn session_param(path: &[u8], at: usize) -> Option<usize> {
 #[derive(Debug)]
 pub struct Rules {
     underscores: UnderscoreHeaders,
+    trusted_proxies: TrustedProxies,
 }
 
 impl Rules {
     pub fn new(config: &Config) -> Rules {
         Rules {
             underscores: config.underscore_headers,
+            trusted_proxies: TrustedProxies::new(&config.trusted_proxies),
         }
     }
 
@@ -250,6 +257,15 @@ impl Rules {
         } else {
             Underscored::Keep
         }
+    }
+
+    /// The client of a request from `peer` with these `X-Forwarded-For` values.
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'a [u8]>,
+    ) -> Resolved {
+        self.trusted_proxies.resolve(peer, forwarded_for)
     }
 
     /// General path: the refusals that come before anything else looks at a request.
@@ -296,6 +312,29 @@ impl Rules {
             headers.remove(name);
         }
         identity_seen
+    }
+
+    /// General path: sets `X-Forwarded-For` for Deploy and returns the client's address.
+    pub fn forwarded_for(&self, peer: IpAddr, headers: &mut HeaderMap) -> IpAddr {
+        let resolved = self.client(
+            peer,
+            headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        let value = if resolved.chain.is_empty() {
+            HeaderValue::try_from(peer.to_string())
+        } else {
+            let mut value = Vec::with_capacity(resolved.chain.len() + 48);
+            resolved.write(&mut value, peer.to_string().as_bytes());
+            HeaderValue::try_from(value)
+        };
+        match value {
+            Ok(value) => headers.insert(X_FORWARDED_FOR, value),
+            Err(_) => headers.remove(X_FORWARDED_FOR),
+        };
+        resolved.ip
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod endpoints;
 pub mod fastpath;
+pub mod forwarded;
 pub mod gateway;
 pub mod headers;
 pub mod identity;

@@ -22,14 +22,17 @@ use crate::edge::response::{json_error, Body};
 use crate::edge::upstream::Pool;
 use crate::metrics::Metrics;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// What the proxy knows about the client connection and the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer<'a> {
+    /// The connection's peer.
     pub ip: IpAddr,
+    /// The client, as [`crate::edge::forwarded`] resolves it: the peer, or behind a
+    /// trusted proxy the address it forwarded. Limits and audit go by this one.
+    pub client: IpAddr,
     pub tls: bool,
     /// For log lines.
     pub request_id: &'a str,
@@ -340,15 +343,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`; `X-Forwarded-For` was set with the
+/// client's address ([`crate::edge::headers::Rules::forwarded_for`]).
 fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, original_host: Option<HeaderValue>) {
-    let ip = peer.ip.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
     let proto = if peer.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match original_host {
@@ -394,11 +391,11 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended() {
+    fn forwarded_proto_and_host_describe_the_client_connection() {
         let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         let peer = Peer {
             ip: "127.0.0.1".parse().unwrap(),
+            client: "127.0.0.1".parse().unwrap(),
             tls: true,
             request_id: "test",
         };
@@ -407,7 +404,6 @@ mod tests {
             peer,
             Some(HeaderValue::from_static("deploy.example")),
         );
-        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "https");
         assert_eq!(h[X_FORWARDED_HOST], "deploy.example");
     }
