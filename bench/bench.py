@@ -131,6 +131,8 @@ def write_config(work, name, port, db_url, extra="", max_tokens=2_000_000):
 upstream:
   url: http://127.0.0.1:{UPSTREAM_PORT}
   max_idle_per_host: 256
+  identity:
+    allow_header_without_secret: true
 database:
   url: {db_url}
 secrets:

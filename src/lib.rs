@@ -5,8 +5,9 @@
 //! - [`edge`]: the request path. [`edge::server`] accepts a connection,
 //!   [`edge::gateway`] routes it; token requests to a plain-http Deploy take
 //!   [`edge::fastpath`], everything else the general path ([`edge::proxy`] over
-//!   [`edge::upstream`]); [`edge::identity`] tells Deploy who the user is;
-//!   [`edge::endpoints`] answers the gateway's own `/patgate/` routes.
+//!   [`edge::upstream`]); both apply the header rules in [`edge::headers`] and take the
+//!   client address from [`edge::forwarded`]; [`edge::identity`] tells Deploy who the
+//!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes.
 //! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
 //!   checksum, hash), [`tokens::credentials`] (reading it from a request),
 //!   [`tokens::check`] (cache, store, policy), [`tokens::limiter`] (failed-check limit),

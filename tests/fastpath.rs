@@ -8,11 +8,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::scripted::{raw_exchange, Scripted};
 use common::*;
 use http::StatusCode;
 use http_body_util::Full;
@@ -20,100 +19,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use patgate::tokens::format::Expiration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// What the scripted Deploy answers to a request: the exact bytes, and whether it
-/// closes the connection afterwards.
-type Script = fn(method: &str, path: &str) -> (Vec<u8>, bool);
-
-/// A Deploy stand-in that answers with exact bytes.
-struct Scripted {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    heads: Arc<Mutex<Vec<String>>>,
-}
-
-impl Scripted {
-    async fn start(script: Script) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (count, log) = (connections.clone(), heads.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_scripted(stream, script, log.clone()));
-            }
-        });
-        Scripted {
-            addr,
-            connections,
-            heads,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    /// The last request received: its head and body.
-    fn last_head(&self) -> String {
-        self.heads
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-async fn serve_scripted(mut stream: TcpStream, script: Script, heads: Arc<Mutex<Vec<String>>>) {
-    let mut buf = Vec::new();
-    loop {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-        let mut words = head.split_whitespace();
-        let method = words.next().unwrap_or_default().to_string();
-        let path = words.next().unwrap_or_default().to_string();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < end + 4 + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
-        buf.drain(..end + 4 + length);
-        heads.lock().unwrap().push(head + &body);
-        if path == "/slow" {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        let (answer, close) = script(&method, &path);
-        if stream.write_all(&answer).await.is_err() || close {
-            return;
-        }
-    }
-}
+use tokio::net::TcpStream;
 
 /// The scripts: each path one way of framing an answer.
 fn deploy(method: &str, path: &str) -> (Vec<u8>, bool) {
@@ -339,18 +245,6 @@ async fn a_connection_moves_to_the_general_path_and_keeps_working() {
     assert_eq!(answer.body, "path=/later");
     assert!(s.deploy.last_head().contains("x-deploy-user: alice"));
     s.gw.shutdown().await;
-}
-
-/// Sends raw bytes on a new connection, then reads until the gateway closes it.
-async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut answers = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answers))
-        .await
-        .expect("the gateway closes the connection")
-        .unwrap();
-    answers
 }
 
 #[tokio::test]

@@ -17,6 +17,8 @@ mod signin;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use signin::{SignIn, Sso};
+mod cidr;
+pub use cidr::IpNet;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PATGATE_CONFIG";
@@ -52,6 +54,23 @@ pub struct Config {
     pub signin: SignIn,
     /// OpenID Connect sign-in; `None` when no issuer is configured.
     pub sso: Option<Sso>,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// What becomes of request headers whose names contain `_`.
+    pub underscore_headers: UnderscoreHeaders,
+}
+
+/// Request headers with `_` in their name: a downstream that reads `_` as `-` would
+/// take `X_Deploy_User` for `X-Deploy-User`. Look-alikes of the headers the gateway
+/// itself reads or sets are dropped whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    /// Forwarded as they are.
+    Forward,
+    /// Removed, as nginx does by default.
+    Drop,
+    /// The request is refused with 400.
+    Refuse,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +207,14 @@ struct Raw {
     signin: signin::RawSignIn,
     #[serde(default)]
     sso: signin::RawSso,
+    #[serde(default, deserialize_with = "list")]
+    trusted_proxies: Vec<String>,
+    #[serde(default = "default_underscores")]
+    underscore_headers: String,
+}
+
+fn default_underscores() -> String {
+    "forward".into()
 }
 
 fn default_grace() -> String {
@@ -240,6 +267,9 @@ struct RawIdentity {
     shared_secret_header: String,
     #[serde(default)]
     shared_secret: String,
+    /// Header mode without a shared secret, knowingly (trying the gateway out).
+    #[serde(default, deserialize_with = "flag")]
+    allow_header_without_secret: bool,
     #[serde(default)]
     jwt: jwt::RawJwt,
     #[serde(default)]
@@ -253,6 +283,7 @@ impl Default for RawIdentity {
             header: default_header(),
             shared_secret_header: default_secret_header(),
             shared_secret: String::new(),
+            allow_header_without_secret: false,
             jwt: jwt::RawJwt::default(),
             basic: RawBasic::default(),
         }
@@ -486,6 +517,51 @@ where
     }
 }
 
+/// `true` or `false`, as YAML or as text.
+fn flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum FlagOrText {
+        Flag(bool),
+        Text(String),
+    }
+    match FlagOrText::deserialize(deserializer)? {
+        FlagOrText::Flag(flag) => Ok(flag),
+        FlagOrText::Text(text) => match text.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not true or false"
+            ))),
+        },
+    }
+}
+
+/// A list, as a YAML sequence or as text separated by commas or spaces (an
+/// environment override).
+fn list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text
+            .split([',', ' '])
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
 fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value)
         .map_err(|e| ConfigError::key(key, value, format!("{e}; write a duration like 30s or 5m")))
@@ -496,13 +572,16 @@ fn optional_path(value: &str) -> Option<PathBuf> {
 }
 
 fn header_name(key: &str, value: &str) -> Result<http::HeaderName, ConfigError> {
-    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
-        ConfigError::key(
+    let fix = "not a valid HTTP header name; use letters, digits and '-'";
+    if value.contains('_') {
+        // Servers drop such names or read '_' as '-'; the gateway drops their look-alikes.
+        return Err(ConfigError::key(
             key,
             value,
-            "not a valid HTTP header name; use letters, digits and '-'",
-        )
-    })
+            format!("{fix} ('_' is read as '-' by many servers)"),
+        ));
+    }
+    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| ConfigError::key(key, value, fix))
 }
 
 impl Raw {
@@ -602,6 +681,19 @@ impl Raw {
             value.set_sensitive(true);
             Some((name, value))
         };
+        if mode == IdentityMode::Header
+            && shared_secret.is_none()
+            && !identity.allow_header_without_secret
+        {
+            return Err(ConfigError(format!(
+                "upstream.identity.shared_secret \"\": header mode needs a shared secret: \
+                 without one, Deploy cannot tell the gateway's {0} from a {0} sent by anything \
+                 else that reaches it; set PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET (e.g. \
+                 openssl rand -hex 32) and have Deploy check it (deploy/README.md), or set \
+                 upstream.identity.allow_header_without_secret: true to run without one",
+                identity.header
+            )));
+        }
         let jwt = identity.jwt.validate(mode == IdentityMode::Jwt)?;
         let basic = if identity.basic.username.is_empty() {
             None
@@ -677,6 +769,26 @@ impl Raw {
                 "at most 256; 0 means one per CPU",
             ));
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .map_err(|problem| ConfigError::key("trusted_proxies", text, problem))
+            })
+            .collect::<Result<Vec<IpNet>, _>>()?;
+        let underscore_headers = match self.underscore_headers.as_str() {
+            "forward" => UnderscoreHeaders::Forward,
+            "drop" => UnderscoreHeaders::Drop,
+            "refuse" => UnderscoreHeaders::Refuse,
+            other => {
+                return Err(ConfigError::key(
+                    "underscore_headers",
+                    other,
+                    "use forward, drop or refuse",
+                ))
+            }
+        };
         if self.cache.max_tokens == 0 {
             return Err(ConfigError::key(
                 "cache.max_tokens",
@@ -735,6 +847,8 @@ impl Raw {
             },
             signin: self.signin.validate()?,
             sso: self.sso.validate()?,
+            trusted_proxies,
+            underscore_headers,
         })
     }
 }
@@ -780,7 +894,7 @@ fn redact_userinfo(url: &str) -> String {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\ndatabase:\n  url: sqlite://x.db\n";
+    const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: sqlite://x.db\n";
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -876,5 +990,85 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("upstream.identity.basic.username"), "{err}");
+    }
+
+    #[test]
+    fn header_mode_needs_a_secret_or_an_explicit_choice() {
+        let bare = MINIMAL.replace("  identity:\n    allow_header_without_secret: true\n", "");
+        let err = Config::from_yaml(&bare, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("upstream.identity.shared_secret"), "{err}");
+        assert!(err.contains("allow_header_without_secret: true"), "{err}");
+        assert!(err.contains("X-Deploy-User"), "{err}");
+        for fix in [
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret"),
+            (
+                "PATGATE_UPSTREAM__IDENTITY__ALLOW_HEADER_WITHOUT_SECRET",
+                "true",
+            ),
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+        ] {
+            assert!(Config::from_yaml(&bare, &env(&[fix])).is_ok(), "{fix:?}");
+        }
+        let err = Config::from_yaml(
+            &bare,
+            &env(&[(
+                "PATGATE_UPSTREAM__IDENTITY__ALLOW_HEADER_WITHOUT_SECRET",
+                "yes",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not true or false"), "{err}");
+    }
+
+    #[test]
+    fn identity_header_names_have_no_underscore() {
+        let err = Config::from_yaml(
+            MINIMAL,
+            &env(&[("PATGATE_UPSTREAM__IDENTITY__HEADER", "X_Remote_User")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("upstream.identity.header \"X_Remote_User\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_gateway_yaml_starts_as_it_is() {
+        let cfg = Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
+        assert!(cfg.trusted_proxies.is_empty());
+        assert_eq!(cfg.underscore_headers, UnderscoreHeaders::Forward);
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_from_yaml_or_the_environment() {
+        let yaml =
+            format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.1]\n");
+        let cfg = Config::from_yaml(&yaml, &env(&[])).unwrap();
+        assert_eq!(cfg.trusted_proxies.len(), 3);
+        assert!(cfg.trusted_proxies[1].contains("2001:db8::7".parse().unwrap()));
+        let cfg = Config::from_yaml(
+            MINIMAL,
+            &env(&[("PATGATE_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.trusted_proxies.len(), 2);
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_TRUSTED_PROXIES", "10.1.2.3/8")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trusted_proxies \"10.1.2.3/8\"") && err.contains("write 10.0.0.0/8"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn underscore_headers_is_one_of_three() {
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UNDERSCORE_HEADERS", "strip")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("underscore_headers \"strip\""), "{err}");
     }
 }

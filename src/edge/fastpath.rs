@@ -10,10 +10,13 @@
 //! close-delimited). Any other request hands the connection, with the bytes read so
 //! far, to the general hyper-based path ([`crate::edge::gateway`]) for the rest of its life.
 //!
-//! The rewriting rules are the general path's: hop-by-hop headers and client copies of
-//! identity and forwarding headers are dropped, the token, `Authorization` and
-//! `Cookie` never reach Deploy, `Set-Cookie` never reaches the client, `X-Forwarded-*`
-//! and `x-request-id` are set, and Deploy's silence becomes 502/504.
+//! The rewriting rules are the general path's, from [`crate::edge::headers`]: hop-by-hop
+//! headers, client copies of identity and forwarding headers and their `_` look-alikes
+//! are dropped, the token, `Authorization` and `Cookie` never reach Deploy,
+//! `Set-Cookie` and URL session ids never reach the client, `X-Forwarded-*` and
+//! `x-request-id` are set, and Deploy's silence becomes 502/504. A request one of those
+//! rules refuses (a second `Host`, a session id in the URL, …) goes to the general
+//! path, which says so.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -33,14 +36,12 @@ use tokio::sync::watch;
 use crate::config;
 use crate::edge::endpoints;
 use crate::edge::gateway::{self, Gateway};
-use crate::edge::proxy::{self, CLIENT_FORWARDING, HOP_BY_HOP};
+use crate::edge::headers::{self, is_hop_by_hop, Underscored, MAX_HEADERS};
+use crate::edge::proxy;
 use crate::edge::response::Body;
 use crate::metrics::Metrics;
 use crate::tokens::credentials::{self, Credential};
 
-/// Most header lines in a request or response the fast path parses; more go to the
-/// general path (requests) or are refused (responses).
-const MAX_HEADERS: usize = 64;
 /// Largest request or response head, as on the general path.
 const MAX_HEAD: usize = 64 * 1024;
 /// Free space a read into a head buffer gets at least.
@@ -56,6 +57,8 @@ const KEPT_BUFFER: usize = 16 * 1024;
 const COPY_CHUNK: usize = 64 * 1024;
 /// Largest trailer section of a chunked response.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Most chunk-extension bytes in one chunked response, as the general path allows.
+const MAX_EXTENSIONS: usize = 16 * 1024;
 /// Attempts per request when a reused connection turns out closed.
 const ATTEMPTS: usize = 3;
 /// A connection idle for longer is not reused: a firewall may have dropped it silently.
@@ -66,8 +69,6 @@ pub struct Forwarder {
     idle: Mutex<Vec<(TcpStream, Instant)>>,
     max_idle: usize,
     address: String,
-    /// `Host` for requests that came without one.
-    authority: String,
     connect_timeout: Duration,
     read_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -94,11 +95,6 @@ impl Forwarder {
             idle: Mutex::new(Vec::new()),
             max_idle: settings.max_idle_per_host,
             address,
-            authority: settings
-                .url
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_default(),
             connect_timeout: settings.connect_timeout,
             read_timeout: settings.read_timeout,
             metrics,
@@ -179,7 +175,7 @@ impl Forwarder {
                 let mut parsed = httparse::Request::new(&mut headers);
                 match parsed.parse(&conn.buf) {
                     Ok(httparse::Status::Complete(len)) => {
-                        match self.read_request(&parsed, len, gateway, &mut conn.scratch) {
+                        match self.read_request(&parsed, len, gateway, client, &mut conn.scratch) {
                             Some(request) => {
                                 parsed_head = Some(request);
                                 continue;
@@ -219,6 +215,7 @@ impl Forwarder {
         parsed: &httparse::Request<'_, '_>,
         head_len: usize,
         gateway: &Gateway,
+        client: Client,
         scratch: &mut Scratch,
     ) -> Option<Request> {
         if parsed.version != Some(1) {
@@ -237,10 +234,7 @@ impl Forwarder {
             parsed
                 .headers
                 .iter()
-                .filter(|h| {
-                    h.name
-                        .eq_ignore_ascii_case(credentials::TOKEN_HEADER.as_str())
-                })
+                .filter(|h| headers::is_token_header(h.name.as_bytes()))
                 .map(|h| h.value),
             parsed
                 .headers
@@ -255,6 +249,10 @@ impl Forwarder {
         else {
             return None;
         };
+        // Refused on the general path: a token must not become a URL-tracked session.
+        if headers::has_session_id(target.as_bytes()) {
+            return None;
+        }
 
         let head = &mut scratch.head;
         head.clear();
@@ -270,22 +268,29 @@ impl Forwarder {
             close: false,
             head: method == "HEAD",
             idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
-            forwarded_for: None,
-            host: None,
+            client: client.ip,
+            forwarded_chain: String::new(),
             stripped_identity: false,
         };
         let mut seen_length = false;
+        let mut seen_host = false;
         let mut lower = [0u8; 64];
         for header in parsed.headers.iter() {
-            let long;
-            let name = match lowercase(header.name, &mut lower) {
-                Some(name) => name,
-                None => {
-                    long = header.name.to_ascii_lowercase();
-                    long.as_bytes()
+            // A longer name is rare enough to leave to the general path.
+            let name = lowercase(header.name, &mut lower)?;
+            if name.contains(&b'_') {
+                for b in name.iter_mut().filter(|b| **b == b'_') {
+                    *b = b'-';
                 }
-            };
-            match name {
+                match gateway.rules.underscored(name, &gateway.identity) {
+                    Underscored::Refuse => return None,
+                    Underscored::Identity => request.stripped_identity = true,
+                    Underscored::Drop => {}
+                    Underscored::Keep => append_header(head, header.name.as_bytes(), header.value),
+                }
+                continue;
+            }
+            match &*name {
                 b"content-length" => {
                     // One, and small: the general path judges repeated lengths and
                     // streams large uploads.
@@ -300,7 +305,7 @@ impl Forwarder {
                 }
                 b"connection" => {
                     // Only keep-alive and close; a header named here is the general
-                    // path's to remove.
+                    // path's to remove (or, for Host, to refuse).
                     for option in header.value.split(|&b| b == b',') {
                         let option = option.trim_ascii();
                         if option.eq_ignore_ascii_case(b"close") {
@@ -314,23 +319,25 @@ impl Forwarder {
                 }
                 b"transfer-encoding" | b"upgrade" | b"expect" => return None,
                 b"host" => {
-                    if request.host.is_some() {
+                    // Exactly one, and a plausible one: the general path refuses others.
+                    if seen_host || !headers::valid_host(header.value) {
                         return None;
                     }
-                    request.host = Some(header.value.to_vec());
+                    seen_host = true;
+                    append_header(head, b"x-forwarded-host", header.value);
                 }
-                b"x-forwarded-for" => {
-                    if request.forwarded_for.is_none() {
-                        request.forwarded_for = Some(header.value.to_vec());
-                    }
-                    continue;
-                }
-                // Set by the gateway alone.
-                b"x-forwarded-proto" | b"x-forwarded-host" | b"x-request-id" => continue,
+                // Set by the gateway alone (X-Forwarded-For from the trusted proxies
+                // below).
+                name if headers::GATEWAY_SET.iter().any(|g| g.as_bytes() == name) => continue,
                 // The token is the identity: neither it nor a session rides along.
                 b"authorization" | b"x-deploy-personal-token" | b"cookie" => continue,
                 name if is_hop_by_hop(name) => continue,
-                name if CLIENT_FORWARDING.iter().any(|f| f.as_bytes() == name) => continue,
+                name if headers::CLIENT_FORWARDING
+                    .iter()
+                    .any(|f| f.as_bytes() == name) =>
+                {
+                    continue
+                }
                 name if gateway.identity.is_identity_header(name) => {
                     request.stripped_identity = true;
                     continue;
@@ -339,6 +346,20 @@ impl Forwarder {
             }
             append_header(head, header.name.as_bytes(), header.value);
         }
+        // HTTP/1.1 without Host: the general path's 400.
+        if !seen_host {
+            return None;
+        }
+        let resolved = gateway.rules.client(
+            client.ip,
+            parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|h| h.value),
+        );
+        request.client = resolved.ip;
+        request.forwarded_chain = resolved.chain;
         Some(request)
     }
 
@@ -359,7 +380,11 @@ impl Forwarder {
         }
         let principal = match gateway
             .tokens
-            .check(&request.token, request.claimed_user.as_deref(), client.ip)
+            .check(
+                &request.token,
+                request.claimed_user.as_deref(),
+                request.client,
+            )
             .await
         {
             Ok(principal) => principal,
@@ -430,12 +455,13 @@ impl Forwarder {
         }
     }
 
-    /// Ends the upstream head: identity, forwarding headers, request id.
+    /// Ends the upstream head: forwarding headers, request id (`X-Forwarded-Host` went
+    /// with `Host`).
     fn finish_head(&self, scratch: &mut Scratch, request: &Request, client: Client, id: &str) {
         let head = &mut scratch.head;
         head.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(earlier) = &request.forwarded_for {
-            head.extend_from_slice(earlier);
+        if !request.forwarded_chain.is_empty() {
+            head.extend_from_slice(request.forwarded_chain.as_bytes());
             head.extend_from_slice(b", ");
         }
         head.extend_from_slice(scratch.client_ip.as_bytes());
@@ -444,10 +470,6 @@ impl Forwarder {
         } else {
             b"\r\nx-forwarded-proto: http\r\n"
         });
-        match &request.host {
-            Some(host) => append_header(head, b"x-forwarded-host", host),
-            None => append_header(head, b"host", self.authority.as_bytes()),
-        }
         append_header(head, b"x-request-id", id.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
@@ -814,8 +836,10 @@ struct Request {
     /// A HEAD request: the answer has no body whatever its headers say.
     head: bool,
     idempotent: bool,
-    forwarded_for: Option<Vec<u8>>,
-    host: Option<Vec<u8>>,
+    /// The client: the peer, or behind a trusted proxy the address it forwarded.
+    client: IpAddr,
+    /// `X-Forwarded-For` entries kept ahead of the peer's (trusted proxies only).
+    forwarded_chain: String,
     stripped_identity: bool,
 }
 
@@ -926,7 +950,7 @@ impl ResponseHead {
             {
                 continue;
             }
-            match lowercase(header.name, &mut lower) {
+            match lowercase(header.name, &mut lower).as_deref() {
                 Some(b"content-length") => {
                     let length = parse_length(header.value).ok_or("bad content-length")?;
                     if head.content_length.is_some_and(|l| l != length) {
@@ -942,6 +966,15 @@ impl ResponseHead {
                 // Hop-by-hop; and no Deploy session for a token-authenticated request,
                 // and the gateway's own request id.
                 Some(b"upgrade" | b"set-cookie" | b"x-request-id") => continue,
+                // Nor a session id in a URL it is sent to.
+                Some(b"location") => {
+                    let lines = &mut head.lines;
+                    lines.extend_from_slice(header.name.as_bytes());
+                    lines.extend_from_slice(b": ");
+                    headers::write_without_session_id(lines, header.value);
+                    lines.extend_from_slice(b"\r\n");
+                    continue;
+                }
                 Some(name) if is_hop_by_hop(name) => continue,
                 _ => {}
             }
@@ -1023,13 +1056,8 @@ fn strip_line(lines: &[u8], name: &[u8]) -> Vec<u8> {
     kept
 }
 
-/// One of the general path's hop-by-hop headers (`name` in lower case).
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_str().as_bytes() == name)
-}
-
 /// The header name in lower case, if it fits in `buf`.
-fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a [u8]> {
+fn lowercase<'a>(name: &str, buf: &'a mut [u8; 64]) -> Option<&'a mut [u8]> {
     let out = buf.get_mut(..name.len())?;
     for (o, b) in out.iter_mut().zip(name.bytes()) {
         *o = b.to_ascii_lowercase();
@@ -1121,21 +1149,28 @@ struct Taken {
 }
 
 /// Follows chunked framing (RFC 9112 §7.1) without decoding it: the bytes pass through
-/// as they are, and the scanner tells where the message ends.
+/// as they are, and the scanner tells where the message ends. It is as strict as the
+/// general path's decoder (hyper's): lines end in CRLF, and a size line holds the size,
+/// optional spaces or tabs, and extensions after `;`. A proxy behind the gateway must
+/// never be handed framing it could read differently.
 #[derive(Debug, Default)]
 struct ChunkScanner {
     state: ChunkState,
+    extension_bytes: usize,
     trailer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    /// In a chunk-size line: the size so far, its digit count, whether in extensions.
+    /// In a chunk size: the size so far, its digit count.
     Size {
         size: u64,
         digits: u8,
-        extension: bool,
     },
+    /// After the size, in spaces or tabs: only `;` or the line's end may follow.
+    SizeSpace(u64),
+    /// In the size line's extensions.
+    Extension(u64),
     /// After the size line's CR.
     SizeLf(u64),
     Data(u64),
@@ -1152,11 +1187,7 @@ enum ChunkState {
 
 impl Default for ChunkState {
     fn default() -> Self {
-        ChunkState::Size {
-            size: 0,
-            digits: 0,
-            extension: false,
-        }
+        ChunkState::Size { size: 0, digits: 0 }
     }
 }
 
@@ -1195,14 +1226,7 @@ impl ChunkScanner {
             let byte = input[i];
             i += 1;
             self.state = match (self.state, byte) {
-                (
-                    Size {
-                        size,
-                        digits,
-                        extension: false,
-                    },
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F',
-                ) => {
+                (Size { size, digits }, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
                     if digits >= 15 {
                         return Err(ChunkError);
                     }
@@ -1210,26 +1234,26 @@ impl ChunkScanner {
                     Size {
                         size: size * 16 + digit,
                         digits: digits + 1,
-                        extension: false,
                     }
                 }
-                (Size { size, digits, .. }, b'\r') if digits > 0 => SizeLf(size),
-                (Size { size, digits, .. }, b'\n') if digits > 0 => after_size(size),
-                (Size { size, digits, .. }, b';' | b' ' | b'\t') if digits > 0 => Size {
-                    size,
-                    digits,
-                    extension: true,
-                },
-                (
-                    state @ Size {
-                        extension: true, ..
-                    },
-                    _,
-                ) => state,
+                (Size { size, digits: 1.. }, b' ' | b'\t') | (SizeSpace(size), b' ' | b'\t') => {
+                    SizeSpace(size)
+                }
+                (Size { size, digits: 1.. } | SizeSpace(size), b';') => Extension(size),
+                (Size { size, digits: 1.. } | SizeSpace(size) | Extension(size), b'\r') => {
+                    SizeLf(size)
+                }
+                (Extension(size), byte) if byte != b'\n' => {
+                    self.extension_bytes += 1;
+                    if self.extension_bytes > MAX_EXTENSIONS {
+                        return Err(ChunkError);
+                    }
+                    Extension(size)
+                }
                 (SizeLf(size), b'\n') => after_size(size),
                 (DataCr, b'\r') => DataLf,
-                (DataCr | DataLf, b'\n') => ChunkState::default(),
-                (Trailer { line, .. }, b'\n') => {
+                (DataLf, b'\n') => ChunkState::default(),
+                (Trailer { line, cr: true }, b'\n') => {
                     if line == 0 {
                         Done
                     } else {
@@ -1237,7 +1261,7 @@ impl ChunkScanner {
                     }
                 }
                 (Trailer { line, cr: false }, b'\r') => Trailer { line, cr: true },
-                (Trailer { line, cr: false }, _) => {
+                (Trailer { line, cr: false }, byte) if byte != b'\n' => {
                     self.trailer_bytes += 1;
                     if self.trailer_bytes > MAX_TRAILERS {
                         return Err(ChunkError);
@@ -1374,6 +1398,25 @@ mod tests {
 
     #[test]
     fn malformed_chunk_sizes_are_errors() {
+        // Bare line feeds, digits after a space, a space before any digit.
+        for bad in [
+            &b"2\nok\r\n0\r\n\r\n"[..],
+            b"2 5\r\nok\r\n0\r\n\r\n",
+            b" 2\r\nok\r\n0\r\n\r\n",
+            b"2;x\nok\r\n0\r\n\r\n",
+            b"2\r\nok\n0\r\n\r\n",
+            b"2\r\nok\r\n0\r\nx-t: 1\n\r\n",
+            b"2\r\nok\r\n0\r\n\n",
+        ] {
+            for piece in 1..=bad.len() {
+                assert!(
+                    scan_in_pieces(bad, piece).is_err(),
+                    "{:?} split every {piece}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+        assert!(scan_in_pieces(b"2 \t;x=\"y z\"\r\nok\r\n0\r\n\r\n", 100).is_ok());
         assert!(scan_in_pieces(b"zz\r\n", 100).is_err());
         assert!(scan_in_pieces(b"\r\n", 100).is_err());
         assert!(scan_in_pieces(b"5\r\nhelloXX", 100).is_err());

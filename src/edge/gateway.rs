@@ -16,13 +16,14 @@ use tracing::Instrument;
 
 use crate::api::{self, Api, ClientInfo};
 use crate::edge::endpoints;
+use crate::edge::headers::{self, Rules};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
 use crate::edge::response::{json_error, Body};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::{Refusal, TokenCheck};
-use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
+use crate::tokens::credentials::{Credential, TOKEN_HEADER};
 
 /// How long a client over its failure limit waits for its 429.
 const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -58,6 +59,8 @@ pub struct Gateway {
     pub api: Arc<Api>,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
+    /// Header rules and trusted proxies, for both paths.
+    pub rules: Rules,
     pub metrics: Arc<Metrics>,
     /// The main runtime, which owns the database connections; workers send their
     /// queries there.
@@ -73,6 +76,7 @@ impl Gateway {
         api: Arc<Api>,
         tokens: Arc<TokenCheck>,
         identity: UpstreamIdentity,
+        rules: Rules,
         metrics: Arc<Metrics>,
     ) -> Gateway {
         let mut seed = [0u8; 4];
@@ -82,6 +86,7 @@ impl Gateway {
             api,
             tokens,
             identity,
+            rules,
             metrics,
             runtime: tokio::runtime::Handle::current(),
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
@@ -107,6 +112,7 @@ impl Gateway {
             tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
         let peer = Peer {
             ip: remote.ip(),
+            client: remote.ip(),
             tls,
             request_id: &id,
         };
@@ -153,8 +159,13 @@ impl Gateway {
     ) -> Response<Body> {
         if endpoints::is_reserved(req.uri().path()) {
             if api::serves(req.uri().path()) {
+                let forwarded = req
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|v| v.as_bytes());
                 let client = ClientInfo {
-                    ip: peer.ip,
+                    ip: self.rules.client(peer.ip, forwarded).ip,
                     tls: peer.tls,
                     request_id: peer.request_id.to_string(),
                 };
@@ -165,10 +176,23 @@ impl Gateway {
         if let Some(refused) = refuse_method(req.method()) {
             return refused;
         }
-        let credential = credentials::extract(req.headers());
+        let credential = headers::credential(req.headers());
+        let token_request = matches!(credential, Credential::Token { .. });
+        if let Err(bad) = self.rules.check(&req, token_request) {
+            tracing::info!(
+                request_id = peer.request_id,
+                reason = bad.code(),
+                "refused request"
+            );
+            return bad.response();
+        }
         let headers = req.headers_mut();
         let upgrade = proxy::prepare(headers);
-        if self.identity.strip(headers) {
+        let peer = Peer {
+            client: self.rules.forwarded_for(peer.ip, headers),
+            ..peer
+        };
+        if self.identity.strip(headers) | self.rules.drop_underscored(headers, &self.identity) {
             tracing::info!(
                 request_id = peer.request_id,
                 "removed client-supplied identity headers"
@@ -201,7 +225,7 @@ impl Gateway {
             } => {
                 let principal = match self
                     .tokens
-                    .check(&token, claimed_user.as_deref(), peer.ip)
+                    .check(&token, claimed_user.as_deref(), peer.client)
                     .await
                 {
                     Ok(principal) => principal,
@@ -227,7 +251,7 @@ impl Gateway {
                 let mut still_valid = None;
                 if upgrade.is_some() {
                     let tokens = self.tokens.clone();
-                    let ip = peer.ip;
+                    let ip = peer.client;
                     still_valid = Some(Box::new(move || {
                         let tokens = tokens.clone();
                         let token = token.clone();
@@ -241,8 +265,10 @@ impl Gateway {
                     }) as StillValid);
                 }
                 let mut response = proxy.forward(req, peer, upgrade, still_valid).await;
-                // Nor may Deploy hand out a session for a token-authenticated request.
+                // Nor may Deploy hand out a session for a token-authenticated request,
+                // by cookie or in a URL.
                 response.headers_mut().remove(SET_COOKIE);
+                headers::strip_session_id(response.headers_mut());
                 response
             }
         }

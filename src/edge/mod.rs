@@ -5,7 +5,9 @@
 pub mod deploy_check;
 pub mod endpoints;
 pub mod fastpath;
+pub mod forwarded;
 pub mod gateway;
+pub mod headers;
 pub mod identity;
 pub mod jwt;
 pub mod proxy;

@@ -17,31 +17,22 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::config;
+use crate::edge::headers::{connection_tokens, CLIENT_FORWARDING, HOP_BY_HOP};
 use crate::edge::response::{json_error, Body};
 use crate::edge::upstream::Pool;
 use crate::metrics::Metrics;
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
-/// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
-pub const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// What the proxy knows about the client connection and the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer<'a> {
+    /// The connection's peer.
     pub ip: IpAddr,
+    /// The client, as [`crate::edge::forwarded`] resolves it: the peer, or behind a
+    /// trusted proxy the address it forwarded. Limits and audit go by this one.
+    pub client: IpAddr,
     pub tls: bool,
     /// For log lines.
     pub request_id: &'a str,
@@ -320,15 +311,6 @@ pub fn prepare(headers: &mut HeaderMap) -> Option<HeaderValue> {
     upgrade
 }
 
-/// Forwarding headers a client could use to pose as someone else to Deploy.
-pub const CLIENT_FORWARDING: [&str; 5] = [
-    "forwarded",
-    "x-real-ip",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-];
-
 /// The protocol a request asks to upgrade to, if it properly asks (Connection: upgrade).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
@@ -336,16 +318,6 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     // Other protocols (h2c above all) would open a channel Deploy reads without the
     // gateway's header checks.
     (asks && protocol.as_bytes().eq_ignore_ascii_case(b"websocket")).then(|| protocol.clone())
-}
-
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// Removes the fixed hop-by-hop headers, `Upgrade`, and every header the
@@ -371,15 +343,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`; `X-Forwarded-For` was set with the
+/// client's address ([`crate::edge::headers::Rules::forwarded_for`]).
 fn set_forwarded(headers: &mut HeaderMap, peer: Peer<'_>, original_host: Option<HeaderValue>) {
-    let ip = peer.ip.to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
     let proto = if peer.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match original_host {
@@ -425,11 +391,11 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended() {
+    fn forwarded_proto_and_host_describe_the_client_connection() {
         let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         let peer = Peer {
             ip: "127.0.0.1".parse().unwrap(),
+            client: "127.0.0.1".parse().unwrap(),
             tls: true,
             request_id: "test",
         };
@@ -438,7 +404,6 @@ mod tests {
             peer,
             Some(HeaderValue::from_static("deploy.example")),
         );
-        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "https");
         assert_eq!(h[X_FORWARDED_HOST], "deploy.example");
     }

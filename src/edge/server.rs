@@ -20,6 +20,7 @@ use crate::api::Api;
 use crate::config::{Config, IdentityMode, TlsFiles};
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
+use crate::edge::headers::{self, Rules};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::jwt::JwtMinter;
 use crate::edge::proxy::Proxy;
@@ -112,6 +113,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _ => None,
     };
     let identity = UpstreamIdentity::new(&config.upstream.identity, jwt)?;
+    if config.upstream.identity.mode == IdentityMode::Header
+        && config.upstream.identity.shared_secret.is_none()
+    {
+        tracing::warn!(
+            "header mode without upstream.identity.shared_secret \
+             (allow_header_without_secret): anything that reaches Deploy without the gateway \
+             can claim to be any user; set a shared secret before real use"
+        );
+    }
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
     let listeners = bind(config.listen, config.workers)?;
@@ -133,6 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         api.clone(),
         tokens,
         identity,
+        Rules::new(&config),
         metrics.clone(),
     ));
     let grace = config.shutdown_grace;
@@ -239,6 +250,7 @@ async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(headers::MAX_HEADERS)
         .keep_alive(true);
     // Every connection task holds a sender; when all are dropped, all are done.
     let (alive, mut all_done) = mpsc::channel::<()>(1);

@@ -15,7 +15,7 @@ use http::{HeaderValue, Method, StatusCode};
 use crate::api::{ApiError, ApiRef, ClientInfo};
 use crate::config::Config;
 use crate::store::{Store, UserSource};
-use crate::tokens::credentials::{self, Credential};
+use crate::tokens::credentials::Credential;
 use crate::tokens::format::TokenHasher;
 
 pub mod deploy;
@@ -151,7 +151,7 @@ impl FromRequestParts<ApiRef> for Caller {
             .cloned()
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", ""))?;
         check_origin(parts, &client)?;
-        match credentials::extract(&parts.headers) {
+        match crate::edge::headers::credential(&parts.headers) {
             Credential::Token {
                 token,
                 claimed_user,

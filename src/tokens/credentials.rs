@@ -1,13 +1,14 @@
-//! Finding a personal access token in a request, exactly as Deploy's clients send one:
+//! Finding a personal access token in a request, as Deploy's clients send one:
 //! `Authorization: Basic base64(":" + pat)`, `Basic base64(user + ":" + pat)`, or
 //! `x-deploy-personal-token: <pat>`.
 //!
 //! Anything else (a username and password, a session cookie, a bearer token) is not
-//! ours and passes through untouched.
+//! ours and passes through untouched, unless it contains, or decodes to, a string in
+//! the token format: such a half-recognised credential is a token attempt, checked or
+//! refused, and never carries the token on to Deploy.
 
 use base64::Engine;
-use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use crate::tokens::format;
 
@@ -43,16 +44,10 @@ impl std::fmt::Debug for Credential {
 /// not ours to judge.
 const MAX_CREDENTIAL_LEN: usize = 4096;
 
-/// Reads the request's credential. The token header wins over `Authorization`.
-pub fn extract(headers: &HeaderMap) -> Credential {
-    extract_from(
-        headers.get_all(&TOKEN_HEADER).iter().map(|v| v.as_bytes()),
-        headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()),
-    )
-}
-
-/// [`extract`] over raw header values: every `x-deploy-personal-token` value and every
-/// `Authorization` value, in order.
+/// Reads the request's credential from raw header values: every token header value
+/// and every `Authorization` value, in order. The token header wins over
+/// `Authorization`. Which header lines count as token headers is the caller's to say
+/// (`edge::headers`: look-alikes included).
 pub fn extract_from<'a>(
     mut token_headers: impl Iterator<Item = &'a [u8]>,
     mut authorizations: impl Iterator<Item = &'a [u8]>,
@@ -74,9 +69,18 @@ pub fn extract_from<'a>(
     if authorizations.next().is_some() {
         return Credential::Unreadable("more than one Authorization header; send one");
     }
-    if let Some(bearer) = strip_scheme(value, b"bearer ") {
+    match authorization(value) {
+        Credential::None if carries_token(value) => Credential::Unreadable(
+            "Authorization holds what looks like a personal access token in a form the gateway does not read; send Basic base64(\":\" + token) or x-deploy-personal-token",
+        ),
+        credential => credential,
+    }
+}
+
+/// One `Authorization` value as Deploy would read it.
+fn authorization(value: &[u8]) -> Credential {
+    if let Some(bearer) = scheme(value, b"bearer") {
         // A token sent the wrong way is still a token: check it rather than pass it on.
-        let bearer = bearer.trim_ascii();
         if format::looks_like_token(bearer) {
             return Credential::Token {
                 token: bearer.to_vec(),
@@ -85,11 +89,11 @@ pub fn extract_from<'a>(
         }
         return Credential::None;
     }
-    let Some(encoded) = strip_scheme(value, b"basic ") else {
+    let Some(encoded) = scheme(value, b"basic") else {
         return Credential::None;
     };
-    let encoded = encoded.trim_ascii();
     if encoded.len() > MAX_CREDENTIAL_LEN {
+        // Not decoded here; [`carries_token`] still looks inside.
         return Credential::None;
     }
     let Ok(decoded) = BASIC.decode(encoded) else {
@@ -130,15 +134,73 @@ const BASIC: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::ne
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-fn strip_scheme<'a>(value: &'a [u8], scheme: &[u8]) -> Option<&'a [u8]> {
-    let (head, rest) = value.split_at_checked(scheme.len())?;
-    head.eq_ignore_ascii_case(scheme).then_some(rest)
+/// The credentials after auth-scheme `name` (any case) and the spaces or tabs that
+/// must follow it.
+fn scheme<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = value.split_at_checked(name.len())?;
+    let separated = matches!(rest.first(), Some(b' ' | b'\t'));
+    (head.eq_ignore_ascii_case(name) && separated).then(|| rest.trim_ascii())
 }
+
+/// Whether a credential that was not read as a token still holds one: in plain text,
+/// or inside any base64 in it, whatever precedes the base64 (`Basic<b64>` without a
+/// space). Runs for credentials that pass through, never for token requests.
+fn carries_token(value: &[u8]) -> bool {
+    // Base64 of the shortest text that holds a whole token.
+    const SHORTEST: usize = format::TOKEN_LEN.div_ceil(3) * 4;
+    if format::contains_token(value) {
+        return true;
+    }
+    let is_base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    value
+        .split(|b| !is_base64(b))
+        .filter(|run| run.len() >= SHORTEST)
+        // One of four starting points lines up with the base64's own groups of four;
+        // whatever stands before it decodes to a few stray bytes.
+        .any(|run| (0..4).any(|skip| decodes_to_token(&run[skip..])))
+}
+
+fn decodes_to_token(run: &[u8]) -> bool {
+    let mut run = run;
+    while let [rest @ .., b'='] = run {
+        run = rest;
+    }
+    if run.len() % 4 == 1 {
+        run = &run[..run.len() - 1];
+    }
+    LENIENT
+        .decode(run)
+        .is_ok_and(|decoded| format::contains_token(&decoded))
+}
+
+/// For looking inside: standard base64 with whatever padding and trailing bits.
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::header::AUTHORIZATION;
+    use http::{HeaderMap, HeaderValue};
+
+    fn extract(headers: &HeaderMap) -> Credential {
+        extract_from(
+            headers.get_all(&TOKEN_HEADER).iter().map(|v| v.as_bytes()),
+            headers.get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()),
+        )
+    }
+
+    fn authorization(value: &str) -> Credential {
+        extract_from(std::iter::empty(), std::iter::once(value.as_bytes()))
+    }
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
 
     fn basic(user_pass: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -219,5 +281,51 @@ mod tests {
     fn debug_never_shows_the_token() {
         let c = extract(&basic(b":dpat_secretvalue"));
         assert!(!format!("{c:?}").contains("secretvalue"));
+    }
+
+    #[test]
+    fn half_recognised_credentials_are_token_attempts() {
+        let pat = crate::tokens::format::PlainToken::generate();
+        let pat = pat.expose();
+        let is_token = |c: Credential| matches!(c, Credential::Token { .. });
+        let is_refused = |c: Credential| matches!(c, Credential::Unreadable(_));
+        // A tab after the scheme is a separator, as Deploy's Basic reader takes it.
+        assert!(is_token(authorization(&format!(
+            "Basic\t{}",
+            b64(&format!(":{pat}"))
+        ))));
+        assert!(is_token(authorization(&format!(
+            "Bearer {}",
+            pat.replace("dpat_", "DPAT_")
+        ))));
+        // Glued to its scheme, too long to be ours, or in the wrong place: refused.
+        assert!(is_refused(authorization(&format!(
+            "Basic{}",
+            b64(&format!(":{pat}"))
+        ))));
+        for skip in 1..4 {
+            let glued = format!("Basic{}{}", &"xyz"[..skip], b64(&format!("alice:{pat}")));
+            assert!(is_refused(authorization(&glued)), "{skip}");
+        }
+        let long = format!("Basic {}", b64(&format!("{}:{pat}", "a".repeat(4000))));
+        assert!(is_refused(authorization(&long)));
+        assert!(is_refused(authorization(&format!(
+            "Basic {}",
+            b64(&format!("{pat}:"))
+        ))));
+        assert!(is_refused(authorization(&format!("Token {pat}"))));
+        assert!(is_refused(authorization(&format!("Bearer{pat}"))));
+        // Passwords and other bearers are still not ours.
+        assert_eq!(authorization(&basic_value("alice", "pw")), Credential::None);
+        let long_password = format!("Basic {}", b64(&format!("alice:{}", "p".repeat(5000))));
+        assert_eq!(authorization(&long_password), Credential::None);
+        assert_eq!(
+            authorization("Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"),
+            Credential::None
+        );
+    }
+
+    fn basic_value(user: &str, password: &str) -> String {
+        format!("Basic {}", b64(&format!("{user}:{password}")))
     }
 }

@@ -94,9 +94,24 @@ pub fn check_format(token: &[u8]) -> Result<(), MalformedToken> {
     Ok(())
 }
 
-/// Whether a credential claims to be a token (has our prefix), well-formed or not.
+/// Whether a credential claims to be a token (has our prefix, in any case), well-formed
+/// or not.
 pub fn looks_like_token(credential: &[u8]) -> bool {
-    credential.starts_with(PREFIX.as_bytes())
+    credential
+        .get(..PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(PREFIX.as_bytes()))
+}
+
+/// Whether `text` contains a string in the token format anywhere: the prefix, in any
+/// case, followed by as many letters and digits as a token has.
+pub fn contains_token(text: &[u8]) -> bool {
+    let rest = TOKEN_LEN - PREFIX.len();
+    (0..text.len().saturating_sub(TOKEN_LEN - 1)).any(|i| {
+        looks_like_token(&text[i..])
+            && text[i + PREFIX.len()..][..rest]
+                .iter()
+                .all(u8::is_ascii_alphanumeric)
+    })
 }
 
 /// The keyed hash under which a token is stored and cached: HMAC-SHA256 with the
@@ -287,6 +302,18 @@ mod tests {
         let mut bytes = t.expose().as_bytes().to_vec();
         bytes[8] = 0;
         assert_eq!(check_format(&bytes), Err(MalformedToken::Alphabet));
+    }
+
+    #[test]
+    fn tokens_are_found_inside_other_text() {
+        let t = PlainToken::generate();
+        assert!(contains_token(t.expose().as_bytes()));
+        assert!(contains_token(format!("x:{}\n", t.expose()).as_bytes()));
+        assert!(contains_token(
+            t.expose().replace("dpat_", "DPAT_").as_bytes()
+        ));
+        assert!(!contains_token(&t.expose().as_bytes()[..TOKEN_LEN - 1]));
+        assert!(!contains_token(b"my dpat_ password"));
     }
 
     #[test]

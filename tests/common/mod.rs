@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub mod api;
 pub mod deploy_jwt;
 pub mod oidc;
+pub mod scripted;
 
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
 
@@ -353,7 +354,7 @@ pub fn random_suffix() -> String {
 /// Gateway configuration for a test: YAML plus overrides.
 pub fn config(db: &TestDb, upstream: &str, extra: &[(&str, &str)]) -> Config {
     let yaml = format!(
-        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n  connect_timeout: 1s\n  read_timeout: 2s\ndatabase:\n  url: {}\nsecrets:\n  token_key_file: {}\n  \ncache:\n  poll_interval: 100ms\nshutdown_grace: 5s\nlog:\n  level: warn\n",
+        "listen: 127.0.0.1:0\nupstream:\n  url: {upstream}\n  connect_timeout: 1s\n  read_timeout: 2s\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: {}\nsecrets:\n  token_key_file: {}\n  \ncache:\n  poll_interval: 100ms\nshutdown_grace: 5s\nlog:\n  level: warn\n",
         db.url,
         db.dir.path().join("token.key").display(),
     );
@@ -413,7 +414,7 @@ pub fn config_file(db: &TestDb, upstream: &str, listen: &str) -> std::path::Path
     std::fs::write(
         &path,
         format!(
-            "listen: {listen}\nupstream:\n  url: {upstream}\ndatabase:\n  url: {}\nsecrets:\n  token_key_file: {}\ncache:\n  poll_interval: 100ms\nshutdown_grace: 5s\nlog:\n  level: info\n",
+            "listen: {listen}\nupstream:\n  url: {upstream}\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: {}\nsecrets:\n  token_key_file: {}\ncache:\n  poll_interval: 100ms\nshutdown_grace: 5s\nlog:\n  level: info\n",
             db.url,
             db.dir.path().join("token.key").display(),
         ),

@@ -1,0 +1,425 @@
+//! Header rules both request paths apply, the fast path to raw header lines and the
+//! general path to a `HeaderMap`: the names only the gateway may write and their `_`
+//! look-alikes, the most header lines a message may have, what makes a `Host`
+//! acceptable, and the URL session ids a token request may not carry.
+//!
+//! Everything here works on bytes in place; nothing allocates for an ordinary request.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+
+use crate::config::{Config, UnderscoreHeaders};
+use crate::edge::forwarded::{Resolved, TrustedProxies};
+use crate::edge::identity::UpstreamIdentity;
+use crate::edge::response::{json_error, Body};
+use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
+
+/// Most header lines in a request or an answer, on both paths (hyper's own default):
+/// a longer request head is refused with 431, a longer answer with 502.
+pub const MAX_HEADERS: usize = 100;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
+/// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
+pub const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Forwarding headers a client could use to pose as someone else to Deploy: removed.
+pub const CLIENT_FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+];
+
+/// Headers the gateway sets on every forwarded request: a client's copy is dropped.
+pub const GATEWAY_SET: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// One of the hop-by-hop headers (`name` in lower case).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_str().as_bytes() == name)
+}
+
+/// The options a request's `Connection` headers list.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether header `name` reads as `canonical` (lower case, with `-`) to a downstream
+/// that ignores case and takes `_` for `-`, as CGI- and WSGI-style environments and
+/// some header-authentication filters do.
+pub fn reads_as(name: &[u8], canonical: &[u8]) -> bool {
+    name.len() == canonical.len()
+        && name.iter().zip(canonical).all(|(&n, &c)| {
+            let n = n.to_ascii_lowercase();
+            n == c || (n == b'_' && c == b'-')
+        })
+}
+
+/// Whether `name` is the token header or one of its `_` look-alikes: either way what it
+/// carries is checked as a token, never forwarded.
+pub fn is_token_header(name: &[u8]) -> bool {
+    reads_as(name, TOKEN_HEADER.as_str().as_bytes())
+}
+
+/// The request's credential (general path): every token header, look-alikes included,
+/// and every `Authorization`.
+pub fn credential(headers: &HeaderMap) -> Credential {
+    credentials::extract_from(
+        headers
+            .iter()
+            .filter(|(name, _)| is_token_header(name.as_str().as_bytes()))
+            .map(|(_, value)| value.as_bytes()),
+        headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
+}
+
+/// Names with `-` that the gateway itself reads, sets or removes (lower case). A
+/// look-alike with `_` is never forwarded: downstream it could stand in for the real one.
+fn handled(name: &[u8]) -> bool {
+    is_hop_by_hop(name)
+        || CLIENT_FORWARDING
+            .iter()
+            .chain(&GATEWAY_SET)
+            .any(|h| h.as_bytes() == name)
+        || name == b"content-length"
+        || name == TOKEN_HEADER.as_str().as_bytes()
+}
+
+/// What becomes of a request header whose name contains `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Underscored {
+    /// The request is refused (`underscore_headers: refuse`).
+    Refuse,
+    /// A look-alike of an identity header: dropped, and worth a log line.
+    Identity,
+    /// Dropped: a look-alike of another header the gateway handles, or
+    /// `underscore_headers: drop`.
+    Drop,
+    Keep,
+}
+
+/// Why a request is refused before anything else looks at it (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    DuplicateHost,
+    MissingHost,
+    InvalidHost,
+    HostInConnection,
+    UnderscoreHeader,
+    SessionIdInUrl,
+}
+
+impl BadRequest {
+    /// Stable machine-readable code for the JSON error body.
+    pub fn code(self) -> &'static str {
+        match self {
+            BadRequest::DuplicateHost => "duplicate_host",
+            BadRequest::MissingHost => "missing_host",
+            BadRequest::InvalidHost | BadRequest::HostInConnection => "invalid_host",
+            BadRequest::UnderscoreHeader => "underscore_header",
+            BadRequest::SessionIdInUrl => "session_id_in_url",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            BadRequest::DuplicateHost => "the request has more than one Host header; send one",
+            BadRequest::MissingHost => "an HTTP/1.1 request needs a Host header",
+            BadRequest::InvalidHost => "the Host header is not a host name or address with an optional port",
+            BadRequest::HostInConnection => "Connection may not name Host: every hop needs it",
+            BadRequest::UnderscoreHeader => {
+                "header names with \"_\" are not accepted by this gateway; write \"-\""
+            }
+            BadRequest::SessionIdInUrl => {
+                "a request with a personal access token may not carry a jsessionid in its URL; remove the ;jsessionid=… part"
+            }
+        }
+    }
+
+    /// The JSON answer.
+    pub fn response(self) -> Response<Body> {
+        json_error(StatusCode::BAD_REQUEST, self.code(), self.message())
+    }
+}
+
+/// Whether `value` can be a `Host`: a host name or address (IPv6 in brackets) with an
+/// optional port, in the characters of an authority and without user information.
+pub fn valid_host(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+}
+
+/// Whether the path of `target` (before `?` or `#`) has a path parameter named
+/// `jsessionid`, in any case: the way servlet containers track sessions in URLs.
+pub fn has_session_id(target: &[u8]) -> bool {
+    let path = &target[..path_end(target)];
+    (0..path.len()).any(|i| session_param(path, i).is_some())
+}
+
+/// Writes `value` (a `Location`) without the `;jsessionid=…` parameters in its path.
+pub fn write_without_session_id(out: &mut Vec<u8>, value: &[u8]) {
+    let path = &value[..path_end(value)];
+    let mut copied = 0;
+    let mut i = 0;
+    while i < path.len() {
+        match session_param(path, i) {
+            Some(end) => {
+                out.extend_from_slice(&value[copied..i]);
+                copied = end;
+                i = end;
+            }
+            None => i += 1,
+        }
+    }
+    out.extend_from_slice(&value[copied..]);
+}
+
+fn path_end(target: &[u8]) -> usize {
+    target
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(target.len())
+}
+
+/// If a `jsessionid` parameter starts at `path[at]` (its `;`), where it ends.
+fn session_param(path: &[u8], at: usize) -> Option<usize> {
+    if path[at] != b';' {
+        return None;
+    }
+    let rest = &path[at + 1..];
+    let name_len = rest
+        .iter()
+        .position(|&b| matches!(b, b'=' | b';' | b'/'))
+        .unwrap_or(rest.len());
+    if !rest[..name_len].eq_ignore_ascii_case(b"jsessionid") {
+        return None;
+    }
+    let len = rest
+        .iter()
+        .position(|&b| matches!(b, b';' | b'/'))
+        .unwrap_or(rest.len());
+    Some(at + 1 + len)
+}
+
+/// The settings behind these rules, built once at start.
+#[derive(Debug)]
+pub struct Rules {
+    underscores: UnderscoreHeaders,
+    trusted_proxies: TrustedProxies,
+}
+
+impl Rules {
+    pub fn new(config: &Config) -> Rules {
+        Rules {
+            underscores: config.underscore_headers,
+            trusted_proxies: TrustedProxies::new(&config.trusted_proxies),
+        }
+    }
+
+    /// What becomes of a header whose name, `normalized`, was written with `_`
+    /// (`normalized`: in lower case, with `_` read as `-`).
+    pub fn underscored(&self, normalized: &[u8], identity: &UpstreamIdentity) -> Underscored {
+        if self.underscores == UnderscoreHeaders::Refuse {
+            Underscored::Refuse
+        } else if identity.is_identity_header(normalized) {
+            Underscored::Identity
+        } else if handled(normalized) || self.underscores == UnderscoreHeaders::Drop {
+            Underscored::Drop
+        } else {
+            Underscored::Keep
+        }
+    }
+
+    /// The client of a request from `peer` with these `X-Forwarded-For` values.
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'a [u8]>,
+    ) -> Resolved {
+        self.trusted_proxies.resolve(peer, forwarded_for)
+    }
+
+    /// General path: the refusals that come before anything else looks at a request.
+    pub fn check<B>(&self, req: &Request<B>, token_request: bool) -> Result<(), BadRequest> {
+        let headers = req.headers();
+        let mut hosts = headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(_), Some(_)) => return Err(BadRequest::DuplicateHost),
+            (Some(host), None) if !valid_host(host.as_bytes()) => {
+                return Err(BadRequest::InvalidHost)
+            }
+            (None, _) if req.version() == Version::HTTP_11 => return Err(BadRequest::MissingHost),
+            _ => {}
+        }
+        if connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("host")) {
+            return Err(BadRequest::HostInConnection);
+        }
+        if self.underscores == UnderscoreHeaders::Refuse
+            && headers.keys().any(|name| name.as_str().contains('_'))
+        {
+            return Err(BadRequest::UnderscoreHeader);
+        }
+        if token_request && has_session_id(req.uri().path().as_bytes()) {
+            return Err(BadRequest::SessionIdInUrl);
+        }
+        Ok(())
+    }
+
+    /// General path: removes the headers with `_` that [`Self::underscored`] drops;
+    /// true if an identity look-alike was among them.
+    pub fn drop_underscored(&self, headers: &mut HeaderMap, identity: &UpstreamIdentity) -> bool {
+        let mut dropped: Vec<HeaderName> = Vec::new();
+        let mut identity_seen = false;
+        for name in headers.keys().filter(|name| name.as_str().contains('_')) {
+            let normalized = name.as_str().replace('_', "-");
+            match self.underscored(normalized.as_bytes(), identity) {
+                Underscored::Keep => continue,
+                Underscored::Identity => identity_seen = true,
+                Underscored::Drop | Underscored::Refuse => {}
+            }
+            dropped.push(name.clone());
+        }
+        for name in dropped {
+            headers.remove(name);
+        }
+        identity_seen
+    }
+
+    /// General path: sets `X-Forwarded-For` for Deploy and returns the client's address.
+    pub fn forwarded_for(&self, peer: IpAddr, headers: &mut HeaderMap) -> IpAddr {
+        let resolved = self.client(
+            peer,
+            headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
+        let value = if resolved.chain.is_empty() {
+            HeaderValue::try_from(peer.to_string())
+        } else {
+            let mut value = Vec::with_capacity(resolved.chain.len() + 48);
+            resolved.write(&mut value, peer.to_string().as_bytes());
+            HeaderValue::try_from(value)
+        };
+        match value {
+            Ok(value) => headers.insert(X_FORWARDED_FOR, value),
+            Err(_) => headers.remove(X_FORWARDED_FOR),
+        };
+        resolved.ip
+    }
+}
+
+/// General path: removes `;jsessionid=…` from the `Location` of an answer to a token
+/// request, so that no link Deploy hands out turns the token into a session.
+pub fn strip_session_id(headers: &mut HeaderMap) {
+    let Some(location) = headers.get(header::LOCATION) else {
+        return;
+    };
+    if !has_session_id(location.as_bytes()) {
+        return;
+    }
+    let mut stripped = Vec::with_capacity(location.len());
+    write_without_session_id(&mut stripped, location.as_bytes());
+    match HeaderValue::from_bytes(&stripped) {
+        Ok(value) => headers.insert(header::LOCATION, value),
+        Err(_) => headers.remove(header::LOCATION),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alikes_read_as_the_real_name() {
+        for name in [
+            "X_Deploy_User",
+            "x_deploy_user",
+            "X-Deploy_User",
+            "X-DEPLOY-USER",
+        ] {
+            assert!(reads_as(name.as_bytes(), b"x-deploy-user"), "{name}");
+        }
+        assert!(!reads_as(b"x-deploy-users", b"x-deploy-user"));
+        assert!(!reads_as(b"x.deploy.user", b"x-deploy-user"));
+        assert!(is_token_header(b"X_Deploy_Personal_Token"));
+    }
+
+    #[test]
+    fn session_ids_are_found_in_the_path_only() {
+        assert!(has_session_id(b"/deployit/login;jsessionid=ATTACKER"));
+        assert!(has_session_id(b"/a;JSESSIONID=x/b?q=1"));
+        assert!(has_session_id(b"/a;v=1;jsessionid"));
+        assert!(!has_session_id(b"/a?x=;jsessionid=1"));
+        assert!(!has_session_id(b"/a;jsessionidx=1"));
+        assert!(!has_session_id(b"/jsessionid=1"));
+    }
+
+    #[test]
+    fn locations_lose_their_session_ids_and_nothing_else() {
+        let strip = |value: &str| {
+            let mut out = Vec::new();
+            write_without_session_id(&mut out, value.as_bytes());
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            strip("http://gw.example/deployit/app;jsessionid=NEW?x=1"),
+            "http://gw.example/deployit/app?x=1"
+        );
+        assert_eq!(strip("/a;v=1;JSessionId=N;w=2/b"), "/a;v=1;w=2/b");
+        assert_eq!(strip("/a;jsessionid=N"), "/a");
+        assert_eq!(strip("/a?next=/b;jsessionid=N"), "/a?next=/b;jsessionid=N");
+        assert_eq!(strip("/plain"), "/plain");
+    }
+
+    #[test]
+    fn hosts_are_authorities() {
+        for ok in [
+            "gw.example",
+            "gw.example:4516",
+            "[2001:db8::1]:443",
+            "10.0.0.1",
+            "my_host",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "user@gw.example",
+            "gw.example/x",
+            "gw example",
+            "gw\u{e9}.example",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
+}
