@@ -273,7 +273,7 @@ async fn jwt_key(
             settings.algorithm.as_str(),
             added.kid,
             rfc3339(Some(added.not_before)).as_str().unwrap_or_default(),
-            rfc3339(Some(added.not_before + settings.ttl.as_secs() as i64 + 60)).as_str().unwrap_or_default(),
+            rfc3339(Some(added.not_before + minter.published_after())).as_str().unwrap_or_default(),
         ));
     }
     let signing = minter.signing_kid().unwrap_or_default();

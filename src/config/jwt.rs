@@ -54,6 +54,9 @@ pub struct JwtSettings {
     /// How long a new signing key is published before it signs (`patgate jwt-key
     /// rotate`), so that Deploy has fetched it by then.
     pub rotation_lead: Duration,
+    /// How long past expiry Deploy may still accept a JWT (its clock skew allowance):
+    /// a replaced key stays published that much longer.
+    pub clock_skew: Duration,
 }
 
 impl std::fmt::Debug for JwtSettings {
@@ -81,6 +84,7 @@ pub(super) struct RawJwt {
     default_roles: ListOrText,
     user_roles: BTreeMap<String, ListOrText>,
     rotation_lead: String,
+    clock_skew: String,
 }
 
 impl Default for RawJwt {
@@ -97,6 +101,7 @@ impl Default for RawJwt {
             default_roles: ListOrText::Empty,
             user_roles: BTreeMap::new(),
             rotation_lead: "10m".into(),
+            clock_skew: "60s".into(),
         }
     }
 }
@@ -170,6 +175,7 @@ impl RawJwt {
                 .map(|(user, roles)| (user, roles.into_vec()))
                 .collect(),
             rotation_lead,
+            clock_skew: duration("upstream.identity.jwt.clock_skew", &self.clock_skew)?,
         })
     }
 }

@@ -180,6 +180,7 @@ mod tests {
                 default_roles: vec!["deployers".into()],
                 user_roles: [("alice".to_string(), vec!["ops".to_string()])].into(),
                 rotation_lead: Duration::from_secs(600),
+                clock_skew: Duration::from_secs(60),
             },
             basic: None,
         }

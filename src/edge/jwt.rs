@@ -21,8 +21,6 @@ use crate::config::{JwtAlgorithm, JwtSettings};
 use crate::store::{self, Store, StoredKey};
 use crate::tokens::sealed::Sealer;
 
-/// How long past a key's last possible JWT it stays published (clock skew).
-const PUBLISH_MARGIN_SECS: i64 = 60;
 /// Sealing context of signing keys.
 const SEAL_CONTEXT: &str = "jwt-signing-key";
 
@@ -165,7 +163,7 @@ impl JwtMinter {
                 .get(i + 1)
                 .map(|next| next.not_before)
                 .filter(|at| *at <= now);
-            if superseded.is_some_and(|at| at + self.lifetime() + PUBLISH_MARGIN_SECS < now) {
+            if superseded.is_some_and(|at| at + self.published_after() < now) {
                 if let Some(store) = &self.store {
                     store.remove_signing_key(&key.kid).await?;
                 }
@@ -197,6 +195,12 @@ impl JwtMinter {
 
     fn lifetime(&self) -> i64 {
         self.settings.ttl.as_secs() as i64
+    }
+
+    /// How long a replaced key stays published: its last JWT's life plus Deploy's
+    /// clock skew allowance.
+    pub fn published_after(&self) -> i64 {
+        self.lifetime() + self.settings.clock_skew.as_secs() as i64
     }
 
     /// Adds the next key: published now, signing once `rotation_lead` has passed.
@@ -301,7 +305,7 @@ impl JwtMinter {
                     .get(i + 1)
                     .map(|next| next.not_before)
                     .filter(|at| *at <= now);
-                superseded.is_none_or(|at| at + self.lifetime() + PUBLISH_MARGIN_SECS >= now)
+                superseded.is_none_or(|at| at + self.published_after() >= now)
             })
             .filter_map(|(_, k)| k.jwk.clone())
             .collect();
