@@ -22,9 +22,8 @@ if [ -z "${PATGATE_TEST_POSTGRES_URL:-}" ]; then
   echo "note: PATGATE_TEST_POSTGRES_URL is not set; PostgreSQL cases will be skipped" >&2
 fi
 
-# The OpenID tests run a real provider on Node (tests/oidc).
-bash scripts/oidc-setup.sh
-# The JWT tests run a Deploy stand-in that validates tokens with jose on Node (tests/deploy-jwt).
-bash scripts/deploy-jwt-setup.sh
+# The SSO tests run a real OpenID provider (tests/oidc), the JWT tests a Deploy stand-in
+# that validates tokens with jose (tests/deploy-jwt), both on Node.
+bash scripts/node-setup.sh
 
 cargo test --locked "$@"

@@ -2,6 +2,7 @@
 //! sign-in checked by the Deploy stand-in, sessions and CSRF, tokens created, listed and
 //! deleted, the seed's policies, the audit log, bad input, and the OpenAPI description.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -10,25 +11,6 @@ use common::api::{as_user, call, Session};
 use common::*;
 use patgate::tokens::format::Expiration;
 use serde_json::{json, Value};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::TestDb::new(super::Backend::Sqlite).await.unwrap();
-                super::$name(db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = super::TestDb::new(super::Backend::Postgres).await else { return };
-                super::$name(db).await;
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     password_sign_in_is_checked_by_deploy,

@@ -1,6 +1,7 @@
 //! Token authentication end to end, against SQLite and PostgreSQL: which requests reach
 //! Deploy, as whom, and which are refused.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -8,26 +9,6 @@ use std::time::Duration;
 use common::*;
 use patgate::store::Store;
 use patgate::tokens::format::{Expiration, PlainToken, TokenHasher};
-
-/// Runs a case against SQLite and against PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::TestDb::new(super::Backend::Sqlite).await.unwrap();
-                super::$name(db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = super::TestDb::new(super::Backend::Postgres).await else { return };
-                super::$name(db).await;
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     every_accepted_form_reaches_deploy_as_the_owner_without_the_token,

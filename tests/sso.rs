@@ -3,6 +3,7 @@
 //! administrator's switch for SSO users' tokens; and a tampered state, a replayed code,
 //! a provider's error and a wrong issuer are refused with readable pages.
 
+#[macro_use]
 mod common;
 
 use common::api::{call, Session};
@@ -12,25 +13,6 @@ use serde_json::json;
 
 const CLIENT_ID: &str = "patgate";
 const CLIENT_SECRET: &str = "client-secret-for-tests";
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::TestDb::new(super::Backend::Sqlite).await.unwrap();
-                super::$name(db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = super::TestDb::new(super::Backend::Postgres).await else { return };
-                super::$name(db).await;
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     an_sso_user_signs_in_makes_a_token_and_the_switch_governs_it,

@@ -1,7 +1,7 @@
 //! A Deploy stand-in that accepts a request only with a bearer JWT that the `jose` library
 //! (`tests/deploy-jwt/server.mjs` on Node) verifies the way Deploy's OIDC `access-token`
 //! settings would: issuer, audience, a JWKS URL or an HS256 secret, the allowed algorithms,
-//! the user-name and roles claims. `scripts/deploy-jwt-setup.sh` installs its packages.
+//! the user-name and roles claims. `scripts/node-setup.sh` installs its packages.
 //!
 //! Valid token: 200 JSON `{"user", "roles", "path", "method", "claims"}`;
 //! `/deployit/security/check/admin` answers `<boolean>true|false</boolean>` (ADMIN_ROLE in
@@ -16,18 +16,11 @@
 //! published after it started is found; the set is also refetched when older than 10 s.
 //! Time claims get 5 s of clock tolerance; `exp` is required.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStdin};
 
+use super::node::NodeProcess;
 use super::oidc::request;
 use super::Answer;
-
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How the stand-in validates tokens; the fields map to Deploy's `access-token` settings.
 #[derive(Debug, Clone, Default)]
@@ -53,9 +46,7 @@ pub struct JwtDeploy {
     /// `http://127.0.0.1:<port>`, without a trailing slash.
     pub url: String,
     pub port: u16,
-    child: Child,
-    _stdin: ChildStdin,
-    stderr: Arc<Mutex<String>>,
+    process: NodeProcess,
 }
 
 pub fn server_script() -> String {
@@ -96,67 +87,18 @@ impl JwtDeploy {
                 command.env(name, value);
             }
         }
-        let mut child = command
+        command
             .env("PORT", "0")
             .env("ISSUER", &opts.issuer)
             .env("AUDIENCE", &opts.audience)
-            .env("ALGORITHMS", opts.algorithms.join(","))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not run node for the JWT Deploy stand-in: {e}"));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let text = Arc::new(Mutex::new(String::new()));
-        let sink = text.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let ready = tokio::time::timeout(START_TIMEOUT, async {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(port) = line.strip_prefix("READY ") {
-                    // Keep draining stdout so the stand-in never blocks on it.
-                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                    return port.trim().parse::<u16>().ok();
-                }
-            }
-            None
-        })
-        .await;
-        let port = match ready {
-            Ok(Some(port)) => port,
-            failed => {
-                let why = match failed {
-                    Err(_) => format!("no READY line within {START_TIMEOUT:?}"),
-                    _ => format!("it exited ({:?})", child.wait().await),
-                };
-                // Let the stderr reader catch up with a dying process.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!(
-                    "the JWT Deploy stand-in did not start: {why} (were its packages installed? \
-                     run scripts/deploy-jwt-setup.sh)\n--- stand-in stderr ---\n{}",
-                    text.lock().unwrap()
-                );
-            }
-        };
+            .env("ALGORITHMS", opts.algorithms.join(","));
+        let (process, port) =
+            NodeProcess::start(command, "the JWT Deploy stand-in", "scripts/node-setup.sh").await;
+        let port: u16 = port.parse().expect("READY <port>");
         JwtDeploy {
             url: format!("http://127.0.0.1:{port}"),
             port,
-            child,
-            _stdin: stdin,
-            stderr: text,
+            process,
         }
     }
 
@@ -198,11 +140,11 @@ impl JwtDeploy {
 
     /// What the stand-in wrote on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     /// The stand-in's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process.pid()
     }
 }

@@ -25,8 +25,31 @@ use patgate::tokens::format::Expiration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Runs each named case against SQLite and against PostgreSQL (skipped without its
+/// URL outside CI): `on_both_backends!(case_a, case_b)` with `async fn case_a(db: TestDb)`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = super::TestDb::new(super::Backend::Sqlite).await.unwrap();
+                super::$name(db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(db) = super::TestDb::new(super::Backend::Postgres).await else { return };
+                super::$name(db).await;
+            })*
+        }
+    };
+}
+
 pub mod api;
 pub mod deploy_jwt;
+pub mod node;
 pub mod oidc;
 pub mod scripted;
 

@@ -1,22 +1,16 @@
 //! A real OpenID provider (`tests/oidc/provider.mjs`, oidc-provider on Node) on loopback,
-//! and a browser-less login through it. `scripts/oidc-setup.sh` installs its packages.
+//! and a browser-less login through it. `scripts/node-setup.sh` installs its packages.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStdin};
 
+use super::node::NodeProcess;
 use super::Answer;
-
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One user the provider knows; `username` is the login name and `preferred_username`.
 #[derive(Debug, Clone)]
@@ -56,9 +50,7 @@ pub struct ProviderOptions {
 pub struct Provider {
     /// `http://127.0.0.1:<port>[<issuer_path>]`, without a trailing slash.
     pub issuer: String,
-    child: Child,
-    _stdin: ChildStdin,
-    stderr: Arc<Mutex<String>>,
+    process: NodeProcess,
 }
 
 pub fn provider_script() -> String {
@@ -85,7 +77,8 @@ impl Provider {
         } else {
             "client_secret_basic"
         };
-        let mut child = tokio::process::Command::new("node")
+        let mut command = tokio::process::Command::new("node");
+        command
             .arg(provider_script())
             .env("OIDC_PORT", "0")
             .env("OIDC_ISSUER_PATH", opts.issuer_path.unwrap_or_default())
@@ -97,63 +90,10 @@ impl Provider {
             )
             .env("OIDC_TOKEN_AUTH", auth)
             .env("OIDC_ACCOUNTS", serde_json::to_string(&accounts).unwrap())
-            .env_remove("OIDC_ISSUER")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not run node for the OpenID provider: {e}"));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let text = Arc::new(Mutex::new(String::new()));
-        let sink = text.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let ready = tokio::time::timeout(START_TIMEOUT, async {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(issuer) = line.strip_prefix("READY ") {
-                    // Keep draining stdout so the provider never blocks on it.
-                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                    return Some(issuer.trim().to_string());
-                }
-            }
-            None
-        })
-        .await;
-        let issuer = match ready {
-            Ok(Some(issuer)) => issuer,
-            failed => {
-                let why = match failed {
-                    Err(_) => format!("no READY line within {START_TIMEOUT:?}"),
-                    _ => format!("it exited ({:?})", child.wait().await),
-                };
-                // Let the stderr reader catch up with a dying process.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                panic!(
-                    "the OpenID provider did not start: {why} (were its packages installed? \
-                     run scripts/oidc-setup.sh)\n--- provider stderr ---\n{}",
-                    text.lock().unwrap()
-                );
-            }
-        };
-        Provider {
-            issuer,
-            child,
-            _stdin: stdin,
-            stderr: text,
-        }
+            .env_remove("OIDC_ISSUER");
+        let (process, issuer) =
+            NodeProcess::start(command, "the OpenID provider", "scripts/node-setup.sh").await;
+        Provider { issuer, process }
     }
 
     /// `issuer` + `path`.
@@ -176,12 +116,12 @@ impl Provider {
 
     /// What the provider wrote on stderr so far (warnings, error names; never secrets).
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.stderr()
     }
 
     /// The provider's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process.pid()
     }
 }
 
