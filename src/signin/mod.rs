@@ -112,7 +112,7 @@ fn is_safe(method: &Method) -> bool {
 
 /// A state-changing request from another site is refused whatever credentials it
 /// carries: browsers name the requesting origin in `Origin` (and `Sec-Fetch-Site`).
-fn check_origin(parts: &Parts, client: &ClientInfo) -> Result<(), ApiError> {
+fn check_origin(parts: &Parts) -> Result<(), ApiError> {
     if is_safe(&parts.method) {
         return Ok(());
     }
@@ -127,10 +127,17 @@ fn check_origin(parts: &Parts, client: &ClientInfo) -> Result<(), ApiError> {
     let host = parts
         .headers
         .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+        .map(|h| h.as_bytes())
         .unwrap_or_default();
-    let scheme = if client.tls { "https" } else { "http" };
-    if origin.as_bytes() != format!("{scheme}://{host}").as_bytes() {
+    // The origin's scheme is not compared: behind a proxy that terminates TLS the
+    // browser's origin is https while the gateway is reached over http.
+    let origin = origin.as_bytes();
+    let authority = origin
+        .iter()
+        .position(|&b| b == b':')
+        .and_then(|colon| origin.get(colon + 3..))
+        .filter(|_| origin.windows(3).any(|w| w == b"://"));
+    if authority != Some(host) || host.is_empty() {
         return Err(cross_origin());
     }
     Ok(())
@@ -150,7 +157,7 @@ impl FromRequestParts<ApiRef> for Caller {
             .get::<ClientInfo>()
             .cloned()
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", ""))?;
-        check_origin(parts, &client)?;
+        check_origin(parts)?;
         match crate::edge::headers::credential(&parts.headers) {
             Credential::Token {
                 token,
