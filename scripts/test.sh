@@ -24,5 +24,7 @@ fi
 
 # The OpenID tests run a real provider on Node (tests/oidc).
 bash scripts/oidc-setup.sh
+# The e-mail tests run a real SMTP server on Python (tests/smtp).
+bash scripts/smtp-setup.sh
 
 cargo test --locked "$@"

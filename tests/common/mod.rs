@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub mod api;
 pub mod oidc;
+pub mod smtp;
 
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
 
