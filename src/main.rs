@@ -77,6 +77,11 @@ fn main() -> ExitCode {
         }
         Command::Token(t) => runtime.block_on(admin(&config, Admin::Token(t))),
         Command::User(u) => runtime.block_on(admin(&config, Admin::User(u))),
+        Command::Notify(n) => runtime.block_on(async {
+            let line = cli::run_notify(&config, n).await?;
+            println!("{line}");
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

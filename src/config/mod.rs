@@ -12,8 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+mod notify;
 mod signin;
 
+pub use notify::Notify;
 pub use signin::{SignIn, Sso};
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -50,6 +52,8 @@ pub struct Config {
     pub signin: SignIn,
     /// OpenID Connect sign-in; `None` when no issuer is configured.
     pub sso: Option<Sso>,
+    /// The expiry notifier's schedule and limits.
+    pub notify: Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +194,8 @@ struct Raw {
     signin: signin::RawSignIn,
     #[serde(default)]
     sso: signin::RawSso,
+    #[serde(default)]
+    notify: notify::RawNotify,
 }
 
 fn default_grace() -> String {
@@ -782,6 +788,7 @@ impl Raw {
             },
             signin: self.signin.validate()?,
             sso: self.sso.validate()?,
+            notify: self.notify.validate()?,
         })
     }
 }
