@@ -41,6 +41,7 @@ on_both_backends!(
     a_pass_mails_each_due_token_once_at_the_window_boundaries,
     a_failed_pass_is_retried_by_the_next_and_never_counted_as_sent,
     two_concurrent_passes_send_each_email_once,
+    a_claim_left_by_a_crashed_pass_is_retried_only_after_the_lease,
     settings_refuse_bad_templates_and_unknown_servers,
     nothing_is_sent_while_disabled_or_without_a_server_and_the_api_says_why,
 );
@@ -644,6 +645,49 @@ async fn two_concurrent_passes_send_each_email_once(db: TestDb) {
     subjects.sort();
     subjects.dedup();
     assert_eq!(subjects.len() as i64, TOKENS, "one e-mail per token");
+}
+
+async fn a_claim_left_by_a_crashed_pass_is_retried_only_after_the_lease(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[("PATGATE_NOTIFY__CLAIM_LEASE", "15m")]).await;
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    let id = create_item(&gw, &item("relay", smtp.port, Mode::Plain, None)).await;
+    enable(&gw, &id, 7).await;
+    let now = patgate::store::now();
+    user(&gw, "alice", Some("alice@example.com")).await;
+    let recent = token(&gw, "alice", "claimed a minute ago", Some(now + DAY)).await;
+    let stale = token(&gw, "alice", "claimed an hour ago", Some(now + DAY)).await;
+    // Passes that claimed these and died before recording anything.
+    let store = &api(&gw).store;
+    for (token_id, at) in [(&recent, now - 60), (&stale, now - 3600)] {
+        let claimed = store
+            .claim_notification(token_id, "alice@example.com", "crashed", at, at - 900)
+            .await
+            .unwrap();
+        assert!(claimed);
+    }
+    let pass = api(&gw)
+        .notifier
+        .run_pass(now, Cause::Command)
+        .await
+        .unwrap();
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].decoded().contains("claimed an hour ago"));
+    // Once the lease of the other has run out, it goes too; then nothing more.
+    let later = api(&gw)
+        .notifier
+        .run_pass(now + 900, Cause::Command)
+        .await
+        .unwrap();
+    assert_eq!(later.sent, 1, "{later:?}");
+    let last = api(&gw)
+        .notifier
+        .run_pass(now + 7200, Cause::Command)
+        .await
+        .unwrap();
+    assert_eq!(last.sent, 0, "{last:?}");
+    assert_eq!(smtp.received().len(), 2);
 }
 
 async fn settings_refuse_bad_templates_and_unknown_servers(db: TestDb) {

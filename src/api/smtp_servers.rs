@@ -73,8 +73,9 @@ impl From<&SmtpServerRecord> for SmtpServerView {
 }
 
 /// A new item, or changes to one (fields left out keep their value). What `GET`
-/// answers is accepted back unchanged: its read-only fields are ignored.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// answers is accepted back unchanged: its read-only fields are ignored. No `Debug`:
+/// it holds the password in clear.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpServerBody {
     pub name: Option<String>,

@@ -283,10 +283,16 @@ impl Mailer {
     }
 
     fn timed_out(&self) -> SendFailure {
+        // A port-465 server waits for a TLS handshake that plain SMTP never starts.
+        let hint = if self.server.ends_with(":465") && !self.properties.ssl_enable {
+            "; port 465 expects TLS from the start: set mail.smtp.ssl.enable=true"
+        } else {
+            ""
+        };
         SendFailure::new(
             FailureKind::Timeout,
             format!(
-                "timeout: the SMTP server {} did not finish the conversation within {}; check host and port, and that no firewall drops the connection",
+                "timeout: the SMTP server {} did not finish the conversation within {}; check host and port, and that no firewall drops the connection{hint}",
                 self.server,
                 humantime::format_duration(self.send_timeout)
             ),
