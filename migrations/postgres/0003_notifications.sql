@@ -63,5 +63,5 @@ CREATE TABLE notify_passes (
 );
 CREATE INDEX notify_passes_started ON notify_passes (started_at);
 
--- Live tokens by expiry: the notifier's window is a range scan over this index.
-CREATE INDEX tokens_live_expiry ON tokens (expires_at) WHERE revoked_at IS NULL;
+-- Live tokens by expiry: the notifier reads its window in (expiry, id) pages from it.
+CREATE INDEX tokens_live_expiry ON tokens (expires_at, id) WHERE revoked_at IS NULL;
