@@ -133,7 +133,12 @@ impl Store {
         after: Option<(i64, &str)>,
         limit: i64,
     ) -> Result<Vec<DueToken>, StoreError> {
-        let (after_at, after_id) = after.unwrap_or((i64::MIN, ""));
+        // One lower bound only, or SQLite ranges the index from the window's start on
+        // every page. Expiries are whole seconds: "after now" is "from now + 1".
+        let (after_at, after_id) = match after {
+            Some((at, id)) if at > now => (at, id),
+            _ => (now + 1, ""),
+        };
         let mut tx = self.pool.begin().await?;
         if self.backend == super::Backend::Postgres {
             // The window is read page by page in index order; without statistics on a
@@ -152,15 +157,15 @@ impl Store {
              FROM tokens t \
              JOIN users u ON u.username = t.username \
              LEFT JOIN notifications n ON n.token_id = t.id \
-             WHERE t.revoked_at IS NULL AND t.expires_at > $1 AND t.expires_at <= $2 \
+             WHERE t.revoked_at IS NULL \
+             AND t.expires_at >= $4 AND (t.expires_at > $4 OR t.id > $5) \
+             AND t.expires_at <= $1 \
              AND u.disabled = FALSE \
              AND (n.token_id IS NULL \
-                  OR (n.status = 'failed' AND n.claimed_by <> $4) \
-                  OR (n.status = 'claimed' AND n.claimed_at < $3)) \
-             AND t.expires_at >= $5 AND (t.expires_at > $5 OR t.id > $6) \
-             ORDER BY t.expires_at, t.id LIMIT $7",
+                  OR (n.status = 'failed' AND n.claimed_by <> $3) \
+                  OR (n.status = 'claimed' AND n.claimed_at < $2)) \
+             ORDER BY t.expires_at, t.id LIMIT $6",
         )
-        .bind(now)
         .bind(until)
         .bind(stale_before)
         .bind(pass)
