@@ -13,6 +13,8 @@ Scenarios (see BENCHMARKS.md for the targets):
   memory    RSS with 100,000 tokens cached; RSS growth while 1 GiB is uploaded.
   scaleout  two replicas on one PostgreSQL database under load while tokens are created
             and revoked with the CLI.
+  notify    the expiry notifier finding the tokens due for an e-mail among --tokens
+            tokens expiring over the coming year, on SQLite and PostgreSQL.
 """
 
 import argparse
@@ -29,10 +31,11 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 PATGATE = os.path.join(RELEASE, "patgate")
 LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
 SEED = os.path.join(RELEASE, "examples", "seed")
+NOTIFY_DUE = os.path.join(RELEASE, "examples", "notify_due")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 UPSTREAM_PORT = 18080
@@ -282,10 +285,10 @@ def scenario_hot(work, args, results):
     )
 
 
-def seed(config, count, out):
+def seed(config, count, out, *flags):
     log(f"seeding {count} tokens ...")
     started = time.time()
-    subprocess.run([SEED, "--config", config, "--count", str(count), "--out", out], check=True)
+    subprocess.run([SEED, "--config", config, "--count", str(count), "--out", out, *flags], check=True)
     log(f"seeded in {time.time() - started:.0f} s")
 
 
@@ -475,7 +478,31 @@ def scenario_scaleout(work, args, results):
     )
 
 
-SCENARIOS = {"hot": scenario_hot, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout}
+def scenario_notify(work, args, results):
+    """Time to find the tokens due for an expiry e-mail (7 and 30 days ahead) among
+    --tokens tokens whose expiries are spread over the coming year; target 5 s."""
+    rows = []
+    results["notify"] = {}
+    backends = [("SQLite", f"sqlite://{work}/notify.db")]
+    if args.postgres:
+        backends.append(("PostgreSQL", pg_database(args, "patgate_bench_notify")))
+    for name, url in backends:
+        config = write_config(work, f"notify-{name}", PATGATE_PORT, url)
+        seed(config, args.tokens, os.path.join(work, f"notify-tokens-{name}.txt"), "--expiring")
+        for days in (7, 30):
+            out = run_json([NOTIFY_DUE, "--config", config, "--days", str(days), "--rounds", str(args.rounds)])
+            results["notify"][f"{name}-{days}d"] = out
+            rows.append([name, f"{args.tokens:,}", days, f"{out['due']:,}", f"{med(out['seconds']):.3f}",
+                         f"{max(out['seconds']):.3f}"])
+    return table(
+        "Notifier: finding the tokens due for an e-mail",
+        ["database", "tokens stored", "days before", "tokens due", "seconds (median)", "seconds (max)"],
+        rows,
+    )
+
+
+SCENARIOS = {"hot": scenario_hot, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout,
+             "notify": scenario_notify}
 
 
 def main():
@@ -494,38 +521,43 @@ def main():
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="patgate-bench-")
-    upstream = Nginx(work, "upstream", f"""
-    server {{
-        listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;
-        location / {{ return 200 "ok"; }}
-        location /upload {{ client_max_body_size 0; return 200 "ok"; }}
-    }}""", 1)
-    nginx_proxy = Nginx(work, "proxy", f"""
-    upstream deploy {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 256; }}
-    server {{
-        listen 127.0.0.1:{NGINX_PORT} reuseport backlog=4096;
-        location / {{
-            proxy_pass http://deploy;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}""", "auto")
+    # The notifier's scenario needs no HTTP load, nor nginx.
+    upstream = nginx_proxy = None
+    if set(args.scenarios) - {"notify"}:
+        upstream = Nginx(work, "upstream", f"""
+        server {{
+            listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;
+            location / {{ return 200 "ok"; }}
+            location /upload {{ client_max_body_size 0; return 200 "ok"; }}
+        }}""", 1)
+        nginx_proxy = Nginx(work, "proxy", f"""
+        upstream deploy {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 256; }}
+        server {{
+            listen 127.0.0.1:{NGINX_PORT} reuseport backlog=4096;
+            location / {{
+                proxy_pass http://deploy;
+                proxy_http_version 1.1;
+                proxy_set_header Connection "";
+            }}
+        }}""", "auto")
     results = {"_nginx_proxy": nginx_proxy}
     tables = []
     try:
-        wait_port(UPSTREAM_PORT)
-        wait_port(NGINX_PORT)
+        if upstream:
+            wait_port(UPSTREAM_PORT)
+            wait_port(NGINX_PORT)
         for name in args.scenarios:
             log(f"== {name}")
             tables.append(SCENARIOS[name](work, args, results))
     finally:
-        upstream.stop()
-        nginx_proxy.stop()
+        if upstream:
+            upstream.stop()
+            nginx_proxy.stop()
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     clean = {k: v for k, v in results.items() if not k.startswith("_")}
     clean["machine"] = {"cpus": os.cpu_count(), "kernel": os.uname().release,
-                        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+                        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip() if shutil.which("nginx") else "",
                         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("wrk") else ""}
     clean["args"] = vars(args)
     with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:

@@ -2,9 +2,11 @@
 //! plaintexts (one per line) for the load generator.
 //!
 //! ```text
-//! seed --config gateway.yaml --count 1000000 --out tokens.txt [--users 1000]
+//! seed --config gateway.yaml --count 1000000 --out tokens.txt [--users 1000] [--expiring]
 //! ```
 //! Uses the configured database and token key, so the gateway accepts the tokens.
+//! With `--expiring`, tokens expire spread evenly over the coming year (instead of
+//! never) and users have e-mail addresses, for the notifier's benchmark.
 
 use std::io::Write;
 
@@ -17,13 +19,18 @@ const BATCH: usize = 500;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut config_path, mut count, mut out, mut users) = (
+    let (mut config_path, mut count, mut out, mut users, mut expiring) = (
         "gateway.yaml".to_string(),
         1000usize,
         "tokens.txt".to_string(),
         1000usize,
+        false,
     );
     while let Some(flag) = args.next() {
+        if flag == "--expiring" {
+            expiring = true;
+            continue;
+        }
         let value = args.next().unwrap_or_default();
         match flag.as_str() {
             "--config" => config_path = value,
@@ -46,8 +53,9 @@ async fn main() -> anyhow::Result<()> {
     let created = patgate::store::now();
     let mut tx = pool.begin().await?;
     for u in 0..users {
-        sqlx::query("INSERT INTO users (username, source, disabled, created_at) VALUES ($1, 'internal', FALSE, $2) ON CONFLICT (username) DO NOTHING")
+        sqlx::query("INSERT INTO users (username, source, email, disabled, created_at) VALUES ($1, 'internal', $2, FALSE, $3) ON CONFLICT (username) DO NOTHING")
             .bind(format!("bench{u}"))
+            .bind(expiring.then(|| format!("bench{u}@example.com")))
             .bind(created)
             .execute(&mut *tx)
             .await?;
@@ -76,8 +84,14 @@ async fn main() -> anyhow::Result<()> {
             if i > 0 {
                 sql.push(',');
             }
+            // Spread over the year without a pattern the planner could exploit.
+            let expires = if expiring {
+                (created + 60 + ((k as i64 * 7919) % (365 * 86_400))).to_string()
+            } else {
+                "NULL".to_string()
+            };
             sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, NULL)",
+                "(${}, ${}, ${}, ${}, ${}, {expires})",
                 p + 1,
                 p + 2,
                 p + 3,

@@ -25,5 +25,7 @@ fi
 # The SSO tests run a real OpenID provider (tests/oidc), the JWT tests a Deploy stand-in
 # that validates tokens with jose (tests/deploy-jwt), both on Node.
 bash scripts/node-setup.sh
+# The e-mail tests run a real SMTP server on Python (tests/smtp).
+bash scripts/smtp-setup.sh
 
 cargo test --locked "$@"

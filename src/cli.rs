@@ -1,5 +1,6 @@
-//! The command line: `serve`, `check-config`, and administration of tokens and users
-//! against the configured database (for bootstrap and scripting).
+//! The command line: `serve`, `check-config`, administration of tokens and users
+//! against the configured database (for bootstrap and scripting), and
+//! `notify run-once` (an expiry notification pass now, for cron).
 //!
 //! Output contract: `token create` prints the new token as the only line on stdout (or
 //! one JSON object with `--json`); every failure is one line on stderr and a non-zero
@@ -41,6 +42,9 @@ pub enum Command {
     /// Disable and enable users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Token expiry e-mails.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Rotate the keys that sign the JWTs Deploy trusts (jwt mode).
     #[command(subcommand, name = "jwt-key")]
     JwtKey(JwtKeyCommand),
@@ -77,6 +81,12 @@ pub enum TokenKeyCommand {
         #[arg(long)]
         revoke_remaining: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Run a notification pass now (as the daily one would) and print its summary.
+    RunOnce,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +303,33 @@ async fn jwt_key(
         ));
     }
     Ok(out)
+}
+
+/// Runs a notify command; returns the line to print. A pass in which e-mails failed is
+/// an error (its summary says how many), so that cron reports it.
+pub async fn run_notify(config: &Config, command: NotifyCommand) -> anyhow::Result<String> {
+    let (store, _) = server::open_store(config).await?;
+    let notifier = crate::notify::Notifier::new(
+        config,
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::default()),
+    )?;
+    let result = match command {
+        NotifyCommand::RunOnce => {
+            notifier
+                .run_pass(store::now(), crate::notify::Cause::Command)
+                .await
+        }
+    };
+    store.close().await;
+    let report = result?;
+    if report.failed > 0 {
+        anyhow::bail!(
+            "{}; see GET /patgate/api/v1/notifications for the reasons",
+            report.summary()
+        );
+    }
+    Ok(report.summary())
 }
 
 /// Records a command-line action in the audit log (actor `patgate-cli`).

@@ -17,6 +17,9 @@
 //!   resource) and its OpenAPI description; [`signin`]: who is calling it (Deploy's
 //!   password check, OpenID Connect, browser sessions).
 //! - [`store`]: the database, one file per table group.
+//! - [`notify`]: the expiry notifier, a side task of `serve`: daily, it e-mails users
+//!   whose tokens expire soon through the administrators' SMTP server item
+//!   ([`notify::pass`], [`notify::smtp`], [`notify::templates`], [`notify::schedule`]).
 //! - [`config`], [`metrics`], [`logging`], [`cli`]: settings, counters, logs and the
 //!   command line.
 #![forbid(unsafe_code)]
@@ -27,6 +30,7 @@ pub mod config;
 pub mod edge;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod signin;
 pub mod store;
 pub mod tokens;

@@ -82,6 +82,11 @@ fn main() -> ExitCode {
         Command::CheckDeploy { user } => {
             runtime.block_on(admin(&config, Admin::CheckDeploy { user }))
         }
+        Command::Notify(n) => runtime.block_on(async {
+            let line = cli::run_notify(&config, n).await?;
+            println!("{line}");
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,10 @@ pub struct Counters {
     pub cache_misses: AtomicU64,
     pub store_lookups: AtomicU64,
     pub invalidations: AtomicU64,
+    /// Expiry notification e-mails the SMTP server accepted.
+    pub notify_sent: AtomicU64,
+    /// Expiry notification e-mails that failed (retried on the next pass).
+    pub notify_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -161,6 +165,14 @@ impl Metrics {
             "patgate_invalidations_total",
             "Revocations and user changes applied to the cache.",
             &[("", get!(invalidations))],
+        );
+        counter(
+            "patgate_notification_emails_total",
+            "Token expiry e-mails, by result (failed ones are retried on the next pass).",
+            &[
+                ("{result=\"sent\"}", get!(notify_sent)),
+                ("{result=\"failed\"}", get!(notify_failed)),
+            ],
         );
         let _ = writeln!(
             out,

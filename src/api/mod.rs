@@ -24,6 +24,7 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::edge::response::{full, json_error, Body};
+use crate::notify::Notifier;
 use crate::signin::SignIn;
 use crate::store::{AuditEvent, Store, StoreError};
 use crate::tokens::check::TokenCheck;
@@ -32,9 +33,11 @@ use crate::tokens::format::TokenHasher;
 pub mod audit;
 pub mod housekeeping;
 pub mod me;
+pub mod notifications;
 pub mod openapi;
 pub mod session;
 pub mod settings;
+pub mod smtp_servers;
 pub mod tokens;
 pub mod users;
 
@@ -64,6 +67,8 @@ pub struct Api {
     pub tokens: Arc<TokenCheck>,
     pub hasher: TokenHasher,
     pub signin: SignIn,
+    /// The expiry notifier: SMTP items' passwords, test mails, passes.
+    pub notifier: Arc<Notifier>,
     /// The main runtime, where the database connections live.
     runtime: tokio::runtime::Handle,
     router: Router,
@@ -75,6 +80,7 @@ impl Api {
         store: Store,
         tokens: Arc<TokenCheck>,
         hasher: TokenHasher,
+        notifier: Arc<Notifier>,
     ) -> anyhow::Result<Arc<Api>> {
         let signin = SignIn::new(config, store.clone(), hasher.clone())?;
         Ok(Arc::new_cyclic(|me: &std::sync::Weak<Api>| Api {
@@ -82,6 +88,7 @@ impl Api {
             tokens,
             hasher,
             signin,
+            notifier,
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),
         }))
@@ -190,6 +197,21 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             post(users::enable),
         )
         .route("/patgate/api/v1/audit", get(audit::list))
+        .route(
+            "/patgate/api/v1/smtp-servers",
+            get(smtp_servers::list).post(smtp_servers::create),
+        )
+        .route(
+            "/patgate/api/v1/smtp-servers/{id}",
+            get(smtp_servers::one)
+                .put(smtp_servers::update)
+                .delete(smtp_servers::remove),
+        )
+        .route(
+            "/patgate/api/v1/smtp-servers/{id}/test",
+            post(smtp_servers::send_test),
+        )
+        .route("/patgate/api/v1/notifications", get(notifications::status))
         .route("/patgate/api/v1/openapi.json", get(openapi::document))
         .route("/patgate/sso/login", get(crate::signin::oidc::login))
         .route("/patgate/sso/callback", get(crate::signin::oidc::callback))
@@ -258,6 +280,22 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::NoSuchToken(_) => ApiError::not_found("no such token"),
             StoreError::NoSuchUser(user) => ApiError::not_found(format!("no user {user:?}")),
+            StoreError::NoSuchSmtpServer(id) => {
+                ApiError::not_found(format!("no SMTP server {id:?}"))
+            }
+            StoreError::SmtpServerNameTaken(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("an SMTP server named {name:?} exists already; pick another name"),
+            ),
+            StoreError::SmtpServerInUse(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "smtp_server_in_use",
+                format!(
+                    "SMTP server {id:?} is the one expiry notifications are sent through; \
+                     choose another in the settings (notifications.smtp_server_id) or disable notifications first"
+                ),
+            ),
             other => {
                 tracing::warn!(error = %other, "database error in the API");
                 ApiError::new(

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{audit, me, session, settings, tokens, users};
+use super::{audit, me, notifications, session, settings, smtp_servers, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,9 @@ use super::{audit, me, session, settings, tokens, users};
         settings::get_settings, settings::put_settings,
         users::list, users::one, users::tokens, users::revoke_all, users::disable, users::enable,
         audit::list,
+        smtp_servers::list, smtp_servers::create, smtp_servers::one, smtp_servers::update,
+        smtp_servers::remove, smtp_servers::send_test,
+        notifications::status,
     ),
     tags(
         (name = "me", description = "the signed-in user"),

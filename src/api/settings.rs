@@ -1,6 +1,6 @@
-//! `/patgate/api/v1/settings` (administrators): the maximum token expiration and the
-//! switch for SSO users' tokens. What `GET` returns, `PUT` accepts back; fields left
-//! out keep their value.
+//! `/patgate/api/v1/settings` (administrators): the maximum token expiration, the
+//! switch for SSO users' tokens, and expiry e-mail notifications. What `GET` returns,
+//! `PUT` accepts back; fields left out keep their value.
 
 use axum::extract::State;
 use axum::Json;
@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiRef, JsonBody};
+use crate::notify::templates::{Templates, DEFAULT_BODY, DEFAULT_SUBJECT};
 use crate::signin::Caller;
-use crate::store::{AuditEvent, Settings};
+use crate::store::{AuditEvent, NotifySettings, Settings, StoreError};
 use crate::tokens::format::Expiration;
 
 /// The administrators' policies.
@@ -22,15 +23,111 @@ pub struct SettingsBody {
     pub max_token_expiration: Option<Expiration>,
     /// Whether SSO users may create tokens, and whether their existing tokens work.
     pub sso_pat_creation_enabled: Option<bool>,
+    /// Token expiry e-mails.
+    pub notifications: Option<NotificationsBody>,
 }
 
-impl From<&Settings> for SettingsBody {
-    fn from(s: &Settings) -> SettingsBody {
+/// Token expiry e-mails: one per expiring token, sent by the daily pass.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsBody {
+    pub enabled: Option<bool>,
+    /// Tokens expiring within this many days get their e-mail: 1 to 365.
+    pub days_before: Option<i64>,
+    /// The SMTP server item to send through; `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "Configuration/SMTPSERVERTEST")]
+    pub smtp_server_id: Option<Option<String>>,
+    /// Subject template (plain text, minijinja). Variables: user, email, token_name,
+    /// token_id, expires_at_utc, expires_at_local, time_zone, days_left, tokens_url.
+    pub subject: Option<String>,
+    /// Body template (HTML, minijinja; every inserted value is escaped), same variables.
+    pub body: Option<String>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl From<&NotifySettings> for NotificationsBody {
+    fn from(n: &NotifySettings) -> NotificationsBody {
+        NotificationsBody {
+            enabled: Some(n.enabled),
+            days_before: Some(n.days_before),
+            smtp_server_id: Some(n.smtp_server_id.clone()),
+            subject: Some(n.subject.clone().unwrap_or_else(|| DEFAULT_SUBJECT.into())),
+            body: Some(n.body.clone().unwrap_or_else(|| DEFAULT_BODY.into())),
+        }
+    }
+}
+
+impl SettingsBody {
+    fn new(s: &Settings, n: &NotifySettings) -> SettingsBody {
         SettingsBody {
             max_token_expiration: Some(s.max_token_expiration),
             sso_pat_creation_enabled: Some(s.sso_pat_creation_enabled),
+            notifications: Some(n.into()),
         }
     }
+}
+
+/// The notification settings a body asks for, checked: days in range, an existing
+/// SMTP server, templates that render. A template equal to the built-in one is kept
+/// as "the built-in one", so that improvements to it reach this gateway.
+async fn notify_settings(
+    api: &super::Api,
+    before: &NotifySettings,
+    body: Option<NotificationsBody>,
+) -> Result<NotifySettings, ApiError> {
+    let Some(body) = body else {
+        return Ok(before.clone());
+    };
+    let mut after = before.clone();
+    if let Some(enabled) = body.enabled {
+        after.enabled = enabled;
+    }
+    if let Some(days) = body.days_before {
+        if !(1..=365).contains(&days) {
+            return Err(ApiError::bad_request(
+                "invalid_settings",
+                format!("notifications.days_before {days}: between 1 and 365"),
+            ));
+        }
+        after.days_before = days;
+    }
+    if let Some(id) = body.smtp_server_id {
+        after.smtp_server_id = id.map(|i| i.trim().to_string()).filter(|i| !i.is_empty());
+        if let Some(id) = &after.smtp_server_id {
+            match api.store.smtp_server(id).await {
+                Ok(_) => {}
+                Err(StoreError::NoSuchSmtpServer(_)) => {
+                    return Err(ApiError::bad_request(
+                        "unknown_smtp_server",
+                        format!(
+                            "notifications.smtp_server_id {id:?}: no such SMTP server; list them with GET /patgate/api/v1/smtp-servers"
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let template = |text: String, default: &str| (text != default).then_some(text);
+    if let Some(subject) = body.subject {
+        after.subject = template(subject, DEFAULT_SUBJECT);
+    }
+    if let Some(text) = body.body {
+        after.body = template(text, DEFAULT_BODY);
+    }
+    Templates::new(after.subject.as_deref(), after.body.as_deref()).map_err(|reason| {
+        ApiError::bad_request("invalid_template", format!("notifications.{reason}"))
+    })?;
+    Ok(after)
 }
 
 /// The current policies.
@@ -42,10 +139,13 @@ pub async fn get_settings(
 ) -> Result<Json<SettingsBody>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    Ok(Json((&api.store.settings().await?).into()))
+    let settings = api.store.settings().await?;
+    let notify = api.store.notify_settings().await?;
+    Ok(Json(SettingsBody::new(&settings, &notify)))
 }
 
-/// Changes the policies; every replica applies them within a second.
+/// Changes the policies; every replica applies them within a second. A template that
+/// does not render is refused with its line and the reason.
 #[utoipa::path(put, path = "/patgate/api/v1/settings", tag = "admin", request_body = SettingsBody,
     responses((status = 200, body = SettingsBody), (status = 400, description = "invalid value"),
         (status = 403, description = "not an administrator")))]
@@ -65,19 +165,28 @@ pub async fn put_settings(
             .sso_pat_creation_enabled
             .unwrap_or(before.sso_pat_creation_enabled),
     };
+    let notify_before = api.store.notify_settings().await?;
+    let notify_after = notify_settings(&api, &notify_before, body.notifications).await?;
     if after != before {
         api.store.save_settings(&after, &caller.username).await?;
+    }
+    if notify_after != notify_before {
+        api.store
+            .save_notify_settings(&notify_after, &caller.username)
+            .await?;
+    }
+    if after != before || notify_after != notify_before {
         api.audit(AuditEvent {
             actor: Some(caller.username.clone()),
             action: "settings.changed",
             ip: Some(caller.ip.to_string()),
             detail: Some(serde_json::json!({
-                "before": SettingsBody::from(&before),
-                "after": SettingsBody::from(&after),
+                "before": SettingsBody::new(&before, &notify_before),
+                "after": SettingsBody::new(&after, &notify_after),
             })),
             ..AuditEvent::default()
         })
         .await;
     }
-    Ok(Json((&after).into()))
+    Ok(Json(SettingsBody::new(&after, &notify_after)))
 }

@@ -13,9 +13,11 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 mod jwt;
+mod notify;
 mod signin;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
+pub use notify::Notify;
 pub use signin::{SignIn, Sso};
 mod cidr;
 pub use cidr::IpNet;
@@ -54,6 +56,8 @@ pub struct Config {
     pub signin: SignIn,
     /// OpenID Connect sign-in; `None` when no issuer is configured.
     pub sso: Option<Sso>,
+    /// The expiry notifier's schedule and limits.
+    pub notify: Notify,
     /// Proxies in front of the gateway whose `X-Forwarded-For` entries are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// What becomes of request headers whose names contain `_`.
@@ -207,6 +211,8 @@ struct Raw {
     signin: signin::RawSignIn,
     #[serde(default)]
     sso: signin::RawSso,
+    #[serde(default)]
+    notify: notify::RawNotify,
     #[serde(default, deserialize_with = "list")]
     trusted_proxies: Vec<String>,
     #[serde(default = "default_underscores")]
@@ -849,6 +855,7 @@ impl Raw {
             sso: self.sso.validate()?,
             trusted_proxies,
             underscore_headers,
+            notify: self.notify.validate()?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Start-up, the accept loop and shutdown.
 //!
 //! [`start`] builds the application state in one place (store, token check, change
-//! feed, usage writer, identity, proxy), binds the listener and serves until
+//! feed, usage writer, identity, proxy, expiry notifier), binds the listener and serves until
 //! [`Running::shutdown`]: then it stops accepting, lets in-flight requests finish
 //! within `shutdown_grace`, and flushes pending last-used writes.
 
@@ -25,6 +25,7 @@ use crate::edge::identity::UpstreamIdentity;
 use crate::edge::jwt::JwtMinter;
 use crate::edge::proxy::Proxy;
 use crate::metrics::Metrics;
+use crate::notify::{schedule, Notifier};
 use crate::store::Store;
 use crate::tokens::check::TokenCheck;
 use crate::tokens::format::TokenHasher;
@@ -136,8 +137,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "patgate listening"
     );
 
-    let api = Api::new(&config, store.clone(), tokens.clone(), hasher_for_api)?;
+    let notifier = Arc::new(Notifier::new(&config, store.clone(), metrics.clone())?);
+    let api = Api::new(
+        &config,
+        store.clone(),
+        tokens.clone(),
+        hasher_for_api,
+        notifier.clone(),
+    )?;
     let housekeeping = tokio::spawn(crate::api::housekeeping::run(api.clone(), stop_rx.clone()));
+    let notify_task = notifier
+        .schedule()
+        .map(|schedule| tokio::spawn(schedule::run(notifier, schedule, stop_rx.clone())));
     let gateway = Arc::new(Gateway::new(
         store.clone(),
         api.clone(),
@@ -188,6 +199,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         let _ = feed.await;
         let _ = housekeeping.await;
+        if let Some(task) = notify_task {
+            let _ = task.await;
+        }
         store.close().await;
         tracing::info!("patgate stopped");
         joined.into_iter().collect::<anyhow::Result<Vec<()>>>()?;

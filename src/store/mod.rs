@@ -19,17 +19,23 @@ use sqlx::{AnyPool, Executor};
 
 mod audit;
 mod invalidations;
+mod notifications;
 mod sessions;
 mod settings;
 mod signing_keys;
+mod smtp_servers;
 mod tokens;
 mod users;
 
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
+pub use notifications::{
+    DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
+};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
 pub use signing_keys::StoredKey;
+pub use smtp_servers::{SealedPassword, SmtpServerRecord};
 pub use tokens::{AuthRecord, TokenRecord, Usage};
 pub use users::{UserRecord, UserSource};
 
@@ -49,6 +55,12 @@ pub enum StoreError {
     NoSuchToken(String),
     #[error("no user {0:?}")]
     NoSuchUser(String),
+    #[error("no SMTP server {0:?}")]
+    NoSuchSmtpServer(String),
+    #[error("an SMTP server named {0:?} exists already; pick another name")]
+    SmtpServerNameTaken(String),
+    #[error("SMTP server {0:?} is the one notifications are sent through")]
+    SmtpServerInUse(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
@@ -75,6 +87,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_self_service.sql"),
     ),
     (
+        3,
+        "notifications",
+        include_str!("../../migrations/sqlite/0003_notifications.sql"),
+    ),
+    (
         4,
         "signing keys",
         include_str!("../../migrations/sqlite/0004_signing_keys.sql"),
@@ -90,6 +107,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "self service",
         include_str!("../../migrations/postgres/0002_self_service.sql"),
+    ),
+    (
+        3,
+        "notifications",
+        include_str!("../../migrations/postgres/0003_notifications.sql"),
     ),
     (
         4,

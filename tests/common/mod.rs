@@ -52,6 +52,7 @@ pub mod deploy_jwt;
 pub mod node;
 pub mod oidc;
 pub mod scripted;
+pub mod smtp;
 
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
 

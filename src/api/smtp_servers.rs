@@ -1,0 +1,516 @@
+//! `/patgate/api/v1/smtp-servers` (administrators): the seed's
+//! `notification.PatSmtpServer` items, and Send Test Mail. The password is write-only:
+//! answers say only whether one is set, and it is sealed before it is stored.
+//!
+//! Items are addressed by their full id, URL-encoded (`Configuration%2FSMTPSERVERTEST`),
+//! or by its last segment (`SMTPSERVERTEST`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::me::check_email;
+use super::{parse_json, rfc3339, ApiError, ApiRef, JsonBody};
+use crate::notify::secret::Password;
+use crate::notify::smtp::{FailureKind, Mail, Properties};
+use crate::signin::Caller;
+use crate::store::{self, AuditEvent, SmtpServerRecord};
+
+/// The seed's type name; the only one there is.
+pub const TYPE: &str = "notification.PatSmtpServer";
+/// Where items live, as in Deploy's library.
+const PARENT: &str = "Configuration/";
+
+/// An SMTP server item as administrators see it. No password, only whether one is set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmtpServerView {
+    /// Full path, generated at creation, e.g. `Configuration/SMTPSERVERTEST`.
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    #[schema(example = "notification.PatSmtpServer")]
+    pub kind: String,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password_set: bool,
+    pub from_address: String,
+    pub test_address: Option<String>,
+    /// JavaMail properties, as written.
+    pub smtp_properties: BTreeMap<String, String>,
+    /// The properties the gateway does not act on (kept, not dropped).
+    pub ignored_properties: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&SmtpServerRecord> for SmtpServerView {
+    fn from(r: &SmtpServerRecord) -> SmtpServerView {
+        let ignored = Properties::parse(&r.properties)
+            .map(|(_, ignored)| ignored)
+            .unwrap_or_default();
+        SmtpServerView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            kind: TYPE.to_string(),
+            host: r.host.clone(),
+            port: r.port,
+            username: r.username.clone(),
+            password_set: r.password.is_some(),
+            from_address: r.from_address.clone(),
+            test_address: r.test_address.clone(),
+            smtp_properties: r.properties.clone(),
+            ignored_properties: ignored,
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+/// A new item, or changes to one (fields left out keep their value). What `GET`
+/// answers is accepted back unchanged: its read-only fields are ignored. No `Debug`:
+/// it holds the password in clear.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpServerBody {
+    pub name: Option<String>,
+    /// Must be `notification.PatSmtpServer` when given.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub host: Option<String>,
+    /// 1 to 65535: 25 plain, 465 implicit TLS, 587 STARTTLS.
+    pub port: Option<i64>,
+    /// `null` or empty removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub username: Option<Option<String>>,
+    /// Write-only. Left out: unchanged; `null` or empty: removed.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Option<String>>,
+    pub from_address: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub test_address: Option<Option<String>>,
+    /// JavaMail properties; values are text (true/false and numbers are accepted too).
+    #[schema(value_type = Option<Object>)]
+    pub smtp_properties: Option<BTreeMap<String, serde_json::Value>>,
+    // Read-only fields of the GET answer, accepted and ignored.
+    #[serde(default)]
+    #[schema(ignore)]
+    pub id: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub password_set: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub ignored_properties: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub created_at: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    pub updated_at: Option<serde_json::Value>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The full id from a path segment.
+fn resolve_id(raw: &str) -> String {
+    if raw.contains('/') {
+        raw.to_string()
+    } else {
+        format!("{PARENT}{raw}")
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_smtp_server", message)
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name: give a name of 1 to 100 characters"));
+    }
+    if name.contains('/') || name.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "name {name:?}: no '/' or control characters; it becomes the last part of the id"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+fn check_host(host: &str) -> Result<String, ApiError> {
+    let host = host.trim();
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))
+        && !host.starts_with(['.', '-']);
+    if !ok {
+        return Err(invalid(format!(
+            "host {host:?}: write a host name or IP address, like smtp.example.com"
+        )));
+    }
+    Ok(host.to_string())
+}
+
+fn check_port(port: i64) -> Result<u16, ApiError> {
+    u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+        invalid(format!(
+            "port {port}: between 1 and 65535 (25 plain, 465 implicit TLS, 587 STARTTLS)"
+        ))
+    })
+}
+
+/// An address, optionally with a display name: `Deploy <deploy@example.com>`.
+fn check_address(field: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    let address = match (value.rfind('<'), value.ends_with('>')) {
+        (Some(open), true) => &value[open + 1..value.len() - 1],
+        _ => value,
+    };
+    check_email(address).map_err(|_| {
+        invalid(format!(
+            "{field} {value:?}: not an e-mail address like deploy@example.com"
+        ))
+    })?;
+    if value.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(invalid(format!(
+            "{field} {value:?}: not an e-mail address like deploy@example.com"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+fn properties(
+    raw: BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    for (key, value) in raw {
+        let text = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(invalid(format!(
+                    "smtp_properties {key}: write the value as text, like \"true\""
+                )))
+            }
+        };
+        if key.trim().is_empty() || key.len() > 200 || text.len() > 1000 {
+            return Err(invalid(format!(
+                "smtp_properties {key:?}: key or value too long"
+            )));
+        }
+        out.insert(key.trim().to_string(), text);
+    }
+    Properties::parse(&out).map_err(|m| ApiError::bad_request("invalid_smtp_properties", m))?;
+    Ok(out)
+}
+
+fn optional(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Applies a body to an item (a new one starts empty); checks every field.
+fn apply(
+    api: &super::Api,
+    mut item: SmtpServerRecord,
+    body: SmtpServerBody,
+) -> Result<SmtpServerRecord, ApiError> {
+    if let Some(kind) = &body.kind {
+        if kind != TYPE {
+            return Err(invalid(format!("type {kind:?}: the only type is {TYPE}")));
+        }
+    }
+    if let Some(name) = &body.name {
+        item.name = check_name(name)?;
+    }
+    if let Some(host) = &body.host {
+        item.host = check_host(host)?;
+    }
+    if let Some(port) = body.port {
+        item.port = check_port(port)?;
+    }
+    if let Some(username) = body.username {
+        item.username = optional(username);
+    }
+    if let Some(from) = &body.from_address {
+        item.from_address = check_address("from_address", from)?;
+    }
+    if let Some(test) = body.test_address {
+        item.test_address = optional(test)
+            .map(|t| check_address("test_address", &t))
+            .transpose()?;
+    }
+    if let Some(raw) = body.smtp_properties {
+        item.properties = properties(raw)?;
+    }
+    if let Some(password) = body.password {
+        item.password =
+            optional(password).map(|p| api.notifier.sealer.seal(&item.id, &Password::new(p)));
+    }
+    if item.name.is_empty() {
+        return Err(invalid("name is required"));
+    }
+    if item.host.is_empty() {
+        return Err(invalid("host is required, like smtp.example.com"));
+    }
+    if item.port == 0 {
+        return Err(invalid(
+            "port is required: 25 plain, 465 implicit TLS, 587 STARTTLS",
+        ));
+    }
+    if item.from_address.is_empty() {
+        return Err(invalid("from_address is required, like deploy@example.com"));
+    }
+    Ok(item)
+}
+
+async fn audit(api: &super::Api, caller: &Caller, action: &'static str, detail: serde_json::Value) {
+    api.audit(AuditEvent {
+        actor: Some(caller.username.clone()),
+        action,
+        ip: Some(caller.ip.to_string()),
+        detail: Some(detail),
+        ..AuditEvent::default()
+    })
+    .await;
+}
+
+/// Every SMTP server item, by name.
+#[utoipa::path(get, path = "/patgate/api/v1/smtp-servers", tag = "admin",
+    responses((status = 200, body = [SmtpServerView]), (status = 403, description = "not an administrator")))]
+pub async fn list(
+    State(api): State<ApiRef>,
+    caller: Caller,
+) -> Result<Json<Vec<SmtpServerView>>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let items = api.store.smtp_servers().await?;
+    Ok(Json(items.iter().map(SmtpServerView::from).collect()))
+}
+
+/// Creates an item; its id is generated from the name.
+#[utoipa::path(post, path = "/patgate/api/v1/smtp-servers", tag = "admin", request_body = SmtpServerBody,
+    responses((status = 201, body = SmtpServerView), (status = 400, description = "invalid field"),
+        (status = 403, description = "not an administrator"), (status = 409, description = "name taken")))]
+pub async fn create(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    JsonBody(body): JsonBody<SmtpServerBody>,
+) -> Result<(StatusCode, Json<SmtpServerView>), ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let name = check_name(body.name.as_deref().unwrap_or_default())?;
+    // Ids outlive renames: a new item may need a suffix.
+    let mut id = format!("{PARENT}{name}");
+    let mut n = 2;
+    while api.store.smtp_server_exists(&id).await? {
+        id = format!("{PARENT}{name}-{n}");
+        n += 1;
+    }
+    let now = store::now();
+    let empty = SmtpServerRecord {
+        id,
+        name: String::new(),
+        host: String::new(),
+        port: 0,
+        username: None,
+        password: None,
+        from_address: String::new(),
+        test_address: None,
+        properties: BTreeMap::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let item = apply(&api, empty, body)?;
+    api.store.create_smtp_server(&item).await?;
+    audit(
+        &api,
+        &caller,
+        "smtp_server.created",
+        serde_json::json!({"id": item.id, "name": item.name}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json((&item).into())))
+}
+
+/// One item.
+#[utoipa::path(get, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin",
+    params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
+    responses((status = 200, body = SmtpServerView), (status = 403, description = "not an administrator"),
+        (status = 404, description = "no such item")))]
+pub async fn one(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SmtpServerView>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let item = api.store.smtp_server(&resolve_id(&id)).await?;
+    Ok(Json((&item).into()))
+}
+
+/// Changes an item; fields left out keep their value, the password included.
+#[utoipa::path(put, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin", request_body = SmtpServerBody,
+    params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
+    responses((status = 200, body = SmtpServerView), (status = 400, description = "invalid field"),
+        (status = 403, description = "not an administrator"), (status = 404, description = "no such item"),
+        (status = 409, description = "name taken")))]
+pub async fn update(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SmtpServerBody>,
+) -> Result<Json<SmtpServerView>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let before = api.store.smtp_server(&resolve_id(&id)).await?;
+    let password_changed = body.password.is_some();
+    let after = apply(&api, before.clone(), body)?;
+    api.store.update_smtp_server(&after).await?;
+    let after = api.store.smtp_server(&after.id).await?;
+    audit(
+        &api,
+        &caller,
+        "smtp_server.changed",
+        serde_json::json!({
+            "id": after.id,
+            "before": SmtpServerView::from(&before),
+            "after": SmtpServerView::from(&after),
+            "password_changed": password_changed,
+        }),
+    )
+    .await;
+    Ok(Json((&after).into()))
+}
+
+/// Deletes an item, unless notifications are sent through it.
+#[utoipa::path(delete, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin",
+    params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
+    responses((status = 204, description = "deleted"), (status = 403, description = "not an administrator"),
+        (status = 404, description = "no such item"), (status = 409, description = "chosen for notifications")))]
+pub async fn remove(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let id = resolve_id(&id);
+    api.store.delete_smtp_server(&id).await?;
+    audit(
+        &api,
+        &caller,
+        "smtp_server.deleted",
+        serde_json::json!({"id": id}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"to": …}`, optional: the item's test address otherwise.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestMailBody {
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestMailSent {
+    pub sent_to: String,
+    /// `host:port`.
+    pub server: String,
+}
+
+/// Send Test Mail: sends a short e-mail through the item, now. Failures carry the SMTP
+/// conversation's own reason (authentication, TLS, refused connection, timeout).
+#[utoipa::path(post, path = "/patgate/api/v1/smtp-servers/{id}/test", tag = "admin",
+    request_body(content = Option<TestMailBody>, description = "optional; the item's test_address by default"),
+    params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
+    responses((status = 200, body = TestMailSent),
+        (status = 400, description = "no recipient, or the item cannot be used"),
+        (status = 403, description = "not an administrator"), (status = 404, description = "no such item"),
+        (status = 502, description = "the SMTP server failed: smtp_authentication_failed, smtp_tls_failed, smtp_connection_refused, smtp_rejected, smtp_failed"),
+        (status = 504, description = "smtp_timeout: the SMTP server did not answer in time")))]
+pub async fn send_test(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<TestMailSent>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let body: TestMailBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TestMailBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let item = api.store.smtp_server(&resolve_id(&id)).await?;
+    let to = match optional(body.to).or_else(|| item.test_address.clone()) {
+        Some(to) => check_address("to", &to)?,
+        None => {
+            return Err(ApiError::bad_request(
+                "no_test_address",
+                "the item has no test_address; set one, or send {\"to\": \"you@example.com\"}",
+            ))
+        }
+    };
+    let failed = |e: crate::notify::smtp::SendFailure| {
+        let status = match e.kind {
+            FailureKind::Configuration => StatusCode::BAD_REQUEST,
+            FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, e.kind.code(), e.message)
+    };
+    let mailer = api.notifier.mailer(&item).map_err(failed)?;
+    let text = format!(
+        "This is a test message from the Deploy personal access token gateway, sent through the SMTP server item {} ({}:{}) at the request of {}.\n\nIf you can read it, expiry notifications can be sent through this server.\n",
+        item.id, item.host, item.port, caller.username
+    );
+    let html = format!(
+        "<p>{}</p>",
+        minijinja::HtmlEscape(&text)
+            .to_string()
+            .replace("\n\n", "</p><p>")
+    );
+    let sent = mailer
+        .send(&Mail {
+            to: to.clone(),
+            subject: format!("Test mail from patgate ({})", item.name),
+            html,
+            text,
+        })
+        .await;
+    audit(
+        &api,
+        &caller,
+        "smtp_server.test_mail",
+        serde_json::json!({"id": item.id, "to": to, "error": sent.as_ref().err().map(|e| &e.message)}),
+    )
+    .await;
+    sent.map_err(failed)?;
+    Ok(Json(TestMailSent {
+        sent_to: to,
+        server: format!("{}:{}", item.host, item.port),
+    }))
+}

@@ -1,0 +1,105 @@
+//! The expiry notifier: e-mails users before their tokens expire, through the SMTP
+//! server item administrators chose, once per token. It runs as a side task of
+//! `patgate serve` ([`schedule`]) or from `patgate notify run-once`; it never runs on
+//! the request path, and a slow or dead SMTP server only ever delays its own pass.
+//!
+//! [`pass`] finds and claims due tokens and sends, [`smtp`] speaks to the server
+//! (JavaMail properties, errors), [`templates`] renders the e-mail, [`secret`] keeps
+//! SMTP passwords sealed at rest.
+
+use std::sync::Arc;
+
+use crate::config::{Config, Notify};
+use crate::metrics::Metrics;
+use crate::store::{SmtpServerRecord, Store, StoreError};
+
+pub mod pass;
+pub mod schedule;
+pub mod secret;
+pub mod smtp;
+pub mod templates;
+
+pub use pass::PassReport;
+
+/// What started a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The daily instant.
+    Schedule,
+    /// The gateway started after a missed daily instant.
+    CatchUp,
+    /// `patgate notify run-once`, or a test.
+    Command,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Schedule => "schedule",
+            Cause::CatchUp => "catch-up",
+            Cause::Command => "run-once",
+        }
+    }
+}
+
+/// The notifier's state, built once at start-up.
+pub struct Notifier {
+    pub store: Store,
+    pub config: Notify,
+    pub sealer: secret::Sealer,
+    metrics: Arc<Metrics>,
+}
+
+impl Notifier {
+    pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
+        let mut keys = vec![crate::tokens::keys::token_key(&config.secrets)?];
+        keys.extend(crate::tokens::keys::previous_token_keys(&config.secrets)?);
+        Ok(Notifier {
+            store,
+            config: config.notify.clone(),
+            sealer: secret::Sealer::new(&keys),
+            metrics,
+        })
+    }
+
+    /// The daily schedule; `None` when `notify.daily_at` is `off`.
+    pub fn schedule(&self) -> Option<schedule::Schedule> {
+        self.config.daily_at.map(|at| schedule::Schedule {
+            at,
+            zone: self.config.time_zone.clone(),
+        })
+    }
+
+    /// The zone's name as shown to people.
+    pub fn zone_name(&self) -> String {
+        self.config
+            .time_zone
+            .iana_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| match self.config.time_zone_name.as_str() {
+                "" => "server local time".into(),
+                name => name.to_string(),
+            })
+    }
+
+    /// A transport for an item, with its password opened.
+    pub fn mailer(&self, item: &SmtpServerRecord) -> Result<smtp::Mailer, smtp::SendFailure> {
+        let password = item
+            .password
+            .as_ref()
+            .map(|sealed| self.sealer.open(&item.id, sealed))
+            .transpose()
+            .map_err(|e| smtp::SendFailure {
+                kind: smtp::FailureKind::Configuration,
+                message: e.to_string(),
+            })?;
+        smtp::Mailer::new(item, password.as_ref(), self.config.send_timeout)
+    }
+
+    /// Why nothing would be sent now, or `None` when notifications are on and an SMTP
+    /// server is chosen.
+    pub async fn idle_reason(&self) -> Result<Option<String>, StoreError> {
+        let settings = self.store.notify_settings().await?;
+        Ok(pass::idle_reason(&settings).map(|(_, reason)| reason.to_string()))
+    }
+}
