@@ -4,6 +4,7 @@
 //! run with an injected "now": the window's boundaries, one e-mail per token across
 //! passes, failures retried, concurrent passes, escaping, and the schedule's catch-up.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -16,25 +17,6 @@ use patgate::api::Api;
 use patgate::notify::Cause;
 use patgate::store::{PassRecord, UserSource};
 use serde_json::{json, Value};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let db = super::TestDb::new(super::Backend::Sqlite).await.unwrap();
-                super::$name(db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some(db) = super::TestDb::new(super::Backend::Postgres).await else { return };
-                super::$name(db).await;
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     smtp_server_items_are_checked_and_never_show_their_password,
