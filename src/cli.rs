@@ -6,6 +6,7 @@
 //! one JSON object with `--json`); every failure is one line on stderr and a non-zero
 //! exit.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, Config};
 use crate::edge::server;
 use crate::store::{self, TokenRecord, UserSource};
-use crate::tokens::format::Expiration;
+use crate::tokens::format::{Expiration, TokenHasher};
 use crate::tokens::issue;
 
 #[derive(Debug, Parser)]
@@ -23,7 +24,8 @@ use crate::tokens::issue;
     about = "Personal-access-token gateway for Digital.ai Deploy"
 )]
 pub struct Cli {
-    /// Configuration file [default: gateway.yaml, or $PATGATE_CONFIG].
+    /// Configuration file [default: $PATGATE_CONFIG, or gateway.yaml in the current
+    /// folder]; relative paths in it are read from its own folder.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -34,8 +36,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve,
-    /// Validate the configuration without starting.
-    CheckConfig,
+    /// Validate the configuration without starting: every check `serve` makes before it
+    /// opens a socket.
+    CheckConfig {
+        /// Also reach the database and Deploy.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Create, list and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -95,19 +102,26 @@ pub enum TokenCommand {
     Create(CreateArgs),
     /// List a user's tokens (never their values).
     List {
+        /// The username whose tokens to list.
         #[arg(long)]
         user: String,
+        /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by id; it stops working at once.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `token list` or `token create --json` shows it.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// The username the token acts as (created if new).
     #[arg(long)]
     pub user: String,
+    /// The token's name, unique among the user's active tokens (at most 100 characters).
     #[arg(long)]
     pub name: String,
     /// One of 7d, 30d, 45d, 60d, 1y, never.
@@ -119,6 +133,7 @@ pub struct CreateArgs {
     /// The user's e-mail address, if the user is new.
     #[arg(long)]
     pub email: Option<String>,
+    /// Print one JSON object (id, name, dates and the token) instead of the token alone.
     #[arg(long)]
     pub json: bool,
 }
@@ -126,9 +141,15 @@ pub struct CreateArgs {
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Disable a user: every token of theirs is refused at once.
-    Disable { username: String },
+    Disable {
+        /// The user's username.
+        username: String,
+    },
     /// Enable a disabled user again.
-    Enable { username: String },
+    Enable {
+        /// The user's username.
+        username: String,
+    },
 }
 
 /// Where the config comes from: flag, then `PATGATE_CONFIG`, then `gateway.yaml`.
@@ -146,9 +167,46 @@ pub enum Admin {
     CheckDeploy { user: String },
 }
 
-/// Runs an administrative command; returns what to print on stdout.
+/// Runs an administrative command against the configured database (which must exist),
+/// writing its answer to `out`. A command that changed the database says which one on
+/// stderr.
+pub async fn run_admin_to(
+    config: &Config,
+    command: Admin,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (store, hasher) = server::open_existing_store(config).await?;
+    let result = admin(config, &store, &hasher, command, out).await;
+    store.close().await;
+    let changed = result?;
+    if changed {
+        say(&format!(
+            "changed database {} (configuration {})",
+            config::redact_url(&config.database.url),
+            config.source_text()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs an administrative command and returns what it would print (for programs that
+/// embed the command line, and tests).
 pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String> {
-    let (store, hasher) = server::open_store(config).await?;
+    let mut out = Vec::new();
+    run_admin_to(config, command, &mut out).await?;
+    Ok(String::from_utf8_lossy(&out).trim_end().to_string())
+}
+
+/// One administrative command; `Ok(true)` when it changed the database.
+async fn admin(
+    config: &Config,
+    store: &store::Store,
+    hasher: &TokenHasher,
+    command: Admin,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let store = store.clone();
+    let mut changed = true;
     let output = match command {
         Admin::Token(TokenCommand::Create(args)) => {
             issue::check_name("--user", &args.user).map_err(anyhow::Error::msg)?;
@@ -160,25 +218,39 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
                 .user(&args.user)
                 .await?
                 .map_or(args.source, |u| u.source);
-            let (record, token) = issue::issue(
-                &store,
-                &hasher,
-                &args.user,
-                source,
-                &args.name,
-                args.expires,
-            )
-            .await?;
+            let (record, token) =
+                issue::issue(&store, hasher, &args.user, source, &args.name, args.expires).await?;
             audit(&store, "token.created", &record.username, Some(&record.id)).await;
-            if args.json {
+            let shown = if args.json {
                 let mut value = record_json(&record);
                 value["token"] = token.expose().into();
                 value.to_string()
             } else {
                 token.expose().to_string()
+            };
+            if let Err(e) = write_line(out, &shown) {
+                // Nobody saw the token: it must not stay valid.
+                store.revoke_token(&record.id).await?;
+                audit(&store, "token.deleted", &record.username, Some(&record.id)).await;
+                say(&format!(
+                    "changed database {} (configuration {})",
+                    config::redact_url(&config.database.url),
+                    config.source_text()
+                ));
+                anyhow::bail!(
+                    "could not write the token to standard output ({e}); token {} was revoked again, since nobody could see it",
+                    record.id
+                );
             }
+            return Ok(true);
         }
         Admin::Token(TokenCommand::List { user, json }) => {
+            changed = false;
+            if store.user(&user).await?.is_none() {
+                anyhow::bail!(
+                    "no user {user:?}; tokens belong to users that signed in or were given one"
+                );
+            }
             let records = store.list_tokens(&user).await?;
             if json {
                 serde_json::Value::Array(records.iter().map(record_json).collect()).to_string()
@@ -187,6 +259,20 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
             }
         }
         Admin::Token(TokenCommand::Revoke { id }) => {
+            let before = store.get_token(&id).await?;
+            if before.revoked_at.is_some() {
+                write_line(
+                    out,
+                    &format!(
+                        "token {} ({:?} of {}) was already revoked at {}; nothing changed",
+                        before.id,
+                        before.name,
+                        before.username,
+                        rfc3339(before.revoked_at).as_str().unwrap_or_default()
+                    ),
+                )?;
+                return Ok(false);
+            }
             let record = store.revoke_token(&id).await?;
             audit(&store, "token.deleted", &record.username, Some(&record.id)).await;
             format!(
@@ -200,8 +286,12 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
             audit(&store, "user.disabled", &username, None).await;
             format!("disabled user {username}; their tokens are refused")
         }
-        Admin::JwtKey(command) => jwt_key(config, &store, &hasher, command).await?,
+        Admin::JwtKey(command) => {
+            changed = matches!(command, JwtKeyCommand::Rotate);
+            jwt_key(config, &store, hasher, command).await?
+        }
         Admin::TokenKey(TokenKeyCommand::Status) => {
+            changed = false;
             let counts = store.live_tokens_by_key().await?;
             let mut out = format!("{:<10} {:<9} {}", "KEY", "ROLE", "LIVE TOKENS");
             for (i, id) in hasher.key_ids().iter().enumerate() {
@@ -244,8 +334,9 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
             )
         }
         Admin::CheckDeploy { user } => {
+            changed = false;
             let (ok, message) =
-                crate::edge::deploy_check::check(config, &store, &hasher, &user).await?;
+                crate::edge::deploy_check::check(config, &store, hasher, &user).await?;
             if !ok {
                 anyhow::bail!("{message}");
             }
@@ -257,14 +348,27 @@ pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String
             format!("enabled user {username}")
         }
     };
-    store.close().await;
-    Ok(output)
+    write_line(out, &output)?;
+    Ok(changed)
+}
+
+/// Writes one answer and flushes it; a closed pipe or a full disk is an error, never a
+/// panic.
+pub fn write_line(out: &mut dyn Write, text: &str) -> std::io::Result<()> {
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// One line on stderr, prefixed `patgate: `; a stderr that cannot be written is ignored
+/// rather than a reason to panic.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "patgate: {line}");
 }
 
 async fn jwt_key(
     config: &Config,
     store: &store::Store,
-    hasher: &crate::tokens::format::TokenHasher,
+    hasher: &TokenHasher,
     command: JwtKeyCommand,
 ) -> anyhow::Result<String> {
     use crate::config::{IdentityMode, JwtAlgorithm};
@@ -308,7 +412,7 @@ async fn jwt_key(
 /// Runs a notify command; returns the line to print. A pass in which e-mails failed is
 /// an error (its summary says how many), so that cron reports it.
 pub async fn run_notify(config: &Config, command: NotifyCommand) -> anyhow::Result<String> {
-    let (store, _) = server::open_store(config).await?;
+    let (store, _) = server::open_existing_store(config).await?;
     let notifier = crate::notify::Notifier::new(
         config,
         store.clone(),

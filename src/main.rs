@@ -11,16 +11,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 
-use patgate::cli::{self, Admin, Cli, Command};
-use patgate::config::{redact_url, Config};
-use patgate::edge::server;
+use patgate::cli::{self, say, Admin, Cli, Command};
+use patgate::config::{redact_url, Config, ConfigError};
+use patgate::edge::{preflight, server};
 use patgate::logging;
 
 fn main() -> ExitCode {
     let args = match Cli::try_parse() {
         Ok(args) => args,
         Err(e) if !e.use_stderr() => {
-            // --help and --version.
+            // --help and --version; a closed stdout is not worth a panic.
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
@@ -34,10 +34,10 @@ fn main() -> ExitCode {
                 .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
                 .collect();
             let message = message.join(" ");
-            eprintln!(
-                "patgate: {}; see patgate --help",
+            say(&format!(
+                "{}; see patgate --help",
                 message.trim_start_matches("error: ")
-            );
+            ));
             return ExitCode::from(2);
         }
     };
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("patgate: {e}");
+            say(&e.to_string());
             return ExitCode::from(2);
         }
     };
@@ -55,51 +55,71 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("patgate: cannot start the async runtime: {e}");
+            say(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
+    let mut stdout = std::io::stdout().lock();
+    let admin = |command: Admin, out: &mut dyn std::io::Write| {
+        runtime.block_on(cli::run_admin_to(&config, command, out))
+    };
     let result = match args.command {
-        Command::CheckConfig => {
-            println!(
-                "configuration {} is valid: listen {}, upstream {}, identity {:?}, database {}",
-                path.display(),
-                config.listen,
-                config.upstream.url,
-                config.upstream.identity.mode,
-                redact_url(&config.database.url)
-            );
-            Ok(())
-        }
-        Command::Serve => {
-            let _guard = logging::init(&config.log);
-            runtime.block_on(serve(config))
-        }
-        Command::Token(t) => runtime.block_on(admin(&config, Admin::Token(t))),
-        Command::User(u) => runtime.block_on(admin(&config, Admin::User(u))),
-        Command::JwtKey(k) => runtime.block_on(admin(&config, Admin::JwtKey(k))),
-        Command::TokenKey(k) => runtime.block_on(admin(&config, Admin::TokenKey(k))),
-        Command::CheckDeploy { user } => {
-            runtime.block_on(admin(&config, Admin::CheckDeploy { user }))
-        }
+        Command::CheckConfig { connect } => runtime.block_on(check_config(&config, connect)),
+        Command::Serve => match preflight::check(&config) {
+            Err(e) => Err(e.into()),
+            Ok(notes) => {
+                let _guard = logging::init(&config.log);
+                for note in notes {
+                    tracing::info!("{note}");
+                }
+                runtime.block_on(serve(config.clone()))
+            }
+        },
+        Command::Token(t) => admin(Admin::Token(t), &mut stdout),
+        Command::User(u) => admin(Admin::User(u), &mut stdout),
+        Command::JwtKey(k) => admin(Admin::JwtKey(k), &mut stdout),
+        Command::TokenKey(k) => admin(Admin::TokenKey(k), &mut stdout),
+        Command::CheckDeploy { user } => admin(Admin::CheckDeploy { user }, &mut stdout),
         Command::Notify(n) => runtime.block_on(async {
             let line = cli::run_notify(&config, n).await?;
-            println!("{line}");
+            cli::write_line(&mut stdout, &line)?;
             Ok(())
         }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("patgate: {e:#}");
-            ExitCode::FAILURE
+            say(&format!("{e:#}"));
+            if ConfigError::is_cause_of(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-async fn admin(config: &Config, command: Admin) -> anyhow::Result<()> {
-    let output = cli::run_admin(config, command).await?;
-    println!("{output}");
+/// `check-config`: every check `serve` makes before it opens a socket; with `connect`,
+/// the database and Deploy are reached too.
+async fn check_config(config: &Config, connect: bool) -> anyhow::Result<()> {
+    let notes = preflight::check(config)?;
+    let mut lines = vec![format!(
+        "configuration {} is valid: listen {}, upstream {}, identity {:?}, database {}",
+        config.source_text(),
+        config.listen,
+        config.upstream.url,
+        config.upstream.identity.mode,
+        redact_url(&config.database.url)
+    )];
+    lines.extend(notes);
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        cli::write_line(&mut stdout, &line)?;
+    }
+    if connect {
+        cli::write_line(&mut stdout, &preflight::reach_database(config).await?)?;
+        cli::write_line(&mut stdout, &preflight::reach_deploy(config).await?)?;
+    }
     Ok(())
 }
 

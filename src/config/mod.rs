@@ -33,6 +33,16 @@ const OVERRIDE_PREFIX: &str = "PATGATE_";
 pub struct ConfigError(String);
 
 impl ConfigError {
+    /// A problem in words; for checks made outside this module (key files, TLS files).
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+
+    /// Whether `error` is, or was caused by, a configuration problem (exit code 2).
+    pub fn is_cause_of(error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| cause.is::<ConfigError>())
+    }
+
     fn key(key: &str, value: &str, problem: impl std::fmt::Display) -> Self {
         ConfigError(format!("{key} {value:?}: {problem}"))
     }
@@ -41,7 +51,16 @@ impl ConfigError {
 /// The validated configuration the gateway runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file this configuration was read from (absolute), when it came from one;
+    /// relative paths in it were resolved against its folder.
+    pub source: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// Whether `listen` may be shared with another process already serving it
+    /// (`SO_REUSEPORT`), for a zero-downtime restart; otherwise such a start is refused.
+    pub share_port: bool,
+    /// A second listener for `/patgate/metrics` and `/patgate/readyz`, which then are
+    /// not served on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     pub tls: Option<TlsFiles>,
     pub upstream: Upstream,
     pub database: Database,
@@ -138,6 +157,16 @@ impl Database {
     pub fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
     }
+
+    /// The SQLite database file, when the database is SQLite.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let rest = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
 }
 
 #[derive(Clone)]
@@ -183,6 +212,9 @@ pub struct Limits {
 pub struct Log {
     pub level: String,
     pub json: bool,
+    /// One line per request (method, path, status, user, credential kind, duration,
+    /// request id) at info level.
+    pub access: bool,
 }
 
 // ---- raw, as written in YAML ----
@@ -191,6 +223,10 @@ pub struct Log {
 #[serde(deny_unknown_fields)]
 struct Raw {
     listen: String,
+    #[serde(default, deserialize_with = "flag")]
+    share_port: bool,
+    #[serde(default)]
+    admin_listen: String,
     #[serde(default)]
     tls: RawTls,
     upstream: RawUpstream,
@@ -418,6 +454,8 @@ struct RawLog {
     level: String,
     #[serde(default = "default_format")]
     format: String,
+    #[serde(default, deserialize_with = "flag")]
+    access: bool,
 }
 
 impl Default for RawLog {
@@ -425,6 +463,7 @@ impl Default for RawLog {
         RawLog {
             level: default_level(),
             format: default_format(),
+            access: false,
         }
     }
 }
@@ -446,35 +485,189 @@ impl Config {
             ))
         })?;
         let env: BTreeMap<String, String> = std::env::vars().collect();
-        Self::from_yaml(&text, &env)
-            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+        let mut config = Self::from_yaml(&text, &env)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        let file = std::fs::canonicalize(path)
+            .or_else(|_| std::path::absolute(path))
+            .unwrap_or_else(|_| path.to_path_buf());
+        let folder = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.resolve_paths(&folder);
+        config.source = Some(file);
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `folder` (the configuration file's),
+    /// as nginx and systemd do: the CLI run from any directory then uses the same
+    /// database and keys as the gateway.
+    pub fn resolve_paths(&mut self, folder: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() && !path.as_os_str().is_empty() {
+                *path = folder.join(&*path);
+            }
+        };
+        resolve(&mut self.secrets.token_key_file);
+        if let Some(tls) = &mut self.tls {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+        }
+        if let Some(ca) = &mut self.upstream.ca_file {
+            resolve(ca);
+        }
+        resolve(&mut self.upstream.identity.jwt.key_file);
+        if let Some(ca) = self.sso.as_mut().and_then(|sso| sso.ca_file.as_mut()) {
+            resolve(ca);
+        }
+        if let Some(file) = self.database.sqlite_file() {
+            if file.is_relative() {
+                let (_, query) = self.database.url.split_once('?').unwrap_or(("", ""));
+                let absolute = folder.join(file);
+                self.database.url = match query {
+                    "" => format!("sqlite://{}", absolute.display()),
+                    q => format!("sqlite://{}?{q}", absolute.display()),
+                };
+            }
+        }
+    }
+
+    /// Where the configuration came from, for messages.
+    pub fn source_text(&self) -> String {
+        match &self.source {
+            Some(path) => path.display().to_string(),
+            None => "(no file)".into(),
+        }
     }
 
     /// Parses YAML text with the given environment (only `PATGATE_*` variables count).
     pub fn from_yaml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
-        let mut tree: Value = serde_yaml_ng::from_str(text)
+        let mut file: Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError(format!("not valid YAML: {e}")))?;
-        if tree.is_null() {
-            tree = Value::Mapping(Default::default());
+        if file.is_null() {
+            file = Value::Mapping(Default::default());
         }
-        for (name, value) in env {
-            let Some(path) = name.strip_prefix(OVERRIDE_PREFIX) else {
-                continue;
-            };
-            if name == CONFIG_ENV || path.starts_with("TEST_") {
-                continue;
-            }
-            apply_override(&mut tree, name, path, value)?;
+        let overrides: Vec<Override> = env
+            .iter()
+            .filter_map(|(name, value)| {
+                let path = name.strip_prefix(OVERRIDE_PREFIX)?;
+                (name != CONFIG_ENV && !path.starts_with("TEST_")).then(|| Override {
+                    var: name.clone(),
+                    path: path.to_string(),
+                    value: value.clone(),
+                })
+            })
+            .collect();
+        match deserialize(&file, &overrides)? {
+            Ok(raw) => raw.validate(),
+            Err(e) => Err(explain(e, &file, &overrides)),
         }
-        let raw: Raw = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError(format!(
-                "key {key}: {}; see the configuration reference in README.md",
-                e.into_inner()
-            ))
-        })?;
-        raw.validate()
     }
+}
+
+/// One `PATGATE_…` environment variable.
+#[derive(Clone)]
+struct Override {
+    var: String,
+    /// The part after the prefix: `UPSTREAM__URL`.
+    path: String,
+    value: String,
+}
+
+type DeError = serde_path_to_error::Error<serde_yaml_ng::Error>;
+
+/// The file's tree with the overrides applied, deserialized; the outer error is an
+/// override that cannot be applied at all.
+fn deserialize(file: &Value, overrides: &[Override]) -> Result<Result<Raw, DeError>, ConfigError> {
+    let mut tree = file.clone();
+    for o in overrides {
+        apply_override(&mut tree, &o.var, &o.path, &o.value)?;
+    }
+    Ok(serde_path_to_error::deserialize(tree))
+}
+
+/// The name in serde's "unknown field `name`, expected …".
+fn unknown_field(error: &DeError) -> Option<String> {
+    let text = error.inner().to_string();
+    let rest = text.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Words an operator's failed deserialization, naming the environment variable when one
+/// brought in the unknown key, with the spelling it probably meant.
+fn explain(error: DeError, file: &Value, overrides: &[Override]) -> ConfigError {
+    if let Some(field) = unknown_field(&error) {
+        let culprit = overrides.iter().position(|o| {
+            o.path
+                .rsplit("__")
+                .next()
+                .is_some_and(|last| last.eq_ignore_ascii_case(&field))
+        });
+        if let Some(i) = culprit {
+            let var = &overrides[i].var;
+            let key = overrides[i]
+                .path
+                .split("__")
+                .collect::<Vec<_>>()
+                .join(".")
+                .to_ascii_lowercase();
+            let hint =
+                "sections and keys are separated by two underscores: PATGATE_<SECTION>__<KEY>";
+            return match suggest(file, overrides, i) {
+                Some(better) => ConfigError(format!(
+                    "environment variable {var}: no setting {key}; did you mean {OVERRIDE_PREFIX}{better}? ({hint})"
+                )),
+                None => ConfigError(format!(
+                    "environment variable {var}: no setting {key} ({hint}); see the configuration reference in README.md"
+                )),
+            };
+        }
+    }
+    let key = error.path().to_string();
+    ConfigError(format!(
+        "key {key}: {}; see the configuration reference in README.md",
+        error.into_inner()
+    ))
+}
+
+/// Another spelling of override `i`, with some single underscores doubled, that names
+/// a real setting.
+fn suggest(file: &Value, overrides: &[Override], i: usize) -> Option<String> {
+    let path = &overrides[i].path;
+    let bytes = path.as_bytes();
+    // Single underscores: not next to another one.
+    let singles: Vec<usize> = (0..bytes.len())
+        .filter(|&j| {
+            bytes[j] == b'_' && bytes.get(j + 1) != Some(&b'_') && (j == 0 || bytes[j - 1] != b'_')
+        })
+        .collect();
+    if singles.is_empty() || singles.len() > 8 {
+        return None;
+    }
+    // Fewest doubled underscores first.
+    let mut masks: Vec<u32> = (1..1u32 << singles.len()).collect();
+    masks.sort_by_key(|m| m.count_ones());
+    for mask in masks {
+        let mut candidate = String::with_capacity(path.len() + singles.len());
+        for (j, c) in path.char_indices() {
+            candidate.push(c);
+            if let Some(k) = singles.iter().position(|&s| s == j) {
+                if mask & (1 << k) != 0 {
+                    candidate.push('_');
+                }
+            }
+        }
+        let mut trial = overrides.to_vec();
+        trial[i].path = candidate.clone();
+        let last = candidate
+            .rsplit("__")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match deserialize(file, &trial) {
+            Ok(Ok(_)) => return Some(candidate),
+            Ok(Err(e)) if unknown_field(&e).is_none_or(|f| f != last) => return Some(candidate),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Sets one key from `PATGATE_A__B__C=value`, creating sections as needed.
@@ -590,15 +783,91 @@ fn header_name(key: &str, value: &str) -> Result<http::HeaderName, ConfigError> 
     http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| ConfigError::key(key, value, fix))
 }
 
+/// An address to listen on: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now; the
+/// first address the name resolves to is used).
+fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    let fix = "write HOST:PORT like 0.0.0.0:4516, [::]:4516 or localhost:4516";
+    if let Ok(address) = text.trim().parse() {
+        return Ok(address);
+    }
+    if !text.contains(':') {
+        return Err(ConfigError::key(key, text, format!("no port; {fix}")));
+    }
+    use std::net::ToSocketAddrs;
+    match text.trim().to_socket_addrs() {
+        Ok(mut addresses) => addresses.next().ok_or_else(|| {
+            ConfigError::key(key, text, format!("the name resolves to no address; {fix}"))
+        }),
+        Err(e) => Err(ConfigError::key(
+            key,
+            text,
+            format!("not an address ({e}); {fix}"),
+        )),
+    }
+}
+
+/// The levels `log.level` accepts, alone or after `target=`.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A log filter: a level, or comma-separated `level` and `target=level` directives. A
+/// bare word that is not a level would be read as a target and silence everything
+/// else, so it is refused.
+fn check_log_level(text: &str) -> Result<(), ConfigError> {
+    let fix = || {
+        format!(
+            "use one of {}, or per-module filters like info,patgate=debug",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    let is_level = |word: &str| {
+        LOG_LEVELS
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(word.trim()))
+    };
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(ConfigError::key(
+            "log.level",
+            text,
+            format!("empty; {}", fix()),
+        ));
+    }
+    for directive in directives {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            _ => directive,
+        };
+        if !is_level(level) {
+            return Err(ConfigError::key(
+                "log.level",
+                text,
+                format!("{level:?} is not a level; {}", fix()),
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(drop)
+        .map_err(|e| ConfigError::key("log.level", text, format!("{e}; {}", fix())))
+}
+
 impl Raw {
     fn validate(self) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = self.listen.parse().map_err(|_| {
-            ConfigError::key(
-                "listen",
-                &self.listen,
-                "not an address; write HOST:PORT like 0.0.0.0:4516",
-            )
-        })?;
+        let listen = socket_address("listen", &self.listen)?;
+        let admin_listen = match self.admin_listen.trim() {
+            "" => None,
+            text => Some(socket_address("admin_listen", text)?),
+        };
+        if admin_listen.is_some_and(|admin| admin.port() == listen.port() && admin.port() != 0) {
+            return Err(ConfigError::key(
+                "admin_listen",
+                &self.admin_listen,
+                "uses the port of listen; give the admin listener its own port, like 127.0.0.1:4517",
+            ));
+        }
 
         let tls = match (
             optional_path(&self.tls.cert_file),
@@ -739,13 +1008,7 @@ impl Raw {
                 return Err(ConfigError::key("log.format", other, "use text or json"));
             }
         };
-        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
-            ConfigError::key(
-                "log.level",
-                &self.log.level,
-                format!("{e}; use error, warn, info, debug or trace"),
-            )
-        })?;
+        check_log_level(&self.log.level)?;
         if !(self.limits.failures_per_second > 0.0 && self.limits.failures_per_second.is_finite()) {
             return Err(ConfigError::key(
                 "limits.failures_per_second",
@@ -804,7 +1067,10 @@ impl Raw {
         }
 
         Ok(Config {
+            source: None,
             listen,
+            share_port: self.share_port,
+            admin_listen,
             tls,
             upstream: Upstream {
                 url,
@@ -841,6 +1107,7 @@ impl Raw {
             log: Log {
                 level: self.log.level,
                 json: log_json,
+                access: self.log.access,
             },
             limits: Limits {
                 failures_per_second: self.limits.failures_per_second,
@@ -1077,5 +1344,86 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("underscore_headers \"strip\""), "{err}");
+    }
+
+    #[test]
+    fn a_variable_with_one_underscore_is_named_with_its_likely_spelling() {
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM_URL", "http://x:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("environment variable PATGATE_UPSTREAM_URL"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean PATGATE_UPSTREAM__URL?"), "{err}");
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_CACHE_MAX_TOKENS", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean PATGATE_CACHE__MAX_TOKENS?"),
+            "{err}"
+        );
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_NO_SUCH_THING", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("environment variable PATGATE_NO_SUCH_THING: no setting no_such_thing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_log_levels_are_refused_with_the_valid_ones() {
+        for bad in ["verbose", "info,verbose", "patgate=loud", ""] {
+            let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LOG__LEVEL", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("log.level"), "{bad}: {err}");
+            assert!(
+                err.contains("off, error, warn, info, debug, trace"),
+                "{bad}: {err}"
+            );
+        }
+        for good in ["debug", "WARN", "info,patgate=debug", "warn,hyper=off"] {
+            assert!(
+                Config::from_yaml(MINIMAL, &env(&[("PATGATE_LOG__LEVEL", good)])).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_takes_host_names_and_ipv6() {
+        let cfg =
+            Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost:4599")])).unwrap();
+        assert!(cfg.listen.ip().is_loopback() && cfg.listen.port() == 4599);
+        let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "[::]:4599")])).unwrap();
+        assert!(cfg.listen.is_ipv6());
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen \"localhost\": no port"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_configuration_folder() {
+        let mut cfg = Config::from_yaml(
+            MINIMAL,
+            &env(&[
+                ("PATGATE_DATABASE__URL", "sqlite://data/p.db?mode=rwc"),
+                ("PATGATE_TLS__CERT_FILE", "tls/cert.pem"),
+                ("PATGATE_TLS__KEY_FILE", "/abs/key.pem"),
+            ]),
+        )
+        .unwrap();
+        cfg.resolve_paths(Path::new("/etc/patgate"));
+        assert_eq!(cfg.database.url, "sqlite:///etc/patgate/data/p.db?mode=rwc");
+        assert_eq!(
+            cfg.secrets.token_key_file,
+            Path::new("/etc/patgate/data/token-hmac.key")
+        );
+        let tls = cfg.tls.unwrap();
+        assert_eq!(tls.cert_file, Path::new("/etc/patgate/tls/cert.pem"));
+        assert_eq!(tls.key_file, Path::new("/abs/key.pem"));
     }
 }

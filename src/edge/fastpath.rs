@@ -34,11 +34,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config;
-use crate::edge::endpoints;
 use crate::edge::gateway::{self, Gateway};
 use crate::edge::headers::{self, is_hop_by_hop, Underscored, MAX_HEADERS};
 use crate::edge::proxy;
 use crate::edge::response::Body;
+use crate::edge::{access, endpoints, malformed};
 use crate::metrics::Metrics;
 use crate::tokens::credentials::{self, Credential};
 
@@ -184,8 +184,12 @@ impl Forwarder {
                         }
                     }
                     Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => {}
-                    // Malformed, too many headers or too long: the general path says so.
-                    _ => return Next::HandOff,
+                    Ok(httparse::Status::Partial) => {
+                        return refuse_head(conn, gateway, malformed::Problem::TooLarge).await
+                    }
+                    Err(e) => {
+                        return refuse_head(conn, gateway, malformed::Problem::Invalid(e)).await
+                    }
                 }
             }
             let idle = conn.buf.is_empty();
@@ -205,7 +209,19 @@ impl Forwarder {
         conn.buf.advance(request.head_len);
         conn.body_pending = request.content_length as usize;
         let id = gateway.start_request();
-        self.answer(conn, &request, client, gateway, &id).await
+        let Some((method, path)) = &request.access else {
+            return self.answer(conn, &request, client, gateway, &id).await;
+        };
+        let started = std::time::Instant::now();
+        conn.scratch.user.clear();
+        conn.scratch.status = 0;
+        let next = self.answer(conn, &request, client, gateway, &id).await;
+        let note = access::Note {
+            user: (!conn.scratch.user.is_empty()).then(|| conn.scratch.user.clone()),
+            kind: access::Kind::Token,
+        };
+        access::record(method, path, conn.scratch.status, &note, started, &id);
+        next
     }
 
     /// Reads a parsed request head: what the fast path needs to answer it, with the
@@ -271,6 +287,9 @@ impl Forwarder {
             client: client.ip,
             forwarded_chain: String::new(),
             stripped_identity: false,
+            access: gateway
+                .access_log
+                .then(|| (method.to_string(), path.to_string())),
         };
         let mut seen_length = false;
         let mut seen_host = false;
@@ -421,6 +440,10 @@ impl Forwarder {
             return conn.write_own(response, request, id).await;
         }
         tracing::debug!(request_id = id, user = %principal.username, "authenticated");
+        if request.access.is_some() {
+            conn.scratch.user.clear();
+            conn.scratch.user.push_str(&principal.username);
+        }
         gateway
             .metrics
             .local()
@@ -598,6 +621,7 @@ impl Forwarder {
                             buf.advance(len);
                             continue;
                         }
+                        scratch.status = code;
                         return ResponseHead::read(&parsed, len)
                             .map_err(|e| Failure::Unreachable(e.into()));
                     }
@@ -802,6 +826,10 @@ struct Scratch {
     upstream: BytesMut,
     /// For answers that do not fit in one read.
     copy: BytesMut,
+    /// The status of the answer last written to the client (for the access log).
+    status: u16,
+    /// The authenticated user, kept only when the access log is on.
+    user: String,
 }
 
 impl Scratch {
@@ -841,6 +869,21 @@ struct Request {
     /// `X-Forwarded-For` entries kept ahead of the peer's (trusted proxies only).
     forwarded_chain: String,
     stripped_identity: bool,
+    /// Method and path, kept only when the access log is on.
+    access: Option<(String, String)>,
+}
+
+/// Answers a head the parser refuses and closes: the rest of the connection cannot be
+/// framed.
+async fn refuse_head<S>(conn: &mut Conn<S>, gateway: &Gateway, problem: malformed::Problem) -> Next
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = gateway.start_request();
+    let answer = malformed::answer(problem, &conn.buf, &id);
+    let _ = conn.io.write_all(&answer).await;
+    let _ = conn.io.flush().await;
+    Next::Close
 }
 
 impl<S> Conn<S>
@@ -857,6 +900,7 @@ where
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        self.scratch.status = parts.status.as_u16();
         // The request body, read whole before answering, is not Deploy's any more.
         self.buf.advance(std::mem::take(&mut self.body_pending));
         // When stopping, the client learns that requests it sent after this one were

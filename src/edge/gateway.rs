@@ -15,11 +15,11 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::api::{self, Api, ClientInfo};
-use crate::edge::endpoints;
 use crate::edge::headers::{self, Rules};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
 use crate::edge::response::{json_error, Body};
+use crate::edge::{access, endpoints};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::{Refusal, TokenCheck};
@@ -65,6 +65,10 @@ pub struct Gateway {
     /// The main runtime, which owns the database connections; workers send their
     /// queries there.
     pub runtime: tokio::runtime::Handle,
+    /// Whether each request gets an access line (`log.access`).
+    pub access_log: bool,
+    /// Whether metrics and readiness are served on `admin_listen` instead of here.
+    pub admin_elsewhere: bool,
     /// Distinguishes this process's request ids from other replicas'.
     id_prefix: String,
     next_id: AtomicU64,
@@ -89,6 +93,8 @@ impl Gateway {
             rules,
             metrics,
             runtime: tokio::runtime::Handle::current(),
+            access_log: false,
+            admin_elsewhere: false,
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
         }
@@ -116,12 +122,30 @@ impl Gateway {
             tls,
             request_id: &id,
         };
+        let access = self.access_log.then(|| {
+            (
+                std::time::Instant::now(),
+                req.method().clone(),
+                req.uri().path().to_string(),
+            )
+        });
+        let mut note = access::Note::default();
         let mut response = self
-            .route(&proxy, req, peer, &id_value)
+            .route(&proxy, req, peer, &id_value, &mut note)
             .instrument(span.clone())
             .await;
         response.headers_mut().insert(REQUEST_ID, id_value);
         span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
+        if let Some((started, method, path)) = access {
+            access::record(
+                method.as_str(),
+                &path,
+                response.status().as_u16(),
+                &note,
+                started,
+                &id,
+            );
+        }
         Ok(response)
     }
 
@@ -156,8 +180,10 @@ impl Gateway {
         mut req: Request<Incoming>,
         peer: Peer<'_>,
         id: &HeaderValue,
+        note: &mut access::Note,
     ) -> Response<Body> {
         if endpoints::is_reserved(req.uri().path()) {
+            note.kind = access::Kind::Gateway;
             if api::serves(req.uri().path()) {
                 let forwarded = req
                     .headers()
@@ -171,13 +197,18 @@ impl Gateway {
                 };
                 return self.api.handle(req, client).await;
             }
-            return endpoints::handle(self, &req).await;
+            return endpoints::handle(self, &req, endpoints::Listener::Main).await;
         }
         if let Some(refused) = refuse_method(req.method()) {
             return refused;
         }
         let credential = headers::credential(req.headers());
         let token_request = matches!(credential, Credential::Token { .. });
+        note.kind = match credential {
+            Credential::None => access::Kind::None,
+            Credential::Token { .. } => access::Kind::Token,
+            Credential::Unreadable(_) => access::Kind::Unreadable,
+        };
         if let Err(bad) = self.rules.check(&req, token_request) {
             tracing::info!(
                 request_id = peer.request_id,
@@ -244,6 +275,9 @@ impl Gateway {
                     return identity_failed(peer.request_id, &e);
                 }
                 tracing::debug!(user = %principal.username, "authenticated");
+                if self.access_log {
+                    note.user = Some(principal.username.to_string());
+                }
                 self.metrics
                     .local()
                     .authenticated

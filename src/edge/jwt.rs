@@ -382,6 +382,19 @@ pub fn generate(algorithm: JwtAlgorithm) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// Checks `upstream.identity.jwt.key_file` as the first start would import it; `false`
+/// when there is no such file (a key is then generated).
+pub fn check_key_file(settings: &JwtSettings) -> anyhow::Result<bool> {
+    match std::fs::read(&settings.key_file) {
+        Ok(bytes) => import(settings, &bytes).map(|_| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => anyhow::bail!(
+            "upstream.identity.jwt.key_file {}: {e}",
+            settings.key_file.display()
+        ),
+    }
+}
+
 /// A key file's PKCS#8 key (PEM or DER), checked against the algorithm.
 fn import(settings: &JwtSettings, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     let der = if bytes.starts_with(b"-----BEGIN") {

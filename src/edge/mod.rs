@@ -2,6 +2,7 @@
 //! pool and the answers the gateway writes itself. Nothing here writes to the database
 //! or takes a lock per request.
 
+pub mod access;
 pub mod deploy_check;
 pub mod endpoints;
 pub mod fastpath;
@@ -10,6 +11,8 @@ pub mod gateway;
 pub mod headers;
 pub mod identity;
 pub mod jwt;
+pub mod malformed;
+pub mod preflight;
 pub mod proxy;
 pub mod response;
 pub mod server;

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
-use crate::config::{Config, IdentityMode, TlsFiles};
+use crate::config::{Config, ConfigError, IdentityMode, TlsFiles};
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
 use crate::edge::headers::{self, Rules};
@@ -34,7 +34,7 @@ use crate::tokens::usage::UsageRecorder;
 use crate::tokens::{invalidation, keys};
 
 /// Largest request head accepted; longer headers get 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A client must finish sending its request head within this time.
 pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -42,6 +42,8 @@ pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 pub struct Running {
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
+    /// The admin listener's address, when `admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// The API, for embedding programs and tests.
     pub api: Arc<Api>,
     stop: watch::Sender<bool>,
@@ -61,18 +63,52 @@ impl Running {
     }
 }
 
-/// Opens the store with the configured token key, for the server and the CLI.
+/// Opens the store with the configured token key for the server: a missing key file
+/// and SQLite database are created.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)> {
-    let key = keys::token_key(&config.secrets)?;
-    let previous = keys::previous_token_keys(&config.secrets)?;
-    let store = Store::connect(&config.database.url, config.database.max_connections)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "database.url {}: {e}",
-                crate::config::redact_url(&config.database.url)
-            )
-        })?;
+    let key = keys::token_key(&config.secrets).map_err(as_config_error)?;
+    open_with(config, key, true).await
+}
+
+/// Opens the store for the command line: the database and key must exist already, so
+/// that a command run with the wrong configuration (or from another folder) stops
+/// instead of acting on a new, empty database no gateway reads.
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)> {
+    let source = config.source_text();
+    let Some(key) = keys::existing_token_key(&config.secrets).map_err(as_config_error)? else {
+        return Err(ConfigError::new(format!(
+            "no token key at {} (secrets.token_key_file of {source}); the gateway creates it at its first start: start it once with this configuration, or pass the configuration it runs with (--config)",
+            config.secrets.token_key_file.display()
+        ))
+        .into());
+    };
+    if let Some(file) = config.database.sqlite_file().filter(|f| !f.exists()) {
+        return Err(ConfigError::new(format!(
+            "no database at {} (database.url of {source}); the gateway creates it at its first start: start it once with this configuration, or pass the configuration it runs with (--config)",
+            file.display()
+        ))
+        .into());
+    }
+    open_with(config, key, false).await
+}
+
+fn as_config_error(e: anyhow::Error) -> anyhow::Error {
+    ConfigError::new(format!("{e:#}")).into()
+}
+
+async fn open_with(
+    config: &Config,
+    key: Vec<u8>,
+    create: bool,
+) -> anyhow::Result<(Store, TokenHasher)> {
+    let previous = keys::previous_token_keys(&config.secrets).map_err(as_config_error)?;
+    let url = &config.database.url;
+    let store = if create {
+        Store::connect(url, config.database.max_connections).await
+    } else {
+        Store::connect_existing(url, config.database.max_connections).await
+    }
+    .map_err(|e| anyhow::anyhow!("database.url {}: {e}", crate::config::redact_url(url)))?;
     let hasher = TokenHasher::with_previous(&key, &previous);
     // Hashes from before key ids were recorded were made with the only key there was.
     if !hasher.rotating() {
@@ -125,7 +161,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
 
-    let listeners = bind(config.listen, config.workers)?;
+    let listeners = bind(config.listen, config.workers, config.share_port)?;
     let local_addr = listeners[0].local_addr()?;
     tracing::info!(
         %local_addr,
@@ -149,14 +185,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let notify_task = notifier
         .schedule()
         .map(|schedule| tokio::spawn(schedule::run(notifier, schedule, stop_rx.clone())));
-    let gateway = Arc::new(Gateway::new(
+    let mut gateway = Gateway::new(
         store.clone(),
         api.clone(),
         tokens,
         identity,
         Rules::new(&config),
         metrics.clone(),
-    ));
+    );
+    gateway.access_log = config.log.access;
+    gateway.admin_elsewhere = config.admin_listen.is_some();
+    let gateway = Arc::new(gateway);
+    let admin_addr = match config.admin_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address).await.map_err(|e| {
+                anyhow::anyhow!("admin_listen {address}: {e}; is another process on that port?")
+            })?;
+            let bound = listener.local_addr()?;
+            tracing::info!(%bound, "admin listener (metrics, readiness) listening");
+            tokio::spawn(crate::edge::endpoints::serve_admin(
+                listener,
+                gateway.clone(),
+                stop_rx.clone(),
+            ));
+            Some(bound)
+        }
+        None => None,
+    };
     let grace = config.shutdown_grace;
     let mut threads = Vec::with_capacity(config.workers);
     for (worker, socket) in listeners.into_iter().enumerate() {
@@ -209,6 +264,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     Ok(Running {
         local_addr,
+        admin_addr,
         api,
         stop: stop_tx,
         done,
@@ -221,20 +277,48 @@ const BACKLOG: i32 = 1024;
 /// One listening socket per worker on the same address (`SO_REUSEPORT`): the kernel
 /// spreads new connections evenly over the workers, where one shared socket would let
 /// whichever worker wakes first take them all.
-fn bind(address: SocketAddr, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+///
+/// Unless `share` is set, a port some other process already serves is refused: the
+/// kernel would otherwise spread connections over both processes (`SO_REUSEPORT`),
+/// and a second patgate started by mistake would take half the requests.
+fn bind(
+    address: SocketAddr,
+    workers: usize,
+    share: bool,
+) -> anyhow::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let fail = |e: std::io::Error| {
         anyhow::anyhow!("listen {address}: {e}; is another process on that port?")
     };
-    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(workers);
-    for _ in 0..workers.max(1) {
+    let new_socket = || -> anyhow::Result<Socket> {
         let socket = Socket::new(
             Domain::for_address(address),
             Type::STREAM,
             Some(Protocol::TCP),
         )
         .map_err(fail)?;
+        if address.is_ipv6() && address.ip().is_unspecified() {
+            // `[::]` serves IPv4 too, whatever the system's default.
+            socket.set_only_v6(false).map_err(fail)?;
+        }
         socket.set_reuse_address(true).map_err(fail)?;
+        Ok(socket)
+    };
+    if !share && address.port() != 0 {
+        // A socket without SO_REUSEPORT cannot join a port others listen on.
+        let probe = new_socket()?;
+        if let Err(e) = probe.bind(&address.into()) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::bail!(
+                    "listen {address}: another process already serves this port (perhaps another patgate); stop it first, or set share_port: true to overlap on purpose during a zero-downtime restart"
+                );
+            }
+            return Err(fail(e));
+        }
+    }
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let socket = new_socket()?;
         socket.set_reuse_port(true).map_err(fail)?;
         socket.set_nonblocking(true).map_err(fail)?;
         // With port 0, the first socket picks the port and the others join it.
@@ -389,11 +473,16 @@ async fn serve_connection<I, S>(
         }
     };
     if let Err(e) = result {
-        tracing::debug!(error = %e, "connection ended with an error");
+        if e.is_parse() || e.is_parse_too_large() {
+            // Answered by the HTTP library itself, with an empty body.
+            tracing::info!(error = %e, "refused a malformed request head");
+        } else {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
     }
 }
 
-fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     use std::io::BufReader;
     let open = |path: &std::path::Path, key: &str| {
         std::fs::File::open(path)

@@ -132,6 +132,16 @@ impl Store {
     /// Connects, creating a SQLite file (and its directory) if missing, and applies
     /// the embedded migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::open(url, max_connections, true).await
+    }
+
+    /// Opens a database that must exist already: a SQLite file is not created (the
+    /// command line uses this, so that it never acts on a new, empty database).
+    pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::open(url, max_connections, false).await
+    }
+
+    async fn open(url: &str, max_connections: u32, create: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -139,8 +149,11 @@ impl Store {
             Backend::Postgres
         };
         let connect_url = match backend {
-            Backend::Sqlite => sqlite_url(url)?,
-            Backend::Postgres => url.to_string(),
+            Backend::Sqlite => sqlite_url(url, create)?,
+            Backend::Postgres => {
+                reach_postgres(url).await?;
+                url.to_string()
+            }
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections)
@@ -233,7 +246,47 @@ impl Store {
 }
 
 /// Turns `sqlite://path` into a URL that creates the file, and creates its directory.
-fn sqlite_url(url: &str) -> Result<String, StoreError> {
+/// One direct connection before the pool is built: the pool's retries would hide why
+/// PostgreSQL cannot be reached behind "pool timed out".
+async fn reach_postgres(url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let target = postgres_target(url);
+    let attempt = tokio::time::timeout(Duration::from_secs(5), sqlx::AnyConnection::connect(url));
+    let why = match attempt.await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Ok(Err(sqlx::Error::Io(e))) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => format!("connection refused at {target}"),
+            _ => format!("cannot reach {target}: {e}"),
+        },
+        Ok(Err(e)) => format!("{target}: {e}"),
+        Err(_) => format!("{target} did not answer within 5 s"),
+    };
+    Err(StoreError::Database(sqlx::Error::Configuration(
+        format!("PostgreSQL: {why}").into(),
+    )))
+}
+
+/// `host:port` of a PostgreSQL URL, for messages (never the user or password).
+fn postgres_target(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = if host.is_empty() { "localhost" } else { host };
+    let has_port = match host.rsplit_once(':') {
+        Some((h, _)) => !(h.ends_with(':') || host.starts_with('[') && host.ends_with(']')),
+        None => false,
+    };
+    if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+fn sqlite_url(url: &str, create: bool) -> Result<String, StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -244,9 +297,14 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
             "database.url: give SQLite a file path (sqlite://data/patgate.db); an in-memory database would lose every token".into(),
         )));
     }
+    if !create && !Path::new(path).exists() {
+        return Err(StoreError::Database(sqlx::Error::Configuration(
+            format!("no database file at {path}").into(),
+        )));
+    }
     if let Some(dir) = Path::new(path)
         .parent()
-        .filter(|d| !d.as_os_str().is_empty())
+        .filter(|d| create && !d.as_os_str().is_empty())
     {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Database(sqlx::Error::Configuration(
@@ -256,7 +314,7 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     }
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !params.iter().any(|p| p.starts_with("mode=")) {
-        params.push("mode=rwc");
+        params.push(if create { "mode=rwc" } else { "mode=rw" });
     }
     Ok(format!("sqlite://{path}?{}", params.join("&")))
 }

@@ -21,6 +21,8 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 pub enum MalformedToken {
     #[error("token is empty")]
     Empty,
+    #[error("token has whitespace or a line break around it (a newline or carriage return kept from a file?); strip it before sending the token")]
+    Whitespace,
     #[error("token does not start with \"dpat_\"")]
     Prefix,
     #[error("token has the wrong length")]
@@ -76,6 +78,10 @@ fn encode_checksum(mut sum: u32) -> String {
 pub fn check_format(token: &[u8]) -> Result<(), MalformedToken> {
     if token.is_empty() {
         return Err(MalformedToken::Empty);
+    }
+    let spaced = |b: Option<&u8>| b.is_some_and(u8::is_ascii_whitespace);
+    if spaced(token.first()) || spaced(token.last()) {
+        return Err(MalformedToken::Whitespace);
     }
     if !token.starts_with(PREFIX.as_bytes()) {
         return Err(MalformedToken::Prefix);

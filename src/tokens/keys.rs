@@ -39,6 +39,15 @@ pub fn token_key(secrets: &Secrets) -> anyhow::Result<Vec<u8>> {
     })
 }
 
+/// The token HMAC key as `token_key` reads it, but never created: `None` when the key
+/// file does not exist (the command line and `check-config` must not make one).
+pub fn existing_token_key(secrets: &Secrets) -> anyhow::Result<Option<Vec<u8>>> {
+    if secrets.token_key.is_none() && !secrets.token_key_file.exists() {
+        return Ok(None);
+    }
+    token_key(secrets).map(Some)
+}
+
 /// The previous token keys (`secrets.previous_token_keys`), decoded.
 pub fn previous_token_keys(secrets: &Secrets) -> anyhow::Result<Vec<Vec<u8>>> {
     secrets

@@ -560,7 +560,17 @@ impl Process {
 
     /// Starts with extra `PATGATE_*` overrides in the environment.
     pub async fn start_with_env(config_file: &std::path::Path, env: &[(&str, &str)]) -> Process {
+        Self::start_in(std::path::Path::new("."), config_file, env).await
+    }
+
+    /// Starts from working directory `dir`, as an operator in that folder would.
+    pub async fn start_in(
+        dir: &std::path::Path,
+        config_file: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Process {
         let mut child = tokio::process::Command::new(binary())
+            .current_dir(dir)
             .args(["serve", "--config"])
             .arg(config_file)
             .envs(env.iter().copied())
@@ -633,10 +643,22 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 /// Runs the CLI binary; returns (exit code, stdout, stderr).
 pub async fn run_cli(config_file: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["--config", config_file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_in(std::path::Path::new("."), &all, &[]).await
+}
+
+/// Runs the binary with `args` from working directory `dir`, with extra environment
+/// variables; returns (exit code, stdout, stderr).
+pub async fn run_in(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = tokio::process::Command::new(binary())
-        .arg("--config")
-        .arg(config_file)
+        .current_dir(dir)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
