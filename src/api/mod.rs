@@ -171,7 +171,9 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         .route("/patgate/api/v1/me", get(me::get_me).put(me::put_me))
         .route(
             "/patgate/api/v1/session",
-            post(session::sign_in).delete(session::sign_out),
+            get(session::options)
+                .post(session::sign_in)
+                .delete(session::sign_out),
         )
         .route(
             "/patgate/api/v1/tokens",
