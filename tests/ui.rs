@@ -67,6 +67,75 @@ async fn with_session(browser: &Browser, gw: &Gateway, user: &str, method: SignI
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    for path in [
+        "/patgate/",
+        "/patgate/signin",
+        "/patgate/admin/settings",
+        "/patgate/admin/smtp-servers",
+        "/patgate/admin/users",
+        "/patgate/admin/audit",
+    ] {
+        let page = get(&gw.url(path), &[]).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert_eq!(page.headers["cache-control"], "no-store", "{path}");
+        assert!(page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        let html = String::from_utf8_lossy(&page.body).to_string();
+        assert!(!html.contains("<script>"), "no inline script in {path}");
+        assert!(!html.contains(" style="), "no inline style in {path}");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing loaded from another site: {path}"
+        );
+    }
+    assert_eq!(stack.upstream.count(), 0, "the pages never reach Deploy");
+
+    // Assets: versioned URLs are kept for a year, revalidated by ETag otherwise.
+    let html = String::from_utf8_lossy(&get(&gw.url("/patgate/"), &[]).await.body).to_string();
+    let script = html
+        .split('"')
+        .find(|s| s.starts_with("/patgate/assets/app.js?v="))
+        .unwrap()
+        .to_string();
+    let js = get(&gw.url(&script), &[]).await;
+    assert_eq!(js.status, 200);
+    assert!(js.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let etag = js.headers["etag"].to_str().unwrap().to_string();
+    let again = get(
+        &gw.url("/patgate/assets/app.js"),
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(
+        get(&gw.url("/patgate/assets/other.js"), &[]).await.status,
+        404
+    );
+    let post = send("POST", &gw.url("/patgate/"), &[]).await;
+    assert_eq!(post.status, 405);
+
+    // Deploy's own UI is not the gateway's: it passes through untouched.
+    for path in ["/", "/deployit/index.html", "/patgate-elsewhere", "/signin"] {
+        let answer = get(&gw.url(path), &[]).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.body.as_ref(), b"deploy", "{path}");
+        assert_eq!(stack.upstream.last().path, path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_generate_use_and_delete_a_token() {
     let stack = stack(&[]).await;
     let gw = &stack.gw;
@@ -103,8 +172,8 @@ async fn sign_in_generate_use_and_delete_a_token() {
 
     // Generate: the panel, a name that would be markup if it were not escaped.
     browser.click("#generate-open").await;
-    let name = "CI <b>pipeline</b> & \"deploys\"".replace(['<', '>'], "");
-    browser.fill("#token-name", &name).await;
+    let name = "O'Brien & \"deploys\" {{ x }} ${x}";
+    browser.fill("#token-name", name).await;
     browser.select("#token-expiration", "7d").await;
     browser.click("#generate").await;
     let shown = browser.find("#new-token-value").await;
@@ -114,7 +183,7 @@ async fn sign_in_generate_use_and_delete_a_token() {
         .wait_text("#new-token", "it will not be shown again")
         .await;
     browser.find("#copy-token").await;
-    browser.wait_text("#tokens td.name", &name).await;
+    browser.wait_text("#tokens td.name", name).await;
     assert_eq!(browser.text("#tokens td.expires-in").await, "7 days");
     browser.screenshot("tokens-new-token-1280").await;
 
@@ -133,7 +202,7 @@ async fn sign_in_generate_use_and_delete_a_token() {
     // Leaving the page loses the token: the page is not cached, and it is not shown again.
     browser.goto(&gw.url("/patgate/")).await;
     browser.ready().await;
-    browser.wait_text("#tokens td.name", &name).await;
+    browser.wait_text("#tokens td.name", name).await;
     let source = browser.client.source().await.unwrap();
     assert!(!source.contains(&token), "the token is shown once only");
     assert!(browser.find_all("#new-token-value").await.is_empty());
@@ -304,6 +373,8 @@ async fn the_admin_maximum_limits_the_choices() {
     admin
         .wait_text("#settings-actions", "Settings saved.")
         .await;
+    admin.resize(1280, 1700).await;
+    admin.eval("window.scrollTo(0, 0)").await;
     admin.screenshot("admin-settings-1280").await;
     admin.resize(390, 844).await;
     admin.screenshot("admin-settings-390").await;
@@ -522,4 +593,66 @@ async fn smtp_servers_users_and_the_audit_log() {
     admin.screenshot("admin-audit-390").await;
     admin.close().await;
     mail.stop().await;
+}
+
+/// The page-load measurement behind BENCHMARKS.md ("Web pages"), run by `bench/ui.sh`:
+/// the Access tokens page's first load, signed in, with 50 tokens, in a fresh browser
+/// profile (nothing cached): bytes transferred (page, assets and API answers) and the
+/// time from navigation start until the list is rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it with bench/ui.sh"]
+async fn measure_first_load_with_50_tokens() {
+    let rounds: usize = std::env::var("UI_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    for i in 0..50 {
+        let expires = (i % 6 != 0).then(|| now() + (i as i64 % 40 + 1) * DAY - 60);
+        seed_token(gw, "alice", &format!("pipeline token {i:02}"), expires).await;
+    }
+    let driver = Driver::start(None).await;
+    let mut bytes = Vec::new();
+    let mut render = Vec::new();
+    let mut requests = 0;
+    for _ in 0..rounds {
+        let browser = driver.browser(1280, 900).await;
+        with_session(&browser, gw, "alice", SignInMethod::Password).await;
+        browser.goto(&gw.url("/patgate/")).await;
+        browser.ready().await;
+        assert_eq!(browser.find_all("#tokens tbody tr").await.len(), 50);
+        let m = browser
+            .eval(
+                "const nav = performance.getEntriesByType('navigation')[0];
+                 const res = performance.getEntriesByType('resource');
+                 return {
+                   bytes: nav.transferSize + res.reduce((n, r) => n + r.transferSize, 0),
+                   requests: 1 + res.length,
+                   ready: performance.getEntriesByName('patgate-ready')[0].startTime,
+                 };",
+            )
+            .await;
+        bytes.push(m["bytes"].as_f64().unwrap());
+        render.push(m["ready"].as_f64().unwrap());
+        requests = m["requests"].as_u64().unwrap();
+        browser.close().await;
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (bytes_median, bytes_max) = stats(&mut bytes);
+    let (render_median, render_max) = stats(&mut render);
+    println!("\n| measure | median | worst | target |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| bytes transferred ({requests} requests) | {:.1} KB | {:.1} KB | < 100 KB |",
+        bytes_median / 1000.0,
+        bytes_max / 1000.0
+    );
+    println!(
+        "| navigation start → 50 tokens rendered | {render_median:.0} ms | {render_max:.0} ms | < 300 ms |"
+    );
+    println!("({rounds} first loads, each in a fresh browser profile)");
 }

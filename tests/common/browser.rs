@@ -175,8 +175,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the element matching `css`; if the page re-rendered it between finding
+    /// and clicking, finds it again.
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        for _ in 0..20 {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced");
     }
 
     /// Replaces the value of the input matching `css`.

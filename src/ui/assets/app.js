@@ -543,12 +543,12 @@ async function renderSettings() {
   const form = h('form', { novalidate: true },
     h('section', { class: 'card', 'aria-labelledby': 'pat-settings' },
       h('div', { class: 'card-head' }, h('h2', { id: 'pat-settings' }, 'Personal access tokens')),
-      h('div', { class: 'card-body' },
+      h('div', { class: 'card-body narrow' },
         field('Maximum token expiration', max, { hint: 'The longest expiration users may choose. Tokens made earlier keep their expiry.' }),
         sso.row)),
     h('section', { class: 'card', 'aria-labelledby': 'notify-settings' },
       h('div', { class: 'card-head' }, h('h2', { id: 'notify-settings' }, 'Expiry notifications')),
-      h('div', { class: 'card-body' },
+      h('div', { class: 'card-body narrow' },
         notify.row,
         field('Days before expiration', days, { hint: 'Tokens expiring within this many days get their e-mail (1–365).' }),
         h('div', { class: 'field' },
@@ -558,7 +558,7 @@ async function renderSettings() {
             h('a', { href: '/patgate/admin/smtp-servers' }, 'Manage SMTP servers'))),
         field('Subject', subject, { hint: 'Variables: {{ user }}, {{ token_name }}, {{ days_left }}, {{ expires_at_local }}…' }),
         field('Body (HTML)', body))),
-    h('div', { class: 'card-foot card', id: 'settings-actions' }, save, error));
+    h('div', { class: 'card card-foot', id: 'settings-actions' }, save, error));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     showError(error, null);
@@ -788,8 +788,8 @@ async function renderUsers() {
       const params = new URLSearchParams({ page: String(page), per_page: '50' });
       if (search.value.trim()) params.set('search', search.value.trim());
       const data = await api('GET', `/users?${params}`);
-      list.replaceChildren(usersTable(data.users, reload, error),
-        pager(data, (p) => { page = p; reload(); }));
+      list.replaceChildren();
+      append(list, [usersTable(data.users, reload, error), pager(data, (p) => { page = p; reload(); })]);
       showError(error, null);
     } catch (e) {
       showError(error, e);
@@ -868,7 +868,8 @@ async function renderAudit() {
       if (user.value.trim()) params.set('user', user.value.trim());
       if (action.value) params.set('action', action.value);
       const data = await api('GET', `/audit?${params}`);
-      list.replaceChildren(auditTable(data.entries), pager(data, (p) => { page = p; reload(); }));
+      list.replaceChildren();
+      append(list, [auditTable(data.entries), pager(data, (p) => { page = p; reload(); })]);
       showError(error, null);
     } catch (e) {
       showError(error, e);
