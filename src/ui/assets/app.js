@@ -469,6 +469,8 @@ function showNewToken(slot, token) {
     copied));
   slot.hidden = false;
   value.focus();
+  // A page kept in the back-forward cache must not bring the token back.
+  window.addEventListener('pagehide', () => { slot.replaceChildren(); slot.hidden = true; }, { once: true });
 }
 
 /** A modal confirmation; resolves when the action succeeds or the dialog is closed. */
