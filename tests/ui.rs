@@ -255,6 +255,27 @@ async fn sign_in_generate_use_and_delete_a_token() {
         )
         .await;
 
+    // The address for expiry reminders: a bad one is refused beside the button.
+    browser.fill("#email", "not an address").await;
+    browser.click("#email-save").await;
+    browser
+        .wait_text("#email-result", "is not an e-mail address")
+        .await;
+    browser.fill("#email", "alice@example.com").await;
+    browser.click("#email-save").await;
+    browser
+        .wait_text("#email-current", "sent to alice@example.com")
+        .await;
+    let me = common::api::as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/me"),
+        "alice",
+        "alice-pw",
+        None,
+    )
+    .await;
+    assert_eq!(me.json()["email"], "alice@example.com");
+
     // Signing out ends the session; the pages go back to the sign-in page.
     browser.click("#user-menu-button").await;
     browser.click("#sign-out").await;
@@ -363,6 +384,7 @@ async fn the_admin_maximum_limits_the_choices() {
     admin.click("nav a[href='/patgate/admin/settings']").await;
     admin.ready().await;
     admin.find("#max-expiration").await;
+    admin.wait_text("#notify-status", "Not sending").await;
     admin.select("#max-expiration", "30d").await;
     // A bad value gets its message beside Save, and nothing is saved.
     admin.fill("#days-before", "0").await;

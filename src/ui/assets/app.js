@@ -347,7 +347,7 @@ async function renderTokens() {
   const card = h('section', { class: 'card', 'aria-labelledby': 'tokens-title' },
     h('div', { class: 'card-head' }, h('h2', { id: 'tokens-title' }, 'Personal access tokens'), listError),
     list);
-  setMain(head, banner, newTokenSlot, panelSlot, card);
+  setMain(head, banner, newTokenSlot, panelSlot, card, emailCard());
 
   const reload = async () => {
     try {
@@ -374,6 +374,45 @@ async function renderTokens() {
     panelSlot.querySelector('input').focus();
   });
   await reload();
+}
+
+/** Where expiry reminders go: set here for password users, by the provider for SSO users. */
+function emailCard() {
+  const shown = h('p', { id: 'email-current' });
+  const render = () => {
+    shown.replaceChildren();
+    append(shown, [me.email
+      ? ['Reminders before a token expires are sent to ', h('strong', {}, me.email), '.']
+      : 'No e-mail address is set, so you get no reminders before a token expires.']);
+  };
+  render();
+  const body = h('div', { class: 'card-body stack' }, shown);
+  if (me.source === 'sso') {
+    body.append(h('p', { class: 'hint' }, 'Your address comes from your SSO provider.'));
+  } else {
+    const email = h('input', { type: 'email', id: 'email', autocomplete: 'email', value: me.email || '', placeholder: 'name@example.com' });
+    const error = messageSlot();
+    error.id = 'email-result';
+    const save = h('button', { type: 'submit', class: 'btn', id: 'email-save' }, 'Save address');
+    const form = h('form', { class: 'inline-form', novalidate: true }, field('E-mail address', email), save);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      showError(error, null);
+      await busy(save, async () => {
+        try {
+          const updated = await api('PUT', '/me', { email: email.value.trim() || null });
+          me.email = updated.email;
+          render();
+          showStatus(error, 'Saved.');
+        } catch (e) {
+          showError(error, e);
+        }
+      });
+    });
+    body.append(form, error);
+  }
+  return h('section', { class: 'card', 'aria-labelledby': 'email-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'email-title' }, 'Expiry reminders')), body);
 }
 
 function tokenTable(tokens, reload) {
@@ -523,7 +562,9 @@ function confirmDelete(token, reload, button) {
 
 async function renderSettings() {
   document.title = 'System settings · Digital.ai Deploy';
-  const [settings, servers] = await Promise.all([api('GET', '/settings'), api('GET', '/smtp-servers')]);
+  const [settings, servers, status] = await Promise.all([
+    api('GET', '/settings'), api('GET', '/smtp-servers'), api('GET', '/notifications?limit=1'),
+  ]);
   const n = settings.notifications;
   const max = h('select', { id: 'max-expiration' },
     Object.entries(EXPIRATIONS).map(([value, text]) => h('option', { value, selected: value === settings.max_token_expiration }, text)));
@@ -549,7 +590,7 @@ async function renderSettings() {
         field('Maximum token expiration', max, { hint: 'The longest expiration users may choose. Tokens made earlier keep their expiry.' }),
         sso.row)),
     h('section', { class: 'card', 'aria-labelledby': 'notify-settings' },
-      h('div', { class: 'card-head' }, h('h2', { id: 'notify-settings' }, 'Expiry notifications')),
+      h('div', { class: 'card-head' }, h('h2', { id: 'notify-settings' }, 'Expiry notifications'), notifyStatus(status)),
       h('div', { class: 'card-body narrow' },
         notify.row,
         field('Days before expiration', days, { hint: 'Tokens expiring within this many days get their e-mail (1–365).' }),
@@ -590,6 +631,23 @@ async function renderSettings() {
     });
   });
   setMain(pageHead('System settings', 'Policies for personal access tokens and their expiry e-mails.'), form);
+}
+
+/** Whether expiry e-mails are going out, and the last and next daily pass. */
+function notifyStatus(status) {
+  const parts = [];
+  if (status.active) {
+    parts.push(h('span', { class: 'pill pill-ok' }, 'Sending'));
+  } else {
+    parts.push(h('span', { class: 'pill pill-neutral' }, 'Not sending'));
+    if (status.reason) parts.push(' ', sentence(status.reason));
+  }
+  const last = status.last_pass;
+  if (last) {
+    parts.push(' Last run ', time(last.finished_at), `: ${last.sent} sent, ${last.failed} failed.`);
+  }
+  if (status.active && status.next_pass_at) parts.push(' Next run ', time(status.next_pass_at), '.');
+  return h('p', { class: 'hint', id: 'notify-status' }, parts);
 }
 
 // ------------------------------------------------------------------ SMTP servers
