@@ -638,6 +638,7 @@ async fn measure_first_load_with_50_tokens() {
     let mut bytes = Vec::new();
     let mut render = Vec::new();
     let mut requests = 0;
+    let mut each = Vec::new();
     for _ in 0..rounds {
         let browser = driver.browser(1280, 900).await;
         with_session(&browser, gw, "alice", SignInMethod::Password).await;
@@ -652,12 +653,15 @@ async fn measure_first_load_with_50_tokens() {
                    bytes: nav.transferSize + res.reduce((n, r) => n + r.transferSize, 0),
                    requests: 1 + res.length,
                    ready: performance.getEntriesByName('patgate-ready')[0].startTime,
+                   each: [[new URL(nav.name).pathname, nav.transferSize]].concat(
+                     res.map((r) => [new URL(r.name).pathname, r.transferSize])),
                  };",
             )
             .await;
         bytes.push(m["bytes"].as_f64().unwrap());
         render.push(m["ready"].as_f64().unwrap());
         requests = m["requests"].as_u64().unwrap();
+        each = m["each"].as_array().unwrap().clone();
         browser.close().await;
     }
     let stats = |v: &mut Vec<f64>| {
@@ -677,4 +681,8 @@ async fn measure_first_load_with_50_tokens() {
         "| navigation start → 50 tokens rendered | {render_median:.0} ms | {render_max:.0} ms | < 300 ms |"
     );
     println!("({rounds} first loads, each in a fresh browser profile)");
+    println!("\n| request (last load) | bytes transferred |\n| --- | --- |");
+    for entry in each {
+        println!("| `{}` | {} |", entry[0].as_str().unwrap(), entry[1]);
+    }
 }
