@@ -3,8 +3,9 @@
 //! through the gateway, the "Expires in" pills in a non-UTC time zone, delete with
 //! confirmation, the administrators' maximum, the SSO banner and message, the SMTP form
 //! with Send Test Mail, users and the audit log. Screenshots of each page land in
-//! `target/screenshots/`. The pages only call the API, whose suites run on both
-//! database backends; here SQLite is enough.
+//! `target/screenshots/`. SSO users sign in through a real OpenID provider
+//! (tests/oidc). The pages only call the API, whose suites run on both database
+//! backends; here SQLite is enough.
 
 #[macro_use]
 mod common;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use common::api::Session;
 use common::browser::{Browser, Driver};
+use common::oidc::{Account, Provider, ProviderOptions};
 use common::smtp::{self, SmtpServer};
 use common::*;
 use patgate::store::{SignInMethod, UserSource};
@@ -148,6 +150,7 @@ async fn sign_in_generate_use_and_delete_a_token() {
     browser.find("input[name='username']").await;
     assert_eq!(browser.path().await, "/patgate/signin");
     assert!(browser.find_all("#sign-in-sso").await.is_empty());
+    assert!(browser.unlabelled_fields().await.is_empty());
     browser.screenshot("signin-1280").await;
 
     // A wrong password: Deploy's refusal beside the button, and still on the page.
@@ -254,6 +257,44 @@ async fn sign_in_generate_use_and_delete_a_token() {
             "already have a token named",
         )
         .await;
+
+    // Everything works from the keyboard: Generate opens the panel with the focus in
+    // its name field, Enter generates, Escape closes the delete dialog.
+    browser
+        .eval("document.getElementById('generate-open').focus()")
+        .await;
+    browser.press("\u{e007}").await;
+    assert_eq!(browser.focused().await, "token-name");
+    browser.press("from the keyboard\u{e007}").await;
+    browser.wait_text("#new-token", "from the keyboard").await;
+    browser
+        .eval("document.querySelector('#tokens td.actions-cell button').focus()")
+        .await;
+    browser.press("\u{e007}").await;
+    browser.find("dialog[open]").await;
+    assert_eq!(
+        browser.focused().await,
+        "cancel",
+        "the safe choice has the focus"
+    );
+    browser.press("\u{e00c}").await;
+    browser.wait_gone("dialog").await;
+    assert!(
+        browser.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        browser.unlabelled_fields().await
+    );
+
+    // A state change without the session's CSRF token is refused, even from the page.
+    let forged = browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/patgate/api/v1/tokens', {method: 'POST', headers: {'Content-Type': 'application/json'},
+               body: JSON.stringify({name: 'forged', expiration: '7d'})})
+               .then((r) => r.json().then((j) => done([r.status, j.error])));",
+        )
+        .await;
+    assert_eq!(forged, serde_json::json!([403, "csrf_failed"]));
 
     // The address for expiry reminders: a bad one is refused beside the button.
     browser.fill("#email", "not an address").await;
@@ -385,6 +426,11 @@ async fn the_admin_maximum_limits_the_choices() {
     admin.ready().await;
     admin.find("#max-expiration").await;
     admin.wait_text("#notify-status", "Not sending").await;
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
     admin.select("#max-expiration", "30d").await;
     // A bad value gets its message beside Save, and nothing is saved.
     admin.fill("#days-before", "0").await;
@@ -419,25 +465,67 @@ async fn the_admin_maximum_limits_the_choices() {
     alice.close().await;
 }
 
+/// Signs in through the sign-in page's "Sign in with SSO" and the provider's own form,
+/// and waits for the Access tokens page the callback lands on.
+async fn sso_sign_in(browser: &Browser, gw: &Gateway, user: &str) {
+    browser.goto(&gw.url("/patgate/signin")).await;
+    browser.click("#sign-in-sso").await;
+    browser.fill("input[name='login']", user).await;
+    browser.fill("input[name='password']", "any").await;
+    browser.click("form button").await;
+    browser.find("#user-menu-button").await;
+    browser.ready().await;
+    assert_eq!(browser.path().await, "/patgate/");
+    assert_eq!(browser.text("#user-menu-button .who").await, user);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_users_see_the_message_or_the_banner() {
-    // SSO configured (the provider is never asked: these users' sessions are made
-    // here; tests/sso.rs signs in through a real provider).
-    let stack = stack(&[
-        ("PATGATE_SSO__ISSUER", "http://127.0.0.1:9/sso"),
-        ("PATGATE_SSO__CLIENT_ID", "patgate"),
-        ("PATGATE_SSO__CLIENT_SECRET", "secret"),
-    ])
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let port = free_port();
+    let provider = Provider::start(ProviderOptions {
+        client_id: "patgate".into(),
+        client_secret: "client-secret-for-tests".into(),
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/patgate/sso/callback")],
+        accounts: vec![
+            Account::new("u-sam", "sam", "sam@example.com", &["deployers"]),
+            Account::new("u-nia", "nia", "nia@example.com", &["deployers"]),
+        ],
+        ..ProviderOptions::default()
+    })
     .await;
-    let gw = &stack.gw;
-    let api = gw.api().unwrap();
-    for user in ["sam", "nia"] {
-        api.store
-            .ensure_user(user, UserSource::Sso, Some("x@example.com"))
-            .await
-            .unwrap();
-    }
-    seed_token(gw, "nia", "nia's token", Some(now() + 30 * DAY)).await;
+    let upstream = Upstream::start().await;
+    let listen = format!("127.0.0.1:{port}");
+    let gw = &Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_LISTEN", &listen),
+            ("PATGATE_SSO__ISSUER", &provider.issuer),
+            ("PATGATE_SSO__CLIENT_ID", "patgate"),
+            ("PATGATE_SSO__CLIENT_SECRET", "client-secret-for-tests"),
+            ("PATGATE_SSO__SCOPES", "openid,profile,email,groups"),
+        ],
+    ))
+    .await;
+    let driver = Driver::start(None).await;
+
+    // With PATs allowed, an SSO user signs in through the provider and may generate.
+    let browser = driver.browser(1280, 900).await;
+    browser.goto(&gw.url("/patgate/signin")).await;
+    let sso = browser.find("#sign-in-sso").await;
+    assert_eq!(sso.text().await.unwrap(), "Sign in with SSO");
+    browser.screenshot("signin-sso-1280").await;
+    sso_sign_in(&browser, gw, "nia").await;
+    browser.click("#generate-open").await;
+    browser.fill("#token-name", "nia's token").await;
+    browser.click("#generate").await;
+    browser.find("#new-token-value").await;
+    browser
+        .wait_text("#email-current", "sent to nia@example.com")
+        .await;
+    browser.close().await;
+
     let admin = Session::password(&gw.url(""), "admin", "admin-pw")
         .await
         .with_csrf()
@@ -451,23 +539,9 @@ async fn sso_users_see_the_message_or_the_banner() {
         .await;
     assert_eq!(off.status, 200, "{:?}", off.body);
 
-    let driver = Driver::start(None).await;
-    let browser = driver.browser(1280, 900).await;
-    browser.goto(&gw.url("/patgate/signin")).await;
-    let sso = browser.find("#sign-in-sso").await;
-    assert_eq!(sso.text().await.unwrap(), "Sign in with SSO");
-    assert_eq!(
-        sso.attr("href").await.unwrap().as_deref(),
-        Some("/patgate/sso/login")
-    );
-    browser.screenshot("signin-sso-1280").await;
-    browser.close().await;
-
     // Without tokens: only the informational message, no list and no Generate.
     let sam = driver.browser(1280, 900).await;
-    with_session(&sam, gw, "sam", SignInMethod::Sso).await;
-    sam.goto(&gw.url("/patgate/")).await;
-    sam.ready().await;
+    sso_sign_in(&sam, gw, "sam").await;
     sam.wait_text("#sso-info", "disabled").await;
     assert!(sam.find_all("#tokens").await.is_empty());
     assert!(sam.find_all("#generate-open").await.is_empty());
@@ -476,9 +550,7 @@ async fn sso_users_see_the_message_or_the_banner() {
 
     // With tokens: the list stays, Generate is disabled, and a banner says why.
     let nia = driver.browser(1280, 900).await;
-    with_session(&nia, gw, "nia", SignInMethod::Sso).await;
-    nia.goto(&gw.url("/patgate/")).await;
-    nia.ready().await;
+    sso_sign_in(&nia, gw, "nia").await;
     nia.wait_text("#tokens", "nia's token").await;
     nia.wait_text("#sso-banner", "disabled").await;
     let generate = nia.find("#generate-open").await;
@@ -487,6 +559,15 @@ async fn sso_users_see_the_message_or_the_banner() {
     nia.resize(390, 844).await;
     nia.screenshot("tokens-sso-banner-390").await;
     nia.close().await;
+    drop(provider);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,6 +598,11 @@ async fn smtp_servers_users_and_the_audit_log() {
         .fill("#smtp-properties", "mail.smtp.starttls.enable=false")
         .await;
     admin.screenshot("admin-smtp-form-1280").await;
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
     admin.click("#smtp-save").await;
     admin.wait_text("#smtp-servers", "password set").await;
     let row = admin.text("#smtp-servers td.name").await;
@@ -597,6 +683,7 @@ async fn smtp_servers_users_and_the_audit_log() {
     admin.click("nav a[href='/patgate/admin/audit']").await;
     admin.ready().await;
     admin.wait_text("#audit", "user.disabled").await;
+    assert!(admin.unlabelled_fields().await.is_empty());
     admin.select("#audit-action", "smtp_server.test_mail").await;
     admin
         .click("form[role='search'] button[type='submit']")

@@ -218,6 +218,45 @@ impl Browser {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
+    /// Runs an asynchronous script (its callback is the last argument) and returns
+    /// what it passed to the callback.
+    pub async fn eval_async(&self, script: &str) -> serde_json::Value {
+        self.client.execute_async(script, vec![]).await.unwrap()
+    }
+
+    /// Types `keys` into whatever has the keyboard focus (`\u{e007}` is Enter,
+    /// `\u{e00c}` Escape, `\u{e004}` Tab).
+    pub async fn press(&self, keys: &str) {
+        self.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(keys)
+            .await
+            .unwrap();
+    }
+
+    /// The id (or name) of the element that has the keyboard focus.
+    pub async fn focused(&self) -> String {
+        let value = self
+            .eval("const e = document.activeElement; return e.id || e.getAttribute('name') || e.tagName")
+            .await;
+        value.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Form fields on the page that have neither a label nor an `aria-label`.
+    pub async fn unlabelled_fields(&self) -> Vec<String> {
+        let value = self
+            .eval(
+                "return [...document.querySelectorAll('input, select, textarea')]
+                   .filter((e) => e.type !== 'hidden' && e.labels.length === 0
+                     && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+                   .map((e) => e.outerHTML)",
+            )
+            .await;
+        serde_json::from_value(value).unwrap()
+    }
+
     /// Signs in through the sign-in page and waits for the Access tokens page.
     pub async fn sign_in(&self, base: &str, user: &str, password: &str) {
         self.goto(&format!("{base}/patgate/signin")).await;
