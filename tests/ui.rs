@@ -152,6 +152,9 @@ async fn sign_in_generate_use_and_delete_a_token() {
     assert!(browser.find_all("#sign-in-sso").await.is_empty());
     assert!(browser.unlabelled_fields().await.is_empty());
     browser.screenshot("signin-1280").await;
+    browser.resize(390, 844).await;
+    browser.screenshot("signin-390").await;
+    browser.resize(1280, 900).await;
 
     // A wrong password: Deploy's refusal beside the button, and still on the page.
     browser.fill("input[name='username']", "alice").await;
@@ -660,6 +663,9 @@ async fn smtp_servers_users_and_the_audit_log() {
         .wait_text("#users tr[data-user='alice']", "Disabled")
         .await;
     admin.screenshot("admin-users-1280").await;
+    admin.resize(390, 844).await;
+    admin.screenshot("admin-users-390").await;
+    admin.resize(1280, 1000).await;
     admin
         .click("#users tr[data-user='alice'] button[aria-label='Enable alice']")
         .await;
