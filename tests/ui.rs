@@ -100,6 +100,14 @@ async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
         );
     }
     assert_eq!(stack.upstream.count(), 0, "the pages never reach Deploy");
+    // What the pages read from the API is never stored either.
+    let me = get(
+        &gw.url("/patgate/api/v1/me"),
+        &[("authorization", &basic("alice", "alice-pw"))],
+    )
+    .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.headers["cache-control"], "no-store");
 
     // Assets: versioned URLs are kept for a year, revalidated by ETag otherwise.
     let html = String::from_utf8_lossy(&get(&gw.url("/patgate/"), &[]).await.body).to_string();

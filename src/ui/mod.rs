@@ -115,7 +115,7 @@ pub fn handle<B>(req: &Request<B>) -> Response<Body> {
             .insert(LOCATION, HeaderValue::from_static(HOME));
         return response;
     }
-    let assets = &*EMBEDDED;
+    let assets: &'static Assets = &EMBEDDED;
     if let Some(name) = path.strip_prefix(ASSETS) {
         return match assets.files.iter().find(|f| f.name == name) {
             Some(file) => asset(file, req.uri().query(), req.headers()),
@@ -126,12 +126,12 @@ pub fn handle<B>(req: &Request<B>) -> Response<Body> {
             ),
         };
     }
-    page(&assets.shell)
+    page(assets.shell.as_bytes())
 }
 
 /// Every page is the same shell; it may show a token once, so it is never stored.
-fn page(shell: &str) -> Response<Body> {
-    let mut response = Response::new(full(shell.to_string()));
+fn page(shell: &'static [u8]) -> Response<Body> {
+    let mut response = Response::new(full(shell));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
