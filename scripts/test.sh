@@ -27,5 +27,7 @@ fi
 bash scripts/node-setup.sh
 # The e-mail tests run a real SMTP server on Python (tests/smtp).
 bash scripts/smtp-setup.sh
+# The page tests drive headless Chromium through chromedriver (tests/ui.rs).
+bash scripts/browser-setup.sh
 
 cargo test --locked "$@"

@@ -16,6 +16,8 @@
 //! - [`api`]: the self-service and admin API under `/patgate/api/v1/` (one file per
 //!   resource) and its OpenAPI description; [`signin`]: who is calling it (Deploy's
 //!   password check, OpenID Connect, browser sessions).
+//! - [`ui`]: the web pages at `/patgate/` (sign-in, Access tokens, admin pages), static
+//!   files embedded in the binary that use the API and nothing else.
 //! - [`store`]: the database, one file per table group.
 //! - [`notify`]: the expiry notifier, a side task of `serve`: daily, it e-mails users
 //!   whose tokens expire soon through the administrators' SMTP server item
@@ -34,3 +36,4 @@ pub mod notify;
 pub mod signin;
 pub mod store;
 pub mod tokens;
+pub mod ui;

@@ -56,6 +56,14 @@ async fn password_sign_in_is_checked_by_deploy(db: TestDb) {
         ],
     )
     .await;
+    // Before signing in, a browser asks how it may: a password, and no SSO without
+    // an OpenID provider configured.
+    let options = get(&gw.url("/patgate/api/v1/session"), &[]).await;
+    assert_eq!(options.status, 200, "{:?}", options.body);
+    assert_eq!(
+        options.json(),
+        json!({"password": true, "sso": false, "sso_login_url": null})
+    );
     let me = as_user("GET", &gw.url(ME), "alice", "alice-pw", None).await;
     assert_eq!(me.status, 200, "{:?}", me.body);
     assert_eq!(me.json()["username"], "alice");

@@ -94,13 +94,16 @@ async fn sign_in(gw: &Gateway, user: &str) -> Session {
         "callback: {:?}",
         String::from_utf8_lossy(&answer.body)
     );
-    assert_eq!(answer.headers["location"], "/patgate/api/v1/me");
+    assert_eq!(answer.headers["location"], "/patgate/");
     Session::from_answer(&gw.url(""), &answer).with_csrf().await
 }
 
 async fn an_sso_user_signs_in_makes_a_token_and_the_switch_governs_it(db: TestDb) {
     let sso = start(&db, None).await;
     let gw = &sso.gw;
+    let options = get(&gw.url("/patgate/api/v1/session"), &[]).await.json();
+    assert_eq!(options["sso"], true, "the sign-in page offers SSO");
+    assert_eq!(options["sso_login_url"], "/patgate/sso/login");
     let sam = sign_in(gw, "sam").await;
     let me = sam.send("GET", "/patgate/api/v1/me", None).await.json();
     assert_eq!(me["username"], "sam");

@@ -131,7 +131,14 @@ impl Api {
             })
             .await;
         match answered {
-            Ok(Ok((parts, bytes))) => Response::from_parts(parts, full(bytes)),
+            Ok(Ok((mut parts, bytes))) => {
+                // Answers carry tokens, CSRF tokens and personal data: never stored.
+                parts
+                    .headers
+                    .entry(http::header::CACHE_CONTROL)
+                    .or_insert(http::HeaderValue::from_static("no-store"));
+                Response::from_parts(parts, full(bytes))
+            }
             _ => json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -171,7 +178,9 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         .route("/patgate/api/v1/me", get(me::get_me).put(me::put_me))
         .route(
             "/patgate/api/v1/session",
-            post(session::sign_in).delete(session::sign_out),
+            get(session::options)
+                .post(session::sign_in)
+                .delete(session::sign_out),
         )
         .route(
             "/patgate/api/v1/tokens",

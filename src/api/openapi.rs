@@ -16,7 +16,7 @@ use super::{audit, me, notifications, session, settings, smtp_servers, tokens, u
     ),
     paths(
         me::get_me, me::put_me,
-        session::sign_in, session::sign_out,
+        session::options, session::sign_in, session::sign_out,
         tokens::list, tokens::create, tokens::remove,
         settings::get_settings, settings::put_settings,
         users::list, users::one, users::tokens, users::revoke_all, users::disable, users::enable,

@@ -1,17 +1,42 @@
-//! `/patgate/api/v1/session`: password sign-in for browsers (checked by Deploy), which
-//! sets the session cookie, and sign-out, which ends the session on every replica.
+//! `/patgate/api/v1/session`: how one may sign in (asked before signing in), password
+//! sign-in for browsers (checked by Deploy), which sets the session cookie, and
+//! sign-out, which ends the session on every replica.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::me::{describe, Me};
 use super::{ApiError, ApiRef, ClientInfo, JsonBody};
 use crate::signin::{session, Caller, Via};
 use crate::store::{AuditEvent, SignInMethod, UserSource};
+
+/// The ways to sign in that this gateway offers; needs no credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignInOptions {
+    /// Deploy username and password: always offered.
+    pub password: bool,
+    /// Whether OpenID Connect is configured.
+    pub sso: bool,
+    /// Where a browser starts an SSO sign-in; null without SSO.
+    pub sso_login_url: Option<String>,
+}
+
+/// How one may sign in: password always, SSO when OpenID Connect is configured.
+#[utoipa::path(get, path = "/patgate/api/v1/session", tag = "session",
+    responses((status = 200, body = SignInOptions)))]
+pub async fn options(State(api): State<ApiRef>) -> Result<Json<SignInOptions>, ApiError> {
+    let api = api.get()?;
+    let sso = api.signin.oidc.is_some();
+    Ok(Json(SignInOptions {
+        password: true,
+        sso,
+        sso_login_url: sso.then(|| "/patgate/sso/login".to_string()),
+    }))
+}
 
 /// A Deploy username and password.
 #[derive(Deserialize, ToSchema)]

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::{Refusal, TokenCheck};
 use crate::tokens::credentials::{Credential, TOKEN_HEADER};
+use crate::ui;
 
 /// How long a client over its failure limit waits for its 429.
 const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -55,7 +56,8 @@ fn refuse_method(method: &Method) -> Option<Response<Body>> {
 /// Application state shared by all connections.
 pub struct Gateway {
     pub store: Store,
-    /// The self-service and admin API (`/patgate/api/`, `/patgate/sso/`).
+    /// The self-service and admin API (`/patgate/api/`, `/patgate/sso/`); the pages
+    /// (`/patgate/`, [`crate::ui`]) are fixed files that call it.
     pub api: Arc<Api>,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
@@ -196,6 +198,9 @@ impl Gateway {
                     request_id: peer.request_id.to_string(),
                 };
                 return self.api.handle(req, client).await;
+            }
+            if ui::serves(req.uri().path()) {
+                return ui::handle(&req);
             }
             return endpoints::handle(self, &req, endpoints::Listener::Main).await;
         }

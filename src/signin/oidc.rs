@@ -33,8 +33,8 @@ pub const SIGN_IN_WINDOW_SECS: i64 = 600;
 /// How long discovery metadata (and the provider's keys) are reused.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
 const CALLBACK_PATH: &str = "/patgate/sso/callback";
-/// Where a signed-in browser goes.
-pub const AFTER_SIGN_IN: &str = "/patgate/api/v1/me";
+/// Where a signed-in browser goes: the Access tokens page.
+pub const AFTER_SIGN_IN: &str = "/patgate/";
 
 pub struct Oidc {
     settings: Sso,
@@ -62,7 +62,8 @@ impl IntoResponse for Failure {
         let page = format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>Sign-in failed</title></head><body><h1>Sign-in with SSO failed</h1>\
-             <p>{}</p><p><a href=\"/patgate/sso/login\">Try again</a></p></body></html>",
+             <p>{}</p><p><a href=\"/patgate/sso/login\">Try again</a> or \
+             <a href=\"/patgate/signin\">sign in with a password</a></p></body></html>",
             escape_html(&self.message)
         );
         let mut response = (self.status, Html(page)).into_response();

@@ -1,0 +1,1000 @@
+// patgate pages: every view is built here from the JSON API under /patgate/api/v1/.
+// User-supplied strings only ever become text nodes (never markup), and every state
+// change sends the session's CSRF token.
+'use strict';
+
+const API = '/patgate/api/v1';
+const EXPIRATIONS = {
+  '7d': '7 days', '30d': '30 days', '45d': '45 days', '60d': '60 days', '1y': '1 year', 'never': 'No expiration',
+};
+const EXPIRATION_SECONDS = { '7d': 7 * 86400, '30d': 30 * 86400, '45d': 45 * 86400, '60d': 60 * 86400, '1y': 365 * 86400 };
+const PILL_CLASS = {
+  never: 'pill-neutral', days: 'pill-neutral', warning_days: 'pill-warning', warning_hours: 'pill-warning', expired: 'pill-expired',
+};
+const AUDIT_ACTIONS = [
+  'token.created', 'token.deleted', 'token.expired', 'token.used_from_new_address', 'token.refused',
+  'signin.succeeded', 'signin.failed', 'signout', 'settings.changed', 'user.disabled', 'user.enabled',
+  'user.email_changed', 'smtp_server.created', 'smtp_server.changed', 'smtp_server.deleted', 'smtp_server.test_mail',
+];
+
+let me = null;
+let idCounter = 0;
+
+// ------------------------------------------------------------------ DOM helpers
+
+/** An element; string and number children become text nodes, never markup. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (key === 'text') el.textContent = value;
+    else if (key === 'value') el.value = value;
+    else if (key === 'checked') el.checked = Boolean(value);
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function uid(prefix) {
+  idCounter += 1;
+  return `${prefix}-${idCounter}`;
+}
+
+/** A labelled field: label, control, optional hint. */
+function field(labelText, control, opts = {}) {
+  const id = control.id || uid('f');
+  control.id = id;
+  const hintId = opts.hint ? uid('hint') : null;
+  if (hintId) control.setAttribute('aria-describedby', hintId);
+  if (opts.required) control.required = true;
+  return h('div', { class: `field${opts.wide ? ' wide' : ''}` },
+    h('label', { for: id }, labelText, opts.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, '*') : null),
+    control,
+    opts.hint ? h('span', { class: 'hint', id: hintId }, opts.hint) : null);
+}
+
+/** An on/off switch with its label and explanation. */
+function switchRow(labelText, hintText, checked, id) {
+  const input = h('input', { type: 'checkbox', role: 'switch', id, checked });
+  const hintId = uid('hint');
+  input.setAttribute('aria-describedby', hintId);
+  return {
+    input,
+    row: h('div', { class: 'switch-row' },
+      h('span', { class: 'switch' }, input, h('span', { class: 'track', 'aria-hidden': 'true' })),
+      h('div', { class: 'text' }, h('label', { for: id }, labelText), h('p', { class: 'hint', id: hintId }, hintText))),
+  };
+}
+
+/** The place beside an action where its error (or success) is shown. */
+function messageSlot() {
+  return h('p', { class: 'error-text', role: 'alert', 'aria-live': 'assertive' });
+}
+
+function showError(slot, error) {
+  slot.className = 'error-text';
+  slot.textContent = error ? error.message || String(error) : '';
+}
+
+function showStatus(slot, text) {
+  slot.className = 'status-text';
+  slot.textContent = text;
+}
+
+function callout(kind, ...content) {
+  const icons = { info: 'i', warning: '!', error: '!', success: '✓' };
+  return h('div', { class: `callout callout-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+    h('span', { class: 'icon', 'aria-hidden': 'true' }, icons[kind]),
+    h('div', {}, content));
+}
+
+function pageHead(title, lead, ...right) {
+  return h('div', { class: 'page-head' },
+    h('div', {}, h('h1', {}, title), lead ? h('p', { class: 'lead' }, lead) : null),
+    right.length ? h('div', { class: 'actions' }, right) : null);
+}
+
+function setMain(...children) {
+  const main = document.getElementById('main');
+  main.replaceChildren(...children.flat().filter(Boolean));
+}
+
+/** Disables a button while its action runs. */
+async function busy(button, action) {
+  button.disabled = true;
+  try {
+    return await action();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ------------------------------------------------------------------ time
+
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
+});
+
+/** An instant in the browser's own time zone, with the exact UTC value in `datetime`. */
+function time(iso, empty) {
+  if (!iso) return h('span', { class: 'muted' }, empty || '—');
+  const at = new Date(iso);
+  return h('time', { datetime: iso, title: at.toISOString() }, dateTimeFormat.format(at));
+}
+
+/** The exact time left until `iso`, counted from now (time zones do not enter into it). */
+function remaining(iso) {
+  let seconds = Math.floor((new Date(iso).getTime() - Date.now()) / 1000);
+  if (seconds <= 0) return 'expired';
+  const days = Math.floor(seconds / 86400);
+  seconds -= days * 86400;
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds - hours * 3600) / 60);
+  const parts = [];
+  if (days) parts.push(`${days} day${days === 1 ? '' : 's'}`);
+  if (hours) parts.push(`${hours} hour${hours === 1 ? '' : 's'}`);
+  if (!days) parts.push(`${minutes} minute${minutes === 1 ? '' : 's'}`);
+  return `${parts.join(', ')} left`;
+}
+
+function pill(expiresIn, expiresAt) {
+  const label = expiresIn.state === 'never' ? 'Never' : expiresIn.label;
+  const el = h('span', { class: `pill ${PILL_CLASS[expiresIn.state] || 'pill-neutral'}`, 'data-state': expiresIn.state }, label);
+  if (expiresAt && expiresIn.state !== 'expired') el.title = remaining(expiresAt);
+  return el;
+}
+
+// ------------------------------------------------------------------ API
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && me && me.csrf_token) headers['X-CSRF-Token'] = me.csrf_token;
+  let response;
+  try {
+    response = await fetch(API + path, {
+      method, headers, credentials: 'same-origin', cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, 'network', 'The gateway could not be reached. Check your connection and try again.');
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch (e) {
+    data = null;
+  }
+  if (!response.ok) {
+    if (response.status === 401 && me && path !== '/session') {
+      goSignIn();
+      throw new ApiError(401, 'unauthenticated', 'Your session has ended. Sign in again.');
+    }
+    const message = data && data.message
+      ? sentence(data.message)
+      : `The request failed (HTTP ${response.status}).`;
+    throw new ApiError(response.status, data && data.error, message);
+  }
+  return data;
+}
+
+function sentence(text) {
+  const s = String(text);
+  const first = s.charAt(0).toUpperCase() + s.slice(1);
+  return /[.!?]$/.test(first) ? first : `${first}.`;
+}
+
+function goSignIn() {
+  const next = location.pathname === '/patgate/signin' ? '/patgate/' : location.pathname + location.search;
+  location.replace(`/patgate/signin?next=${encodeURIComponent(next)}`);
+}
+
+// ------------------------------------------------------------------ shell
+
+const NAV = [
+  { href: '/patgate/', text: 'Access tokens' },
+  { href: '/patgate/admin/settings', text: 'System settings', admin: true },
+  { href: '/patgate/admin/smtp-servers', text: 'SMTP servers', admin: true },
+  { href: '/patgate/admin/users', text: 'Users', admin: true },
+  { href: '/patgate/admin/audit', text: 'Audit log', admin: true },
+];
+
+function renderShell() {
+  const nav = document.getElementById('nav');
+  nav.replaceChildren(...NAV.filter((item) => !item.admin || me.admin).map((item) => h('a', {
+    href: item.href, 'aria-current': item.href === location.pathname ? 'page' : null,
+  }, item.text)));
+
+  const menuId = 'user-menu-list';
+  const button = h('button', {
+    type: 'button', class: 'avatar-button', 'aria-haspopup': 'true', 'aria-expanded': 'false', 'aria-controls': menuId,
+    id: 'user-menu-button',
+  }, h('span', { class: 'avatar', 'aria-hidden': 'true' }, me.username.slice(0, 1)), h('span', { class: 'who' }, me.username));
+  const signOut = h('button', { type: 'button', role: 'menuitem', id: 'sign-out' }, 'Sign out');
+  const menu = h('div', { class: 'menu', id: menuId, role: 'menu', hidden: true },
+    h('div', { class: 'menu-head' },
+      h('div', { class: 'name' }, me.username),
+      h('div', { class: 'meta' }, `${sourceName(me.source)} user${me.admin ? ' · administrator' : ''}`),
+      me.email ? h('div', { class: 'meta' }, me.email) : null),
+    h('a', { href: '/patgate/', role: 'menuitem' }, 'Access tokens'),
+    signOut);
+  const close = () => { menu.hidden = true; button.setAttribute('aria-expanded', 'false'); };
+  button.addEventListener('click', (event) => {
+    event.stopPropagation();
+    menu.hidden = !menu.hidden;
+    button.setAttribute('aria-expanded', String(!menu.hidden));
+    if (!menu.hidden) menu.querySelector('[role="menuitem"]').focus();
+  });
+  document.addEventListener('click', (event) => { if (!menu.contains(event.target)) close(); });
+  menu.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') { close(); button.focus(); }
+  });
+  signOut.addEventListener('click', async () => {
+    try {
+      await api('DELETE', '/session');
+    } finally {
+      location.replace('/patgate/signin');
+    }
+  });
+  document.getElementById('user-menu').replaceChildren(button, menu);
+}
+
+function sourceName(source) {
+  return { internal: 'Internal', ldap: 'LDAP', sso: 'SSO' }[source] || source;
+}
+
+// ------------------------------------------------------------------ sign-in
+
+async function renderSignIn() {
+  document.title = 'Sign in · Digital.ai Deploy';
+  const next = new URLSearchParams(location.search).get('next');
+  const target = next && next.startsWith('/patgate/') && !next.startsWith('//') ? next : '/patgate/';
+  try {
+    const existing = await fetch(`${API}/me`, { credentials: 'same-origin', cache: 'no-store' });
+    if (existing.ok) {
+      location.replace(target);
+      return;
+    }
+  } catch (e) {
+    // Shown by the form below when it is used.
+  }
+  let options = { sso: false };
+  try {
+    options = await api('GET', '/session');
+  } catch (e) {
+    options = { sso: false };
+  }
+  const username = h('input', { type: 'text', name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false' });
+  const password = h('input', { type: 'password', name: 'password', autocomplete: 'current-password' });
+  const error = messageSlot();
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block', id: 'sign-in' }, 'Sign in');
+  const form = h('form', { class: 'card-body', novalidate: true },
+    h('div', {}, h('h1', {}, 'Sign in'), h('p', { class: 'muted' }, 'Use your Digital.ai Deploy account to manage your personal access tokens.')),
+    field('Username', username, { required: true }),
+    field('Password', password, { required: true }),
+    error,
+    submit,
+    options.sso ? [
+      h('div', { class: 'divider' }, 'or'),
+      h('a', { class: 'btn btn-block', href: options.sso_login_url, id: 'sign-in-sso' }, 'Sign in with SSO'),
+    ] : null);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    if (!username.value.trim() || !password.value) {
+      showError(error, new Error('Enter your username and password.'));
+      (username.value.trim() ? password : username).focus();
+      return;
+    }
+    await busy(submit, async () => {
+      try {
+        await api('POST', '/session', { username: username.value.trim(), password: password.value });
+        location.replace(target);
+      } catch (e) {
+        showError(error, e);
+        password.value = '';
+        password.focus();
+      }
+    });
+  });
+  document.getElementById('nav').replaceChildren();
+  document.getElementById('user-menu').replaceChildren();
+  setMain(h('div', { class: 'signin card' }, form));
+  username.focus();
+}
+
+// ------------------------------------------------------------------ Access tokens
+
+async function renderTokens() {
+  document.title = 'Access tokens · Digital.ai Deploy';
+  const head = pageHead('Access tokens',
+    'Personal access tokens authenticate API calls and webhooks in place of your password: curl -u :<token> or the x-deploy-personal-token header.');
+  if (!me.token_list_visible) {
+    setMain(head, callout('info', h('p', { id: 'sso-info' }, me.token_creation_message)));
+    return;
+  }
+  const generate = h('button', {
+    type: 'button', class: 'btn btn-primary', id: 'generate-open', disabled: !me.token_creation_allowed,
+    'aria-describedby': me.token_creation_allowed ? null : 'sso-banner',
+  }, 'Generate new token');
+  head.append(h('div', { class: 'actions' }, generate));
+  const banner = me.token_creation_allowed ? null
+    : callout('warning', h('p', { id: 'sso-banner' }, me.token_creation_message));
+  const panelSlot = h('div', {});
+  const newTokenSlot = h('div', { class: 'new-token', hidden: true, id: 'new-token' });
+  const listError = messageSlot();
+  const list = h('div', {});
+  const card = h('section', { class: 'card', 'aria-labelledby': 'tokens-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'tokens-title' }, 'Personal access tokens'), listError),
+    list);
+  setMain(head, banner, newTokenSlot, panelSlot, card, emailCard());
+
+  const reload = async () => {
+    try {
+      const tokens = await api('GET', '/tokens');
+      list.replaceChildren(tokenTable(tokens, reload));
+      showError(listError, null);
+    } catch (e) {
+      showError(listError, e);
+    }
+  };
+  generate.addEventListener('click', () => {
+    if (panelSlot.firstChild) {
+      panelSlot.querySelector('input').focus();
+      return;
+    }
+    panelSlot.replaceChildren(generatePanel({
+      close: () => { panelSlot.replaceChildren(); generate.focus(); },
+      created: (token) => {
+        panelSlot.replaceChildren();
+        showNewToken(newTokenSlot, token);
+        reload();
+      },
+    }));
+    panelSlot.querySelector('input').focus();
+  });
+  await reload();
+}
+
+/** Where expiry reminders go: set here for password users, by the provider for SSO users. */
+function emailCard() {
+  const shown = h('p', { id: 'email-current' });
+  const render = () => {
+    shown.replaceChildren();
+    append(shown, [me.email
+      ? ['Reminders before a token expires are sent to ', h('strong', {}, me.email), '.']
+      : 'No e-mail address is set, so you get no reminders before a token expires.']);
+  };
+  render();
+  const body = h('div', { class: 'card-body stack' }, shown);
+  if (me.source === 'sso') {
+    body.append(h('p', { class: 'hint' }, 'Your address comes from your SSO provider.'));
+  } else {
+    const email = h('input', { type: 'email', id: 'email', autocomplete: 'email', value: me.email || '', placeholder: 'name@example.com' });
+    const error = messageSlot();
+    error.id = 'email-result';
+    const save = h('button', { type: 'submit', class: 'btn', id: 'email-save' }, 'Save address');
+    const form = h('form', { class: 'inline-form', novalidate: true }, field('E-mail address', email), save);
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      showError(error, null);
+      await busy(save, async () => {
+        try {
+          const updated = await api('PUT', '/me', { email: email.value.trim() || null });
+          me.email = updated.email;
+          render();
+          showStatus(error, 'Saved.');
+        } catch (e) {
+          showError(error, e);
+        }
+      });
+    });
+    body.append(form, error);
+  }
+  return h('section', { class: 'card', 'aria-labelledby': 'email-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'email-title' }, 'Expiry reminders')), body);
+}
+
+function tokenTable(tokens, reload) {
+  if (!tokens.length) {
+    return h('p', { class: 'empty' }, 'You have no personal access tokens yet.');
+  }
+  const rows = tokens.map((token) => {
+    const del = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', 'aria-label': `Delete token ${token.name}` }, 'Delete');
+    del.addEventListener('click', () => confirmDelete(token, reload, del));
+    return h('tr', { 'data-token-id': token.id },
+      h('td', { class: 'name', 'data-label': 'Name' }, token.name),
+      h('td', { class: 'nowrap', 'data-label': 'Created' }, time(token.created_at)),
+      h('td', { class: 'nowrap expires', 'data-label': 'Expires' }, time(token.expires_at, 'Never')),
+      h('td', { class: 'nowrap', 'data-label': 'Last used' }, time(token.last_used_at, 'Never used')),
+      h('td', { class: 'expires-in', 'data-label': 'Expires in' }, pill(token.expires_in, token.expires_at)),
+      h('td', { class: 'actions-cell' }, del));
+  });
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'tokens' },
+    h('thead', {}, h('tr', {}, ['Name', 'Created', 'Expires', 'Last used', 'Expires in'].map((t) => h('th', { scope: 'col' }, t)),
+      h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
+    h('tbody', {}, rows)));
+}
+
+function generatePanel({ close, created }) {
+  const name = h('input', { type: 'text', id: 'token-name', maxlength: 100, autocomplete: 'off', placeholder: 'e.g. CI pipeline' });
+  const choices = me.expiration_choices;
+  const preferred = choices.includes('30d') ? '30d' : choices[choices.length - 1];
+  const expiration = h('select', { id: 'token-expiration' },
+    choices.map((c) => h('option', { value: c, selected: c === preferred }, EXPIRATIONS[c] || c)));
+  const expiryHint = h('span', { class: 'hint', id: 'expiry-hint', 'aria-live': 'polite' });
+  const updateHint = () => {
+    const seconds = EXPIRATION_SECONDS[expiration.value];
+    expiryHint.textContent = seconds
+      ? `Expires ${dateTimeFormat.format(new Date(Date.now() + seconds * 1000))}`
+      : 'This token will never expire.';
+  };
+  expiration.addEventListener('change', updateHint);
+  updateHint();
+  const error = messageSlot();
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'generate' }, 'Generate');
+  const cancel = h('button', { type: 'button', class: 'btn', onclick: close }, 'Cancel');
+  const maxNote = me.max_token_expiration !== 'never'
+    ? `Your administrator allows at most ${EXPIRATIONS[me.max_token_expiration]}.` : null;
+  const expirationField = field('Token expiration', expiration, { hint: maxNote });
+  expirationField.append(expiryHint);
+  const form = h('form', { class: 'panel', id: 'generate-panel', 'aria-labelledby': 'generate-title', novalidate: true },
+    h('div', { class: 'card-head' }, h('h2', { id: 'generate-title' }, 'Generate token')),
+    h('div', { class: 'card-body' },
+      field('Token name', name, { required: true, hint: 'A descriptive name, so you know later what uses it.' }),
+      expirationField),
+    h('div', { class: 'card-foot' }, submit, cancel, error));
+  form.addEventListener('keydown', (event) => { if (event.key === 'Escape') close(); });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    if (!name.value.trim()) {
+      showError(error, new Error('Enter a token name.'));
+      name.focus();
+      return;
+    }
+    await busy(submit, async () => {
+      try {
+        created(await api('POST', '/tokens', { name: name.value.trim(), expiration: expiration.value }));
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
+  return form;
+}
+
+/** The new token, shown this once; it lives only in this page's memory. */
+function showNewToken(slot, token) {
+  const value = h('input', { type: 'text', readonly: true, id: 'new-token-value', value: token.token, 'aria-label': 'Your new personal access token', spellcheck: 'false' });
+  const copied = h('span', { class: 'status-text', role: 'status', 'aria-live': 'polite' });
+  const copy = h('button', { type: 'button', class: 'btn btn-primary', id: 'copy-token' }, 'Copy');
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(token.token);
+      showStatus(copied, 'Copied to the clipboard.');
+    } catch (e) {
+      value.select();
+      showStatus(copied, 'Selected: press Ctrl+C (or ⌘C) to copy.');
+    }
+  });
+  value.addEventListener('focus', () => value.select());
+  const dismiss = h('button', { type: 'button', class: 'btn' }, 'Done');
+  dismiss.addEventListener('click', () => { slot.replaceChildren(); slot.hidden = true; });
+  slot.replaceChildren(callout('success',
+    h('p', {}, h('strong', {}, `Token “${token.name}” generated. `),
+      'Copy it now and store it securely: it will not be shown again. If you leave this page, it is gone for good.'),
+    h('div', { class: 'token-row' }, value, copy, dismiss),
+    copied));
+  slot.hidden = false;
+  value.focus();
+  // A page kept in the back-forward cache must not bring the token back.
+  window.addEventListener('pagehide', () => { slot.replaceChildren(); slot.hidden = true; }, { once: true });
+}
+
+/** A modal confirmation; resolves when the action succeeds or the dialog is closed. */
+function confirmDialog({ title, body, confirmText, action, returnFocus }) {
+  const error = messageSlot();
+  const confirm = h('button', { type: 'button', class: 'btn btn-danger', id: 'confirm' }, confirmText);
+  const cancel = h('button', { type: 'button', class: 'btn', id: 'cancel' }, 'Cancel');
+  const titleId = uid('dialog-title');
+  const dialog = h('dialog', { 'aria-labelledby': titleId },
+    h('div', { class: 'card-head' }, h('h2', { id: titleId }, title)),
+    h('div', { class: 'card-body' }, body, error),
+    h('div', { class: 'card-foot' }, cancel, confirm));
+  const done = () => {
+    dialog.close();
+    dialog.remove();
+    if (returnFocus && returnFocus.isConnected) returnFocus.focus();
+  };
+  cancel.addEventListener('click', done);
+  dialog.addEventListener('cancel', (event) => { event.preventDefault(); done(); });
+  confirm.addEventListener('click', () => busy(confirm, async () => {
+    try {
+      await action();
+      done();
+    } catch (e) {
+      showError(error, e);
+    }
+  }));
+  document.body.append(dialog);
+  dialog.showModal();
+  cancel.focus();
+}
+
+function confirmDelete(token, reload, button) {
+  confirmDialog({
+    title: 'Delete token?',
+    body: [
+      h('p', {}, 'Delete the token ', h('strong', {}, token.name), '?'),
+      h('p', { class: 'muted' }, 'Scripts, CI jobs and webhooks that use it stop working within a second. This cannot be undone.'),
+    ],
+    confirmText: 'Delete token',
+    returnFocus: document.getElementById('generate-open') || button,
+    action: async () => {
+      await api('DELETE', `/tokens/${encodeURIComponent(token.id)}`);
+      await reload();
+    },
+  });
+}
+
+// ------------------------------------------------------------------ System settings
+
+async function renderSettings() {
+  document.title = 'System settings · Digital.ai Deploy';
+  const [settings, servers, status] = await Promise.all([
+    api('GET', '/settings'), api('GET', '/smtp-servers'), api('GET', '/notifications?limit=1'),
+  ]);
+  const n = settings.notifications;
+  const max = h('select', { id: 'max-expiration' },
+    Object.entries(EXPIRATIONS).map(([value, text]) => h('option', { value, selected: value === settings.max_token_expiration }, text)));
+  const sso = switchRow('Allow personal access tokens for SSO users',
+    'Switched off, SSO users cannot generate tokens and their existing tokens stop authenticating, so access always follows the SSO provider.',
+    settings.sso_pat_creation_enabled, 'sso-switch');
+  const notify = switchRow('Enable email notifications',
+    'E-mail each user before one of their tokens expires: one message per token, sent daily at 01:00 server time.',
+    n.enabled, 'notify-switch');
+  const days = h('input', { type: 'number', id: 'days-before', min: 1, max: 365, value: n.days_before, inputmode: 'numeric' });
+  const server = h('select', { id: 'email-server' },
+    h('option', { value: '' }, servers.length ? 'Select an SMTP server' : 'No SMTP servers configured'),
+    servers.map((s) => h('option', { value: s.id, selected: s.id === n.smtp_server_id }, `${s.name} (${s.host}:${s.port})`)));
+  const subject = h('input', { type: 'text', id: 'mail-subject', value: n.subject });
+  const body = h('textarea', { id: 'mail-body', rows: 8, class: 'mono' });
+  body.value = n.body;
+  const error = messageSlot();
+  const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'save-settings' }, 'Save');
+  const form = h('form', { novalidate: true },
+    h('section', { class: 'card', 'aria-labelledby': 'pat-settings' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'pat-settings' }, 'Personal access tokens')),
+      h('div', { class: 'card-body narrow' },
+        field('Maximum token expiration', max, { hint: 'The longest expiration users may choose. Tokens made earlier keep their expiry.' }),
+        sso.row)),
+    h('section', { class: 'card', 'aria-labelledby': 'notify-settings' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'notify-settings' }, 'Expiry notifications'), notifyStatus(status)),
+      h('div', { class: 'card-body narrow' },
+        notify.row,
+        field('Days before expiration', days, { hint: 'Tokens expiring within this many days get their e-mail (1–365).' }),
+        h('div', { class: 'field' },
+          h('label', { for: 'email-server' }, 'Email server'),
+          server,
+          h('span', { class: 'hint' }, servers.length ? 'The SMTP server notifications are sent through. ' : 'Create one first: ',
+            h('a', { href: '/patgate/admin/smtp-servers' }, 'Manage SMTP servers'))),
+        field('Subject', subject, { hint: 'Variables: {{ user }}, {{ token_name }}, {{ days_left }}, {{ expires_at_local }}…' }),
+        field('Body (HTML)', body))),
+    h('div', { class: 'card card-foot', id: 'settings-actions' }, save, error));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    const daysValue = Number(days.value);
+    if (!Number.isInteger(daysValue) || daysValue < 1 || daysValue > 365) {
+      showError(error, new Error('Days before expiration: a whole number from 1 to 365.'));
+      days.focus();
+      return;
+    }
+    await busy(save, async () => {
+      try {
+        await api('PUT', '/settings', {
+          max_token_expiration: max.value,
+          sso_pat_creation_enabled: sso.input.checked,
+          notifications: {
+            enabled: notify.input.checked,
+            days_before: daysValue,
+            smtp_server_id: server.value || null,
+            subject: subject.value,
+            body: body.value,
+          },
+        });
+        showStatus(error, 'Settings saved.');
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
+  setMain(pageHead('System settings', 'Policies for personal access tokens and their expiry e-mails.'), form);
+}
+
+/** Whether expiry e-mails are going out, and the last and next daily pass. */
+function notifyStatus(status) {
+  const parts = [];
+  if (status.active) {
+    parts.push(h('span', { class: 'pill pill-ok' }, 'Sending'));
+  } else {
+    parts.push(h('span', { class: 'pill pill-neutral' }, 'Not sending'));
+    if (status.reason) parts.push(' ', sentence(status.reason));
+  }
+  const last = status.last_pass;
+  if (last) {
+    parts.push(' Last run ', time(last.finished_at), `: ${last.sent} sent, ${last.failed} failed.`);
+  }
+  if (status.active && status.next_pass_at) parts.push(' Next run ', time(status.next_pass_at), '.');
+  return h('p', { class: 'hint', id: 'notify-status' }, parts);
+}
+
+// ------------------------------------------------------------------ SMTP servers
+
+async function renderSmtpServers() {
+  document.title = 'SMTP servers · Digital.ai Deploy';
+  const create = h('button', { type: 'button', class: 'btn btn-primary', id: 'smtp-new' }, 'New SMTP server');
+  const formSlot = h('div', {});
+  const listError = messageSlot();
+  const list = h('div', {});
+  setMain(
+    pageHead('SMTP servers', 'notification.PatSmtpServer configuration items: the mail servers expiry notifications are sent through.', create),
+    formSlot,
+    h('section', { class: 'card', 'aria-labelledby': 'smtp-title' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'smtp-title' }, 'Configuration'), listError),
+      list));
+  const reload = async () => {
+    try {
+      const servers = await api('GET', '/smtp-servers');
+      list.replaceChildren(smtpTable(servers, { edit, reload, formSlot }));
+      showError(listError, null);
+    } catch (e) {
+      showError(listError, e);
+    }
+  };
+  const edit = (server) => {
+    formSlot.replaceChildren(smtpForm(server, {
+      close: () => formSlot.replaceChildren(),
+      saved: async () => { formSlot.replaceChildren(); await reload(); },
+    }));
+    formSlot.querySelector('input').focus();
+  };
+  create.addEventListener('click', () => edit(null));
+  await reload();
+}
+
+function smtpTable(servers, { edit, reload, formSlot }) {
+  if (!servers.length) return h('p', { class: 'empty' }, 'No SMTP servers yet. Create one to send expiry notifications.');
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'smtp-servers' },
+    h('thead', {}, h('tr', {}, ['Name', 'Host', 'From address', 'Authentication', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, servers.map((s) => {
+      const editButton = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Edit ${s.name}` }, 'Edit');
+      editButton.addEventListener('click', () => edit(s));
+      const testButton = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Send test mail with ${s.name}` }, 'Send Test Mail');
+      testButton.addEventListener('click', () => {
+        formSlot.replaceChildren(testMailForm(s, () => formSlot.replaceChildren()));
+        formSlot.querySelector('input').focus();
+      });
+      const del = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', 'aria-label': `Delete ${s.name}` }, 'Delete');
+      del.addEventListener('click', () => confirmDialog({
+        title: 'Delete SMTP server?',
+        body: h('p', {}, 'Delete ', h('strong', {}, s.name), ' (', h('code', {}, s.id), ')?'),
+        confirmText: 'Delete',
+        returnFocus: document.getElementById('smtp-new'),
+        action: async () => {
+          await api('DELETE', `/smtp-servers/${encodeURIComponent(s.id)}`);
+          await reload();
+        },
+      }));
+      return h('tr', { 'data-id': s.id },
+        h('td', { class: 'name', 'data-label': 'Name' }, s.name, h('span', { class: 'sub mono' }, s.id)),
+        h('td', { 'data-label': 'Host' }, `${s.host}:${s.port}`),
+        h('td', { 'data-label': 'From address' }, s.from_address),
+        h('td', { 'data-label': 'Authentication' }, s.username
+          ? [s.username, ' ', h('span', { class: `pill ${s.password_set ? 'pill-ok' : 'pill-neutral'}` }, s.password_set ? 'password set' : 'no password')]
+          : h('span', { class: 'muted' }, 'None')),
+        h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, testButton, editButton, del)));
+    }))));
+}
+
+function propertiesText(props) {
+  return Object.entries(props || {}).map(([k, v]) => `${k}=${v}`).join('\n');
+}
+
+function parseProperties(text) {
+  const props = {};
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  for (const line of lines) {
+    const at = line.indexOf('=');
+    if (at <= 0) throw new Error(`SMTP properties: write each as key=value (“${line}”).`);
+    props[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return props;
+}
+
+function smtpForm(server, { close, saved }) {
+  const s = server || { name: '', host: '', port: 587, username: '', from_address: '', test_address: '', smtp_properties: {} };
+  const name = h('input', { type: 'text', id: 'smtp-name', value: s.name, autocomplete: 'off' });
+  const host = h('input', { type: 'text', id: 'smtp-host', value: s.host, autocomplete: 'off', placeholder: 'smtp.example.com' });
+  const port = h('input', { type: 'number', id: 'smtp-port', value: s.port, min: 1, max: 65535, inputmode: 'numeric' });
+  const username = h('input', { type: 'text', id: 'smtp-username', value: s.username || '', autocomplete: 'off' });
+  const password = h('input', {
+    type: 'password', id: 'smtp-password', autocomplete: 'new-password',
+    placeholder: server && server.password_set ? '•••••••• (unchanged)' : '',
+  });
+  const removePassword = h('input', { type: 'checkbox', id: 'smtp-remove-password' });
+  const from = h('input', { type: 'text', id: 'smtp-from', value: s.from_address, placeholder: 'deploy@example.com' });
+  const test = h('input', { type: 'email', id: 'smtp-test-address', value: s.test_address || '' });
+  const props = h('textarea', { id: 'smtp-properties', rows: 3, class: 'mono', placeholder: 'mail.smtp.starttls.enable=true' });
+  props.value = propertiesText(s.smtp_properties);
+  const error = messageSlot();
+  const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'smtp-save' }, server ? 'Save' : 'Create');
+  const ignored = server && server.ignored_properties && server.ignored_properties.length
+    ? `Not acted on by the gateway (kept): ${server.ignored_properties.join(', ')}.` : 'JavaMail properties, one key=value per line.';
+  const passwordField = field('Password', password, {
+    hint: server && server.password_set ? 'Write-only: leave empty to keep the stored password.' : 'Write-only: it is never shown again.',
+  });
+  if (server && server.password_set) {
+    passwordField.append(h('label', { class: 'check', for: 'smtp-remove-password' }, removePassword, 'Remove the stored password'));
+  }
+  const form = h('form', { class: 'panel', id: 'smtp-form', novalidate: true, 'aria-labelledby': 'smtp-form-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'smtp-form-title' }, server ? `Edit ${s.name}` : 'New SMTP server'),
+      server ? h('span', { class: 'muted mono' }, server.id) : h('span', { class: 'muted mono' }, 'notification.PatSmtpServer')),
+    h('div', { class: 'card-body form-grid' },
+      field('Name', name, { required: true, hint: 'Unique display name; the ID is made from it.' }),
+      field('Host', host, { required: true }),
+      field('Port', port, { required: true, hint: '25 plain, 465 SMTP over SSL, 587 STARTTLS.' }),
+      field('Username', username),
+      passwordField,
+      field('From Address', from, { required: true, hint: 'Many providers only accept their own domain.' }),
+      field('Test Address', test, { hint: 'Where Send Test Mail goes by default.' }),
+      field('SMTP Properties', props, { wide: true, hint: ignored })),
+    h('div', { class: 'card-foot' }, save, h('button', { type: 'button', class: 'btn', onclick: close }, 'Cancel'), error));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    let body;
+    try {
+      body = {
+        name: name.value.trim(),
+        host: host.value.trim(),
+        port: Number(port.value),
+        username: username.value.trim() || null,
+        from_address: from.value.trim(),
+        test_address: test.value.trim() || null,
+        smtp_properties: parseProperties(props.value),
+      };
+    } catch (e) {
+      showError(error, e);
+      props.focus();
+      return;
+    }
+    if (removePassword.checked) body.password = null;
+    else if (password.value) body.password = password.value;
+    await busy(save, async () => {
+      try {
+        if (server) await api('PUT', `/smtp-servers/${encodeURIComponent(server.id)}`, body);
+        else await api('POST', '/smtp-servers', body);
+        await saved();
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
+  return form;
+}
+
+function testMailForm(server, close) {
+  const to = h('input', { type: 'email', id: 'test-mail-to', value: server.test_address || '', placeholder: 'you@example.com' });
+  const result = messageSlot();
+  result.id = 'test-mail-result';
+  const send = h('button', { type: 'submit', class: 'btn btn-primary', id: 'test-mail-send' }, 'Send Test Mail');
+  const form = h('form', { class: 'panel', id: 'test-mail-form', novalidate: true, 'aria-labelledby': 'test-mail-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'test-mail-title' }, `Send Test Mail with ${server.name}`)),
+    h('div', { class: 'card-body' },
+      h('div', { class: 'inline-form' }, field('Send to', to, { hint: 'Empty: the item’s Test Address.' }))),
+    h('div', { class: 'card-foot' }, send, h('button', { type: 'button', class: 'btn', onclick: close }, 'Close'), result));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(result, null);
+    await busy(send, async () => {
+      try {
+        const sent = await api('POST', `/smtp-servers/${encodeURIComponent(server.id)}/test`, to.value.trim() ? { to: to.value.trim() } : {});
+        showStatus(result, `Test mail sent to ${sent.sent_to} through ${sent.server}.`);
+      } catch (e) {
+        showError(result, e);
+      }
+    });
+  });
+  return form;
+}
+
+// ------------------------------------------------------------------ Users
+
+async function renderUsers() {
+  document.title = 'Users · Digital.ai Deploy';
+  const search = h('input', { type: 'search', id: 'user-search', placeholder: 'Name or e-mail' });
+  const error = messageSlot();
+  const list = h('div', {});
+  let page = 1;
+  const form = h('form', { class: 'card-head', role: 'search' },
+    h('div', { class: 'inline-form' }, field('Search users', search),
+      h('button', { type: 'submit', class: 'btn' }, 'Search')), error);
+  setMain(pageHead('Users', 'Everyone who has signed in or holds a token. Disabling a user stops their tokens and ends their sessions at once.'),
+    h('section', { class: 'card' }, form, list));
+  const reload = async () => {
+    try {
+      const params = new URLSearchParams({ page: String(page), per_page: '50' });
+      if (search.value.trim()) params.set('search', search.value.trim());
+      const data = await api('GET', `/users?${params}`);
+      list.replaceChildren();
+      append(list, [usersTable(data.users, reload, error), pager(data, (p) => { page = p; reload(); })]);
+      showError(error, null);
+    } catch (e) {
+      showError(error, e);
+    }
+  };
+  form.addEventListener('submit', (event) => { event.preventDefault(); page = 1; reload(); });
+  await reload();
+}
+
+function usersTable(users, reload, error) {
+  if (!users.length) return h('p', { class: 'empty' }, 'No users found.');
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'users' },
+    h('thead', {}, h('tr', {}, ['User', 'Source', 'Status', 'Tokens', 'Last sign-in', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, users.map((u) => {
+      const toggle = h('button', { type: 'button', class: `btn btn-small${u.disabled ? '' : ' btn-ghost-danger'}` }, u.disabled ? 'Enable' : 'Disable');
+      toggle.setAttribute('aria-label', `${u.disabled ? 'Enable' : 'Disable'} ${u.username}`);
+      toggle.addEventListener('click', () => busy(toggle, async () => {
+        try {
+          await api('POST', `/users/${encodeURIComponent(u.username)}/${u.disabled ? 'enable' : 'disable'}`);
+          await reload();
+        } catch (e) {
+          showError(error, e);
+        }
+      }));
+      const revoke = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', disabled: !u.tokens, 'aria-label': `Revoke all tokens of ${u.username}` }, 'Revoke tokens');
+      revoke.addEventListener('click', () => confirmDialog({
+        title: 'Revoke all tokens?',
+        body: [h('p', {}, 'Delete all ', String(u.tokens), ` token${u.tokens === 1 ? '' : 's'} of `, h('strong', {}, u.username), '?'),
+          h('p', { class: 'muted' }, 'Everything that uses them stops working within a second.')],
+        confirmText: 'Revoke tokens',
+        returnFocus: document.getElementById('user-search'),
+        action: async () => {
+          await api('DELETE', `/users/${encodeURIComponent(u.username)}/tokens`);
+          await reload();
+        },
+      }));
+      return h('tr', { 'data-user': u.username },
+        h('td', { class: 'name', 'data-label': 'User' }, u.username, u.admin ? h('span', { class: 'sub' }, 'administrator') : null,
+          u.email ? h('span', { class: 'sub' }, u.email) : null),
+        h('td', { 'data-label': 'Source' }, sourceName(u.source)),
+        h('td', { 'data-label': 'Status' }, h('span', { class: `pill ${u.disabled ? 'pill-expired' : 'pill-ok'}` }, u.disabled ? 'Disabled' : 'Active')),
+        h('td', { 'data-label': 'Tokens' }, String(u.tokens)),
+        h('td', { class: 'nowrap', 'data-label': 'Last sign-in' }, time(u.last_sign_in_at, 'Never')),
+        h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, toggle, revoke)));
+    }))));
+}
+
+function pager(data, go) {
+  const pages = Math.max(1, Math.ceil(data.total / data.per_page));
+  if (pages <= 1) return null;
+  const prev = h('button', { type: 'button', class: 'btn btn-small', disabled: data.page <= 1 }, 'Previous');
+  const next = h('button', { type: 'button', class: 'btn btn-small', disabled: data.page >= pages }, 'Next');
+  prev.addEventListener('click', () => go(data.page - 1));
+  next.addEventListener('click', () => go(data.page + 1));
+  return h('div', { class: 'pager' }, `Page ${data.page} of ${pages} · ${data.total} in all`, prev, next);
+}
+
+// ------------------------------------------------------------------ Audit log
+
+async function renderAudit() {
+  document.title = 'Audit log · Digital.ai Deploy';
+  const user = h('input', { type: 'text', id: 'audit-user', autocomplete: 'off' });
+  const action = h('select', { id: 'audit-action' }, h('option', { value: '' }, 'All actions'),
+    AUDIT_ACTIONS.map((a) => h('option', { value: a }, a)));
+  const error = messageSlot();
+  const list = h('div', {});
+  let page = 1;
+  const form = h('form', { class: 'card-head', role: 'search' },
+    h('div', { class: 'inline-form' }, field('User', user), field('Action', action),
+      h('button', { type: 'submit', class: 'btn' }, 'Filter')), error);
+  setMain(pageHead('Audit log', 'Who did what, when, and from which address. Never a token, password or code.'),
+    h('section', { class: 'card' }, form, list));
+  const reload = async () => {
+    try {
+      const params = new URLSearchParams({ page: String(page), per_page: '50' });
+      if (user.value.trim()) params.set('user', user.value.trim());
+      if (action.value) params.set('action', action.value);
+      const data = await api('GET', `/audit?${params}`);
+      list.replaceChildren();
+      append(list, [auditTable(data.entries), pager(data, (p) => { page = p; reload(); })]);
+      showError(error, null);
+    } catch (e) {
+      showError(error, e);
+    }
+  };
+  form.addEventListener('submit', (event) => { event.preventDefault(); page = 1; reload(); });
+  await reload();
+}
+
+function auditTable(entries) {
+  if (!entries.length) return h('p', { class: 'empty' }, 'No entries.');
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'audit' },
+    h('thead', {}, h('tr', {}, ['When', 'Action', 'By', 'User', 'Address', 'Detail'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, entries.map((e) => h('tr', {},
+      h('td', { class: 'nowrap', 'data-label': 'When' }, time(e.at)),
+      h('td', { class: 'name', 'data-label': 'Action' }, h('code', {}, e.action)),
+      h('td', { 'data-label': 'By' }, e.actor || h('span', { class: 'muted' }, 'gateway')),
+      h('td', { 'data-label': 'User' }, e.user || '—'),
+      h('td', { class: 'mono', 'data-label': 'Address' }, e.ip || '—'),
+      h('td', { class: 'detail mono', 'data-label': 'Detail' }, e.detail ? JSON.stringify(e.detail) : ''))))));
+}
+
+// ------------------------------------------------------------------ start
+
+const VIEWS = {
+  '/patgate/': renderTokens,
+  '/patgate/admin/settings': renderSettings,
+  '/patgate/admin/smtp-servers': renderSmtpServers,
+  '/patgate/admin/users': renderUsers,
+  '/patgate/admin/audit': renderAudit,
+};
+
+async function start() {
+  if (location.pathname === '/patgate/signin') {
+    await renderSignIn();
+    return;
+  }
+  try {
+    me = await api('GET', '/me');
+  } catch (e) {
+    if (e.status === 401) {
+      goSignIn();
+      return;
+    }
+    setMain(callout('error', h('p', {}, e.message)));
+    return;
+  }
+  renderShell();
+  const view = VIEWS[location.pathname] || renderTokens;
+  const adminOnly = location.pathname.startsWith('/patgate/admin/');
+  if (adminOnly && !me.admin) {
+    setMain(pageHead('Not available'), callout('info', h('p', {}, 'This page is for administrators.')));
+    return;
+  }
+  try {
+    await view();
+  } catch (e) {
+    setMain(callout('error', h('p', {}, e.message)));
+  }
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  start().finally(() => {
+    document.body.dataset.ready = 'true';
+    // Read by the page-load measurement (bench/ui.sh).
+    performance.mark('patgate-ready');
+  });
+});

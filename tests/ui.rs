@@ -1,0 +1,789 @@
+//! The web pages in a real browser (headless Chromium, see tests/common/browser.rs)
+//! against the gateway and the Deploy stand-in: sign in, generate a token and use it
+//! through the gateway, the "Expires in" pills in a non-UTC time zone, delete with
+//! confirmation, the administrators' maximum, the SSO banner and message, the SMTP form
+//! with Send Test Mail, users and the audit log. Screenshots of each page land in
+//! `target/screenshots/`. SSO users sign in through a real OpenID provider
+//! (tests/oidc). The pages only call the API, whose suites run on both database
+//! backends; here SQLite is enough.
+
+#[macro_use]
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use common::api::Session;
+use common::browser::{Browser, Driver};
+use common::oidc::{Account, Provider, ProviderOptions};
+use common::smtp::{self, SmtpServer};
+use common::*;
+use patgate::store::{SignInMethod, UserSource};
+use patgate::tokens::format::PlainToken;
+
+const DAY: i64 = 86_400;
+
+/// A token stored with an exact expiry instant, as if made at another time.
+async fn seed_token(gw: &Gateway, user: &str, name: &str, expires_at: Option<i64>) -> String {
+    let api = gw.api().unwrap();
+    api.store
+        .ensure_user(user, UserSource::Internal, None)
+        .await
+        .unwrap();
+    let plain = PlainToken::generate();
+    let hash = api.hasher.hash(plain.expose().as_bytes());
+    api.store
+        .create_token(user, name, &hash, expires_at)
+        .await
+        .unwrap()
+        .id
+}
+
+fn now() -> i64 {
+    patgate::store::now()
+}
+
+/// A browser that is signed in through a session made on the server (for users the
+/// Deploy stand-in does not know, such as SSO users).
+async fn with_session(browser: &Browser, gw: &Gateway, user: &str, method: SignInMethod) {
+    let api = gw.api().unwrap();
+    let (cookie, _) = api
+        .signin
+        .sessions
+        .create(user, method, false, IpAddr::V4(Ipv4Addr::LOCALHOST), false)
+        .await
+        .unwrap();
+    let value = cookie.to_str().unwrap();
+    let id = value
+        .strip_prefix("patgate_session=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // A cookie can only be set on the site's own origin.
+    browser.goto(&gw.url("/patgate/healthz")).await;
+    browser
+        .eval(&format!("document.cookie = 'patgate_session={id}; path=/'"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    for path in [
+        "/patgate/",
+        "/patgate/signin",
+        "/patgate/admin/settings",
+        "/patgate/admin/smtp-servers",
+        "/patgate/admin/users",
+        "/patgate/admin/audit",
+    ] {
+        let page = get(&gw.url(path), &[]).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert_eq!(page.headers["cache-control"], "no-store", "{path}");
+        assert!(page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        let html = String::from_utf8_lossy(&page.body).to_string();
+        assert!(!html.contains("<script>"), "no inline script in {path}");
+        assert!(!html.contains(" style="), "no inline style in {path}");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing loaded from another site: {path}"
+        );
+    }
+    assert_eq!(stack.upstream.count(), 0, "the pages never reach Deploy");
+    // What the pages read from the API is never stored either.
+    let me = get(
+        &gw.url("/patgate/api/v1/me"),
+        &[("authorization", &basic("alice", "alice-pw"))],
+    )
+    .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.headers["cache-control"], "no-store");
+
+    // Assets: versioned URLs are kept for a year, revalidated by ETag otherwise.
+    let html = String::from_utf8_lossy(&get(&gw.url("/patgate/"), &[]).await.body).to_string();
+    let script = html
+        .split('"')
+        .find(|s| s.starts_with("/patgate/assets/app.js?v="))
+        .unwrap()
+        .to_string();
+    let js = get(&gw.url(&script), &[]).await;
+    assert_eq!(js.status, 200);
+    assert!(js.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let etag = js.headers["etag"].to_str().unwrap().to_string();
+    let again = get(
+        &gw.url("/patgate/assets/app.js"),
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(
+        get(&gw.url("/patgate/assets/other.js"), &[]).await.status,
+        404
+    );
+    let post = send("POST", &gw.url("/patgate/"), &[]).await;
+    assert_eq!(post.status, 405);
+
+    // Deploy's own UI is not the gateway's: it passes through untouched.
+    for path in ["/", "/deployit/index.html", "/patgate-elsewhere", "/signin"] {
+        let answer = get(&gw.url(path), &[]).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.body.as_ref(), b"deploy", "{path}");
+        assert_eq!(stack.upstream.last().path, path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_generate_use_and_delete_a_token() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let base = gw.url("");
+    let driver = Driver::start(None).await;
+    let browser = driver.browser(1280, 900).await;
+
+    // Not signed in: the pages send the browser to the sign-in page, without SSO.
+    browser.goto(&gw.url("/patgate/")).await;
+    browser.find("input[name='username']").await;
+    assert_eq!(browser.path().await, "/patgate/signin");
+    assert!(browser.find_all("#sign-in-sso").await.is_empty());
+    assert!(browser.unlabelled_fields().await.is_empty());
+    browser.screenshot("signin-1280").await;
+    browser.resize(390, 844).await;
+    browser.screenshot("signin-390").await;
+    browser.resize(1280, 900).await;
+
+    // A wrong password: Deploy's refusal beside the button, and still on the page.
+    browser.fill("input[name='username']", "alice").await;
+    browser.fill("input[name='password']", "wrong").await;
+    browser.click("#sign-in").await;
+    let refusal = browser.wait_text("form [role='alert']", "password").await;
+    assert!(!refusal.contains("wrong"), "{refusal}");
+    assert_eq!(browser.path().await, "/patgate/signin");
+
+    browser.sign_in(&base, "alice", "alice-pw").await;
+    assert_eq!(browser.path().await, "/patgate/");
+    assert_eq!(browser.text("#user-menu-button .who").await, "alice");
+    browser
+        .wait_text("main", "You have no personal access tokens yet.")
+        .await;
+    // Administrators' pages are not in an ordinary user's menu.
+    assert!(browser
+        .find_all("nav a[href='/patgate/admin/settings']")
+        .await
+        .is_empty());
+
+    // Generate: the panel, a name that would be markup if it were not escaped.
+    browser.click("#generate-open").await;
+    let name = "O'Brien & \"deploys\" {{ x }} ${x}";
+    browser.fill("#token-name", name).await;
+    browser.select("#token-expiration", "7d").await;
+    browser.click("#generate").await;
+    let shown = browser.find("#new-token-value").await;
+    let token = shown.prop("value").await.unwrap().unwrap();
+    assert!(token.starts_with("dpat_") && token.len() == 54, "{token}");
+    browser
+        .wait_text("#new-token", "it will not be shown again")
+        .await;
+    browser.find("#copy-token").await;
+    browser.wait_text("#tokens td.name", name).await;
+    assert_eq!(browser.text("#tokens td.expires-in").await, "7 days");
+    browser.screenshot("tokens-new-token-1280").await;
+
+    // The token works in a real request through the gateway, as Deploy's clients send it.
+    let answer = get(
+        &gw.url("/api/v1/deployit"),
+        &[("authorization", &basic("", &token))],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let seen = stack.upstream.last();
+    assert_eq!(seen.path, "/api/v1/deployit");
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert!(!seen.headers.contains_key("authorization"));
+
+    // Leaving the page loses the token: the page is not cached, and it is not shown again.
+    browser.goto(&gw.url("/patgate/")).await;
+    browser.ready().await;
+    browser.wait_text("#tokens td.name", name).await;
+    let source = browser.client.source().await.unwrap();
+    assert!(!source.contains(&token), "the token is shown once only");
+    assert!(browser.find_all("#new-token-value").await.is_empty());
+
+    // Delete asks first; Cancel keeps the token.
+    browser.click("#tokens td.actions-cell button").await;
+    browser.wait_text("dialog", "Delete token?").await;
+    browser.screenshot("tokens-delete-dialog-1280").await;
+    browser.click("dialog #cancel").await;
+    browser.wait_gone("dialog").await;
+    assert_eq!(browser.find_all("#tokens tbody tr").await.len(), 1);
+    let still = get(
+        &gw.url("/api/v1/deployit"),
+        &[("authorization", &basic("", &token))],
+    )
+    .await;
+    assert_eq!(still.status, 200);
+
+    browser.click("#tokens td.actions-cell button").await;
+    let confirm = browser.find("dialog #confirm").await;
+    assert_eq!(confirm.text().await.unwrap(), "Delete token");
+    confirm.click().await.unwrap();
+    browser
+        .wait_text("main", "You have no personal access tokens yet.")
+        .await;
+    let refused = within(Duration::from_secs(2), || async {
+        get(
+            &gw.url("/api/v1/deployit"),
+            &[("authorization", &basic("", &token))],
+        )
+        .await
+        .status
+            == 401
+    })
+    .await;
+    assert!(refused.is_some(), "the deleted token is refused");
+
+    // A name taken: the API's message beside the Generate button.
+    browser.click("#generate-open").await;
+    browser.fill("#token-name", "twice").await;
+    browser.click("#generate").await;
+    browser.find("#new-token-value").await;
+    browser.click("#generate-open").await;
+    browser.fill("#token-name", "twice").await;
+    browser.click("#generate").await;
+    browser
+        .wait_text(
+            "#generate-panel [role='alert']",
+            "already have a token named",
+        )
+        .await;
+
+    // Everything works from the keyboard: Generate opens the panel with the focus in
+    // its name field, Enter generates, Escape closes the delete dialog.
+    browser
+        .eval("document.getElementById('generate-open').focus()")
+        .await;
+    browser.press("\u{e007}").await;
+    assert_eq!(browser.focused().await, "token-name");
+    browser.press("from the keyboard\u{e007}").await;
+    browser.wait_text("#new-token", "from the keyboard").await;
+    browser
+        .eval("document.querySelector('#tokens td.actions-cell button').focus()")
+        .await;
+    browser.press("\u{e007}").await;
+    browser.find("dialog[open]").await;
+    assert_eq!(
+        browser.focused().await,
+        "cancel",
+        "the safe choice has the focus"
+    );
+    browser.press("\u{e00c}").await;
+    browser.wait_gone("dialog").await;
+    assert!(
+        browser.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        browser.unlabelled_fields().await
+    );
+
+    // A state change without the session's CSRF token is refused, even from the page.
+    let forged = browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/patgate/api/v1/tokens', {method: 'POST', headers: {'Content-Type': 'application/json'},
+               body: JSON.stringify({name: 'forged', expiration: '7d'})})
+               .then((r) => r.json().then((j) => done([r.status, j.error])));",
+        )
+        .await;
+    assert_eq!(forged, serde_json::json!([403, "csrf_failed"]));
+
+    // The address for expiry reminders: a bad one is refused beside the button.
+    browser.fill("#email", "not an address").await;
+    browser.click("#email-save").await;
+    browser
+        .wait_text("#email-result", "is not an e-mail address")
+        .await;
+    browser.fill("#email", "alice@example.com").await;
+    browser.click("#email-save").await;
+    browser
+        .wait_text("#email-current", "sent to alice@example.com")
+        .await;
+    let me = common::api::as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/me"),
+        "alice",
+        "alice-pw",
+        None,
+    )
+    .await;
+    assert_eq!(me.json()["email"], "alice@example.com");
+
+    // Signing out ends the session; the pages go back to the sign-in page.
+    browser.click("#user-menu-button").await;
+    browser.click("#sign-out").await;
+    browser.find("input[name='username']").await;
+    browser.goto(&gw.url("/patgate/")).await;
+    browser.find("input[name='username']").await;
+    assert_eq!(browser.path().await, "/patgate/signin");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pills_and_local_times_in_tokyo() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let now = now();
+    // A fixed instant: 03:00 UTC is noon in Tokyo (UTC+9, no daylight saving).
+    let fixed = 1_926_385_200; // 2031-01-17T03:00:00Z
+    let fixed_id = seed_token(gw, "alice", "fixed instant", Some(fixed)).await;
+    seed_token(gw, "alice", "expired", Some(now - DAY)).await;
+    seed_token(gw, "alice", "hours left", Some(now + 2 * 3600)).await;
+    seed_token(gw, "alice", "three days", Some(now + 3 * DAY - 60)).await;
+    seed_token(gw, "alice", "five days", Some(now + 5 * DAY - 60)).await;
+    seed_token(gw, "alice", "twenty days", Some(now + 20 * DAY - 60)).await;
+    seed_token(gw, "alice", "never", None).await;
+
+    let driver = Driver::start(Some("Asia/Tokyo")).await;
+    let browser = driver.browser(1280, 900).await;
+    browser.sign_in(&gw.url(""), "alice", "alice-pw").await;
+    assert_eq!(
+        browser
+            .eval("return new Date().getTimezoneOffset()")
+            .await
+            .as_i64(),
+        Some(-540),
+        "the browser runs in Tokyo time"
+    );
+    browser.wait_text("#tokens", "fixed instant").await;
+
+    let mut pills = std::collections::BTreeMap::new();
+    for row in browser.find_all("#tokens tbody tr").await {
+        let name = row
+            .find(fantoccini::Locator::Css("td.name"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let pill = row.find(fantoccini::Locator::Css(".pill")).await.unwrap();
+        let class = pill.attr("class").await.unwrap().unwrap();
+        let text = pill.text().await.unwrap();
+        pills.insert(name, (text, class));
+    }
+    let expect = |name: &str, text: &str, colour: &str| {
+        let (shown, class) = &pills[name];
+        assert_eq!(shown, text, "{name}");
+        assert!(class.contains(colour), "{name}: {class}");
+    };
+    expect("never", "Never", "pill-neutral");
+    expect("twenty days", "20 days", "pill-neutral");
+    expect("five days", "5 days", "pill-warning");
+    expect("three days", "3 days", "pill-warning");
+    expect("hours left", "Less than 24 hours", "pill-warning");
+    expect("expired", "Expired", "pill-expired");
+
+    // Expiry dates in the browser's own zone; the exact UTC instant alongside.
+    let fixed_row = format!("#tokens tr[data-token-id='{fixed_id}']");
+    let expires = browser.text(&format!("{fixed_row} td.expires")).await;
+    assert!(
+        expires.contains("Jan 17, 2031") && expires.contains("12:00") && expires.contains("GMT+9"),
+        "shown in Tokyo time: {expires}"
+    );
+    let exact = browser
+        .find(&format!("{fixed_row} td.expires time"))
+        .await
+        .attr("datetime")
+        .await
+        .unwrap();
+    assert_eq!(exact.as_deref(), Some("2031-01-17T03:00:00Z"));
+    // The exact time left, counted from the instant whatever the zone.
+    let left = browser
+        .find("#tokens tbody tr .pill-warning[data-state='warning_hours']")
+        .await
+        .attr("title")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        left.starts_with("1 hour, 59 minutes") || left.starts_with("2 hours"),
+        "{left}"
+    );
+    browser.screenshot("tokens-pills-1280").await;
+    browser.resize(390, 844).await;
+    browser.screenshot("tokens-pills-390").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_maximum_limits_the_choices() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let base = gw.url("");
+    let driver = Driver::start(None).await;
+
+    let admin = driver.browser(1280, 1000).await;
+    admin.sign_in(&base, "admin", "admin-pw").await;
+    admin.click("nav a[href='/patgate/admin/settings']").await;
+    admin.ready().await;
+    admin.find("#max-expiration").await;
+    admin.wait_text("#notify-status", "Not sending").await;
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
+    admin.select("#max-expiration", "30d").await;
+    // A bad value gets its message beside Save, and nothing is saved.
+    admin.fill("#days-before", "0").await;
+    admin.click("#save-settings").await;
+    admin.wait_text("#settings-actions", "1 to 365").await;
+    admin.fill("#days-before", "7").await;
+    admin.click("#save-settings").await;
+    admin
+        .wait_text("#settings-actions", "Settings saved.")
+        .await;
+    admin.resize(1280, 1700).await;
+    admin.eval("window.scrollTo(0, 0)").await;
+    admin.screenshot("admin-settings-1280").await;
+    admin.resize(390, 844).await;
+    admin.screenshot("admin-settings-390").await;
+    admin.close().await;
+
+    let alice = driver.browser(1280, 900).await;
+    alice.sign_in(&base, "alice", "alice-pw").await;
+    alice.click("#generate-open").await;
+    let mut offered = Vec::new();
+    for option in alice.find_all("#token-expiration option").await {
+        offered.push(option.text().await.unwrap());
+    }
+    assert_eq!(offered, ["7 days", "30 days"]);
+    alice
+        .wait_text("#generate-panel", "allows at most 30 days")
+        .await;
+    alice.screenshot("tokens-generate-panel-1280").await;
+    alice.resize(390, 844).await;
+    alice.screenshot("tokens-generate-panel-390").await;
+    alice.close().await;
+}
+
+/// Signs in through the sign-in page's "Sign in with SSO" and the provider's own form,
+/// and waits for the Access tokens page the callback lands on.
+async fn sso_sign_in(browser: &Browser, gw: &Gateway, user: &str) {
+    browser.goto(&gw.url("/patgate/signin")).await;
+    browser.click("#sign-in-sso").await;
+    browser.fill("input[name='login']", user).await;
+    browser.fill("input[name='password']", "any").await;
+    browser.click("form button").await;
+    browser.find("#user-menu-button").await;
+    browser.ready().await;
+    assert_eq!(browser.path().await, "/patgate/");
+    assert_eq!(browser.text("#user-menu-button .who").await, user);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_users_see_the_message_or_the_banner() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let port = free_port();
+    let provider = Provider::start(ProviderOptions {
+        client_id: "patgate".into(),
+        client_secret: "client-secret-for-tests".into(),
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/patgate/sso/callback")],
+        accounts: vec![
+            Account::new("u-sam", "sam", "sam@example.com", &["deployers"]),
+            Account::new("u-nia", "nia", "nia@example.com", &["deployers"]),
+        ],
+        ..ProviderOptions::default()
+    })
+    .await;
+    let upstream = Upstream::start().await;
+    let listen = format!("127.0.0.1:{port}");
+    let gw = &Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_LISTEN", &listen),
+            ("PATGATE_SSO__ISSUER", &provider.issuer),
+            ("PATGATE_SSO__CLIENT_ID", "patgate"),
+            ("PATGATE_SSO__CLIENT_SECRET", "client-secret-for-tests"),
+            ("PATGATE_SSO__SCOPES", "openid,profile,email,groups"),
+        ],
+    ))
+    .await;
+    let driver = Driver::start(None).await;
+
+    // With PATs allowed, an SSO user signs in through the provider and may generate.
+    let browser = driver.browser(1280, 900).await;
+    browser.goto(&gw.url("/patgate/signin")).await;
+    let sso = browser.find("#sign-in-sso").await;
+    assert_eq!(sso.text().await.unwrap(), "Sign in with SSO");
+    browser.screenshot("signin-sso-1280").await;
+    sso_sign_in(&browser, gw, "nia").await;
+    browser.click("#generate-open").await;
+    browser.fill("#token-name", "nia's token").await;
+    browser.click("#generate").await;
+    browser.find("#new-token-value").await;
+    browser
+        .wait_text("#email-current", "sent to nia@example.com")
+        .await;
+    browser.close().await;
+
+    let admin = Session::password(&gw.url(""), "admin", "admin-pw")
+        .await
+        .with_csrf()
+        .await;
+    let off = admin
+        .send(
+            "PUT",
+            "/patgate/api/v1/settings",
+            Some(&serde_json::json!({"sso_pat_creation_enabled": false})),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+
+    // Without tokens: only the informational message, no list and no Generate.
+    let sam = driver.browser(1280, 900).await;
+    sso_sign_in(&sam, gw, "sam").await;
+    sam.wait_text("#sso-info", "disabled").await;
+    assert!(sam.find_all("#tokens").await.is_empty());
+    assert!(sam.find_all("#generate-open").await.is_empty());
+    sam.screenshot("tokens-sso-message-1280").await;
+    sam.close().await;
+
+    // With tokens: the list stays, Generate is disabled, and a banner says why.
+    let nia = driver.browser(1280, 900).await;
+    sso_sign_in(&nia, gw, "nia").await;
+    nia.wait_text("#tokens", "nia's token").await;
+    nia.wait_text("#sso-banner", "disabled").await;
+    let generate = nia.find("#generate-open").await;
+    assert!(!generate.is_enabled().await.unwrap());
+    nia.screenshot("tokens-sso-banner-1280").await;
+    nia.resize(390, 844).await;
+    nia.screenshot("tokens-sso-banner-390").await;
+    nia.close().await;
+    drop(provider);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_servers_users_and_the_audit_log() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let mail = SmtpServer::start(smtp::Mode::Plain, true).await;
+    seed_token(gw, "alice", "alice's token", Some(now() + 30 * DAY)).await;
+    let driver = Driver::start(None).await;
+    let admin = driver.browser(1280, 1000).await;
+    admin.sign_in(&gw.url(""), "admin", "admin-pw").await;
+
+    // Create an SMTP server item with the seed's fields; its name is shown as text.
+    admin
+        .click("nav a[href='/patgate/admin/smtp-servers']")
+        .await;
+    admin.ready().await;
+    admin.click("#smtp-new").await;
+    let name = "Mail <img src=x onerror=alert(1)>";
+    admin.fill("#smtp-name", name).await;
+    admin.fill("#smtp-host", "127.0.0.1").await;
+    admin.fill("#smtp-port", &mail.port.to_string()).await;
+    admin.fill("#smtp-username", smtp::USER).await;
+    admin.fill("#smtp-password", smtp::PASSWORD).await;
+    admin.fill("#smtp-from", "deploy@example.com").await;
+    admin.fill("#smtp-test-address", "ops@example.com").await;
+    admin
+        .fill("#smtp-properties", "mail.smtp.starttls.enable=false")
+        .await;
+    admin.screenshot("admin-smtp-form-1280").await;
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
+    admin.click("#smtp-save").await;
+    admin.wait_text("#smtp-servers", "password set").await;
+    let row = admin.text("#smtp-servers td.name").await;
+    assert!(row.contains(name), "shown as typed: {row}");
+    assert!(admin.find_all("#smtp-servers img").await.is_empty());
+    let source = admin.client.source().await.unwrap();
+    assert!(
+        !source.contains(smtp::PASSWORD),
+        "the password is write-only"
+    );
+
+    // Send Test Mail: the result beside the button, and the message at the server.
+    admin
+        .click("#smtp-servers button[aria-label^='Send test mail']")
+        .await;
+    admin.click("#test-mail-send").await;
+    admin
+        .wait_text("#test-mail-result", "Test mail sent to ops@example.com")
+        .await;
+    let received = within(Duration::from_secs(5), || async {
+        !mail.received().is_empty()
+    })
+    .await;
+    assert!(received.is_some(), "the SMTP server received the test mail");
+    assert_eq!(mail.received()[0].rcpt_tos, ["ops@example.com"]);
+    admin.screenshot("admin-smtp-1280").await;
+
+    // A wrong password: the SMTP server's refusal is shown where it was asked for.
+    admin
+        .click("#smtp-servers button[aria-label^='Edit']")
+        .await;
+    admin.fill("#smtp-password", "not-the-password").await;
+    admin.click("#smtp-save").await;
+    admin.wait_gone("#smtp-form").await;
+    admin
+        .click("#smtp-servers button[aria-label^='Send test mail']")
+        .await;
+    admin.click("#test-mail-send").await;
+    let refused = admin
+        .wait_text("#test-mail-result", "Authentication failed")
+        .await;
+    assert!(!refused.contains("not-the-password"), "{refused}");
+    admin.resize(390, 844).await;
+    admin.screenshot("admin-smtp-390").await;
+    admin.resize(1280, 1000).await;
+
+    // Users: disable alice (her token stops), enable her, revoke her tokens.
+    admin.click("nav a[href='/patgate/admin/users']").await;
+    admin.ready().await;
+    admin.wait_text("#users", "alice").await;
+    admin
+        .click("#users tr[data-user='alice'] button[aria-label='Disable alice']")
+        .await;
+    admin
+        .wait_text("#users tr[data-user='alice']", "Disabled")
+        .await;
+    admin.screenshot("admin-users-1280").await;
+    admin.resize(390, 844).await;
+    admin.screenshot("admin-users-390").await;
+    admin.resize(1280, 1000).await;
+    admin
+        .click("#users tr[data-user='alice'] button[aria-label='Enable alice']")
+        .await;
+    admin
+        .wait_text("#users tr[data-user='alice']", "Active")
+        .await;
+    admin
+        .click("#users tr[data-user='alice'] button[aria-label^='Revoke']")
+        .await;
+    admin.wait_text("dialog", "Revoke all tokens?").await;
+    admin.click("dialog #confirm").await;
+    admin.wait_gone("dialog").await;
+    let api = gw.api().unwrap();
+    let left = within(Duration::from_secs(5), || async {
+        api.store.live_tokens("alice").await.unwrap().is_empty()
+    })
+    .await;
+    assert!(left.is_some(), "alice's tokens are revoked");
+
+    // The audit log shows what was done.
+    admin.click("nav a[href='/patgate/admin/audit']").await;
+    admin.ready().await;
+    admin.wait_text("#audit", "user.disabled").await;
+    assert!(admin.unlabelled_fields().await.is_empty());
+    admin.select("#audit-action", "smtp_server.test_mail").await;
+    admin
+        .click("form[role='search'] button[type='submit']")
+        .await;
+    let filtered = within(Duration::from_secs(5), || async {
+        let mut actions = Vec::new();
+        for code in admin.find_all("#audit td.name code").await {
+            actions.push(code.text().await.unwrap_or_default());
+        }
+        actions.len() == 2 && actions.iter().all(|a| a == "smtp_server.test_mail")
+    })
+    .await;
+    assert!(filtered.is_some(), "the filter shows the two test mails");
+    admin.screenshot("admin-audit-1280").await;
+    admin.resize(390, 844).await;
+    admin.screenshot("admin-audit-390").await;
+    admin.close().await;
+    mail.stop().await;
+}
+
+/// The page-load measurement behind BENCHMARKS.md ("Web pages"), run by `bench/ui.sh`:
+/// the Access tokens page's first load, signed in, with 50 tokens, in a fresh browser
+/// profile (nothing cached): bytes transferred (page, assets and API answers) and the
+/// time from navigation start until the list is rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it with bench/ui.sh"]
+async fn measure_first_load_with_50_tokens() {
+    let rounds: usize = std::env::var("UI_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    for i in 0..50 {
+        let expires = (i % 6 != 0).then(|| now() + (i as i64 % 40 + 1) * DAY - 60);
+        seed_token(gw, "alice", &format!("pipeline token {i:02}"), expires).await;
+    }
+    let driver = Driver::start(None).await;
+    let mut bytes = Vec::new();
+    let mut render = Vec::new();
+    let mut requests = 0;
+    let mut each = Vec::new();
+    for _ in 0..rounds {
+        let browser = driver.browser(1280, 900).await;
+        with_session(&browser, gw, "alice", SignInMethod::Password).await;
+        browser.goto(&gw.url("/patgate/")).await;
+        browser.ready().await;
+        assert_eq!(browser.find_all("#tokens tbody tr").await.len(), 50);
+        let m = browser
+            .eval(
+                "const nav = performance.getEntriesByType('navigation')[0];
+                 const res = performance.getEntriesByType('resource');
+                 return {
+                   bytes: nav.transferSize + res.reduce((n, r) => n + r.transferSize, 0),
+                   requests: 1 + res.length,
+                   ready: performance.getEntriesByName('patgate-ready')[0].startTime,
+                   each: [[new URL(nav.name).pathname, nav.transferSize]].concat(
+                     res.map((r) => [new URL(r.name).pathname, r.transferSize])),
+                 };",
+            )
+            .await;
+        bytes.push(m["bytes"].as_f64().unwrap());
+        render.push(m["ready"].as_f64().unwrap());
+        requests = m["requests"].as_u64().unwrap();
+        each = m["each"].as_array().unwrap().clone();
+        browser.close().await;
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (bytes_median, bytes_max) = stats(&mut bytes);
+    let (render_median, render_max) = stats(&mut render);
+    println!("\n| measure | median | worst | target |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| bytes transferred ({requests} requests) | {:.1} KB | {:.1} KB | < 100 KB |",
+        bytes_median / 1000.0,
+        bytes_max / 1000.0
+    );
+    println!(
+        "| navigation start → 50 tokens rendered | {render_median:.0} ms | {render_max:.0} ms | < 300 ms |"
+    );
+    println!("({rounds} first loads, each in a fresh browser profile)");
+    println!("\n| request (last load) | bytes transferred |\n| --- | --- |");
+    for entry in each {
+        println!("| `{}` | {} |", entry[0].as_str().unwrap(), entry[1]);
+    }
+}
