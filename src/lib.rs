@@ -7,7 +7,10 @@
 //!   [`edge::fastpath`], everything else the general path ([`edge::proxy`] over
 //!   [`edge::upstream`]); both apply the header rules in [`edge::headers`] and take the
 //!   client address from [`edge::forwarded`]; [`edge::identity`] tells Deploy who the
-//!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes.
+//!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes (and the
+//!   admin listener); [`edge::malformed`] answers heads the parser refuses;
+//!   [`edge::access`] writes the access log; [`edge::preflight`] holds every check
+//!   `serve` makes before it listens, shared with `check-config`.
 //! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
 //!   checksum, hash), [`tokens::credentials`] (reading it from a request),
 //!   [`tokens::check`] (cache, store, policy), [`tokens::limiter`] (failed-check limit),
