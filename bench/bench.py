@@ -7,6 +7,7 @@ Prints a Markdown table per scenario and writes bench/results/latest.json.
 Scenarios (see BENCHMARKS.md for the targets):
   hot       patgate (token auth, cache hit) vs nginx (plain proxy) vs direct: throughput,
             CPU time per request, p99 at half the maximum rate.
+  access    the hot path with the access log (log.access) off and on.
   miss      first request for each of many tokens with --tokens tokens in the database,
             on SQLite and PostgreSQL.
   flood     valid clients at half load while others send unknown and malformed tokens.
@@ -126,7 +127,7 @@ http {{
         subprocess.run(["nginx", "-p", self.prefix, "-c", self.conf, "-s", "stop"], check=False)
 
 
-def write_config(work, name, port, db_url, extra="", max_tokens=2_000_000):
+def write_config(work, name, port, db_url, extra="", max_tokens=2_000_000, access=False):
     path = os.path.join(work, f"{name}.yaml")
     with open(path, "w") as f:
         f.write(
@@ -143,7 +144,8 @@ secrets:
 cache:
   max_tokens: {max_tokens}
 log:
-  level: warn
+  level: {"warn,access=info" if access else "warn"}
+  access: {"true" if access else "false"}
 {extra}"""
         )
     return path
@@ -281,6 +283,49 @@ def scenario_hot(work, args, results):
             ["nginx (plain proxy)", f"{m['nginx']:.0f}", f"{med(cpu['nginx']):.1f}", med(p50["nginx"]), med(p99["nginx"]), f"{added_nginx:.0f} µs"],
             ["patgate (token, cache hit)", f"{m['patgate']:.0f}", f"{med(cpu['patgate']):.1f}", med(p50["patgate"]), med(p99["patgate"]), f"{added:.0f} µs"],
             ["**patgate / nginx throughput**", f"**{ratio:.2f}**", "", "", "", ""],
+        ],
+    )
+
+
+def scenario_access(work, args, results):
+    """The hot path with the access log (log.access) off and on, interleaved rounds."""
+    db = f"sqlite://{work}/access.db"
+    variants = {
+        "off": write_config(work, "access-off", PATGATE_PORT, db),
+        "on": write_config(work, "access-on", PATGATE_PORT, db, access=True),
+    }
+    header = None
+    rps = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
+    lines = 0
+    for r in range(args.rounds):
+        for name, config in variants.items():
+            gw = Patgate(config, PATGATE_PORT)
+            if header is None:
+                token = cli(config, "token", "create", "--user", "bench", "--name", "access", "--expires", "7d")
+                header = f"x-deploy-personal-token: {token}"
+            wrk(PATGATE_PORT, 1, args.connections, header)  # warm-up
+            before = cpu_seconds([gw.proc.pid])
+            value, total, non2xx = wrk(PATGATE_PORT, args.duration, args.connections, header)
+            if non2xx:
+                raise RuntimeError(f"access log {name}: {non2xx} non-2xx answers")
+            cpu[name].append((cpu_seconds([gw.proc.pid]) - before) / total * 1e6)
+            rps[name].append(value)
+            gw.stop()
+            if name == "on":
+                lines = sum(1 for line in open(config + ".log") if "duration_ms" in line)
+            log(f"access round {r + 1}: log {name} {value:.0f} req/s")
+    ratio = med([on / off for on, off in zip(rps["on"], rps["off"])])
+    cpu_ratio = med([on / off for on, off in zip(cpu["on"], cpu["off"])])
+    results["access"] = {"rps": {k: med(v) for k, v in rps.items()}, "cpu_us_per_request": {k: med(v) for k, v in cpu.items()},
+                         "throughput_on_over_off": ratio, "cpu_on_over_off": cpu_ratio, "lines_last_round": lines}
+    return table(
+        f"Access log cost on the hot path ({args.rounds} interleaved rounds of {args.duration} s, wrk -t1 -c{args.connections}, token cache hit, lines to a file)",
+        ["log.access", "req/s (median)", "CPU µs/request"],
+        [
+            ["false", f"{med(rps['off']):.0f}", f"{med(cpu['off']):.1f}"],
+            ["true", f"{med(rps['on']):.0f}", f"{med(cpu['on']):.1f}"],
+            ["**on / off**", f"**{ratio:.2f}**", f"**{cpu_ratio:.2f}**"],
         ],
     )
 
@@ -501,7 +546,7 @@ def scenario_notify(work, args, results):
     )
 
 
-SCENARIOS = {"hot": scenario_hot, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout,
+SCENARIOS = {"hot": scenario_hot, "access": scenario_access, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout,
              "notify": scenario_notify}
 
 

@@ -427,6 +427,12 @@ pub async fn run_notify(config: &Config, command: NotifyCommand) -> anyhow::Resu
     };
     store.close().await;
     let report = result?;
+    // A pass records itself, and each e-mail it sends.
+    say(&format!(
+        "changed database {} (configuration {})",
+        config::redact_url(&config.database.url),
+        config.source_text()
+    ));
     if report.failed > 0 {
         anyhow::bail!(
             "{}; see GET /patgate/api/v1/notifications for the reasons",

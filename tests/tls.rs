@@ -134,3 +134,37 @@ async fn an_untrusted_https_deploy_is_refused_with_502() {
     assert_eq!(upstream.count(), 0);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_malformed_head_toward_an_https_deploy_gets_json_too() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (up_cert, up_key) = self_signed(db.dir.path(), "deploy");
+    let upstream = Upstream::start_with(Some(acceptor(&up_cert, &up_key))).await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url().replace("127.0.0.1", "localhost"),
+        &[("PATGATE_UPSTREAM__CA_FILE", up_cert.to_str().unwrap())],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "crlf", Expiration::Days7).await;
+    // The fast path does not read these connections: the HTTP library would answer an
+    // empty 400 of its own.
+    let crlf = format!(
+        "GET /api/v1/deployit HTTP/1.1\r\nhost: localhost\r\nx-deploy-personal-token: {token}\r\r\n\r\n"
+    );
+    let (status, answer) = raw_status(gw.addr, crlf.as_bytes()).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("x-request-id: "), "{answer}");
+    assert!(answer.contains("\"malformed_request\""), "{answer}");
+    assert!(answer.contains("trailing newline"), "{answer}");
+
+    // A good request on such a connection is served as before.
+    let good = get(
+        &gw.url("/api/v1/deployit"),
+        &[("x-deploy-personal-token", &token)],
+    )
+    .await;
+    assert_eq!(good.status, 200);
+    assert_eq!(upstream.count(), 1, "only the good request reached Deploy");
+    gw.shutdown().await;
+}

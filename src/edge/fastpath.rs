@@ -1339,6 +1339,13 @@ pub struct Rewind<S> {
     inner: S,
 }
 
+impl<S> Rewind<S> {
+    /// `inner`, with `prefix` (already read from it) to be read first.
+    pub fn new(prefix: BytesMut, inner: S) -> Rewind<S> {
+        Rewind { prefix, inner }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -6,7 +6,12 @@
 //! (`open(f).read()` in Python, a file with CRLF endings): the `\r` or `\n` lands in
 //! the header value, and the hint says so.
 
+use bytes::BytesMut;
 use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::edge::fastpath::Rewind;
+use crate::edge::gateway::Gateway;
 
 /// Why a head was refused.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +80,47 @@ pub fn answer(problem: Problem, head: &[u8], request_id: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Reads a connection's first request head before the HTTP library takes the
+/// connection (where the fast path does not read it: an `https` Deploy). A head the
+/// parser refuses is answered here, with JSON; a good one is handed on with the bytes
+/// read. `None`: the connection is done (answered, closed, or silent too long).
+pub async fn first_head<S>(mut io: S, gateway: &Gateway) -> Option<Rewind<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let max = crate::edge::server::MAX_HEAD_BYTES;
+    let mut buf = BytesMut::with_capacity(4 * 1024);
+    let deadline = tokio::time::sleep(crate::edge::server::HEAD_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; crate::edge::headers::MAX_HEADERS];
+            let problem = match httparse::Request::new(&mut headers).parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => return Some(Rewind::new(buf, io)),
+                Ok(httparse::Status::Partial) if buf.len() < max => None,
+                Ok(httparse::Status::Partial) => Some(Problem::TooLarge),
+                Err(e) => Some(Problem::Invalid(e)),
+            };
+            if let Some(problem) = problem {
+                let id = gateway.start_request();
+                let _ = io.write_all(&answer(problem, &buf, &id)).await;
+                let _ = io.shutdown().await;
+                return None;
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(8 * 1024);
+        }
+        tokio::select! {
+            read = io.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            },
+            _ = &mut deadline => return None,
+        }
+    }
 }
 
 #[cfg(test)]

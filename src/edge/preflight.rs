@@ -31,6 +31,10 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
         server::tls_acceptor(files).map_err(problem)?;
     }
     upstream::Pool::new(&config.upstream).map_err(problem)?;
+    if let Some(sso) = &config.sso {
+        crate::signin::http_client::HttpClient::new(sso.ca_file.as_deref(), Duration::from_secs(1))
+            .map_err(|e| ConfigError::new(format!("sso.ca_file: {e:#}")))?;
+    }
     let identity = &config.upstream.identity;
     if identity.mode == IdentityMode::Jwt {
         if identity.jwt.algorithm != JwtAlgorithm::Hs256

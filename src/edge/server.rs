@@ -444,7 +444,11 @@ impl Handlers {
                     serve_connection(&http, TokioIo::new(io), service, stop).await
                 }
             },
-            None => serve_connection(&http, TokioIo::new(io), service, stop).await,
+            None => {
+                if let Some(io) = crate::edge::malformed::first_head(io, &gateway).await {
+                    serve_connection(&http, TokioIo::new(io), service, stop).await
+                }
+            }
         }
     }
 }
