@@ -427,18 +427,20 @@ pub async fn run_notify(config: &Config, command: NotifyCommand) -> anyhow::Resu
     };
     store.close().await;
     let report = result?;
-    // A pass records itself, and each e-mail it sends.
-    say(&format!(
+    // A pass records itself, and each e-mail it sends or fails to send.
+    let database = format!(
         "changed database {} (configuration {})",
         config::redact_url(&config.database.url),
         config.source_text()
-    ));
+    );
     if report.failed > 0 {
+        // Still one line, as every failure is.
         anyhow::bail!(
-            "{}; see GET /patgate/api/v1/notifications for the reasons",
+            "{}; see GET /patgate/api/v1/notifications for the reasons; {database}",
             report.summary()
         );
     }
+    say(&database);
     Ok(report.summary())
 }
 

@@ -45,6 +45,10 @@ pub struct Counters {
     pub refused_unavailable: AtomicU64,
     pub refused_limited: AtomicU64,
     pub bad_credentials: AtomicU64,
+    /// Request heads that are not valid HTTP/1.1, answered by the gateway.
+    pub malformed_heads: AtomicU64,
+    /// Requests refused by the header rules (Host, underscores, session ids).
+    pub header_refusals: AtomicU64,
     pub upstream_unreachable: AtomicU64,
     pub upstream_timeouts: AtomicU64,
     pub cache_hits: AtomicU64,
@@ -138,6 +142,14 @@ impl Metrics {
                     get!(refused_unavailable),
                 ),
                 ("{reason=\"malformed_credentials\"}", get!(bad_credentials)),
+            ],
+        );
+        counter(
+            "patgate_request_refusals_total",
+            "Requests refused before any token check, by reason.",
+            &[
+                ("{reason=\"malformed_request\"}", get!(malformed_heads)),
+                ("{reason=\"header_rules\"}", get!(header_refusals)),
             ],
         );
         counter(

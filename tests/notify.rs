@@ -969,13 +969,14 @@ async fn run_once_from_the_command_line_prints_one_line() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let upstream = Upstream::start().await;
     let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
+    // The command line never creates the database: the gateway has made it.
+    let (_upstream, gw) = start(&db, &[]).await;
     let (code, stdout, stderr) = run_cli(&file, &["notify", "run-once"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains("nothing sent (disabled)"), "{stdout}");
 
     // With a server that refuses: the failures are an error, on one line.
-    let (_upstream, gw) = start(&db, &[]).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);

@@ -482,6 +482,12 @@ async fn careless_requests_get_json_with_a_hint_and_a_request_id() {
     );
     assert!(answer.headers.contains_key("x-request-id"));
     assert_eq!(upstream.count(), 0, "none of these reached Deploy");
+    let metrics = get(&gateway.url("/patgate/metrics"), &[]).await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("patgate_request_refusals_total{reason=\"malformed_request\"} 3"),
+        "the three malformed heads are counted"
+    );
 
     let logged = gateway.stderr.lock().unwrap().clone();
     assert!(
@@ -649,7 +655,7 @@ fn the_readme_first_token_steps_name_the_command_they_use() {
         .and_then(|rest| rest.split("\n## ").next())
         .unwrap();
     assert!(
-        first_token.contains("cargo install --path ."),
+        first_token.contains("cargo install --locked --path ."),
         "{first_token}"
     );
     assert!(

@@ -19,6 +19,7 @@ async fn sqlite() -> TestDb {
 async fn cli_follows_the_documented_contract() {
     let db = sqlite().await;
     let file = config_file(&db, "http://127.0.0.1:9", "127.0.0.1:0");
+    first_start(&file).await;
 
     let (code, stdout, stderr) = run_cli(
         &file,

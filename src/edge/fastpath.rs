@@ -880,6 +880,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = gateway.start_request();
+    gateway
+        .metrics
+        .local()
+        .malformed_heads
+        .fetch_add(1, Ordering::Relaxed);
     let answer = malformed::answer(problem, &conn.buf, &id);
     let _ = conn.io.write_all(&answer).await;
     let _ = conn.io.flush().await;

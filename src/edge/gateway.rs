@@ -215,6 +215,10 @@ impl Gateway {
             Credential::Unreadable(_) => access::Kind::Unreadable,
         };
         if let Err(bad) = self.rules.check(&req, token_request) {
+            self.metrics
+                .local()
+                .header_refusals
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 request_id = peer.request_id,
                 reason = bad.code(),

@@ -105,6 +105,11 @@ where
             };
             if let Some(problem) = problem {
                 let id = gateway.start_request();
+                gateway
+                    .metrics
+                    .local()
+                    .malformed_heads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = io.write_all(&answer(problem, &buf, &id)).await;
                 let _ = io.shutdown().await;
                 return None;

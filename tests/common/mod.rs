@@ -448,6 +448,14 @@ pub fn config_file(db: &TestDb, upstream: &str, listen: &str) -> std::path::Path
     path
 }
 
+/// Creates the database and token key a configuration file names, as the gateway's
+/// first start does (the command line never creates them).
+pub async fn first_start(config_file: &std::path::Path) {
+    let config = Config::load(config_file).unwrap();
+    let (store, _) = patgate::edge::server::open_store(&config).await.unwrap();
+    store.close().await;
+}
+
 /// The gateway running in this process.
 pub struct Gateway {
     pub config: Config,
