@@ -14,7 +14,10 @@ use crate::config::Log;
 
 /// Installs the global subscriber; keep the guard alive until exit to flush.
 pub fn init(settings: &Log) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // Buffered: the writer thread drains every pending line, then flushes once, so a
+    // busy access log costs one system call per batch rather than one per line.
+    let buffered = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(buffered);
     // Validated with the config; `PATGATE_LOG__LEVEL` overrides it like any key.
     let filter = EnvFilter::new(&settings.level);
     let builder = tracing_subscriber::fmt()
