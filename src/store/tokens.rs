@@ -444,6 +444,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT COALESCE(key_id, '') AS key_id, COUNT(*) AS n FROM tokens \
              WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+             AND (grace_until IS NULL OR grace_until > $1) \
              GROUP BY COALESCE(key_id, '')",
         )
         .bind(now())
