@@ -580,6 +580,32 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing(db: TestDb) {
     assert_eq!(nonsense.status, 400);
     assert_eq!(list("bob", "bob-pw").await, bobs_before);
     assert_eq!(with_token("GET", &gw, "/x", &bob_token).await.status, 200);
+    // An expired token is not brought back by a rotation.
+    let api = gw.api().unwrap();
+    let lapsed = patgate::tokens::format::PlainToken::generate();
+    let lapsed_id = api
+        .store
+        .create_token(
+            "bob",
+            "lapsed",
+            &api.hasher.hash(lapsed.expose().as_bytes()),
+            Some(patgate::store::now() - 10),
+        )
+        .await
+        .unwrap()
+        .id;
+    let bobs_before = list("bob", "bob-pw").await;
+    let expired = as_user(
+        "POST",
+        &gw.url(&format!("{TOKENS}/{lapsed_id}/rotate")),
+        "bob",
+        "bob-pw",
+        None,
+    )
+    .await;
+    assert_eq!(expired.status, 400, "{:?}", expired.body);
+    assert_eq!(expired.error_code(), "token_expired");
+    assert_eq!(list("bob", "bob-pw").await, bobs_before);
     // Rotation cannot be asked with a token, nor widen the scope.
     let by_token = call(
         "POST",

@@ -257,6 +257,7 @@ fn issue_error(e: IssueError) -> ApiError {
             ApiError::bad_request("invalid_allowed_addresses", message)
         }
         e @ IssueError::InvalidGrace(_) => ApiError::bad_request("invalid_grace", e.to_string()),
+        e @ IssueError::Expired => ApiError::bad_request("token_expired", e.to_string()),
         IssueError::Store(e) => e.into(),
     }
 }
@@ -279,7 +280,7 @@ pub fn parse_grace(text: &str) -> Result<i64, String> {
     params(("id" = String, Path, description = "the token's id")),
     request_body(content = RotateToken, description = "optional; an empty body means no grace"),
     responses((status = 201, body = CreatedToken),
-        (status = 400, description = "invalid grace"),
+        (status = 400, description = "invalid grace, or the token has expired"),
         (status = 403, description = "creation disabled for SSO users, or a token was used to ask"),
         (status = 404, description = "no such live token of yours")))]
 pub async fn rotate(

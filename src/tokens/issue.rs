@@ -27,6 +27,8 @@ pub enum IssueError {
     InvalidAllowlist(String),
     #[error("grace {0} s: choose from 0 to 86400 seconds (24 hours)")]
     InvalidGrace(i64),
+    #[error("the token has expired; an expired token cannot be rotated, create a new one")]
+    Expired,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -163,6 +165,9 @@ pub async fn rotate(
 ) -> Result<(Rotated, PlainToken, Expiration), IssueError> {
     if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(IssueError::InvalidGrace(grace_secs));
+    }
+    if old.expires_at.is_some_and(|at| at <= store::now()) {
+        return Err(IssueError::Expired);
     }
     let settings = store.settings().await?;
     let expiration = expiration_of(old).min(settings.max_token_expiration);
