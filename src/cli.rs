@@ -15,7 +15,8 @@ use crate::config::{self, Config};
 use crate::edge::server;
 use crate::store::{self, TokenRecord, UserSource};
 use crate::tokens::format::{Expiration, TokenHasher};
-use crate::tokens::issue;
+use crate::tokens::issue::{self, TokenRules};
+use crate::tokens::rules::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,7 +113,25 @@ pub enum TokenCommand {
     /// Revoke a token by id; it stops working at once.
     Revoke {
         /// The token's id, as `token list` or `token create --json` shows it.
+        #[arg(required_unless_present = "leaked", conflicts_with = "leaked")]
+        id: Option<String>,
+        /// Read leaked token values from standard input (one per line) and revoke each
+        /// that exists, telling its owner by e-mail when notifications are set up.
+        #[arg(long)]
+        leaked: bool,
+    },
+    /// Replace a token by a new one with the same name, scope, allowlist and expiration
+    /// choice, and print the new token (shown this once only).
+    Rotate {
+        /// The token's id.
         id: String,
+        /// How long the old token keeps working (0s to 24h); a use after that revokes
+        /// the new one as well.
+        #[arg(long, default_value = "0s")]
+        grace: String,
+        /// Print one JSON object instead of the token alone.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -133,6 +152,14 @@ pub struct CreateArgs {
     /// The user's e-mail address, if the user is new.
     #[arg(long)]
     pub email: Option<String>,
+    /// full (everything the user may do), read (GET, HEAD and OPTIONS only) or webhook
+    /// (the paths under webhooks.paths only).
+    #[arg(long, default_value = "full")]
+    pub scope: Scope,
+    /// An address or CIDR network the token may be used from; repeat for more.
+    /// Without it, anywhere.
+    #[arg(long = "allow-from", value_name = "CIDR")]
+    pub allow_from: Vec<String>,
     /// Print one JSON object (id, name, dates and the token) instead of the token alone.
     #[arg(long)]
     pub json: bool,
@@ -218,8 +245,20 @@ async fn admin(
                 .user(&args.user)
                 .await?
                 .map_or(args.source, |u| u.source);
-            let (record, token) =
-                issue::issue(&store, hasher, &args.user, source, &args.name, args.expires).await?;
+            let rules = TokenRules {
+                scope: args.scope,
+                allowed_addresses: args.allow_from,
+            };
+            let (record, token) = issue::issue_with(
+                &store,
+                hasher,
+                &args.user,
+                source,
+                &args.name,
+                args.expires,
+                &rules,
+            )
+            .await?;
             audit(&store, "token.created", &record.username, Some(&record.id)).await;
             let shown = if args.json {
                 let mut value = record_json(&record);
@@ -258,7 +297,50 @@ async fn admin(
                 table(&records)
             }
         }
-        Admin::Token(TokenCommand::Revoke { id }) => {
+        Admin::Token(TokenCommand::Revoke { leaked: true, .. }) => {
+            let (text, changed) = revoke_leaked(config, &store, hasher).await?;
+            write_line(out, &text)?;
+            return Ok(changed);
+        }
+        Admin::Token(TokenCommand::Rotate { id, grace, json }) => {
+            let grace = crate::api::tokens::parse_grace(&grace).map_err(anyhow::Error::msg)?;
+            let old = store.get_token(&id).await?;
+            if old.revoked_at.is_some() || old.replaced_by.is_some() {
+                anyhow::bail!(
+                    "token {id} is revoked or was rotated already; rotate its newest successor"
+                );
+            }
+            let source = store
+                .user(&old.username)
+                .await?
+                .map_or(UserSource::Internal, |u| u.source);
+            let (rotated, token, _) = issue::rotate(&store, hasher, &old, source, grace).await?;
+            audit(
+                &store,
+                "token.rotated",
+                &old.username,
+                Some(&rotated.new.id),
+            )
+            .await;
+            let shown = if json {
+                let mut value = record_json(&rotated.new);
+                value["token"] = token.expose().into();
+                value["old_token_valid_until"] = rfc3339(rotated.old.grace_until);
+                value.to_string()
+            } else {
+                token.expose().to_string()
+            };
+            if let Err(e) = write_line(out, &shown) {
+                store.revoke_token(&rotated.new.id).await?;
+                anyhow::bail!(
+                    "could not write the token to standard output ({e}); the new token {} was revoked again",
+                    rotated.new.id
+                );
+            }
+            return Ok(true);
+        }
+        Admin::Token(TokenCommand::Revoke { id, .. }) => {
+            let id = id.unwrap_or_default();
             let before = store.get_token(&id).await?;
             if before.revoked_at.is_some() {
                 write_line(
@@ -479,18 +561,65 @@ fn record_json(r: &TokenRecord) -> serde_json::Value {
         "revoked_at": rfc3339(r.revoked_at),
         "last_used_at": rfc3339(r.last_used_at),
         "last_used_ip": r.last_used_ip,
+        "scope": r.scope,
+        "allowed_addresses": r.allowed_addresses,
+        "rotated_from": r.rotated_from,
+        "replaced_by": r.replaced_by.as_deref().filter(|s| !s.is_empty()),
+        "grace_until": rfc3339(r.grace_until),
     })
+}
+
+/// `token revoke --leaked`: the tokens on standard input, one per line, revoked as the
+/// leaked-token endpoint would; one line of output per token, never whose it was.
+async fn revoke_leaked(
+    config: &Config,
+    store: &store::Store,
+    hasher: &TokenHasher,
+) -> anyhow::Result<(String, bool)> {
+    let input = tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+        .await?
+        .map_err(|e| anyhow::anyhow!("could not read tokens from standard input: {e}"))?;
+    let lines: Vec<&str> = input
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        anyhow::bail!("no tokens on standard input; give one per line");
+    }
+    let notifier = crate::notify::Notifier::new(
+        config,
+        store.clone(),
+        std::sync::Arc::new(crate::metrics::Metrics::default()),
+    )?;
+    let mut out = Vec::new();
+    let mut changed = false;
+    for (i, line) in lines.iter().enumerate() {
+        let detail = serde_json::json!({"via": "patgate-cli"});
+        let (result, revoked) =
+            crate::api::leaked::revoke(store, hasher, line, None, detail).await?;
+        if let Some(record) = revoked {
+            changed = true;
+            if let Err(e) = notifier.tell_leaked(&record).await {
+                say(&format!("line {}: could not e-mail the owner: {e}", i + 1));
+            }
+        }
+        out.push(format!("line {}: {result}", i + 1));
+    }
+    Ok((out.join("\n"), changed))
 }
 
 fn table(records: &[TokenRecord]) -> String {
     let show = |v: serde_json::Value| v.as_str().unwrap_or("-").to_string();
     let mut out = format!(
-        "{:<14} {:<24} {:<22} {:<22} {:<8}",
-        "ID", "NAME", "CREATED", "EXPIRES", "STATE"
+        "{:<14} {:<24} {:<22} {:<22} {:<8} {:<7}",
+        "ID", "NAME", "CREATED", "EXPIRES", "STATE", "SCOPE"
     );
     for r in records {
         let state = if r.revoked_at.is_some() {
             "revoked"
+        } else if r.grace_until.is_some_and(|g| g <= store::now()) {
+            "rotated"
         } else if r.expires_at.is_some_and(|e| e <= store::now()) {
             "expired"
         } else {
@@ -502,12 +631,13 @@ fn table(records: &[TokenRecord]) -> String {
             show(rfc3339(r.expires_at))
         };
         out.push_str(&format!(
-            "\n{:<14} {:<24} {:<22} {:<22} {:<8}",
+            "\n{:<14} {:<24} {:<22} {:<22} {:<8} {:<7}",
             r.id,
             r.name,
             show(rfc3339(Some(r.created_at))),
             expires,
-            state
+            state,
+            r.scope.as_str()
         ));
     }
     out

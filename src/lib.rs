@@ -13,7 +13,8 @@
 //!   `serve` makes before it listens, shared with `check-config`.
 //! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
 //!   checksum, hash), [`tokens::credentials`] (reading it from a request),
-//!   [`tokens::check`] (cache, store, policy), [`tokens::limiter`] (failed-check limit),
+//!   [`tokens::check`] (cache, store, policy), [`tokens::rules`] (a token's scope and
+//!   address allowlist), [`tokens::limiter`] (failed-check limit),
 //!   [`tokens::invalidation`] (the change feed that keeps caches honest),
 //!   [`tokens::usage`] (last-use, written off the request path), [`tokens::keys`].
 //! - [`api`]: the self-service and admin API under `/patgate/api/v1/` (one file per

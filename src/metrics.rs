@@ -44,6 +44,8 @@ pub struct Counters {
     pub refused_sso: AtomicU64,
     pub refused_unavailable: AtomicU64,
     pub refused_limited: AtomicU64,
+    pub refused_scope: AtomicU64,
+    pub refused_address: AtomicU64,
     pub bad_credentials: AtomicU64,
     /// Request heads that are not valid HTTP/1.1, answered by the gateway.
     pub malformed_heads: AtomicU64,
@@ -97,6 +99,8 @@ impl Metrics {
             Refusal::SsoDisabled => &local.refused_sso,
             Refusal::Unavailable => &local.refused_unavailable,
             Refusal::TooManyFailures => &local.refused_limited,
+            Refusal::ScopeDenied(_) => &local.refused_scope,
+            Refusal::AddressNotAllowed => &local.refused_address,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -137,6 +141,8 @@ impl Metrics {
                 ("{reason=\"token_expired\"}", get!(refused_expired)),
                 ("{reason=\"user_disabled\"}", get!(refused_disabled)),
                 ("{reason=\"sso_tokens_disabled\"}", get!(refused_sso)),
+                ("{reason=\"scope_denied\"}", get!(refused_scope)),
+                ("{reason=\"address_not_allowed\"}", get!(refused_address)),
                 (
                     "{reason=\"token_check_unavailable\"}",
                     get!(refused_unavailable),

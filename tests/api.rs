@@ -286,6 +286,8 @@ async fn the_command_line_follows_the_same_rules(db: TestDb) {
             expires,
             source: patgate::store::UserSource::Internal,
             email: None,
+            scope: Default::default(),
+            allow_from: Vec::new(),
             json: false,
         };
         let config = gw.config.clone();
@@ -370,6 +372,8 @@ async fn create_token_for(gw: &Gateway, user: &str, source: &str) -> (String, St
         expires: Expiration::Days30,
         source: source.parse().unwrap(),
         email: None,
+        scope: Default::default(),
+        allow_from: Vec::new(),
         json: true,
     };
     let out = patgate::cli::run_admin(

@@ -32,6 +32,7 @@ use crate::tokens::format::TokenHasher;
 
 pub mod audit;
 pub mod housekeeping;
+pub mod leaked;
 pub mod me;
 pub mod notifications;
 pub mod openapi;
@@ -69,6 +70,8 @@ pub struct Api {
     pub signin: SignIn,
     /// The expiry notifier: SMTP items' passwords, test mails, passes.
     pub notifier: Arc<Notifier>,
+    /// `leaked.secret`: the key reports of leaked tokens are signed with.
+    pub leaked_secret: Option<String>,
     /// The main runtime, where the database connections live.
     runtime: tokio::runtime::Handle,
     router: Router,
@@ -89,6 +92,7 @@ impl Api {
             hasher,
             signin,
             notifier,
+            leaked_secret: config.leaked.secret.clone(),
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),
         }))
@@ -187,6 +191,8 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             get(tokens::list).post(tokens::create),
         )
         .route("/patgate/api/v1/tokens/{id}", delete(tokens::remove))
+        .route("/patgate/api/v1/tokens/{id}/rotate", post(tokens::rotate))
+        .route("/patgate/api/v1/leaked", post(leaked::report))
         .route(
             "/patgate/api/v1/settings",
             get(settings::get_settings).put(settings::put_settings),

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{audit, me, notifications, session, settings, smtp_servers, tokens, users};
+use super::{audit, leaked, me, notifications, session, settings, smtp_servers, tokens, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,8 @@ use super::{audit, me, notifications, session, settings, smtp_servers, tokens, u
     paths(
         me::get_me, me::put_me,
         session::options, session::sign_in, session::sign_out,
-        tokens::list, tokens::create, tokens::remove,
+        tokens::list, tokens::create, tokens::rotate, tokens::remove,
+        leaked::report,
         settings::get_settings, settings::put_settings,
         users::list, users::one, users::tokens, users::revoke_all, users::disable, users::enable,
         audit::list,
@@ -30,6 +31,7 @@ use super::{audit, me, notifications, session, settings, smtp_servers, tokens, u
         (name = "session", description = "browser sign-in"),
         (name = "tokens", description = "your personal access tokens"),
         (name = "admin", description = "administrators only"),
+        (name = "leaked", description = "reports of leaked tokens, signed with leaked.secret"),
     )
 )]
 pub struct ApiDoc;

@@ -1,9 +1,10 @@
 //! `/patgate/api/v1/tokens`: a user's own tokens: create (shown once), list with the
-//! "Expires in" pill, delete. Also answers the seed's `GET /deployit/tokens/users`.
+//! "Expires in" pill, rotate, delete. Also answers the seed's `GET /deployit/tokens/users`.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
+use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +13,8 @@ use super::{rfc3339, ApiError, ApiRef, JsonBody};
 use crate::signin::{Caller, Via};
 use crate::store::{self, AuditEvent, TokenRecord};
 use crate::tokens::format::Expiration;
-use crate::tokens::issue::{self, IssueError};
+use crate::tokens::issue::{self, IssueError, TokenRules};
+use crate::tokens::rules::Scope;
 
 /// A new token's name and lifetime.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -23,6 +25,25 @@ pub struct CreateToken {
     /// One of the choices `GET /me` offers.
     #[schema(value_type = String, example = "30d")]
     pub expiration: Expiration,
+    /// `full` (default: everything you may do), `read` (only GET, HEAD and OPTIONS) or
+    /// `webhook` (only the paths under `webhooks.paths`). Cannot be changed later.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Addresses or CIDR networks the token may be used from (at most 64); absent or
+    /// empty: anywhere.
+    #[serde(default)]
+    #[schema(example = json!(["10.1.0.0/16", "2001:db8::/32", "192.0.2.7"]))]
+    pub allowed_addresses: Vec<String>,
+}
+
+/// How long the rotated-away token keeps working.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// A duration from `0s` to `24h` (`90s`, `15m`, `1h`); default `0s`: the old token
+    /// stops at once, and a later use of it revokes the new one.
+    #[serde(default)]
+    pub grace: Option<String>,
 }
 
 /// The seed's "Expires in" pill.
@@ -92,6 +113,13 @@ pub struct TokenView {
     pub last_used_at: Option<String>,
     pub last_used_ip: Option<String>,
     pub expires_in: ExpiresIn,
+    pub scope: Scope,
+    /// Empty: usable from anywhere.
+    pub allowed_addresses: Vec<String>,
+    /// Set on a token replaced by rotation: the id of its successor.
+    pub replaced_by: Option<String>,
+    /// RFC 3339, UTC: until when a replaced token still works.
+    pub grace_until: Option<String>,
 }
 
 impl TokenView {
@@ -104,6 +132,10 @@ impl TokenView {
             expires_at: record.expires_at.map(rfc3339),
             last_used_at: record.last_used_at.map(rfc3339),
             last_used_ip: record.last_used_ip,
+            scope: record.scope,
+            allowed_addresses: record.allowed_addresses,
+            replaced_by: record.replaced_by.filter(|r| !r.is_empty()),
+            grace_until: record.grace_until.map(rfc3339),
         }
     }
 }
@@ -118,6 +150,33 @@ pub struct CreatedToken {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub expires_in: ExpiresIn,
+    pub scope: Scope,
+    pub allowed_addresses: Vec<String>,
+    /// After a rotation: the token this one replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+    /// After a rotation: until when the replaced token still works (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_token_valid_until: Option<String>,
+}
+
+impl CreatedToken {
+    fn new(record: TokenRecord, token: &str) -> CreatedToken {
+        let rotated_from = record.rotated_from.clone();
+        let view = TokenView::new(record, store::now());
+        CreatedToken {
+            id: view.id,
+            name: view.name,
+            token: token.to_string(),
+            created_at: view.created_at,
+            expires_at: view.expires_at,
+            expires_in: view.expires_in,
+            scope: view.scope,
+            allowed_addresses: view.allowed_addresses,
+            rotated_from,
+            old_token_valid_until: None,
+        }
+    }
 }
 
 /// Lists the caller's tokens, newest first (expired included, deleted not).
@@ -148,16 +207,43 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let api = api.get()?;
     caller.require_signed_in()?;
-    let (record, token) = issue::issue(
+    let rules = TokenRules {
+        scope: body.scope,
+        allowed_addresses: body.allowed_addresses,
+    };
+    let (record, token) = issue::issue_with(
         &api.store,
         &api.hasher,
         &caller.username,
         caller.source,
         &body.name,
         body.expiration,
+        &rules,
     )
     .await
-    .map_err(|e| match e {
+    .map_err(issue_error)?;
+    api.audit(AuditEvent {
+        actor: Some(caller.username.clone()),
+        action: "token.created",
+        username: Some(caller.username.clone()),
+        token_id: Some(record.id.clone()),
+        ip: Some(caller.ip.to_string()),
+        detail: Some(serde_json::json!({
+            "name": record.name,
+            "expiration": body.expiration.as_str(),
+            "scope": record.scope.as_str(),
+            "allowed_addresses": record.allowed_addresses,
+        })),
+    })
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken::new(record, token.expose())),
+    ))
+}
+
+fn issue_error(e: IssueError) -> ApiError {
+    match e {
         IssueError::InvalidName(message) => ApiError::bad_request("invalid_name", message),
         e @ IssueError::OverMaximum { .. } => {
             ApiError::bad_request("over_maximum_expiration", e.to_string())
@@ -167,31 +253,86 @@ pub async fn create(
             "sso_creation_disabled",
             e.to_string(),
         ),
+        IssueError::InvalidAllowlist(message) => {
+            ApiError::bad_request("invalid_allowed_addresses", message)
+        }
+        e @ IssueError::InvalidGrace(_) => ApiError::bad_request("invalid_grace", e.to_string()),
+        e @ IssueError::Expired => ApiError::bad_request("token_expired", e.to_string()),
         IssueError::Store(e) => e.into(),
-    })?;
+    }
+}
+
+/// Parses a grace such as `0s`, `15m` or `1h` (at most 24 hours) into seconds.
+pub fn parse_grace(text: &str) -> Result<i64, String> {
+    let grace = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("grace {text:?}: {e}; write a duration such as 0s, 15m or 1h"))?;
+    if grace > std::time::Duration::from_secs(issue::MAX_GRACE_SECS as u64) {
+        return Err(format!("grace {text:?}: at most 24h"));
+    }
+    Ok(grace.as_secs() as i64)
+}
+
+/// Replaces one of the caller's tokens by a new one with the same name, scope and
+/// address allowlist, and an expiry by the same choice (capped at the administrators'
+/// maximum). The old token works for the grace asked for; a use after that revokes
+/// the new one too.
+#[utoipa::path(post, path = "/patgate/api/v1/tokens/{id}/rotate", tag = "tokens",
+    params(("id" = String, Path, description = "the token's id")),
+    request_body(content = RotateToken, description = "optional; an empty body means no grace"),
+    responses((status = 201, body = CreatedToken),
+        (status = 400, description = "invalid grace, or the token has expired"),
+        (status = 403, description = "creation disabled for SSO users, or a token was used to ask"),
+        (status = 404, description = "no such live token of yours")))]
+pub async fn rotate(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let api = api.get()?;
+    caller.require_signed_in()?;
+    let body: RotateToken = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateToken::default()
+    } else {
+        super::parse_json(&body)?
+    };
+    let grace = match body.grace.as_deref() {
+        None => 0,
+        Some(text) => parse_grace(text).map_err(|m| ApiError::bad_request("invalid_grace", m))?,
+    };
+    let old = match api.store.get_token(&id).await {
+        Ok(token) => token,
+        Err(store::StoreError::NoSuchToken(_)) => return Err(no_such_token()),
+        Err(e) => return Err(e.into()),
+    };
+    // Only the owner: the answer carries the new token's value.
+    if old.revoked_at.is_some() || old.replaced_by.is_some() || old.username != caller.username {
+        return Err(no_such_token());
+    }
+    let (rotated, token, expiration) =
+        issue::rotate(&api.store, &api.hasher, &old, caller.source, grace)
+            .await
+            .map_err(|e| match e {
+                IssueError::Store(store::StoreError::NoSuchToken(_)) => no_such_token(),
+                e => issue_error(e),
+            })?;
     api.audit(AuditEvent {
         actor: Some(caller.username.clone()),
-        action: "token.created",
+        action: "token.rotated",
         username: Some(caller.username.clone()),
-        token_id: Some(record.id.clone()),
+        token_id: Some(rotated.new.id.clone()),
         ip: Some(caller.ip.to_string()),
-        detail: Some(
-            serde_json::json!({"name": record.name, "expiration": body.expiration.as_str()}),
-        ),
+        detail: Some(serde_json::json!({
+            "name": rotated.new.name,
+            "rotated_from": old.id,
+            "grace_seconds": grace,
+            "expiration": expiration.as_str(),
+        })),
     })
     .await;
-    let view = TokenView::new(record, store::now());
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            id: view.id,
-            name: view.name,
-            token: token.expose().to_string(),
-            created_at: view.created_at,
-            expires_at: view.expires_at,
-            expires_in: view.expires_in,
-        }),
-    ))
+    let mut created = CreatedToken::new(rotated.new, token.expose());
+    created.old_token_valid_until = rotated.old.grace_until.map(rfc3339);
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Deletes one of the caller's tokens (administrators: anyone's). It stops working

@@ -27,6 +27,18 @@ impl IpNet {
     }
 }
 
+/// Written back as parsed: an address alone when the network is one address.
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == width {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
 fn same_prefix(a: u128, b: u128, prefix: u8, width: u8) -> bool {
     prefix == 0 || a >> (width - prefix) == b >> (width - prefix)
 }

@@ -15,10 +15,12 @@ use serde_yaml_ng::Value;
 mod jwt;
 mod notify;
 mod signin;
+mod token_rules;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use notify::Notify;
 pub use signin::{SignIn, Sso};
+pub use token_rules::{Leaked, Webhooks};
 mod cidr;
 pub use cidr::IpNet;
 
@@ -81,6 +83,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// What becomes of request headers whose names contain `_`.
     pub underscore_headers: UnderscoreHeaders,
+    /// Paths a `webhook`-scoped token may reach.
+    pub webhooks: Webhooks,
+    /// The signing secret of leaked-token reports.
+    pub leaked: Leaked,
 }
 
 /// Request headers with `_` in their name: a downstream that reads `_` as `-` would
@@ -253,6 +259,10 @@ struct Raw {
     trusted_proxies: Vec<String>,
     #[serde(default = "default_underscores")]
     underscore_headers: String,
+    #[serde(default)]
+    webhooks: token_rules::RawWebhooks,
+    #[serde(default)]
+    leaked: token_rules::RawLeaked,
 }
 
 fn default_underscores() -> String {
@@ -1123,6 +1133,8 @@ impl Raw {
             trusted_proxies,
             underscore_headers,
             notify: self.notify.validate()?,
+            webhooks: self.webhooks.validate()?,
+            leaked: self.leaked.validate()?,
         })
     }
 }

@@ -41,6 +41,7 @@ use crate::edge::response::Body;
 use crate::edge::{access, endpoints, malformed};
 use crate::metrics::Metrics;
 use crate::tokens::credentials::{self, Credential};
+use crate::tokens::rules::Attempt;
 
 /// Largest request or response head, as on the general path.
 const MAX_HEAD: usize = 64 * 1024;
@@ -403,6 +404,7 @@ impl Forwarder {
                 &request.token,
                 request.claimed_user.as_deref(),
                 request.client,
+                attempt(&conn.scratch.head),
             )
             .await
         {
@@ -871,6 +873,16 @@ struct Request {
     stripped_identity: bool,
     /// Method and path, kept only when the access log is on.
     access: Option<(String, String)>,
+}
+
+/// Method and path of the upstream head begun in `read_request` (its first line is
+/// the client's method and target), for the token's rules; no copy.
+fn attempt(head: &[u8]) -> Attempt<'_> {
+    let mut parts = head.splitn(3, |&b| b == b' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    Attempt { method, path }
 }
 
 /// Answers a head the parser refuses and closes: the rest of the connection cannot be

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::{Refusal, TokenCheck};
 use crate::tokens::credentials::{Credential, TOKEN_HEADER};
+use crate::tokens::rules::Attempt;
 use crate::ui;
 
 /// How long a client over its failure limit waits for its 429.
@@ -226,6 +227,8 @@ impl Gateway {
             );
             return bad.response();
         }
+        // For the token's rules; both clones share, not copy, for standard methods.
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let headers = req.headers_mut();
         let upgrade = proxy::prepare(headers);
         let peer = Peer {
@@ -263,9 +266,13 @@ impl Gateway {
                 token,
                 claimed_user,
             } => {
+                let attempt = Attempt {
+                    method: method.as_str().as_bytes(),
+                    path: uri.path().as_bytes(),
+                };
                 let principal = match self
                     .tokens
-                    .check(&token, claimed_user.as_deref(), peer.client)
+                    .check(&token, claimed_user.as_deref(), peer.client, attempt)
                     .await
                 {
                     Ok(principal) => principal,
@@ -299,9 +306,14 @@ impl Gateway {
                         let tokens = tokens.clone();
                         let token = token.clone();
                         let claimed_user = claimed_user.clone();
+                        let (method, uri) = (method.clone(), uri.clone());
                         Box::pin(async move {
+                            let attempt = Attempt {
+                                method: method.as_str().as_bytes(),
+                                path: uri.path().as_bytes(),
+                            };
                             tokens
-                                .still_valid(&token, claimed_user.as_deref(), ip)
+                                .still_valid(&token, claimed_user.as_deref(), ip, attempt)
                                 .await
                         })
                             as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
@@ -328,11 +340,7 @@ impl Gateway {
         } else {
             tracing::info!(request_id, reason = refusal.code(), "refused token");
         }
-        let status = match refusal {
-            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
-            _ => StatusCode::UNAUTHORIZED,
-        };
+        let status = refusal.status();
         let mut response = json_error(status, refusal.code(), &refusal.to_string());
         let headers = response.headers_mut();
         match status {

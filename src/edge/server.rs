@@ -30,6 +30,7 @@ use crate::store::Store;
 use crate::tokens::check::TokenCheck;
 use crate::tokens::format::TokenHasher;
 use crate::tokens::limiter::FailureLimiter;
+use crate::tokens::rules::AccessRules;
 use crate::tokens::usage::UsageRecorder;
 use crate::tokens::{invalidation, keys};
 
@@ -127,14 +128,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (usage, usage_writer) = UsageRecorder::start(store.clone(), usage_stop_rx);
     let hasher_for_api = hasher.clone();
     let sealer = Arc::new(crate::tokens::sealed::Sealer::new(hasher.raw_keys()));
-    let tokens = Arc::new(TokenCheck::new(
-        hasher,
-        store.clone(),
-        &config.cache,
-        FailureLimiter::new(&config.limits),
-        usage,
-        metrics.clone(),
-    ));
+    let tokens = Arc::new(
+        TokenCheck::new(
+            hasher,
+            store.clone(),
+            &config.cache,
+            FailureLimiter::new(&config.limits),
+            usage,
+            metrics.clone(),
+        )
+        .with_rules(AccessRules::new(&config.webhooks.paths)),
+    );
     let feed = invalidation::start(
         store.clone(),
         tokens.clone(),

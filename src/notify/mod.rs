@@ -13,6 +13,7 @@ use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
 use crate::store::{SmtpServerRecord, Store, StoreError};
 
+pub mod leaked;
 pub mod pass;
 pub mod schedule;
 pub mod secret;

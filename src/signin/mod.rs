@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::store::{Store, UserSource};
 use crate::tokens::credentials::Credential;
 use crate::tokens::format::TokenHasher;
+use crate::tokens::rules::Attempt;
 
 pub mod deploy;
 pub mod http_client;
@@ -165,7 +166,15 @@ impl FromRequestParts<ApiRef> for Caller {
             } => {
                 let principal = api
                     .tokens
-                    .check(&token, claimed_user.as_deref(), client.ip)
+                    .check(
+                        &token,
+                        claimed_user.as_deref(),
+                        client.ip,
+                        Attempt {
+                            method: parts.method.as_str().as_bytes(),
+                            path: parts.uri.path().as_bytes(),
+                        },
+                    )
                     .await
                     .map_err(token_refused)?;
                 let username = principal.username.to_string();
@@ -228,12 +237,7 @@ impl FromRequestParts<ApiRef> for Caller {
 
 /// A refused token, in the API's error shape (the same codes as the proxy's).
 fn token_refused(refusal: crate::tokens::check::Refusal) -> ApiError {
-    use crate::tokens::check::Refusal;
-    let status = match refusal {
-        Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Refusal::TooManyFailures => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::UNAUTHORIZED,
-    };
+    let status = refusal.status();
     let mut error = ApiError::new(status, refusal.code(), refusal.to_string());
     if status == StatusCode::UNAUTHORIZED {
         error.headers.push((

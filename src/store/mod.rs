@@ -36,7 +36,7 @@ pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
 pub use signing_keys::StoredKey;
 pub use smtp_servers::{SealedPassword, SmtpServerRecord};
-pub use tokens::{AuthRecord, TokenRecord, Usage};
+pub use tokens::{AuthRecord, LeakOutcome, NewToken, Rotated, TokenRecord, Usage};
 pub use users::{UserRecord, UserSource};
 
 /// Which SQL database the store runs on.
@@ -96,6 +96,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing keys",
         include_str!("../../migrations/sqlite/0004_signing_keys.sql"),
     ),
+    (
+        5,
+        "token rules",
+        include_str!("../../migrations/sqlite/0005_token_rules.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -117,6 +122,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "signing keys",
         include_str!("../../migrations/postgres/0004_signing_keys.sql"),
+    ),
+    (
+        5,
+        "token rules",
+        include_str!("../../migrations/postgres/0005_token_rules.sql"),
     ),
 ];
 

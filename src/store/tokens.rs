@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{now, Store, StoreError};
+use crate::config::IpNet;
 use crate::tokens::format::{hex, TokenHash};
+use crate::tokens::rules::Scope;
 
 /// A token as listed to its owner or an administrator. No secret, no hash.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -20,6 +22,46 @@ pub struct TokenRecord {
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub last_used_ip: Option<String>,
+    pub scope: Scope,
+    /// Networks the token may be used from; empty: anywhere.
+    pub allowed_addresses: Vec<String>,
+    /// The expiration choice it was made with (`30d`, `never`, …); `None` for tokens
+    /// made before choices were kept.
+    pub expiration: Option<String>,
+    /// The token this one replaced by rotation.
+    pub rotated_from: Option<String>,
+    /// The token that replaced this one by rotation.
+    pub replaced_by: Option<String>,
+    /// Until when a rotated-away token still works.
+    pub grace_until: Option<i64>,
+}
+
+/// What a new token is made with, besides its hash.
+#[derive(Debug, Clone, Default)]
+pub struct NewToken<'a> {
+    pub username: &'a str,
+    pub name: &'a str,
+    pub key_id: Option<&'a str>,
+    pub expires_at: Option<i64>,
+    pub expiration: Option<&'a str>,
+    pub scope: Scope,
+    /// Empty: from anywhere.
+    pub allowed_addresses: &'a [IpNet],
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    pub old: TokenRecord,
+    pub new: TokenRecord,
+}
+
+/// What became of one reported leaked token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakOutcome {
+    Revoked,
+    AlreadyRevoked,
+    Unknown,
 }
 
 /// What authentication needs to know about a presented token's hash.
@@ -35,6 +77,11 @@ pub struct AuthRecord {
     /// The owner's roles as last seen at an SSO sign-in.
     pub roles: Vec<String>,
     pub last_used_at: Option<i64>,
+    pub scope: Scope,
+    /// `None`: from anywhere. A stored list that cannot be read allows nowhere.
+    pub allowed_addresses: Option<Vec<IpNet>>,
+    /// Set on a rotated-away token: a use at or after this instant is a reuse.
+    pub grace_until: Option<i64>,
 }
 
 /// One last-use observation, written in batches.
@@ -65,13 +112,219 @@ fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         revoked_at: row.try_get("revoked_at")?,
         last_used_at: row.try_get("last_used_at")?,
         last_used_ip: row.try_get("last_used_ip")?,
+        scope: scope(row)?,
+        allowed_addresses: row
+            .try_get::<Option<String>, _>("allowed_addresses")?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
+        expiration: row.try_get("expiration")?,
+        rotated_from: row.try_get("rotated_from")?,
+        replaced_by: row.try_get("replaced_by")?,
+        grace_until: row.try_get("grace_until")?,
     })
 }
 
+fn scope(row: &AnyRow) -> Result<Scope, sqlx::Error> {
+    let text: String = row.try_get("scope")?;
+    text.parse()
+        .map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
 const TOKEN_COLUMNS: &str =
-    "id, username, name, created_at, expires_at, revoked_at, last_used_at, last_used_ip";
+    "id, username, name, created_at, expires_at, revoked_at, last_used_at, last_used_ip, \
+     scope, allowed_addresses, expiration, rotated_from, replaced_by, grace_until";
+
+/// Reads a stored allowlist; one that cannot be read allows nowhere (fails closed).
+fn allowlist(text: &str) -> Vec<IpNet> {
+    let entries: Option<Vec<String>> = serde_json::from_str(text).ok();
+    let parsed = entries.and_then(|e| e.iter().map(|n| n.parse().ok()).collect());
+    parsed.unwrap_or_else(|| {
+        tracing::warn!("a token's stored address allowlist cannot be read; it allows nowhere");
+        Vec::new()
+    })
+}
+
+/// Inserts a token row inside `tx`.
+async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewToken<'_>,
+    hash: &TokenHash,
+    rotated_from: Option<&str>,
+) -> Result<TokenRecord, StoreError> {
+    let allowed: Vec<String> = new
+        .allowed_addresses
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let record = TokenRecord {
+        id: new_token_id(),
+        username: new.username.to_string(),
+        name: new.name.to_string(),
+        created_at: now(),
+        expires_at: new.expires_at,
+        revoked_at: None,
+        last_used_at: None,
+        last_used_ip: None,
+        scope: new.scope,
+        expiration: new.expiration.map(str::to_string),
+        rotated_from: rotated_from.map(str::to_string),
+        replaced_by: None,
+        grace_until: None,
+        allowed_addresses: allowed,
+    };
+    let allowed_json = (!record.allowed_addresses.is_empty())
+        .then(|| serde_json::to_string(&record.allowed_addresses).unwrap_or_default());
+    let inserted = sqlx::query(
+        "INSERT INTO tokens (id, username, name, token_hash, created_at, expires_at, key_id, \
+         scope, allowed_addresses, expiration, rotated_from) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&record.id)
+    .bind(new.username)
+    .bind(new.name)
+    .bind(hex(hash))
+    .bind(record.created_at)
+    .bind(new.expires_at)
+    .bind(new.key_id)
+    .bind(new.scope.as_str())
+    .bind(allowed_json)
+    .bind(new.expiration)
+    .bind(rotated_from)
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(record),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken(
+            new.username.to_string(),
+            new.name.to_string(),
+        )),
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+            Err(StoreError::NoSuchUser(new.username.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
 
 impl Store {
+    /// Replaces live token `old_id` by a new one with the same name and rules under
+    /// `hash`; the old one keeps working for `grace_secs`, and a use after that is a
+    /// reuse ([`Store::revoke_family`]).
+    pub async fn rotate_token(
+        &self,
+        old_id: &str,
+        new: &NewToken<'_>,
+        hash: &TokenHash,
+        grace_secs: i64,
+    ) -> Result<Rotated, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        // A placeholder first, so that the unique live name is free for the new row;
+        // the real successor id is written once it exists.
+        let marked = sqlx::query(
+            "UPDATE tokens SET replaced_by = '', rotated_at = $1, grace_until = $2 \
+             WHERE id = $3 AND revoked_at IS NULL AND replaced_by IS NULL",
+        )
+        .bind(at)
+        .bind(at + grace_secs)
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() != 1 {
+            return Err(StoreError::NoSuchToken(old_id.to_string()));
+        }
+        let created = insert_token(&mut tx, new, hash, Some(old_id)).await?;
+        sqlx::query("UPDATE tokens SET replaced_by = $1 WHERE id = $2")
+            .bind(&created.id)
+            .bind(old_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotated {
+            old: self.get_token(old_id).await?,
+            new: created,
+        })
+    }
+
+    /// A rotated-away token was used after its grace: revokes it and the rest of its
+    /// family (successors, and predecessors still in their grace). Returns the others
+    /// revoked, or `None` when another process
+    /// (or an earlier use) got there first.
+    pub async fn revoke_family(&self, old_id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        let first = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             AND grace_until IS NOT NULL",
+        )
+        .bind(at)
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await?;
+        if first.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let mut revoked = Vec::new();
+        // Successors, then predecessors still in their grace. Bounded: a chain cannot
+        // be longer than the table, and ids never repeat.
+        for link in ["replaced_by", "rotated_from"] {
+            let mut current = old_id.to_string();
+            for _ in 0..10_000 {
+                let next: Option<Option<String>> =
+                    sqlx::query_scalar(&format!("SELECT {link} FROM tokens WHERE id = $1"))
+                        .bind(&current)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(next) = next.flatten().filter(|n| !n.is_empty()) else {
+                    break;
+                };
+                let done = sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(&next)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 1 {
+                    revoked.push(next.clone());
+                }
+                current = next;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(revoked))
+    }
+
+    /// Revokes the token stored under `hash`, reported as leaked.
+    pub async fn revoke_leaked(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<(LeakOutcome, Option<TokenRecord>), StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"
+        ))
+        .bind(hex(hash))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok((LeakOutcome::Unknown, None));
+        };
+        let record = token_record(&row)?;
+        let revoked =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(&record.id)
+                .execute(&self.pool)
+                .await?;
+        if revoked.rows_affected() == 1 {
+            Ok((
+                LeakOutcome::Revoked,
+                Some(self.get_token(&record.id).await?),
+            ))
+        } else {
+            Ok((LeakOutcome::AlreadyRevoked, Some(record)))
+        }
+    }
+
     /// Stores a new token under its hash.
     pub async fn create_token(
         &self,
@@ -93,49 +346,36 @@ impl Store {
         key_id: Option<&str>,
         expires_at: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
-        let record = TokenRecord {
-            id: new_token_id(),
-            username: username.to_string(),
-            name: name.to_string(),
-            created_at: now(),
+        let new = NewToken {
+            username,
+            name,
+            key_id,
             expires_at,
-            revoked_at: None,
-            last_used_at: None,
-            last_used_ip: None,
+            ..NewToken::default()
         };
-        let inserted = sqlx::query(
-            "INSERT INTO tokens (id, username, name, token_hash, created_at, expires_at, key_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&record.id)
-        .bind(username)
-        .bind(name)
-        .bind(hex(hash))
-        .bind(record.created_at)
-        .bind(expires_at)
-        .bind(key_id)
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(record),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken(
-                username.to_string(),
-                name.to_string(),
-            )),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                Err(StoreError::NoSuchUser(username.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.create_token_with(&new, hash).await
+    }
+
+    /// Stores a new token with its rules under its hash.
+    pub async fn create_token_with(
+        &self,
+        new: &NewToken<'_>,
+        hash: &TokenHash,
+    ) -> Result<TokenRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let record = insert_token(&mut tx, new, hash, None).await?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// A user's live tokens (expired ones included, revoked ones not), newest first.
     pub async fn live_tokens(&self, username: &str) -> Result<Vec<TokenRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {TOKEN_COLUMNS} FROM tokens WHERE username = $1 AND revoked_at IS NULL \
-             ORDER BY created_at DESC, id"
+             AND (grace_until IS NULL OR grace_until > $2) ORDER BY created_at DESC, id"
         ))
         .bind(username)
+        .bind(now())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(token_record).collect::<Result<_, _>>()?)
@@ -204,6 +444,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT COALESCE(key_id, '') AS key_id, COUNT(*) AS n FROM tokens \
              WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+             AND (grace_until IS NULL OR grace_until > $1) \
              GROUP BY COALESCE(key_id, '')",
         )
         .bind(now())
@@ -268,6 +509,7 @@ impl Store {
     pub async fn lookup(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT t.id, t.username, t.expires_at, t.revoked_at, t.last_used_at, u.roles, \
+             t.scope, t.allowed_addresses, t.grace_until, \
              CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled, \
              CASE WHEN u.source = 'sso' AND NOT s.sso_pat_creation_enabled THEN 1 ELSE 0 END \
              AS sso_blocked \
@@ -290,6 +532,11 @@ impl Store {
                 .try_get::<Option<String>, _>("roles")?
                 .and_then(|r| serde_json::from_str(&r).ok())
                 .unwrap_or_default(),
+            scope: scope(&row)?,
+            allowed_addresses: row
+                .try_get::<Option<String>, _>("allowed_addresses")?
+                .map(|text| allowlist(&text)),
+            grace_until: row.try_get("grace_until")?,
         }))
     }
 

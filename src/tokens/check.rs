@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use moka::future::Cache;
 
-use crate::config;
+use crate::config::{self, IpNet};
 use crate::metrics::Metrics;
 use crate::store::{self, AuthRecord, Invalidation, Store};
 use crate::tokens::format::{self, MalformedToken, TokenHash, TokenHasher};
 use crate::tokens::limiter::FailureLimiter;
 use crate::tokens::refusals::RefusalLog;
+use crate::tokens::rules::{AccessRules, Attempt, Denied, Scope};
 use crate::tokens::usage::UsageRecorder;
 
 /// What is cached for a token found in the store.
@@ -33,6 +34,11 @@ pub struct CachedToken {
     pub sso_blocked: bool,
     /// The owner's roles from SSO, for a JWT upstream.
     pub roles: Arc<[String]>,
+    pub scope: Scope,
+    /// Networks the token may be used from; `None`: anywhere.
+    pub allowed: Option<Box<[IpNet]>>,
+    /// On a rotated-away token: from this instant on, a use is a reuse.
+    pub grace_until: Option<i64>,
     /// When this token's use was last reported for the last-used columns.
     last_reported: AtomicI64,
     /// The address of that report, folded (see `usage`).
@@ -55,6 +61,9 @@ impl CachedToken {
             user_disabled: r.user_disabled,
             sso_blocked: r.sso_blocked,
             roles: r.roles.into(),
+            scope: r.scope,
+            allowed: r.allowed_addresses.map(Vec::into_boxed_slice),
+            grace_until: r.grace_until,
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
             last_ip: AtomicU64::new(0),
             generation,
@@ -83,6 +92,12 @@ pub enum Refusal {
     /// This address sent too many bad tokens recently.
     #[error("too many failed token checks from your address; wait and try again")]
     TooManyFailures,
+    /// Valid, but its scope does not cover this request.
+    #[error("this token's scope is {}: it allows {}", .0.as_str(), .0.allows())]
+    ScopeDenied(Scope),
+    /// Valid, but not from this address.
+    #[error("this token may not be used from your address")]
+    AddressNotAllowed,
 }
 
 impl Refusal {
@@ -96,6 +111,18 @@ impl Refusal {
             Refusal::SsoDisabled => "sso_tokens_disabled",
             Refusal::Unavailable => "token_check_unavailable",
             Refusal::TooManyFailures => "too_many_failures",
+            Refusal::ScopeDenied(_) => "scope_denied",
+            Refusal::AddressNotAllowed => "address_not_allowed",
+        }
+    }
+
+    /// The HTTP status a refusal is answered with, on every path.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Refusal::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooManyFailures => http::StatusCode::TOO_MANY_REQUESTS,
+            Refusal::ScopeDenied(_) | Refusal::AddressNotAllowed => http::StatusCode::FORBIDDEN,
+            _ => http::StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -121,6 +148,8 @@ pub struct TokenCheck {
     metrics: Arc<Metrics>,
     /// Refused attempts, for the audit log.
     pub refusals: RefusalLog,
+    /// Scopes and allowlists: what a valid token may do, and from where.
+    rules: AccessRules,
 }
 
 impl TokenCheck {
@@ -156,17 +185,30 @@ impl TokenCheck {
             limiter,
             metrics,
             refusals: RefusalLog::default(),
+            rules: AccessRules::default(),
         }
     }
 
-    /// Checks a presented token; `claimed_user` is the username of `Basic user:pat`.
+    /// Sets the process-wide part of the per-token rules (`webhooks.paths`).
+    pub fn with_rules(mut self, rules: AccessRules) -> TokenCheck {
+        self.rules = rules;
+        self
+    }
+
+    /// Checks a presented token for `attempt` from `client_ip`: valid, and allowed
+    /// by its scope and address allowlist. `claimed_user` is the username of
+    /// `Basic user:pat`. Every path that accepts a token asks this.
     pub async fn check(
         self: &Arc<Self>,
         presented: &[u8],
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
+        attempt: Attempt<'_>,
     ) -> Result<Principal, Refusal> {
-        let result = match self.evaluate(presented, claimed_user, client_ip).await {
+        let result = match self
+            .evaluate(presented, claimed_user, client_ip, attempt)
+            .await
+        {
             Err(refusal @ (Refusal::Malformed(_) | Refusal::Invalid)) => {
                 if self.limiter.record_failure(client_ip).await {
                     Err(Refusal::TooManyFailures)
@@ -189,8 +231,9 @@ impl TokenCheck {
         presented: &[u8],
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
+        attempt: Attempt<'_>,
     ) -> bool {
-        self.evaluate(presented, claimed_user, client_ip)
+        self.evaluate(presented, claimed_user, client_ip, attempt)
             .await
             .is_ok()
     }
@@ -205,6 +248,7 @@ impl TokenCheck {
         presented: &[u8],
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
+        attempt: Attempt<'_>,
     ) -> Result<Principal, Refusal> {
         format::check_format(presented).map_err(Refusal::Malformed)?;
         let hash = self.hasher.hash(presented);
@@ -219,6 +263,11 @@ impl TokenCheck {
             // Same answer as unknown: do not confirm whose token it is.
             return Err(Refusal::Invalid);
         }
+        if entry.grace_until.is_some_and(|until| until <= now) {
+            // A rotated-away token used after its grace: the family is compromised.
+            self.reuse_detected(&entry, client_ip);
+            return Err(Refusal::Invalid);
+        }
         if entry.expires_at.is_some_and(|at| at <= now) {
             return Err(Refusal::Expired);
         }
@@ -228,6 +277,12 @@ impl TokenCheck {
         if entry.sso_blocked {
             return Err(Refusal::SsoDisabled);
         }
+        self.rules
+            .permits(entry.scope, entry.allowed.as_deref(), attempt, client_ip)
+            .map_err(|denied| match denied {
+                Denied::Scope(scope) => Refusal::ScopeDenied(scope),
+                Denied::Address => Refusal::AddressNotAllowed,
+            })?;
         self.usage.report(
             &entry.last_reported,
             &entry.last_ip,
@@ -236,6 +291,38 @@ impl TokenCheck {
             client_ip,
         );
         Ok(entry)
+    }
+
+    /// Revokes a reused token's family and records the alert, off the request's path
+    /// and once across replicas (the store's update decides who does it).
+    fn reuse_detected(&self, entry: &CachedToken, client_ip: IpAddr) {
+        let store = self.store.clone();
+        let token_id = entry.token_id.to_string();
+        let username = entry.username.to_string();
+        self.runtime.spawn(async move {
+            match store.revoke_family(&token_id).await {
+                Ok(Some(successors)) => {
+                    tracing::warn!(
+                        token_id,
+                        user = username,
+                        "a rotated-away token was used after its grace; its successors are revoked"
+                    );
+                    let event = store::AuditEvent {
+                        actor: None,
+                        action: "token.reuse_detected",
+                        username: Some(username),
+                        token_id: Some(token_id),
+                        ip: Some(client_ip.to_string()),
+                        detail: Some(serde_json::json!({ "revoked": successors })),
+                    };
+                    if let Err(e) = store.audit(event).await {
+                        tracing::warn!(error = %e, "could not record a token reuse");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not revoke a reused token's family"),
+            }
+        });
     }
 
     async fn entry(

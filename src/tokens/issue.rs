@@ -2,8 +2,10 @@
 //! a valid name, an expiration choice within the administrators' maximum, and no new
 //! tokens for SSO users while administrators have switched that off.
 
-use crate::store::{self, Settings, Store, StoreError, TokenRecord, UserSource};
+use crate::config::IpNet;
+use crate::store::{self, NewToken, Rotated, Settings, Store, StoreError, TokenRecord, UserSource};
 use crate::tokens::format::{Expiration, PlainToken, TokenHasher};
+use crate::tokens::rules::{self, Scope};
 
 /// Longest token name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -21,6 +23,12 @@ pub enum IssueError {
     },
     #[error("{}", SSO_CREATION_DISABLED)]
     SsoDisabled,
+    #[error("{0}")]
+    InvalidAllowlist(String),
+    #[error("grace {0} s: choose from 0 to 86400 seconds (24 hours)")]
+    InvalidGrace(i64),
+    #[error("the token has expired; an expired token cannot be rotated, create a new one")]
+    Expired,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,6 +82,17 @@ pub fn check_policy(
     Ok(())
 }
 
+/// What a token may do and where from, besides its name and lifetime.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRules {
+    pub scope: Scope,
+    /// Networks it may be used from, as the user wrote them; empty: anywhere.
+    pub allowed_addresses: Vec<String>,
+}
+
+/// Longest grace a rotated-away token may keep working.
+pub const MAX_GRACE_SECS: i64 = 24 * 3600;
+
 /// Creates a token for an existing user under the current policies. The plaintext is
 /// returned once, here.
 pub async fn issue(
@@ -84,18 +103,102 @@ pub async fn issue(
     name: &str,
     expiration: Expiration,
 ) -> Result<(TokenRecord, PlainToken), IssueError> {
+    let rules = TokenRules::default();
+    issue_with(store, hasher, username, source, name, expiration, &rules).await
+}
+
+/// [`issue`] with a scope and an address allowlist.
+pub async fn issue_with(
+    store: &Store,
+    hasher: &TokenHasher,
+    username: &str,
+    source: UserSource,
+    name: &str,
+    expiration: Expiration,
+    rules: &TokenRules,
+) -> Result<(TokenRecord, PlainToken), IssueError> {
     check_name("name", name).map_err(IssueError::InvalidName)?;
+    let allowed =
+        rules::parse_allowlist(&rules.allowed_addresses).map_err(IssueError::InvalidAllowlist)?;
     check_policy(&store.settings().await?, source, expiration)?;
     let token = PlainToken::generate();
-    let expires_at = expiration.seconds().map(|s| store::now() + s);
+    let new = NewToken {
+        username,
+        name,
+        key_id: Some(hasher.key_id()),
+        expires_at: expiration.seconds().map(|s| store::now() + s),
+        expiration: Some(expiration.as_str()),
+        scope: rules.scope,
+        allowed_addresses: &allowed,
+    };
     let record = store
-        .create_token_keyed(
-            username,
-            name,
-            &hasher.hash(token.expose().as_bytes()),
-            Some(hasher.key_id()),
-            expires_at,
-        )
+        .create_token_with(&new, &hasher.hash(token.expose().as_bytes()))
         .await?;
     Ok((record, token))
+}
+
+/// The choice a token was made with; for tokens made before choices were kept, the
+/// shortest choice that covers its lifetime.
+pub fn expiration_of(record: &TokenRecord) -> Expiration {
+    if let Some(choice) = record.expiration.as_deref().and_then(|e| e.parse().ok()) {
+        return choice;
+    }
+    let Some(expires_at) = record.expires_at else {
+        return Expiration::Never;
+    };
+    let lifetime = expires_at - record.created_at;
+    Expiration::ALL
+        .into_iter()
+        .find(|e| e.seconds().is_some_and(|s| s >= lifetime))
+        .unwrap_or(Expiration::Year1)
+}
+
+/// Replaces `old` (a live token, checked to be the caller's) by a new token with the
+/// same name, scope and allowlist, and a lifetime of the same choice, shortened to the
+/// administrators' maximum if that is now lower. The old one works for `grace_secs`.
+pub async fn rotate(
+    store: &Store,
+    hasher: &TokenHasher,
+    old: &TokenRecord,
+    source: UserSource,
+    grace_secs: i64,
+) -> Result<(Rotated, PlainToken, Expiration), IssueError> {
+    if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
+        return Err(IssueError::InvalidGrace(grace_secs));
+    }
+    if old.expires_at.is_some_and(|at| at <= store::now()) {
+        return Err(IssueError::Expired);
+    }
+    let settings = store.settings().await?;
+    let expiration = expiration_of(old).min(settings.max_token_expiration);
+    check_policy(&settings, source, expiration)?;
+    let allowed: Vec<IpNet> = old
+        .allowed_addresses
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if allowed.len() != old.allowed_addresses.len() {
+        return Err(IssueError::InvalidAllowlist(
+            "the token's stored address allowlist cannot be read; create a new token".into(),
+        ));
+    }
+    let token = PlainToken::generate();
+    let new = NewToken {
+        username: &old.username,
+        name: &old.name,
+        key_id: Some(hasher.key_id()),
+        expires_at: expiration.seconds().map(|s| store::now() + s),
+        expiration: Some(expiration.as_str()),
+        scope: old.scope,
+        allowed_addresses: &allowed,
+    };
+    let rotated = store
+        .rotate_token(
+            &old.id,
+            &new,
+            &hasher.hash(token.expose().as_bytes()),
+            grace_secs,
+        )
+        .await?;
+    Ok((rotated, token, expiration))
 }

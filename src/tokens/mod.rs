@@ -10,5 +10,6 @@ pub mod issue;
 pub mod keys;
 pub mod limiter;
 pub mod refusals;
+pub mod rules;
 pub mod sealed;
 pub mod usage;

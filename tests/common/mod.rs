@@ -496,7 +496,10 @@ impl Gateway {
     pub async fn revoke(&self, id: &str) {
         cli::run_admin(
             &self.config,
-            Admin::Token(TokenCommand::Revoke { id: id.into() }),
+            Admin::Token(TokenCommand::Revoke {
+                id: Some(id.into()),
+                leaked: false,
+            }),
         )
         .await
         .unwrap();
@@ -538,6 +541,8 @@ pub async fn create_token(
             expires,
             source: patgate::store::UserSource::Internal,
             email: None,
+            scope: Default::default(),
+            allow_from: Vec::new(),
             json: true,
         })),
     )

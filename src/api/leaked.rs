@@ -1,0 +1,211 @@
+//! `POST /patgate/api/v1/leaked`: tokens found where they should not be (by a secret
+//! scanning service or an incident responder) are revoked at once. The report is
+//! authenticated by an HMAC-SHA256 signature of its raw body under `leaked.secret`;
+//! the answer says what became of each token and never whose it was.
+
+use axum::extract::State;
+use axum::Json;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, ApiRef, ClientInfo};
+use crate::store::{AuditEvent, LeakOutcome, Store, TokenRecord};
+use crate::tokens::format::{self, TokenHasher};
+
+/// The signature header: `sha256=<hex HMAC-SHA256 of the raw body>`.
+pub const SIGNATURE_HEADER: &str = "x-patgate-signature";
+/// Most tokens in one report.
+pub const MAX_REPORTED: usize = 1_000;
+
+/// One reported token: a string, or an object as secret-scanning partner programs send
+/// (`token`, and optionally `type`, `url`, `source`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Reported {
+    Token(String),
+    Found {
+        token: String,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+        /// Where it was found (for the audit log).
+        #[serde(default)]
+        url: Option<String>,
+        /// Who found it (for the audit log).
+        #[serde(default)]
+        source: Option<String>,
+    },
+}
+
+/// What became of one reported token, in the order reported.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeakResult {
+    /// Position in the report, from 0.
+    pub index: usize,
+    /// `revoked`, `already_revoked`, `unknown` or `malformed`.
+    pub result: &'static str,
+}
+
+/// The answer to a report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeakReport {
+    pub results: Vec<LeakResult>,
+}
+
+/// Revokes every reported token that exists; needs `X-Patgate-Signature`.
+#[utoipa::path(post, path = "/patgate/api/v1/leaked", tag = "leaked",
+    request_body(content = Vec<Reported>, description = "a JSON array of token strings or of objects with `token`"),
+    responses((status = 200, body = LeakReport),
+        (status = 400, description = "not a JSON array of tokens"),
+        (status = 401, description = "missing or wrong signature"),
+        (status = 404, description = "leaked.secret is not configured")))]
+pub async fn report(
+    State(api): State<ApiRef>,
+    headers: HeaderMap,
+    axum::Extension(client): axum::Extension<ClientInfo>,
+    body: Bytes,
+) -> Result<Json<LeakReport>, ApiError> {
+    let api = api.get()?;
+    let Some(secret) = api.leaked_secret.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "leaked_reports_off",
+            "reports of leaked tokens are not accepted here: leaked.secret is not configured",
+        ));
+    };
+    verify_signature(secret, &headers, &body)?;
+    let reported: Vec<Reported> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("expected a JSON array of token strings or of objects with \"token\": {e}"),
+        )
+    })?;
+    if reported.len() > MAX_REPORTED {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("at most {MAX_REPORTED} tokens per report; send the rest in another"),
+        ));
+    }
+    let mut results = Vec::with_capacity(reported.len());
+    for (index, item) in reported.iter().enumerate() {
+        let (token, source) = match item {
+            Reported::Token(token) => (token.as_str(), serde_json::Value::Null),
+            Reported::Found {
+                token,
+                kind,
+                url,
+                source,
+            } => (
+                token.as_str(),
+                serde_json::json!({"type": kind, "url": url, "source": source}),
+            ),
+        };
+        let detail = serde_json::json!({"via": "api", "report": source});
+        let (result, revoked) = revoke(
+            &api.store,
+            &api.hasher,
+            token,
+            Some(&client.ip.to_string()),
+            detail,
+        )
+        .await
+        .map_err(ApiError::from)?;
+        if let Some(record) = revoked {
+            tell_owner(&api.notifier, record);
+        }
+        results.push(LeakResult { index, result });
+    }
+    Ok(Json(LeakReport { results }))
+}
+
+/// Checks `X-Patgate-Signature` against the raw body, in constant time.
+fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let unsigned = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "sign the raw body with HMAC-SHA256 under leaked.secret and send it as \
+             X-Patgate-Signature: sha256=<hex>",
+        )
+    };
+    let mut values = headers.get_all(SIGNATURE_HEADER).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(unsigned());
+    };
+    let hex = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("sha256="))
+        .ok_or_else(unsigned)?;
+    let signature = decode_hex(hex).ok_or_else(unsigned)?;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    ring::hmac::verify(&key, body, &signature).map_err(|_| unsigned())
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Revokes one reported token (tried under every configured key) and audits it with
+/// its source; the record is returned when it was revoked now, for the owner's e-mail.
+pub async fn revoke(
+    store: &Store,
+    hasher: &TokenHasher,
+    token: &str,
+    ip: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<(&'static str, Option<TokenRecord>), crate::store::StoreError> {
+    let presented = token.trim().as_bytes();
+    if format::check_format(presented).is_err() {
+        return Ok(("malformed", None));
+    }
+    let mut hashes = vec![hasher.hash(presented)];
+    if hasher.rotating() {
+        hashes.extend(
+            hasher
+                .previous_hashes(presented)
+                .into_iter()
+                .map(|(_, h)| h),
+        );
+    }
+    for hash in &hashes {
+        let (outcome, record) = store.revoke_leaked(hash).await?;
+        let Some(record) = record else { continue };
+        if outcome == LeakOutcome::Revoked {
+            store
+                .audit(AuditEvent {
+                    actor: None,
+                    action: "token.leaked_revoked",
+                    username: Some(record.username.clone()),
+                    token_id: Some(record.id.clone()),
+                    ip: ip.map(str::to_string),
+                    detail: Some(detail),
+                })
+                .await?;
+            return Ok(("revoked", Some(record)));
+        }
+        return Ok(("already_revoked", None));
+    }
+    Ok(("unknown", None))
+}
+
+/// E-mails the owner off the report's path; a failure is logged.
+fn tell_owner(notifier: &std::sync::Arc<crate::notify::Notifier>, record: TokenRecord) {
+    let notifier = notifier.clone();
+    tokio::spawn(async move {
+        match notifier.tell_leaked(&record).await {
+            Ok(true) => tracing::info!(token_id = record.id, "told the owner of a leaked token"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(token_id = record.id, error = %e, "could not e-mail the owner of a leaked token")
+            }
+        }
+    });
+}
