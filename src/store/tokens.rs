@@ -80,24 +80,27 @@ impl Store {
         hash: &TokenHash,
         expires_at: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
-        self.create_token_keyed(username, name, hash, None, expires_at)
+        self.create_token_keyed(username, name, hash, None, now(), expires_at)
             .await
     }
 
     /// Stores a new token under its hash, recording which key made the hash.
+    /// `created_at` is the instant `expires_at` was counted from, so that a token's
+    /// lifetime is exactly its expiration choice.
     pub async fn create_token_keyed(
         &self,
         username: &str,
         name: &str,
         hash: &TokenHash,
         key_id: Option<&str>,
+        created_at: i64,
         expires_at: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
         let record = TokenRecord {
             id: new_token_id(),
             username: username.to_string(),
             name: name.to_string(),
-            created_at: now(),
+            created_at,
             expires_at,
             revoked_at: None,
             last_used_at: None,

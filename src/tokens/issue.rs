@@ -87,13 +87,16 @@ pub async fn issue(
     check_name("name", name).map_err(IssueError::InvalidName)?;
     check_policy(&store.settings().await?, source, expiration)?;
     let token = PlainToken::generate();
-    let expires_at = expiration.seconds().map(|s| store::now() + s);
+    // One instant for both, so the lifetime is exactly the choice.
+    let created_at = store::now();
+    let expires_at = expiration.seconds().map(|s| created_at + s);
     let record = store
         .create_token_keyed(
             username,
             name,
             &hasher.hash(token.expose().as_bytes()),
             Some(hasher.key_id()),
+            created_at,
             expires_at,
         )
         .await?;
