@@ -325,6 +325,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn basic_credentials_up_to_4096_characters_are_read_and_longer_ones_refused() {
+        let pat = crate::tokens::format::PlainToken::generate();
+        let pat = pat.expose();
+        // 3,072 bytes are 4,096 base64 characters; 3,075 are 4,100.
+        let of_length = |bytes: usize| {
+            let user = "a".repeat(bytes - 1 - pat.len());
+            format!("Basic {}", b64(&format!("{user}:{pat}")))
+        };
+        let at_limit = of_length(3_072);
+        assert_eq!(at_limit.len(), "Basic ".len() + 4_096);
+        assert!(matches!(
+            authorization(&at_limit),
+            Credential::Token {
+                claimed_user: Some(_),
+                ..
+            }
+        ));
+        let over = of_length(3_075);
+        assert_eq!(over.len(), "Basic ".len() + 4_100);
+        assert!(matches!(authorization(&over), Credential::Unreadable(_)));
+    }
+
     fn basic_value(user: &str, password: &str) -> String {
         format!("Basic {}", b64(&format!("{user}:{password}")))
     }
