@@ -581,11 +581,16 @@ mod tests {
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    const KEY: &[u8] = b"a token key for the unit tests, 32+ bytes";
+
     async fn gateway() -> Gateway {
+        gateway_with(TokenHasher::new(KEY)).await
+    }
+
+    async fn gateway_with(hasher: TokenHasher) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("patgate.db").display());
         let store = Store::connect(&url, 2).await.unwrap();
-        let hasher = TokenHasher::new(b"a token key for the unit tests, 32+ bytes");
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (usage, _) = UsageRecorder::start(store.clone(), stop_rx);
         let metrics = Arc::new(Metrics::default());
@@ -786,6 +791,36 @@ mod tests {
             lookups + 1,
             "the stale answer was cached"
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_still_stored_under_the_previous_key_is_refused_once_revoked_during_a_rotation()
+    {
+        let previous = TokenHasher::new(KEY);
+        let gw = gateway_with(TokenHasher::with_previous(
+            b"the new token key for the unit tests, 32+",
+            &[KEY.to_vec()],
+        ))
+        .await;
+        gw.store
+            .ensure_user("alice", UserSource::Internal, None)
+            .await
+            .unwrap();
+        let token = PlainToken::generate();
+        let stored_under = previous.hash(token.expose().as_bytes());
+        let record = gw
+            .store
+            .create_token("alice", "ci", &stored_under, None)
+            .await
+            .unwrap();
+        gw.check.confirm_feed();
+        assert!(gw.present(&token).await.is_ok());
+        // The store announces the change under the hash the row was stored with.
+        gw.store.revoke_token(&record.id).await.unwrap();
+        gw.check
+            .invalidate(&Invalidation::Token(format::hex(&stored_under)))
+            .await;
+        assert_eq!(gw.present(&token).await.err(), Some(Refusal::Invalid));
     }
 
     #[tokio::test]
