@@ -348,6 +348,21 @@ mod tests {
         assert!(matches!(authorization(&over), Credential::Unreadable(_)));
     }
 
+    #[test]
+    fn a_token_in_base64_glued_to_its_scheme_is_refused_with_a_stray_character_after_it() {
+        let pat = crate::tokens::format::PlainToken::generate();
+        // "alice:" + the token is 60 bytes: 80 base64 characters, no padding.
+        let encoded = b64(&format!("alice:{}", pat.expose()));
+        assert_eq!(encoded.len(), 80);
+        for stray in ["A", "x", "+"] {
+            let value = format!("Basic{encoded}{stray}");
+            assert!(
+                matches!(authorization(&value), Credential::Unreadable(_)),
+                "{stray:?} after the base64 let a token through"
+            );
+        }
+    }
+
     fn basic_value(user: &str, password: &str) -> String {
         format!("Basic {}", b64(&format!("{user}:{password}")))
     }
