@@ -3,7 +3,8 @@
 # ways (a comparison flipped, a guard made always true, a function that returns a
 # constant) and runs the tests that concern it. A change that no test notices is
 # "missed". docs/mutation-testing.md records the last score and why each survivor left
-# on purpose is harmless. Not run in CI: an hour or more on two cores.
+# on purpose is harmless. Not run in CI: each mutant is a build and a test run, about
+# 30-45 s on two busy cores, and the files below hold about 240 mutants.
 #
 #   bash scripts/mutants.sh                          # everything below
 #   bash scripts/mutants.sh src/tokens/check.rs      # only these files
@@ -44,7 +45,7 @@ declare -A FILTER=(
   [edge]="^src/edge/identity\\.rs|^src/edge/fastpath\\.rs:.*\\b($FASTPATH_HEADS)\\b"
 )
 declare -A TESTS=(
-  [tokens]="--lib --test token_generation --test expiration --test auth"
+  [tokens]="--lib --test token_generation --test expiration --test auth --test proxy"
   [edge]="--lib --test fastpath --test hygiene --test proxy --test auth"
 )
 
