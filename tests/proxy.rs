@@ -533,6 +533,38 @@ async fn a_websocket_closes_when_its_token_is_revoked() {
 }
 
 #[tokio::test]
+async fn a_websocket_stays_open_while_its_token_is_valid() {
+    let Stack {
+        db: _db,
+        upstream: _upstream,
+        gw,
+    } = stack(&[]).await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days7).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: deploy\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nx-deploy-personal-token: {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // The token is re-checked four times a second; several checks pass meanwhile.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stream.write_all(b"still open").await.unwrap();
+    let mut echoed = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+        .await
+        .expect("an answer through the tunnel")
+        .expect("the tunnel of a valid token stayed open");
+    assert_eq!(&echoed, b"still open");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_slow_upload_is_not_cut_off_by_the_read_timeout() {
     let db = sqlite().await;
     let upstream = Upstream::start().await;

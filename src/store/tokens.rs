@@ -42,6 +42,9 @@ pub struct NewToken<'a> {
     pub username: &'a str,
     pub name: &'a str,
     pub key_id: Option<&'a str>,
+    /// The instant `expires_at` was counted from, so that the token's lifetime is
+    /// exactly its expiration choice.
+    pub created_at: i64,
     pub expires_at: Option<i64>,
     pub expiration: Option<&'a str>,
     pub scope: Scope,
@@ -160,7 +163,7 @@ async fn insert_token(
         id: new_token_id(),
         username: new.username.to_string(),
         name: new.name.to_string(),
-        created_at: now(),
+        created_at: new.created_at,
         expires_at: new.expires_at,
         revoked_at: None,
         last_used_at: None,
@@ -333,23 +336,27 @@ impl Store {
         hash: &TokenHash,
         expires_at: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
-        self.create_token_keyed(username, name, hash, None, expires_at)
+        self.create_token_keyed(username, name, hash, None, now(), expires_at)
             .await
     }
 
     /// Stores a new token under its hash, recording which key made the hash.
+    /// `created_at` is the instant `expires_at` was counted from, so that a token's
+    /// lifetime is exactly its expiration choice.
     pub async fn create_token_keyed(
         &self,
         username: &str,
         name: &str,
         hash: &TokenHash,
         key_id: Option<&str>,
+        created_at: i64,
         expires_at: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
         let new = NewToken {
             username,
             name,
             key_id,
+            created_at,
             expires_at,
             ..NewToken::default()
         };

@@ -325,6 +325,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn basic_credentials_up_to_4096_characters_are_read_and_longer_ones_refused() {
+        let pat = crate::tokens::format::PlainToken::generate();
+        let pat = pat.expose();
+        // 3,072 bytes are 4,096 base64 characters; 3,075 are 4,100.
+        let of_length = |bytes: usize| {
+            let user = "a".repeat(bytes - 1 - pat.len());
+            format!("Basic {}", b64(&format!("{user}:{pat}")))
+        };
+        let at_limit = of_length(3_072);
+        assert_eq!(at_limit.len(), "Basic ".len() + 4_096);
+        assert!(matches!(
+            authorization(&at_limit),
+            Credential::Token {
+                claimed_user: Some(_),
+                ..
+            }
+        ));
+        let over = of_length(3_075);
+        assert_eq!(over.len(), "Basic ".len() + 4_100);
+        assert!(matches!(authorization(&over), Credential::Unreadable(_)));
+    }
+
+    #[test]
+    fn a_token_in_base64_glued_to_its_scheme_is_refused_with_a_stray_character_after_it() {
+        let pat = crate::tokens::format::PlainToken::generate();
+        // "alice:" + the token is 60 bytes: 80 base64 characters, no padding.
+        let encoded = b64(&format!("alice:{}", pat.expose()));
+        assert_eq!(encoded.len(), 80);
+        for stray in ["A", "x", "+"] {
+            let value = format!("Basic{encoded}{stray}");
+            assert!(
+                matches!(authorization(&value), Credential::Unreadable(_)),
+                "{stray:?} after the base64 let a token through"
+            );
+        }
+    }
+
     fn basic_value(user: &str, password: &str) -> String {
         format!("Basic {}", b64(&format!("{user}:{password}")))
     }

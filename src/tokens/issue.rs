@@ -122,11 +122,14 @@ pub async fn issue_with(
         rules::parse_allowlist(&rules.allowed_addresses).map_err(IssueError::InvalidAllowlist)?;
     check_policy(&store.settings().await?, source, expiration)?;
     let token = PlainToken::generate();
+    // One instant for both, so the lifetime is exactly the choice.
+    let created_at = store::now();
     let new = NewToken {
         username,
         name,
         key_id: Some(hasher.key_id()),
-        expires_at: expiration.seconds().map(|s| store::now() + s),
+        created_at,
+        expires_at: expiration.seconds().map(|s| created_at + s),
         expiration: Some(expiration.as_str()),
         scope: rules.scope,
         allowed_addresses: &allowed,
@@ -183,11 +186,13 @@ pub async fn rotate(
         ));
     }
     let token = PlainToken::generate();
+    let created_at = store::now();
     let new = NewToken {
         username: &old.username,
         name: &old.name,
         key_id: Some(hasher.key_id()),
-        expires_at: expiration.seconds().map(|s| store::now() + s),
+        created_at,
+        expires_at: expiration.seconds().map(|s| created_at + s),
         expiration: Some(expiration.as_str()),
         scope: old.scope,
         allowed_addresses: &allowed,

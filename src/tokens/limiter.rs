@@ -104,4 +104,15 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(!limiter.blocked(&ip).await, "the bucket refills");
     }
+
+    #[test]
+    fn retry_after_is_one_failure_interval_rounded_up_to_whole_seconds() {
+        for (per_second, seconds) in [(0.1, 10), (0.3, 4), (1.0, 1), (20.0, 1)] {
+            let limiter: FailureLimiter = FailureLimiter::new(&config::Limits {
+                failures_per_second: per_second,
+                failure_burst: 5,
+            });
+            assert_eq!(limiter.retry_after_secs(), seconds, "{per_second}/s");
+        }
+    }
 }
