@@ -15,7 +15,8 @@
 //!   [`tokens::usage`] (last-use, written off the request path), [`tokens::keys`].
 //! - [`api`]: the self-service and admin API under `/patgate/api/v1/` (one file per
 //!   resource) and its OpenAPI description; [`signin`]: who is calling it (Deploy's
-//!   password check, OpenID Connect, browser sessions).
+//!   password check, OpenID Connect, browser sessions); [`scim`]: SCIM 2.0 provisioning
+//!   at `/patgate/scim/v2`, where an identity provider disables and enables users.
 //! - [`ui`]: the web pages at `/patgate/` (sign-in, Access tokens, admin pages), static
 //!   files embedded in the binary that use the API and nothing else.
 //! - [`store`]: the database, one file per table group.
@@ -33,6 +34,7 @@ pub mod edge;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod scim;
 pub mod signin;
 pub mod store;
 pub mod tokens;

@@ -43,8 +43,8 @@ pub mod users;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Path prefixes this module answers.
-const PREFIXES: [&str; 2] = ["/patgate/api/", "/patgate/sso/"];
+/// Path prefixes this module answers (SCIM, [`crate::scim`], is nested in its router).
+const PREFIXES: [&str; 3] = ["/patgate/api/", "/patgate/sso/", "/patgate/scim/"];
 /// The seed's own example route, answered with the caller's tokens.
 pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
 
@@ -69,6 +69,8 @@ pub struct Api {
     pub signin: SignIn,
     /// The expiry notifier: SMTP items' passwords, test mails, passes.
     pub notifier: Arc<Notifier>,
+    /// SCIM provisioning's secret; `None` while SCIM is off.
+    pub scim: Option<crate::config::Scim>,
     /// The main runtime, where the database connections live.
     runtime: tokio::runtime::Handle,
     router: Router,
@@ -89,6 +91,7 @@ impl Api {
             hasher,
             signin,
             notifier,
+            scim: config.scim.clone(),
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),
         }))
@@ -225,6 +228,7 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         .route("/patgate/sso/login", get(crate::signin::oidc::login))
         .route("/patgate/sso/callback", get(crate::signin::oidc::callback))
         .route(DEPLOY_TOKENS_ROUTE, get(tokens::list))
+        .nest(crate::scim::BASE, crate::scim::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ApiRef(api))

@@ -14,10 +14,12 @@ use serde_yaml_ng::Value;
 
 mod jwt;
 mod notify;
+mod scim;
 mod signin;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use notify::Notify;
+pub use scim::Scim;
 pub use signin::{SignIn, Sso};
 mod cidr;
 pub use cidr::IpNet;
@@ -77,6 +79,8 @@ pub struct Config {
     pub sso: Option<Sso>,
     /// The expiry notifier's schedule and limits.
     pub notify: Notify,
+    /// SCIM provisioning at `/patgate/scim/v2`; `None` (off) while `scim.secret` is unset.
+    pub scim: Option<Scim>,
     /// Proxies in front of the gateway whose `X-Forwarded-For` entries are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// What becomes of request headers whose names contain `_`.
@@ -249,6 +253,8 @@ struct Raw {
     sso: signin::RawSso,
     #[serde(default)]
     notify: notify::RawNotify,
+    #[serde(default)]
+    scim: scim::RawScim,
     #[serde(default, deserialize_with = "list")]
     trusted_proxies: Vec<String>,
     #[serde(default = "default_underscores")]
@@ -1123,6 +1129,7 @@ impl Raw {
             trusted_proxies,
             underscore_headers,
             notify: self.notify.validate()?,
+            scim: self.scim.validate()?,
         })
     }
 }

@@ -20,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 mod audit;
 mod invalidations;
 mod notifications;
+mod scim;
 mod sessions;
 mod settings;
 mod signing_keys;
@@ -32,6 +33,7 @@ pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
 };
+pub use scim::{ScimUser, ScimUserQuery};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
 pub use signing_keys::StoredKey;
@@ -96,6 +98,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "signing keys",
         include_str!("../../migrations/sqlite/0004_signing_keys.sql"),
     ),
+    (
+        6,
+        "scim",
+        include_str!("../../migrations/sqlite/0006_scim.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -117,6 +124,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "signing keys",
         include_str!("../../migrations/postgres/0004_signing_keys.sql"),
+    ),
+    (
+        6,
+        "scim",
+        include_str!("../../migrations/postgres/0006_scim.sql"),
     ),
 ];
 
