@@ -123,13 +123,10 @@ fn user_schema(origin: &str) -> Value {
     let mut emails = attribute(
         "emails",
         "complex",
-        "The address expiry notices go to (the primary one is kept)",
+        "The address expiry notices go to; one is kept (the primary one, else the first)",
     );
     emails["multiValued"] = true.into();
-    emails["subAttributes"] = json!([
-        attribute("value", "string", "An e-mail address"),
-        attribute("primary", "boolean", "Whether this is the address to use"),
-    ]);
+    emails["subAttributes"] = json!([attribute("value", "string", "An e-mail address")]);
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": USER_SCHEMA,
@@ -141,6 +138,16 @@ fn user_schema(origin: &str) -> Value {
             "location": format!("{origin}{BASE}/Schemas/{USER_SCHEMA}"),
         },
     })
+}
+
+/// `POST /.search`: searching every resource type at once is not offered (501, as
+/// RFC 7644 §3.4.3 allows); `GET /Users?filter=` finds users.
+pub async fn search_all(_caller: Provisioner) -> ScimError {
+    ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "searching all resource types at once is not supported; use GET /Users?filter=userName eq \"…\"",
+    )
 }
 
 /// `GET /Schemas`.

@@ -52,6 +52,7 @@ pub fn router() -> Router<ApiRef> {
         .route("/ResourceTypes/{name}", get(discovery::resource_type))
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{urn}", get(discovery::schema))
+        .route("/.search", axum::routing::post(discovery::search_all))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

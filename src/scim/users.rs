@@ -42,7 +42,7 @@ fn resource(user: &ScimUser, origin: &str) -> Value {
         out["externalId"] = external_id.as_str().into();
     }
     if let Some(email) = &user.email {
-        out["emails"] = json!([{ "value": email, "primary": true }]);
+        out["emails"] = json!([{ "value": email }]);
     }
     out
 }
