@@ -1,0 +1,270 @@
+//! Forward-auth at `/patgate/auth`, on SQLite and PostgreSQL: a real nginx with
+//! `auth_request` in front of the Deploy stand-in lets through only requests with a
+//! valid token and passes on the identity the gateway answers; the headers Traefik and
+//! Envoy send are read the same way; bad input and untrusted callers are refused.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::nginx::Nginx;
+use common::oidc::request;
+use common::*;
+use patgate::tokens::format::Expiration;
+
+on_both_backends!(
+    nginx_auth_request_lets_through_only_valid_tokens_with_their_identity,
+    traefik_and_envoy_conventions_are_read_and_bad_input_refused,
+    only_trusted_proxies_are_answered,
+);
+
+const SHARED_SECRET: &str = "deploy-trusts-this-0123456789";
+
+/// nginx in front of `upstream`, asking `gateway` about every request.
+fn nginx_server(gateway: std::net::SocketAddr, upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+    location = /patgate/auth {{
+      internal;
+      proxy_pass http://{gateway};
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+    location / {{
+      auth_request /patgate/auth;
+      auth_request_set $deploy_user $upstream_http_x_deploy_user;
+      auth_request_set $patgate_secret $upstream_http_x_patgate_secret;
+      proxy_set_header X-Deploy-User $deploy_user;
+      proxy_set_header X-Patgate-Secret $patgate_secret;
+      proxy_set_header Authorization "";
+      proxy_set_header X-Deploy-Personal-Token "";
+      proxy_pass http://{upstream};
+    }}
+"#
+    )
+}
+
+async fn nginx_auth_request_lets_through_only_valid_tokens_with_their_identity(db: TestDb) {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_TRUSTED_PROXIES", "127.0.0.1"),
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", SHARED_SECRET),
+        ],
+    ))
+    .await;
+    let nginx = Nginx::start(&nginx_server(gw.addr, upstream.addr)).await;
+    let (id, token) = gw.create_token("alice", "ci", Expiration::Days30).await;
+
+    // A token in Deploy's header, and a client trying to be someone else.
+    let answer = get(
+        &nginx.url("/deployit/repository/ci/Applications"),
+        &[
+            ("x-deploy-personal-token", &token),
+            ("x-deploy-user", "admin"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}\n{}", answer.body, nginx.log());
+    assert_eq!(answer.body, "deploy");
+    let seen = upstream.last();
+    assert_eq!(seen.path, "/deployit/repository/ci/Applications");
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert_eq!(seen.headers.get_all("x-deploy-user").iter().count(), 1);
+    assert_eq!(seen.headers["x-patgate-secret"], SHARED_SECRET);
+    assert!(seen.headers.get("x-deploy-personal-token").is_none());
+
+    // Basic ":pat" on a POST: the body goes to Deploy, the token does not.
+    let answer = request(
+        "POST",
+        &nginx.url("/api/v1/deployit"),
+        &[("authorization", &basic("", &token))],
+        Bytes::from_static(b"{\"a\": 1}"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let seen = upstream.last();
+    assert_eq!((seen.method.as_str(), seen.body_len), ("POST", 8));
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+    assert!(seen.headers.get("authorization").is_none());
+
+    // Refused: nothing reaches Deploy.
+    let reached = upstream.count();
+    let refusals: [&[(&str, &str)]; 3] = [
+        &[],
+        &[("x-deploy-personal-token", "dpat_short")],
+        &[("x-deploy-user", "admin")],
+    ];
+    for headers in refusals {
+        let answer = get(&nginx.url("/deployit/security/users"), headers).await;
+        assert_eq!(answer.status, 401, "{headers:?}");
+    }
+    assert_eq!(
+        upstream.count(),
+        reached,
+        "a refused request reached Deploy"
+    );
+
+    // A revoked token stops within a second.
+    gw.revoke(&id).await;
+    let refused = within(Duration::from_secs(1), || async {
+        get(&nginx.url("/x"), &[("x-deploy-personal-token", &token)])
+            .await
+            .status
+            == 401
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "nginx let a revoked token through after 1 s"
+    );
+    drop(nginx);
+    gw.shutdown().await;
+}
+
+type Header<'a> = (&'a str, &'a str);
+
+/// A forward-auth question, straight to the gateway.
+async fn ask(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    request(method, &gw.url(path), headers, Bytes::new()).await
+}
+
+async fn traefik_and_envoy_conventions_are_read_and_bad_input_refused(db: TestDb) {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[("PATGATE_TRUSTED_PROXIES", "127.0.0.1")],
+    ))
+    .await;
+    let (id, token) = gw.create_token("alice", "ci", Expiration::Days30).await;
+    let (_, bobs) = gw.create_token("bob", "ci", Expiration::Days30).await;
+
+    // Traefik ForwardAuth: X-Forwarded-Method and X-Forwarded-Uri.
+    let answer = ask(
+        &gw,
+        "GET",
+        "/patgate/auth",
+        &[
+            ("x-forwarded-method", "POST"),
+            ("x-forwarded-uri", "/deployit/tasks/v2?x=1"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-deploy-personal-token", &token),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.headers["x-deploy-user"], "alice");
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert_eq!(answer.json()["user"], "alice");
+
+    // Envoy ext_authz with path_prefix: the original method and path are the request's.
+    let answer = ask(
+        &gw,
+        "DELETE",
+        "/patgate/auth/api/v1/repository/ci/Applications/x",
+        &[("authorization", &basic("bob", &bobs))],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.headers["x-deploy-user"], "bob");
+
+    let uri = ("x-original-uri", "/api/v1/deployit");
+    let token_header = [("x-deploy-personal-token", token.as_str())];
+    let alice_bob = basic("alice", &bobs);
+    let cases: [(Vec<Header>, u16, &str); 5] = [
+        (token_header.to_vec(), 400, "missing_original_uri"),
+        (vec![uri], 401, "missing_credentials"),
+        (
+            vec![uri, ("x-deploy-personal-token", "dpat_short")],
+            401,
+            "malformed_token",
+        ),
+        (
+            vec![
+                uri,
+                ("x-deploy-personal-token", "a"),
+                ("x_deploy_personal_token", "b"),
+            ],
+            401,
+            "malformed_credentials",
+        ),
+        // Bob's token claimed as Alice's.
+        (
+            vec![uri, ("authorization", &alice_bob)],
+            401,
+            "invalid_token",
+        ),
+    ];
+    for (headers, status, code) in cases {
+        let answer = ask(&gw, "GET", "/patgate/auth", &headers).await;
+        assert_eq!(answer.status, status, "{code}: {:?}", answer.body);
+        assert_eq!(answer.error_code(), code);
+        assert!(answer.headers.get("x-deploy-user").is_none());
+    }
+    let mut traced = token_header.to_vec();
+    traced.extend_from_slice(&[("x-original-method", "TRACE"), ("x-original-uri", "/x")]);
+    let answer = ask(&gw, "GET", "/patgate/auth", &traced).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.error_code().as_str()),
+        (403, "method_not_allowed")
+    );
+    let mut session = token_header.to_vec();
+    session.push(("x-original-uri", "/deployit/x;jsessionid=ABC"));
+    let answer = ask(&gw, "GET", "/patgate/auth", &session).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.error_code().as_str()),
+        (403, "session_id_in_url")
+    );
+    assert!(answer.headers.get("x-deploy-user").is_none());
+
+    gw.revoke(&id).await;
+    let refused = within(Duration::from_secs(1), || async {
+        let headers = [uri, token_header[0]];
+        ask(&gw, "GET", "/patgate/auth", &headers)
+            .await
+            .error_code()
+            == "invalid_token"
+    })
+    .await;
+    assert!(refused.is_some(), "a revoked token was accepted after 1 s");
+    assert_eq!(upstream.count(), 0, "forward-auth forwarded something");
+    gw.shutdown().await;
+}
+
+async fn only_trusted_proxies_are_answered(db: TestDb) {
+    let upstream = Upstream::start().await;
+    // The gateway believes only proxies in 10.0.0.0/8; this test connects from loopback.
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", SHARED_SECRET),
+        ],
+    ))
+    .await;
+    let (_, token) = gw.create_token("alice", "ci", Expiration::Days30).await;
+    let answer = ask(
+        &gw,
+        "GET",
+        "/patgate/auth",
+        &[
+            ("x-original-uri", "/x"),
+            ("x-deploy-personal-token", &token),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 403, "{:?}", answer.body);
+    assert_eq!(answer.error_code(), "untrusted_caller");
+    assert!(answer.headers.get("x-patgate-secret").is_none());
+    assert!(!String::from_utf8_lossy(&answer.body).contains(SHARED_SECRET));
+    gw.shutdown().await;
+}
