@@ -7,7 +7,8 @@
 //!   [`edge::fastpath`], everything else the general path ([`edge::proxy`] over
 //!   [`edge::upstream`]); both apply the header rules in [`edge::headers`] and take the
 //!   client address from [`edge::forwarded`]; [`edge::identity`] tells Deploy who the
-//!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes.
+//!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes, and
+//!   [`edge::forward_auth`] the same checks for a proxy that asks at `/patgate/auth`.
 //! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
 //!   checksum, hash), [`tokens::credentials`] (reading it from a request),
 //!   [`tokens::check`] (cache, store, policy), [`tokens::limiter`] (failed-check limit),
