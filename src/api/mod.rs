@@ -1,5 +1,6 @@
 //! The self-service and admin API under `/patgate/api/v1/`, and the SSO routes under
-//! `/patgate/sso/`: JSON in and out, routed with axum.
+//! `/patgate/sso/`: JSON in and out, routed with axum. SCIM (`/patgate/scim/v2`,
+//! [`crate::scim`]) is nested in the same router and shares its handling.
 //!
 //! The gateway's router hands these paths here ([`Api::handle`]): the body is read
 //! (at most [`MAX_BODY`]) on the worker, then the request runs on the main runtime,
