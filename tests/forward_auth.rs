@@ -18,6 +18,7 @@ on_both_backends!(
     nginx_auth_request_lets_through_only_valid_tokens_with_their_identity,
     traefik_and_envoy_conventions_are_read_and_bad_input_refused,
     only_trusted_proxies_are_answered,
+    failure_limits_count_the_client_the_proxy_forwarded,
 );
 
 const SHARED_SECRET: &str = "deploy-trusts-this-0123456789";
@@ -267,4 +268,42 @@ async fn only_trusted_proxies_are_answered(db: TestDb) {
     assert!(answer.headers.get("x-patgate-secret").is_none());
     assert!(!String::from_utf8_lossy(&answer.body).contains(SHARED_SECRET));
     gw.shutdown().await;
+}
+
+async fn failure_limits_count_the_client_the_proxy_forwarded(db: TestDb) {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_TRUSTED_PROXIES", "127.0.0.1"),
+            ("PATGATE_LIMITS__FAILURE_BURST", "2"),
+            ("PATGATE_LIMITS__FAILURES_PER_SECOND", "0.01"),
+        ],
+    ))
+    .await;
+    assert_eq!(invented_from(&gw, "203.0.113.9").await, "invalid_token");
+    assert_eq!(invented_from(&gw, "203.0.113.9").await, "invalid_token");
+    assert_eq!(invented_from(&gw, "203.0.113.9").await, "too_many_failures");
+    // Another client behind the same proxy is not held back by the first one.
+    assert_eq!(invented_from(&gw, "203.0.113.10").await, "invalid_token");
+    gw.shutdown().await;
+}
+
+/// Asks about a well-formed token nobody issued (a failed check) for `client`, as the
+/// proxy forwarded it; returns the error code.
+async fn invented_from(gw: &Gateway, client: &str) -> String {
+    let token = patgate::tokens::format::PlainToken::generate();
+    let answer = ask(
+        gw,
+        "GET",
+        "/patgate/auth",
+        &[
+            ("x-original-uri", "/x"),
+            ("x-forwarded-for", client),
+            ("x-deploy-personal-token", token.expose()),
+        ],
+    )
+    .await;
+    answer.error_code()
 }
