@@ -27,6 +27,10 @@ fi
 bash scripts/node-setup.sh
 # The e-mail tests run a real SMTP server on Python (tests/smtp).
 bash scripts/smtp-setup.sh
+# The SCIM tests run a compliance checker (scim2-cli, Python; tests/scim).
+bash scripts/scim-setup.sh
+# The forward-auth tests put a real nginx (auth_request) in front of the gateway.
+bash scripts/nginx-setup.sh
 # The page tests drive headless Chromium through chromedriver (tests/ui.rs).
 bash scripts/browser-setup.sh
 

@@ -8,7 +8,8 @@
 //!   [`edge::upstream`]); both apply the header rules in [`edge::headers`] and take the
 //!   client address from [`edge::forwarded`]; [`edge::identity`] tells Deploy who the
 //!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes (and the
-//!   admin listener); [`edge::malformed`] answers heads the parser refuses;
+//!   admin listener), and [`edge::forward_auth`] the same checks for a proxy that asks
+//!   at `/patgate/auth`; [`edge::malformed`] answers heads the parser refuses;
 //!   [`edge::access`] writes the access log; [`edge::preflight`] holds every check
 //!   `serve` makes before it listens, shared with `check-config`.
 //! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
@@ -19,7 +20,8 @@
 //!   [`tokens::usage`] (last-use, written off the request path), [`tokens::keys`].
 //! - [`api`]: the self-service and admin API under `/patgate/api/v1/` (one file per
 //!   resource) and its OpenAPI description; [`signin`]: who is calling it (Deploy's
-//!   password check, OpenID Connect, browser sessions).
+//!   password check, OpenID Connect, browser sessions); [`scim`]: SCIM 2.0 provisioning
+//!   at `/patgate/scim/v2`, where an identity provider disables and enables users.
 //! - [`ui`]: the web pages at `/patgate/` (sign-in, Access tokens, admin pages), static
 //!   files embedded in the binary that use the API and nothing else.
 //! - [`store`]: the database, one file per table group.
@@ -37,6 +39,7 @@ pub mod edge;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod scim;
 pub mod signin;
 pub mod store;
 pub mod tokens;

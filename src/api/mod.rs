@@ -1,5 +1,6 @@
 //! The self-service and admin API under `/patgate/api/v1/`, and the SSO routes under
-//! `/patgate/sso/`: JSON in and out, routed with axum.
+//! `/patgate/sso/`: JSON in and out, routed with axum. SCIM (`/patgate/scim/v2`,
+//! [`crate::scim`]) is nested in the same router and shares its handling.
 //!
 //! The gateway's router hands these paths here ([`Api::handle`]): the body is read
 //! (at most [`MAX_BODY`]) on the worker, then the request runs on the main runtime,
@@ -44,8 +45,8 @@ pub mod users;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Path prefixes this module answers.
-const PREFIXES: [&str; 2] = ["/patgate/api/", "/patgate/sso/"];
+/// Path prefixes this module answers (SCIM, [`crate::scim`], is nested in its router).
+const PREFIXES: [&str; 3] = ["/patgate/api/", "/patgate/sso/", "/patgate/scim/"];
 /// The seed's own example route, answered with the caller's tokens.
 pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
 
@@ -72,6 +73,8 @@ pub struct Api {
     pub notifier: Arc<Notifier>,
     /// `leaked.secret`: the key reports of leaked tokens are signed with.
     pub leaked_secret: Option<String>,
+    /// SCIM provisioning's secret; `None` while SCIM is off.
+    pub scim: Option<crate::config::Scim>,
     /// The main runtime, where the database connections live.
     runtime: tokio::runtime::Handle,
     router: Router,
@@ -93,6 +96,7 @@ impl Api {
             signin,
             notifier,
             leaked_secret: config.leaked.secret.clone(),
+            scim: config.scim.clone(),
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),
         }))
@@ -231,6 +235,7 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         .route("/patgate/sso/login", get(crate::signin::oidc::login))
         .route("/patgate/sso/callback", get(crate::signin::oidc::callback))
         .route(DEPLOY_TOKENS_ROUTE, get(tokens::list))
+        .nest(crate::scim::BASE, crate::scim::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ApiRef(api))

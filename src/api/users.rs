@@ -143,19 +143,36 @@ pub async fn revoke_all(
     let api = api.get()?;
     caller.require_admin()?;
     existing(&api, &username).await?;
-    for token in api.store.live_tokens(&username).await? {
+    let actor = Some(caller.username.clone());
+    delete_all_tokens(&api, &username, actor, caller.ip.to_string(), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes every live token of a user, each audited (`via` as in [`change_access`]).
+pub async fn delete_all_tokens(
+    api: &super::Api,
+    username: &str,
+    actor: Option<String>,
+    ip: String,
+    via: Option<&'static str>,
+) -> Result<(), ApiError> {
+    for token in api.store.live_tokens(username).await? {
         api.store.revoke_token(&token.id).await?;
+        let mut detail = serde_json::json!({"name": token.name});
+        if let Some(via) = via {
+            detail["via"] = via.into();
+        }
         api.audit(AuditEvent {
-            actor: Some(caller.username.clone()),
+            actor: actor.clone(),
             action: "token.deleted",
-            username: Some(username.clone()),
+            username: Some(username.to_string()),
             token_id: Some(token.id),
-            ip: Some(caller.ip.to_string()),
-            detail: Some(serde_json::json!({"name": token.name})),
+            ip: Some(ip.clone()),
+            detail: Some(detail),
         })
         .await;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 async fn set_disabled(
@@ -173,23 +190,49 @@ async fn set_disabled(
         ));
     }
     existing(&api, &username).await?;
-    api.store.set_user_disabled(&username, disabled).await?;
+    let actor = Some(caller.username.clone());
+    change_access(
+        &api,
+        &username,
+        disabled,
+        actor,
+        caller.ip.to_string(),
+        None,
+    )
+    .await?;
+    Ok(Json(existing(&api, &username).await?.into()))
+}
+
+/// Disables or enables a user, the one way every caller does it (this API, SCIM): the
+/// flag, whose change evicts the user's cached tokens on every replica within a second;
+/// when disabled, the end of their browser sessions; an audit entry (`via` names the
+/// channel in its detail when it is not this API).
+pub async fn change_access(
+    api: &super::Api,
+    username: &str,
+    disabled: bool,
+    actor: Option<String>,
+    ip: String,
+    via: Option<&'static str>,
+) -> Result<(), ApiError> {
+    api.store.set_user_disabled(username, disabled).await?;
     if disabled {
-        api.store.delete_user_sessions(&username).await?;
+        api.store.delete_user_sessions(username).await?;
     }
     api.audit(AuditEvent {
-        actor: Some(caller.username.clone()),
+        actor,
         action: if disabled {
             "user.disabled"
         } else {
             "user.enabled"
         },
-        username: Some(username.clone()),
-        ip: Some(caller.ip.to_string()),
+        username: Some(username.to_string()),
+        ip: Some(ip),
+        detail: via.map(|via| serde_json::json!({ "via": via })),
         ..AuditEvent::default()
     })
     .await;
-    Ok(Json(existing(&api, &username).await?.into()))
+    Ok(())
 }
 
 /// Disables a user: their tokens are refused within a second and their sessions end.

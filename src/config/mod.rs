@@ -14,11 +14,13 @@ use serde_yaml_ng::Value;
 
 mod jwt;
 mod notify;
+mod scim;
 mod signin;
 mod token_rules;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use notify::Notify;
+pub use scim::Scim;
 pub use signin::{SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
 mod cidr;
@@ -79,6 +81,8 @@ pub struct Config {
     pub sso: Option<Sso>,
     /// The expiry notifier's schedule and limits.
     pub notify: Notify,
+    /// SCIM provisioning at `/patgate/scim/v2`; `None` (off) while `scim.secret` is unset.
+    pub scim: Option<Scim>,
     /// Proxies in front of the gateway whose `X-Forwarded-For` entries are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// What becomes of request headers whose names contain `_`.
@@ -255,6 +259,8 @@ struct Raw {
     sso: signin::RawSso,
     #[serde(default)]
     notify: notify::RawNotify,
+    #[serde(default)]
+    scim: scim::RawScim,
     #[serde(default, deserialize_with = "list")]
     trusted_proxies: Vec<String>,
     #[serde(default = "default_underscores")]
@@ -1135,6 +1141,7 @@ impl Raw {
             notify: self.notify.validate()?,
             webhooks: self.webhooks.validate()?,
             leaked: self.leaked.validate()?,
+            scim: self.scim.validate()?,
         })
     }
 }

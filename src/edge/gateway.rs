@@ -19,7 +19,7 @@ use crate::edge::headers::{self, Rules};
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
 use crate::edge::response::{json_error, Body};
-use crate::edge::{access, endpoints};
+use crate::edge::{access, endpoints, forward_auth};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::{Refusal, TokenCheck};
@@ -36,7 +36,7 @@ const REALM: HeaderValue = HeaderValue::from_static("Basic realm=\"Digital.ai De
 
 /// Methods the gateway refuses: CONNECT (it is not a forward proxy) and TRACE/TRACK
 /// (Deploy would echo the identity headers the gateway adds, secrets included).
-fn refuse_method(method: &Method) -> Option<Response<Body>> {
+pub fn refuse_method(method: &Method) -> Option<Response<Body>> {
     let refused = *method == Method::CONNECT
         || *method == Method::TRACE
         || method.as_str().eq_ignore_ascii_case("TRACK");
@@ -187,6 +187,9 @@ impl Gateway {
     ) -> Response<Body> {
         if endpoints::is_reserved(req.uri().path()) {
             note.kind = access::Kind::Gateway;
+            if forward_auth::serves(req.uri().path()) {
+                return forward_auth::handle(self, req, peer).await;
+            }
             if api::serves(req.uri().path()) {
                 let forwarded = req
                     .headers()

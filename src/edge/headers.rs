@@ -268,6 +268,11 @@ impl Rules {
         self.trusted_proxies.resolve(peer, forwarded_for)
     }
 
+    /// Whether `peer` is one of `trusted_proxies`.
+    pub fn trusts_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.trusts(peer)
+    }
+
     /// General path: the refusals that come before anything else looks at a request.
     pub fn check<B>(&self, req: &Request<B>, token_request: bool) -> Result<(), BadRequest> {
         let headers = req.headers();

@@ -6,6 +6,7 @@ pub mod access;
 pub mod deploy_check;
 pub mod endpoints;
 pub mod fastpath;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod gateway;
 pub mod headers;

@@ -20,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 mod audit;
 mod invalidations;
 mod notifications;
+mod scim;
 mod sessions;
 mod settings;
 mod signing_keys;
@@ -32,6 +33,7 @@ pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
 };
+pub use scim::{ScimUser, ScimUserQuery};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
 pub use signing_keys::StoredKey;
@@ -101,6 +103,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "token rules",
         include_str!("../../migrations/sqlite/0005_token_rules.sql"),
     ),
+    (
+        6,
+        "scim",
+        include_str!("../../migrations/sqlite/0006_scim.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -127,6 +134,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "token rules",
         include_str!("../../migrations/postgres/0005_token_rules.sql"),
+    ),
+    (
+        6,
+        "scim",
+        include_str!("../../migrations/postgres/0006_scim.sql"),
     ),
 ];
 

@@ -50,6 +50,7 @@ macro_rules! on_both_backends {
 pub mod api;
 pub mod browser;
 pub mod deploy_jwt;
+pub mod nginx;
 pub mod node;
 pub mod oidc;
 pub mod scripted;

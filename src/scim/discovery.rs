@@ -1,0 +1,168 @@
+//! The discovery documents (RFC 7644 §4): what this server supports
+//! (`/ServiceProviderConfig`), the one resource type it serves (`/ResourceTypes`) and
+//! that type's schema (`/Schemas`), each as a SCIM client reads them before anything else.
+
+use axum::extract::Path;
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::users::USER_SCHEMA;
+use super::{scim_json, Provisioner, ScimError, BASE, MAX_RESULTS};
+
+const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+fn list(resources: Vec<Value>) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [LIST_SCHEMA],
+            "totalResults": resources.len(),
+            "startIndex": 1,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        }),
+    )
+}
+
+/// `GET /ServiceProviderConfig`.
+pub async fn service_provider_config(caller: Provisioner) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [SPC_SCHEMA],
+            "patch": {"supported": true},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": true, "maxResults": MAX_RESULTS},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": false},
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "Bearer token",
+                "description": "Authorization: Bearer with the secret set as scim.secret in the gateway's configuration",
+                "primary": true,
+            }],
+            "meta": {
+                "resourceType": "ServiceProviderConfig",
+                "location": format!("{}{BASE}/ServiceProviderConfig", caller.origin),
+            },
+        }),
+    )
+}
+
+fn user_type(origin: &str) -> Value {
+    json!({
+        "schemas": [RESOURCE_TYPE_SCHEMA],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "A user of Deploy whose personal access tokens the gateway checks",
+        "schema": USER_SCHEMA,
+        "meta": {
+            "resourceType": "ResourceType",
+            "location": format!("{origin}{BASE}/ResourceTypes/User"),
+        },
+    })
+}
+
+/// `GET /ResourceTypes`.
+pub async fn resource_types(caller: Provisioner) -> Response {
+    list(vec![user_type(&caller.origin)])
+}
+
+/// `GET /ResourceTypes/{name}`.
+pub async fn resource_type(
+    caller: Provisioner,
+    Path(name): Path<String>,
+) -> Result<Response, ScimError> {
+    if name != "User" {
+        return Err(ScimError::new(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("no resource type {name:?}; this server serves User"),
+        ));
+    }
+    Ok(scim_json(StatusCode::OK, &user_type(&caller.origin)))
+}
+
+fn attribute(name: &str, kind: &str, description: &str) -> Value {
+    json!({
+        "name": name,
+        "type": kind,
+        "multiValued": false,
+        "description": description,
+        "required": false,
+        "caseExact": false,
+        "mutability": "readWrite",
+        "returned": "default",
+        "uniqueness": "none",
+    })
+}
+
+/// The User schema as this server keeps it: the attributes of RFC 7643's User that it
+/// stores; anything else a provider sends is accepted and not kept.
+fn user_schema(origin: &str) -> Value {
+    let mut username = attribute(
+        "userName",
+        "string",
+        "The Deploy username; fixed once created, since tokens belong to it",
+    );
+    username["required"] = true.into();
+    username["caseExact"] = true.into();
+    username["mutability"] = "immutable".into();
+    username["uniqueness"] = "server".into();
+    let active = attribute(
+        "active",
+        "boolean",
+        "false disables the user: their tokens are refused and their sessions end",
+    );
+    let mut emails = attribute(
+        "emails",
+        "complex",
+        "The address expiry notices go to; one is kept (the primary one, else the first)",
+    );
+    emails["multiValued"] = true.into();
+    emails["subAttributes"] = json!([attribute("value", "string", "An e-mail address")]);
+    json!({
+        "schemas": [SCHEMA_SCHEMA],
+        "id": USER_SCHEMA,
+        "name": "User",
+        "description": "User Account",
+        "attributes": [username, active, emails],
+        "meta": {
+            "resourceType": "Schema",
+            "location": format!("{origin}{BASE}/Schemas/{USER_SCHEMA}"),
+        },
+    })
+}
+
+/// `POST /.search`: searching every resource type at once is not offered (501, as
+/// RFC 7644 §3.4.3 allows); `GET /Users?filter=` finds users.
+pub async fn search_all(_caller: Provisioner) -> ScimError {
+    ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "searching all resource types at once is not supported; use GET /Users?filter=userName eq \"…\"",
+    )
+}
+
+/// `GET /Schemas`.
+pub async fn schemas(caller: Provisioner) -> Response {
+    list(vec![user_schema(&caller.origin)])
+}
+
+/// `GET /Schemas/{urn}`.
+pub async fn schema(caller: Provisioner, Path(urn): Path<String>) -> Result<Response, ScimError> {
+    if urn != USER_SCHEMA {
+        return Err(ScimError::new(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("no schema {urn:?}; this server describes {USER_SCHEMA}"),
+        ));
+    }
+    Ok(scim_json(StatusCode::OK, &user_schema(&caller.origin)))
+}
