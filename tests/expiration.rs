@@ -29,6 +29,7 @@ async fn cli_json(config: &std::path::Path, args: &[&str]) -> Value {
 
 async fn expiration_choices_on_the_command_line_last_exactly_their_length(db: TestDb) {
     let config = config_file(&db, "http://127.0.0.1:9", "127.0.0.1:0");
+    first_start(&config).await;
     let choices = [
         ("7d", Some(7 * DAY)),
         ("30d", Some(30 * DAY)),
