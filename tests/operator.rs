@@ -663,3 +663,59 @@ fn the_readme_first_token_steps_name_the_command_they_use() {
         "{first_token}"
     );
 }
+
+#[tokio::test]
+async fn ordinary_headers_reach_deploy_and_claimed_identities_are_removed_and_logged() {
+    let upstream = Upstream::start().await;
+    let site = Site::new(&upstream.url());
+    let gateway = site
+        .serve(&[(
+            "PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET",
+            "deploy-trusts-this-0123456789",
+        )])
+        .await;
+    let (_, out, _) = site.cli(&create_args("headers", &[])).await;
+    let token = out.trim().to_string();
+
+    // A token request (the fast path): the client's own headers go on untouched.
+    let answer = get(
+        &gateway.url("/deployit/repository/ci"),
+        &[
+            ("x-deploy-personal-token", &token),
+            ("accept", "application/json"),
+            ("x-trace-id", "abc123"),
+            ("user-agent", "ci-bot/1.0"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.headers["accept"], "application/json");
+    assert_eq!(seen.headers["x-trace-id"], "abc123");
+    assert_eq!(seen.headers["user-agent"], "ci-bot/1.0");
+    assert_eq!(seen.headers["x-deploy-user"], "alice");
+
+    // A request without a token that claims to be someone: the claim is removed, and
+    // the operator can see that it was tried.
+    let answer = get(
+        &gateway.url("/deployit/metadata/type"),
+        &[("x-deploy-user", "admin"), ("accept", "application/xml")],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let seen = upstream.last();
+    assert!(seen.headers.get("x-deploy-user").is_none(), "{seen:?}");
+    assert_eq!(seen.headers["accept"], "application/xml");
+    let id = answer.headers["x-request-id"].to_str().unwrap().to_string();
+    let logged = || {
+        gateway
+            .stderr
+            .lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("removed client-supplied identity headers"))
+    };
+    within(Duration::from_secs(3), || std::future::ready(logged())).await;
+    assert!(logged(), "the removal is logged with the request id");
+    gateway.terminate().await;
+}
