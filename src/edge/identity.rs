@@ -148,11 +148,6 @@ impl UpstreamIdentity {
     pub fn jwks(&self) -> Option<serde_json::Value> {
         self.jwt.as_ref().and_then(|minter| minter.jwks())
     }
-
-    /// The JWT minter (jwt mode).
-    pub fn jwt(&self) -> Option<&Arc<JwtMinter>> {
-        self.jwt.as_ref()
-    }
 }
 
 #[cfg(test)]
@@ -183,6 +178,27 @@ mod tests {
                 clock_skew: Duration::from_secs(60),
             },
             basic: None,
+        }
+    }
+
+    #[test]
+    fn a_username_that_could_break_the_head_is_never_written() {
+        let identity = UpstreamIdentity::new(&settings(IdentityMode::Header), None).unwrap();
+        for bad in [
+            "eve\r\nx-deploy-user: admin",
+            "eve\n",
+            "eve\u{0}",
+            "eve\u{7f}",
+        ] {
+            let mut out = Vec::new();
+            assert!(identity.write_lines(&mut out, bad).is_err(), "{bad:?}");
+            assert!(out.is_empty(), "{bad:?}");
+        }
+        // Spaces and tabs are allowed in header values, and in LDAP names.
+        for good in ["Jane Doe", "jane\tdoe"] {
+            let mut out = Vec::new();
+            assert!(identity.write_lines(&mut out, good).unwrap());
+            assert_eq!(out, format!("x-deploy-user: {good}\r\n").into_bytes());
         }
     }
 
