@@ -46,7 +46,7 @@ declare -A FILTER=(
 )
 declare -A TESTS=(
   [tokens]="--lib --test token_generation --test expiration --test auth --test proxy"
-  [edge]="--lib --test fastpath --test hygiene --test proxy --test auth --test operator"
+  [edge]="--lib --test fastpath --test hygiene --test proxy --test auth --test operator --test api"
 )
 
 if [ -z "${PATGATE_TEST_POSTGRES_URL:-}" ]; then

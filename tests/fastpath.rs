@@ -397,3 +397,31 @@ async fn stopping_finishes_the_request_under_way_and_says_so() {
     assert!(!answers.contains("path=/next"), "{answers}");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_http_1_0_client_never_gets_a_chunked_answer_it_cannot_read() {
+    let s = setup().await;
+    let request = format!(
+        "GET /chunked HTTP/1.0\r\nHost: deploy.example\r\nx-deploy-personal-token: {}\r\n\r\n",
+        s.token
+    );
+    let mut stream = TcpStream::connect(s.gw.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an HTTP/1.0 answer ends with its connection")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1."), "{head}");
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "HTTP/1.0 has no chunked encoding: {head}"
+    );
+    assert_eq!(body, "hello world");
+}
