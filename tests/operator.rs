@@ -685,11 +685,26 @@ async fn ordinary_headers_reach_deploy_and_claimed_identities_are_removed_and_lo
             ("accept", "application/json"),
             ("x-trace-id", "abc123"),
             ("user-agent", "ci-bot/1.0"),
+            // Forwarding headers are the gateway's to set, never the client's.
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-real-ip", "10.9.9.9"),
+            ("forwarded", "for=10.9.9.9;host=evil.example"),
         ],
     )
     .await;
     assert_eq!(answer.status, 200);
     let seen = upstream.last();
+    for (name, value) in [
+        ("x-forwarded-host", gateway.addr.to_string()),
+        ("x-forwarded-proto", "http".to_string()),
+    ] {
+        let values: Vec<_> = seen.headers.get_all(name).iter().collect();
+        assert_eq!(values, [value.as_str()], "{name}: {seen:?}");
+    }
+    for name in ["x-real-ip", "forwarded"] {
+        assert!(seen.headers.get(name).is_none(), "{name}: {seen:?}");
+    }
     assert_eq!(seen.headers["accept"], "application/json");
     assert_eq!(seen.headers["x-trace-id"], "abc123");
     assert_eq!(seen.headers["user-agent"], "ci-bot/1.0");
