@@ -112,12 +112,12 @@ fn token_for(args: &Args, n: u64) -> Option<String> {
         Mode::Unique => args.tokens.get(n as usize).cloned(),
         Mode::Cycle => Some(args.tokens[n as usize % args.tokens.len()].clone()),
         Mode::Unknown => Some(
-            patgate::tokens::format::PlainToken::generate()
+            patgate::core::token::PlainToken::generate()
                 .expose()
                 .to_string(),
         ),
         Mode::Malformed => {
-            let mut t = patgate::tokens::format::PlainToken::generate()
+            let mut t = patgate::core::token::PlainToken::generate()
                 .expose()
                 .to_string();
             t.truncate(t.len() - 6);

@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(config_path.as_ref())?;
     let (store, _) = patgate::edge::server::open_store(&config).await?;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     let mut seconds = Vec::with_capacity(rounds);
     let mut found = 0;
     for _ in 0..rounds {

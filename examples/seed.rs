@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use patgate::config::Config;
-use patgate::tokens::format::{hex, PlainToken};
+use patgate::core::token::{hex, PlainToken};
 use sqlx::any::AnyPoolOptions;
 
 const BATCH: usize = 500;
@@ -49,8 +49,8 @@ async fn main() -> anyhow::Result<()> {
         .connect(&sqlite_rwc(&config.database.url))
         .await?;
 
-    let run = patgate::store::now();
-    let created = patgate::store::now();
+    let run = patgate::core::time::now();
+    let created = patgate::core::time::now();
     let mut tx = pool.begin().await?;
     for u in 0..users {
         sqlx::query("INSERT INTO users (username, source, email, disabled, created_at) VALUES ($1, 'internal', $2, FALSE, $3) ON CONFLICT (username) DO NOTHING")

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::core::scope::Scope;
+use crate::core::token::{Expiration, TokenHasher};
 use crate::edge::server;
 use crate::store::{self, TokenRecord, UserSource};
-use crate::tokens::format::{Expiration, TokenHasher};
 use crate::tokens::issue::{self, TokenRules};
-use crate::tokens::rules::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -460,7 +460,7 @@ async fn jwt_key(
     {
         anyhow::bail!("signing keys are used with upstream.identity.mode jwt and an RS256 or EdDSA algorithm; HS256 uses upstream.identity.jwt.secret");
     }
-    let sealer = std::sync::Arc::new(crate::tokens::sealed::Sealer::new(hasher.raw_keys()));
+    let sealer = std::sync::Arc::new(crate::core::sealed::Sealer::new(hasher.raw_keys()));
     let minter = crate::edge::jwt::JwtMinter::start(settings, store.clone(), sealer).await?;
     if let JwtKeyCommand::Rotate = command {
         let added = minter.rotate().await?;
@@ -477,7 +477,7 @@ async fn jwt_key(
     for (kid, not_before) in minter.describe() {
         let state = if kid == signing {
             "signing"
-        } else if not_before > store::now() {
+        } else if not_before > crate::core::time::now() {
             "next"
         } else {
             "replaced (published until its JWTs expire)"
@@ -503,7 +503,7 @@ pub async fn run_notify(config: &Config, command: NotifyCommand) -> anyhow::Resu
     let result = match command {
         NotifyCommand::RunOnce => {
             notifier
-                .run_pass(store::now(), crate::notify::Cause::Command)
+                .run_pass(crate::core::time::now(), crate::notify::Cause::Command)
                 .await
         }
     };
@@ -618,9 +618,9 @@ fn table(records: &[TokenRecord]) -> String {
     for r in records {
         let state = if r.revoked_at.is_some() {
             "revoked"
-        } else if r.grace_until.is_some_and(|g| g <= store::now()) {
+        } else if r.grace_until.is_some_and(|g| g <= crate::core::time::now()) {
             "rotated"
-        } else if r.expires_at.is_some_and(|e| e <= store::now()) {
+        } else if r.expires_at.is_some_and(|e| e <= crate::core::time::now()) {
             "expired"
         } else {
             "active"

@@ -35,6 +35,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod edge;
 pub mod logging;
 pub mod metrics;

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::tokens::check::Refusal;
+use crate::core::refusal::Refusal;
 
 thread_local! {
     /// Which counter set this thread increments (0: threads that are not workers).

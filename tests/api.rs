@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::api::{as_user, call, Session};
 use common::*;
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -691,13 +691,13 @@ async fn admins_manage_users_and_read_the_audit_log(db: TestDb) {
         .ensure_user("bob", patgate::store::UserSource::Internal, None)
         .await
         .unwrap();
-    let lapsed = patgate::tokens::format::PlainToken::generate();
+    let lapsed = patgate::core::token::PlainToken::generate();
     api.store
         .create_token(
             "bob",
             "lapsed",
             &api.hasher.hash(lapsed.expose().as_bytes()),
-            Some(patgate::store::now() - 10),
+            Some(patgate::core::time::now() - 10),
         )
         .await
         .unwrap();

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use patgate::core::token::{Expiration, PlainToken, TokenHasher};
 use patgate::store::Store;
-use patgate::tokens::format::{Expiration, PlainToken, TokenHasher};
 
 on_both_backends!(
     every_accepted_form_reaches_deploy_as_the_owner_without_the_token,
@@ -73,7 +73,7 @@ async fn refused_tokens_never_reach_deploy(db: TestDb) {
     let (_, disabled_users) = gw.create_token("bob", "ci", Expiration::Days7).await;
     gw.set_disabled("bob", true).await;
     let unknown = PlainToken::generate();
-    let expired = insert_token(&gw.config, "carol", Some(patgate::store::now() - 10)).await;
+    let expired = insert_token(&gw.config, "carol", Some(patgate::core::time::now() - 10)).await;
     let mut wrong_checksum = unknown.expose().to_string();
     wrong_checksum.pop();
     wrong_checksum.push(if unknown.expose().ends_with('A') {
@@ -219,12 +219,12 @@ async fn disabling_a_user_refuses_their_tokens_within_a_second(db: TestDb) {
 async fn expired_token_is_refused_even_when_cached(db: TestDb) {
     let upstream = Upstream::start().await;
     let gw = Gateway::start(config(&db, &upstream.url(), &[])).await;
-    let expires_at = patgate::store::now() + 2;
+    let expires_at = patgate::core::time::now() + 2;
     let token = insert_token(&gw.config, "alice", Some(expires_at)).await;
     let auth = [("x-deploy-personal-token", token.as_str())];
     assert_eq!(get(&gw.url("/x"), &auth).await.status, 200);
     // Wait past the expiry instant; the cache entry itself lives for minutes.
-    while patgate::store::now() < expires_at {
+    while patgate::core::time::now() < expires_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let answer = get(&gw.url("/x"), &auth).await;
@@ -247,7 +247,7 @@ async fn last_use_is_recorded_off_the_request_path(db: TestDb) {
     let record = store.get_token(&id).await.unwrap();
     assert!(record
         .last_used_at
-        .is_some_and(|t| (t - patgate::store::now()).abs() < 60));
+        .is_some_and(|t| (t - patgate::core::time::now()).abs() < 60));
     assert_eq!(record.last_used_ip.as_deref(), Some("127.0.0.1"));
 }
 

@@ -39,7 +39,7 @@ async fn expiration_choices_on_the_command_line_last_exactly_their_length(db: Te
         ("never", None),
     ];
     for (choice, lifetime) in choices {
-        let before = patgate::store::now();
+        let before = patgate::core::time::now();
         let made = cli_json(
             &config,
             &[
@@ -55,7 +55,7 @@ async fn expiration_choices_on_the_command_line_last_exactly_their_length(db: Te
             ],
         )
         .await;
-        let after = patgate::store::now();
+        let after = patgate::core::time::now();
         let created = instant(&made["created_at"]);
         assert!(
             (before..=after).contains(&created),

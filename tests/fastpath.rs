@@ -17,7 +17,7 @@ use http::StatusCode;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

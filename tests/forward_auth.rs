@@ -13,8 +13,8 @@ use common::nginx::Nginx;
 use common::oidc::request;
 use common::*;
 use patgate::cli::{Admin, CreateArgs, TokenCommand};
-use patgate::tokens::format::Expiration;
-use patgate::tokens::rules::Scope;
+use patgate::core::scope::Scope;
+use patgate::core::token::Expiration;
 
 on_both_backends!(
     nginx_auth_request_lets_through_only_valid_tokens_with_their_identity,
@@ -296,7 +296,7 @@ async fn failure_limits_count_the_client_the_proxy_forwarded(db: TestDb) {
 /// Asks about a well-formed token nobody issued (a failed check) for `client`, as the
 /// proxy forwarded it; returns the error code.
 async fn invented_from(gw: &Gateway, client: &str) -> String {
-    let token = patgate::tokens::format::PlainToken::generate();
+    let token = patgate::core::token::PlainToken::generate();
     let answer = ask(
         gw,
         "GET",

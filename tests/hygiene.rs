@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::scripted::{raw_exchange, Scripted};
 use common::*;
-use patgate::tokens::format::{Expiration, PlainToken};
+use patgate::core::token::{Expiration, PlainToken};
 
 /// Deploy's answers: one path per kind of answer the tests need.
 fn deploy(_method: &str, path: &str) -> (Vec<u8>, bool) {

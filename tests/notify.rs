@@ -111,7 +111,7 @@ async fn enable(gw: &Gateway, server_id: &str, days: i64) {
 /// A token stored directly, with an exact expiry (and any name).
 async fn token(gw: &Gateway, user: &str, name: &str, expires_at: Option<i64>) -> String {
     let api = api(gw);
-    let plain = patgate::tokens::format::PlainToken::generate();
+    let plain = patgate::core::token::PlainToken::generate();
     let hash = api.hasher.hash(plain.expose().as_bytes());
     api.store
         .create_token(user, name, &hash, expires_at)
@@ -409,7 +409,7 @@ async fn a_pass_mails_each_due_token_once_at_the_window_boundaries(db: TestDb) {
     let smtp = SmtpServer::start(Mode::Plain, false).await;
     let id = create_item(&gw, &item("relay", smtp.port, Mode::Plain, None)).await;
     enable(&gw, &id, 7).await;
-    let now = patgate::store::now() + 3 * DAY;
+    let now = patgate::core::time::now() + 3 * DAY;
     user(&gw, "alice", Some("alice@example.com")).await;
     user(&gw, "bob", Some("bob@example.com")).await;
     user(&gw, "carol", None).await;
@@ -540,7 +540,7 @@ async fn a_failed_pass_is_retried_by_the_next_and_never_counted_as_sent(db: Test
     drop(closed);
     let id = create_item(&gw, &item("relay", dead_port, Mode::Plain, None)).await;
     enable(&gw, &id, 7).await;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     user(&gw, "alice", Some("alice@example.com")).await;
     for i in 0..3 {
         token(&gw, "alice", &format!("t{i}"), Some(now + DAY * (i + 1))).await;
@@ -598,7 +598,7 @@ async fn two_concurrent_passes_send_each_email_once(db: TestDb) {
     let smtp = SmtpServer::start(Mode::Plain, false).await;
     let id = create_item(&one, &item("relay", smtp.port, Mode::Plain, None)).await;
     enable(&one, &id, 30).await;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     user(&one, "alice", Some("alice@example.com")).await;
     const TOKENS: i64 = 40;
     for i in 0..TOKENS {
@@ -634,7 +634,7 @@ async fn a_claim_left_by_a_crashed_pass_is_retried_only_after_the_lease(db: Test
     let smtp = SmtpServer::start(Mode::Plain, false).await;
     let id = create_item(&gw, &item("relay", smtp.port, Mode::Plain, None)).await;
     enable(&gw, &id, 7).await;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     user(&gw, "alice", Some("alice@example.com")).await;
     let recent = token(&gw, "alice", "claimed a minute ago", Some(now + DAY)).await;
     let stale = token(&gw, "alice", "claimed an hour ago", Some(now + DAY)).await;
@@ -761,7 +761,7 @@ async fn settings_refuse_bad_templates_and_unknown_servers(db: TestDb) {
 async fn nothing_is_sent_while_disabled_or_without_a_server_and_the_api_says_why(db: TestDb) {
     let (_upstream, gw) = start(&db, &[]).await;
     let smtp = SmtpServer::start(Mode::Plain, false).await;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     user(&gw, "alice", Some("alice@example.com")).await;
     token(&gw, "alice", "soon", Some(now + DAY)).await;
 
@@ -828,7 +828,7 @@ async fn a_token_name_with_markup_arrives_escaped_in_the_html_body() {
     let smtp = SmtpServer::start(Mode::Plain, false).await;
     let id = create_item(&gw, &item("relay", smtp.port, Mode::Plain, None)).await;
     enable(&gw, &id, 7).await;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     user(&gw, "alice", Some("alice@example.com")).await;
     // Through the store: the API refuses such names, older rows may have them.
     token(&gw, "alice", "<script>alert(1)</script>", Some(now + DAY)).await;
@@ -858,7 +858,7 @@ async fn a_gateway_that_missed_the_daily_pass_catches_up_at_start() {
     );
     // A pass three days ago, by a gateway that has been down since.
     let (store, _) = patgate::edge::server::open_store(&cfg).await.unwrap();
-    let long_ago = patgate::store::now() - 3 * DAY;
+    let long_ago = patgate::core::time::now() - 3 * DAY;
     store
         .record_pass(&PassRecord {
             started_at: long_ago,
@@ -923,13 +923,13 @@ async fn a_hanging_smtp_server_holds_up_neither_the_proxy_nor_shutdown() {
     });
     let id = create_item(&setup, &item("hanging", port, Mode::Plain, None)).await;
     enable(&setup, &id, 7).await;
-    let now = patgate::store::now();
+    let now = patgate::core::time::now();
     user(&setup, "alice", Some("alice@example.com")).await;
     for i in 0..10 {
         token(&setup, "alice", &format!("t{i}"), Some(now + DAY)).await;
     }
     let (_, pat) = setup
-        .create_token("bob", "proxy", patgate::tokens::format::Expiration::Days7)
+        .create_token("bob", "proxy", patgate::core::token::Expiration::Days7)
         .await;
     setup.shutdown().await;
 
@@ -983,7 +983,7 @@ async fn run_once_from_the_command_line_prints_one_line() {
     let id = create_item(&gw, &item("refused", port, Mode::Plain, None)).await;
     enable(&gw, &id, 7).await;
     user(&gw, "alice", Some("alice@example.com")).await;
-    token(&gw, "alice", "soon", Some(patgate::store::now() + DAY)).await;
+    token(&gw, "alice", "soon", Some(patgate::core::time::now() + DAY)).await;
     let (code, stdout, stderr) = run_cli(&file, &["notify", "run-once"]).await;
     assert_eq!(code, 1, "{stdout}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -40,7 +40,7 @@ async fn cli_follows_the_documented_contract() {
     assert_eq!(lines.len(), 1, "the token is the only line: {stdout:?}");
     assert!(lines[0].starts_with("dpat_"));
     assert_eq!(
-        patgate::tokens::format::check_format(lines[0].as_bytes()),
+        patgate::core::token::check_format(lines[0].as_bytes()),
         Ok(())
     );
 
@@ -374,7 +374,7 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     )
     .await;
     let token = cli_token(&file, "alice", "ci", "7d").await;
-    let unknown = patgate::tokens::format::PlainToken::generate()
+    let unknown = patgate::core::token::PlainToken::generate()
         .expose()
         .to_string();
     let password = basic("admin", "admin-pa55word");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn sqlite() -> TestDb {
@@ -168,7 +168,7 @@ async fn jwt_mode_sends_a_short_lived_jwt_verifiable_with_the_published_keys() {
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["aud"], "deploy-test");
     assert_eq!(claims["iss"], "patgate");
-    let lifetime = claims["exp"].as_i64().unwrap() - patgate::store::now();
+    let lifetime = claims["exp"].as_i64().unwrap() - patgate::core::time::now();
     assert!((1..=300).contains(&lifetime), "exp {lifetime}s ahead");
     assert_eq!(seen.headers["x-deploy-user"], "alice");
     gw.shutdown().await;
@@ -491,7 +491,7 @@ async fn a_token_sent_as_bearer_is_checked_not_forwarded() {
     assert_eq!(answer.status, 200);
     assert_eq!(upstream.last().headers["x-deploy-user"], "alice");
     assert!(upstream.last().headers.get("authorization").is_none());
-    let unknown = patgate::tokens::format::PlainToken::generate();
+    let unknown = patgate::core::token::PlainToken::generate();
     let answer = get(
         &gw.url("/x"),
         &[("authorization", &format!("Bearer {}", unknown.expose()))],

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::api::{as_user, Session};
 use common::oidc::request;
 use common::*;
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 use serde_json::{json, Value};
 
 on_both_backends!(

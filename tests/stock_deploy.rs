@@ -15,7 +15,7 @@ use base64::Engine;
 use common::deploy_jwt::{JwtDeploy, JwtDeployOptions};
 use common::*;
 use patgate::cli::{self, Admin, JwtKeyCommand, TokenKeyCommand};
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 
 const HS_SECRET: &str = "0123456789abcdef0123456789abcdef-shared";
 
@@ -193,7 +193,7 @@ async fn mint(gw: &Gateway, user: &str) -> String {
             .await
             .unwrap()
             .0,
-        Arc::new(patgate::tokens::sealed::Sealer::new(
+        Arc::new(patgate::core::sealed::Sealer::new(
             patgate::edge::server::open_store(&gw.config)
                 .await
                 .unwrap()
@@ -465,7 +465,7 @@ async fn the_token_key_rotates_under_load_without_a_refused_request() {
         drop(phase1);
         drop(phase2);
         let phase2 = Gateway::start(phase(&new_key, &old_key)).await;
-        let old_id = patgate::tokens::sealed::key_id(&[0x11; 32]);
+        let old_id = patgate::core::sealed::key_id(&[0x11; 32]);
         let status = cli::run_admin(&phase2.config, Admin::TokenKey(TokenKeyCommand::Status))
             .await
             .unwrap();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A self-signed certificate for localhost / 127.0.0.1, made with openssl.

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use patgate::tokens::format::{check_format, MalformedToken, PlainToken, TOKEN_LEN};
+use patgate::core::token::{check_format, MalformedToken, PlainToken, TOKEN_LEN};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const PREFIX: &str = "dpat_";

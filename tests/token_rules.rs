@@ -15,7 +15,7 @@ use common::api::{as_user, call};
 use common::smtp::{Mode, SmtpServer};
 use common::*;
 use patgate::cli::{Admin, CreateArgs, TokenCommand};
-use patgate::tokens::format::Expiration;
+use patgate::core::token::Expiration;
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -408,7 +408,7 @@ async fn leaked_reports_are_signed_and_revoke_without_naming_owners(db: TestDb) 
         let (_, leaked) = create(&gw, "alice", &format!("{tag}-leaked"), "full", &[]).await;
         let (_, kept) = create(&gw, "alice", &format!("{tag}-kept"), "full", &[]).await;
         assert_eq!(with_token("GET", &gw, "/x", &leaked).await.status, 200);
-        let never_issued = patgate::tokens::format::PlainToken::generate();
+        let never_issued = patgate::core::token::PlainToken::generate();
         let body = json!([
             {"token": leaked, "type": "patgate_pat", "url": "https://example.com/commit/1", "source": "scanner"},
             never_issued.expose(),
@@ -582,14 +582,14 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing(db: TestDb) {
     assert_eq!(with_token("GET", &gw, "/x", &bob_token).await.status, 200);
     // An expired token is not brought back by a rotation.
     let api = gw.api().unwrap();
-    let lapsed = patgate::tokens::format::PlainToken::generate();
+    let lapsed = patgate::core::token::PlainToken::generate();
     let lapsed_id = api
         .store
         .create_token(
             "bob",
             "lapsed",
             &api.hasher.hash(lapsed.expose().as_bytes()),
-            Some(patgate::store::now() - 10),
+            Some(patgate::core::time::now() - 10),
         )
         .await
         .unwrap()

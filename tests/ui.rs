@@ -18,8 +18,8 @@ use common::browser::{Browser, Driver};
 use common::oidc::{Account, Provider, ProviderOptions};
 use common::smtp::{self, SmtpServer};
 use common::*;
+use patgate::core::token::PlainToken;
 use patgate::store::{SignInMethod, UserSource};
-use patgate::tokens::format::PlainToken;
 
 const DAY: i64 = 86_400;
 
@@ -40,7 +40,7 @@ async fn seed_token(gw: &Gateway, user: &str, name: &str, expires_at: Option<i64
 }
 
 fn now() -> i64 {
-    patgate::store::now()
+    patgate::core::time::now()
 }
 
 /// A browser that is signed in through a session made on the server (for users the

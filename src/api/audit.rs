@@ -7,7 +7,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{parse_instant, query, rfc3339, ApiError, ApiRef, Page};
+use super::{query, ApiRef, Page};
+use crate::core::error::ApiError;
+use crate::core::time::parse_instant;
+use crate::core::time::rfc3339;
 use crate::signin::Caller;
 use crate::store::AuditQuery;
 

@@ -10,9 +10,11 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiRef, ClientInfo};
+use super::ApiRef;
+use crate::core::client::ClientInfo;
+use crate::core::error::ApiError;
+use crate::core::token::{self, TokenHasher};
 use crate::store::{AuditEvent, LeakOutcome, Store, TokenRecord};
-use crate::tokens::format::{self, TokenHasher};
 
 /// The signature header: `sha256=<hex HMAC-SHA256 of the raw body>`.
 pub const SIGNATURE_HEADER: &str = "x-patgate-signature";
@@ -163,7 +165,7 @@ pub async fn revoke(
     detail: serde_json::Value,
 ) -> Result<(&'static str, Option<TokenRecord>), crate::store::StoreError> {
     let presented = token.trim().as_bytes();
-    if format::check_format(presented).is_err() {
+    if token::check_format(presented).is_err() {
         return Ok(("malformed", None));
     }
     let mut hashes = vec![hasher.hash(presented)];

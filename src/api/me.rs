@@ -7,7 +7,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiRef, JsonBody};
+use super::{ApiRef, JsonBody};
+use crate::core::error::ApiError;
 use crate::signin::{Caller, Via};
 use crate::store::{AuditEvent, UserSource};
 use crate::tokens::issue::SSO_CREATION_DISABLED;

@@ -7,7 +7,6 @@
 //! which owns the database connections. Who is calling is decided in `signin`; each
 //! resource has its own file. Nothing here is on the token hot path.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -24,12 +23,14 @@ use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
 use crate::config::Config;
-use crate::edge::response::{full, json_error, Body};
+use crate::core::client::ClientInfo;
+use crate::core::error::ApiError;
+use crate::core::response::{full, json_error, Body};
+use crate::core::token::TokenHasher;
 use crate::notify::Notifier;
 use crate::signin::SignIn;
-use crate::store::{AuditEvent, Store, StoreError};
+use crate::store::{AuditEvent, Store};
 use crate::tokens::check::TokenCheck;
-use crate::tokens::format::TokenHasher;
 
 pub mod audit;
 pub mod housekeeping;
@@ -53,14 +54,6 @@ pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
 /// Whether `path` is answered by the API.
 pub fn serves(path: &str) -> bool {
     path == DEPLOY_TOKENS_ROUTE || PREFIXES.iter().any(|p| path.starts_with(p))
-}
-
-/// The client connection, as the gateway saw it.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub ip: IpAddr,
-    pub tls: bool,
-    pub request_id: String,
 }
 
 /// The API's shared state.
@@ -257,92 +250,6 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> ApiError {
     )
 }
 
-/// An error answer: `{"error": code, "message": text}` with its status.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Extra headers (Retry-After, WWW-Authenticate).
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            headers: Vec::new(),
-        }
-    }
-
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::NameTaken(_, name) => ApiError::new(
-                StatusCode::CONFLICT,
-                "name_taken",
-                format!("you already have a token named {name:?}; pick another name"),
-            ),
-            StoreError::NoSuchToken(_) => ApiError::not_found("no such token"),
-            StoreError::NoSuchUser(user) => ApiError::not_found(format!("no user {user:?}")),
-            StoreError::NoSuchSmtpServer(id) => {
-                ApiError::not_found(format!("no SMTP server {id:?}"))
-            }
-            StoreError::SmtpServerNameTaken(name) => ApiError::new(
-                StatusCode::CONFLICT,
-                "name_taken",
-                format!("an SMTP server named {name:?} exists already; pick another name"),
-            ),
-            StoreError::SmtpServerInUse(id) => ApiError::new(
-                StatusCode::CONFLICT,
-                "smtp_server_in_use",
-                format!(
-                    "SMTP server {id:?} is the one expiry notifications are sent through; \
-                     choose another in the settings (notifications.smtp_server_id) or disable notifications first"
-                ),
-            ),
-            other => {
-                tracing::warn!(error = %other, "database error in the API");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the token database could not be reached; try again",
-                )
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> axum::response::Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
-        let mut response = (self.status, axum::Json(body)).into_response();
-        response.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-        for (name, value) in self.headers {
-            response.headers_mut().insert(name, value);
-        }
-        response
-    }
-}
-
 /// A JSON request body, parsed strictly: unknown fields and wrong types are refused
 /// with a message that names the field.
 pub struct JsonBody<T>(pub T);
@@ -398,26 +305,6 @@ pub fn query<T>(parsed: Result<axum::extract::Query<T>, QueryRejection>) -> Resu
     parsed
         .map(|q| q.0)
         .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
-}
-
-/// RFC 3339 in UTC (`2026-11-30T15:17:46Z`).
-pub fn rfc3339(secs: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
-/// Parses an RFC 3339 instant given in a query; names the parameter in the error.
-pub fn parse_instant(name: &str, value: &str) -> Result<i64, ApiError> {
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!("{name} {value:?}: write an RFC 3339 instant like 2026-01-31T00:00:00Z"),
-            )
-        })
 }
 
 /// Page and page size from a query, with their limits.

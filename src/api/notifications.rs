@@ -8,7 +8,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{query, rfc3339, ApiError, ApiRef};
+use super::{query, ApiRef};
+use crate::core::error::ApiError;
+use crate::core::time::rfc3339;
 use crate::signin::Caller;
 use crate::store::{NotificationRecord, PassRecord, NOTIFICATION_STATUSES};
 
@@ -130,7 +132,7 @@ pub async fn status(
     }
     let notifier = &api.notifier;
     let reason = notifier.idle_reason().await?;
-    let now = crate::store::now();
+    let now = crate::core::time::now();
     let schedule = notifier.schedule();
     let counts: serde_json::Map<String, serde_json::Value> = api
         .store

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::me::{describe, Me};
-use super::{ApiError, ApiRef, ClientInfo, JsonBody};
+use super::{ApiRef, JsonBody};
+use crate::core::client::ClientInfo;
+use crate::core::error::ApiError;
 use crate::signin::{session, Caller, Via};
 use crate::store::{AuditEvent, SignInMethod, UserSource};
 

@@ -7,11 +7,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiRef, JsonBody};
+use super::{ApiRef, JsonBody};
+use crate::core::error::ApiError;
+use crate::core::token::Expiration;
 use crate::notify::templates::{Templates, DEFAULT_BODY, DEFAULT_SUBJECT};
 use crate::signin::Caller;
 use crate::store::{AuditEvent, NotifySettings, Settings, StoreError};
-use crate::tokens::format::Expiration;
 
 /// The administrators' policies.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

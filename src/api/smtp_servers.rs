@@ -15,11 +15,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::me::check_email;
-use super::{parse_json, rfc3339, ApiError, ApiRef, JsonBody};
+use super::{parse_json, ApiRef, JsonBody};
+use crate::core::error::ApiError;
+use crate::core::time::rfc3339;
 use crate::notify::secret::Password;
 use crate::notify::smtp::{FailureKind, Mail, Properties};
 use crate::signin::Caller;
-use crate::store::{self, AuditEvent, SmtpServerRecord};
+use crate::store::{AuditEvent, SmtpServerRecord};
 
 /// The seed's type name; the only one there is.
 pub const TYPE: &str = "notification.PatSmtpServer";
@@ -327,7 +329,7 @@ pub async fn create(
         id = format!("{PARENT}{name}-{n}");
         n += 1;
     }
-    let now = store::now();
+    let now = crate::core::time::now();
     let empty = SmtpServerRecord {
         id,
         name: String::new(),

@@ -9,12 +9,14 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{rfc3339, ApiError, ApiRef, JsonBody};
+use super::{ApiRef, JsonBody};
+use crate::core::error::ApiError;
+use crate::core::scope::Scope;
+use crate::core::time::rfc3339;
+use crate::core::token::Expiration;
 use crate::signin::{Caller, Via};
 use crate::store::{self, AuditEvent, TokenRecord};
-use crate::tokens::format::Expiration;
 use crate::tokens::issue::{self, IssueError, TokenRules};
-use crate::tokens::rules::Scope;
 
 /// A new token's name and lifetime.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -163,7 +165,7 @@ pub struct CreatedToken {
 impl CreatedToken {
     fn new(record: TokenRecord, token: &str) -> CreatedToken {
         let rotated_from = record.rotated_from.clone();
-        let view = TokenView::new(record, store::now());
+        let view = TokenView::new(record, crate::core::time::now());
         CreatedToken {
             id: view.id,
             name: view.name,
@@ -187,7 +189,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let api = api.get()?;
-    let now = store::now();
+    let now = crate::core::time::now();
     let tokens = api.store.live_tokens(&caller.username).await?;
     Ok(Json(
         tokens.into_iter().map(|t| TokenView::new(t, now)).collect(),

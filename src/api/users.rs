@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::TokenView;
-use super::{query, rfc3339, ApiError, ApiRef, Page};
+use super::{query, ApiRef, Page};
+use crate::core::error::ApiError;
+use crate::core::time::rfc3339;
 use crate::signin::Caller;
-use crate::store::{self, AuditEvent, UserRecord};
+use crate::store::{AuditEvent, UserRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +126,7 @@ pub async fn tokens(
     let api = api.get()?;
     caller.require_admin()?;
     existing(&api, &username).await?;
-    let now = store::now();
+    let now = crate::core::time::now();
     let tokens = api.store.live_tokens(&username).await?;
     Ok(Json(
         tokens.into_iter().map(|t| TokenView::new(t, now)).collect(),

@@ -18,13 +18,12 @@ mod scim;
 mod signin;
 mod token_rules;
 
+use crate::core::cidr::IpNet;
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use notify::Notify;
 pub use scim::Scim;
 pub use signin::{SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
-mod cidr;
-pub use cidr::IpNet;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "PATGATE_CONFIG";

@@ -7,12 +7,12 @@ use std::time::Duration;
 use http::{HeaderMap, Request};
 
 use crate::config::{Config, IdentityMode};
+use crate::core::sealed::Sealer;
+use crate::core::token::TokenHasher;
 use crate::edge::identity::UpstreamIdentity;
 use crate::edge::jwt::JwtMinter;
 use crate::signin::http_client::HttpClient;
 use crate::store::Store;
-use crate::tokens::format::TokenHasher;
-use crate::tokens::sealed::Sealer;
 
 /// `(accepted, message)`; `Err` only when the check itself could not be set up.
 pub async fn check(

@@ -4,8 +4,8 @@
 
 use http::{Method, Request, StatusCode};
 
+use crate::core::response::{json, json_error, text, Body};
 use crate::edge::gateway::Gateway;
-use crate::edge::response::{json, json_error, text, Body};
 
 /// Routes that move to `admin_listen` when it is set (`healthz` stays on the main port
 /// for load balancers).

@@ -34,10 +34,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config;
+use crate::core::response::Body;
 use crate::edge::gateway::{self, Gateway};
 use crate::edge::headers::{self, is_hop_by_hop, Underscored, MAX_HEADERS};
 use crate::edge::proxy;
-use crate::edge::response::Body;
 use crate::edge::{access, endpoints, malformed};
 use crate::metrics::Metrics;
 use crate::tokens::credentials::{self, Credential};

@@ -15,10 +15,10 @@ use std::sync::atomic::Ordering;
 use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
+use crate::core::response::{json, json_error, Body};
 use crate::edge::gateway::{self, Gateway};
 use crate::edge::headers;
 use crate::edge::proxy::Peer;
-use crate::edge::response::{json, json_error, Body};
 use crate::tokens::credentials::Credential;
 use crate::tokens::rules::Attempt;
 

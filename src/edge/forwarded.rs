@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::config::IpNet;
+use crate::core::cidr::IpNet;
 
 /// The proxies whose `X-Forwarded-For` entries are believed.
 #[derive(Debug, Default)]

@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(claims["iss"], "patgate");
         assert_eq!(claims["aud"], "deploy");
         assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
-        let now = crate::store::now();
+        let now = crate::core::time::now();
         assert!(claims["exp"].as_i64().unwrap() - now <= 300);
         assert!(claims["nbf"].as_i64().unwrap() <= now);
 

@@ -18,8 +18,8 @@ use moka::future::Cache;
 use ring::signature::{Ed25519KeyPair, KeyPair, RsaKeyPair};
 
 use crate::config::{JwtAlgorithm, JwtSettings};
-use crate::store::{self, Store, StoredKey};
-use crate::tokens::sealed::Sealer;
+use crate::core::sealed::Sealer;
+use crate::store::{Store, StoredKey};
 
 /// Sealing context of signing keys.
 const SEAL_CONTEXT: &str = "jwt-signing-key";
@@ -155,7 +155,7 @@ impl JwtMinter {
     /// Re-reads the shared keys, and removes those whose last JWT has expired.
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let sealer = self.sealer.as_ref().expect("a minter with a sealer");
-        let now = store::now();
+        let now = crate::core::time::now();
         let stored = self.load().await?;
         let mut keys = Vec::with_capacity(stored.len());
         for (i, key) in stored.iter().enumerate() {
@@ -205,7 +205,7 @@ impl JwtMinter {
 
     /// Adds the next key: published now, signing once `rotation_lead` has passed.
     pub async fn rotate(&self) -> anyhow::Result<StoredKey> {
-        let not_before = store::now() + self.settings.rotation_lead.as_secs() as i64;
+        let not_before = crate::core::time::now() + self.settings.rotation_lead.as_secs() as i64;
         let added = self
             .add(generate(self.settings.algorithm)?, not_before)
             .await?;
@@ -219,7 +219,7 @@ impl JwtMinter {
         username: &Arc<str>,
         roles: &[String],
     ) -> anyhow::Result<HeaderValue> {
-        let now = store::now();
+        let now = crate::core::time::now();
         let roles = self.roles_for(username, roles);
         let keys = self.current();
         let signing = signing_key(&keys, now);
@@ -245,7 +245,7 @@ impl JwtMinter {
             "iat": now,
             "nbf": now - 5,
             "exp": exp,
-            "jti": crate::signin::random_text(16),
+            "jti": crate::core::text::random_text(16),
         });
         claims[&self.settings.username_claim] = (&**username).into();
         claims[&self.settings.roles_claim] = roles.iter().cloned().collect::<Vec<_>>().into();
@@ -292,7 +292,7 @@ impl JwtMinter {
     /// The published keys: the one signing, the next ones, and replaced ones until
     /// their last JWT has expired. `None` for HS256 (a shared secret has no public key).
     pub fn jwks(&self) -> Option<serde_json::Value> {
-        let now = store::now();
+        let now = crate::core::time::now();
         let keys = self.current();
         if keys.iter().all(|k| k.jwk.is_none()) {
             return None;
@@ -314,7 +314,7 @@ impl JwtMinter {
 
     /// The key id that signs now, for messages.
     pub fn signing_kid(&self) -> Option<String> {
-        signing_key(&self.current(), store::now()).and_then(|k| k.kid.clone())
+        signing_key(&self.current(), crate::core::time::now()).and_then(|k| k.kid.clone())
     }
 
     /// Every stored key with when it signs, for `patgate jwt-key list`.

@@ -15,6 +15,5 @@ pub mod jwt;
 pub mod malformed;
 pub mod preflight;
 pub mod proxy;
-pub mod response;
 pub mod server;
 pub mod upstream;

@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use crate::config;
+use crate::core::response::{json_error, Body};
 use crate::edge::headers::{connection_tokens, CLIENT_FORWARDING, HOP_BY_HOP};
-use crate::edge::response::{json_error, Body};
 use crate::edge::upstream::Pool;
 use crate::metrics::Metrics;
 

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
 use crate::config::{Config, ConfigError, IdentityMode, TlsFiles};
+use crate::core::token::TokenHasher;
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
 use crate::edge::headers::{self, Rules};
@@ -28,7 +29,6 @@ use crate::metrics::Metrics;
 use crate::notify::{schedule, Notifier};
 use crate::store::Store;
 use crate::tokens::check::TokenCheck;
-use crate::tokens::format::TokenHasher;
 use crate::tokens::limiter::FailureLimiter;
 use crate::tokens::rules::AccessRules;
 use crate::tokens::usage::UsageRecorder;
@@ -127,7 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (usage_stop, usage_stop_rx) = watch::channel(false);
     let (usage, usage_writer) = UsageRecorder::start(store.clone(), usage_stop_rx);
     let hasher_for_api = hasher.clone();
-    let sealer = Arc::new(crate::tokens::sealed::Sealer::new(hasher.raw_keys()));
+    let sealer = Arc::new(crate::core::sealed::Sealer::new(hasher.raw_keys()));
     let tokens = Arc::new(
         TokenCheck::new(
             hasher,
@@ -465,7 +465,7 @@ async fn serve_connection<I, S>(
     mut stop: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::edge::response::Body>,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::core::response::Body>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conn = http.serve_connection(io, service).with_upgrades();

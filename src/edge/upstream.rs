@@ -8,7 +8,6 @@
 //! keep-alive connection Deploy had just timed out) is retried on another one.
 
 use std::collections::VecDeque;
-use std::io::BufReader;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config;
+use crate::core::tls::tls_client_config;
 use crate::edge::proxy::SentBody;
 
 /// Why Deploy could not be asked.
@@ -202,42 +202,4 @@ pub fn address(settings: &config::Upstream) -> (String, bool) {
         .unwrap_or(if https { 443 } else { 80 });
     // An IPv6 literal keeps its brackets in the URI's host.
     (format!("{host}:{port}"), https)
-}
-
-pub fn tls_client_config(
-    ca_file: Option<&std::path::Path>,
-) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let file = std::fs::File::open(path)
-            .map_err(|e| anyhow::anyhow!("upstream.ca_file {}: {e}", path.display()))?;
-        let certs = rustls_pemfile::certs(&mut BufReader::new(file))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "upstream.ca_file {}: not PEM certificates: {e}",
-                    path.display()
-                )
-            })?;
-        if certs.is_empty() {
-            anyhow::bail!(
-                "upstream.ca_file {}: no certificates found; give a PEM bundle",
-                path.display()
-            );
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| anyhow::anyhow!("upstream.ca_file {}: {e}", path.display()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }

@@ -3,7 +3,7 @@
 
 use super::smtp::Mail;
 use super::Notifier;
-use crate::signin::oidc::escape_html;
+use crate::core::text::escape_html;
 use crate::store::TokenRecord;
 
 impl Notifier {

@@ -285,7 +285,7 @@ impl Notifier {
             email: email.to_string(),
             token_name: due.name.clone(),
             token_id: due.token_id.clone(),
-            expires_at_utc: crate::api::rfc3339(due.expires_at),
+            expires_at_utc: crate::core::time::rfc3339(due.expires_at),
             expires_at_local: local,
             time_zone: self.zone_name(),
             days_left: (left + 86_399) / 86_400,

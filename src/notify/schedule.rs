@@ -72,7 +72,7 @@ pub fn catch_up_due(schedule: &Schedule, last_started: Option<i64>, now: i64) ->
 /// The side task of `patgate serve`: runs passes on schedule until `stop` changes.
 pub async fn run(notifier: Arc<Notifier>, schedule: Schedule, mut stop: watch::Receiver<bool>) {
     loop {
-        let now = crate::store::now();
+        let now = crate::core::time::now();
         let wait = match notifier.store.last_pass().await {
             Ok(last) if catch_up_due(&schedule, last.as_ref().map(|p| p.started_at), now) => {
                 let cause = if now - schedule.last(now) < 60 {

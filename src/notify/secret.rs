@@ -33,14 +33,14 @@ pub struct Unsealable;
 /// Seals and opens passwords with the gateway's sealing keys (`tokens::sealed`); the
 /// item's id is bound in, so a sealed value moved to another item does not open.
 pub struct Sealer {
-    inner: crate::tokens::sealed::Sealer,
+    inner: crate::core::sealed::Sealer,
 }
 
 impl Sealer {
     /// `token_keys`: the current token key first, then previous ones (rotation).
     pub fn new(token_keys: &[Vec<u8>]) -> Sealer {
         Sealer {
-            inner: crate::tokens::sealed::Sealer::new(token_keys),
+            inner: crate::core::sealed::Sealer::new(token_keys),
         }
     }
 

@@ -18,7 +18,8 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiRef, ClientInfo};
+use crate::api::ApiRef;
+use crate::core::client::ClientInfo;
 
 mod discovery;
 mod filter;
@@ -110,12 +111,12 @@ impl ScimError {
 
 impl From<crate::store::StoreError> for ScimError {
     fn from(e: crate::store::StoreError) -> Self {
-        ScimError::from(crate::api::ApiError::from(e))
+        ScimError::from(crate::core::error::ApiError::from(e))
     }
 }
 
-impl From<crate::api::ApiError> for ScimError {
-    fn from(e: crate::api::ApiError) -> Self {
+impl From<crate::core::error::ApiError> for ScimError {
+    fn from(e: crate::core::error::ApiError) -> Self {
         ScimError::new(e.status, None, e.message)
     }
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{filter, scim_json, Provisioner, ScimBody, ScimError, BASE, MAX_RESULTS};
-use crate::api::{rfc3339, users as admin};
+use crate::api::users as admin;
+use crate::core::time::rfc3339;
 use crate::store::{ScimUser, ScimUserQuery};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -13,10 +13,11 @@ use http::{HeaderValue, Request, StatusCode};
 use moka::future::Cache;
 
 use super::http_client::HttpClient;
-use crate::api::{Api, ApiError};
+use crate::api::Api;
 use crate::config::{self, Config};
+use crate::core::error::ApiError;
+use crate::core::token::{TokenHash, TokenHasher};
 use crate::store::{AuditEvent, UserSource};
-use crate::tokens::format::{TokenHash, TokenHasher};
 use crate::tokens::limiter::FailureLimiter;
 
 /// What a successful password check found.

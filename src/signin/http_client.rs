@@ -40,7 +40,7 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(ca_file: Option<&std::path::Path>, timeout: Duration) -> anyhow::Result<HttpClient> {
-        let config = crate::edge::upstream::tls_client_config(ca_file)?;
+        let config = crate::core::tls::tls_client_config(ca_file)?;
         Ok(HttpClient {
             tls: TlsConnector::from(Arc::new(config)),
             timeout,

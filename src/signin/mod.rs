@@ -12,11 +12,13 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
 
-use crate::api::{ApiError, ApiRef, ClientInfo};
+use crate::api::ApiRef;
 use crate::config::Config;
+use crate::core::client::ClientInfo;
+use crate::core::error::ApiError;
+use crate::core::token::TokenHasher;
 use crate::store::{Store, UserSource};
 use crate::tokens::credentials::Credential;
-use crate::tokens::format::TokenHasher;
 use crate::tokens::rules::Attempt;
 
 pub mod deploy;
@@ -236,7 +238,7 @@ impl FromRequestParts<ApiRef> for Caller {
 }
 
 /// A refused token, in the API's error shape (the same codes as the proxy's).
-fn token_refused(refusal: crate::tokens::check::Refusal) -> ApiError {
+fn token_refused(refusal: crate::core::refusal::Refusal) -> ApiError {
     let status = refusal.status();
     let mut error = ApiError::new(status, refusal.code(), refusal.to_string());
     if status == StatusCode::UNAUTHORIZED {
@@ -251,25 +253,6 @@ fn token_refused(refusal: crate::tokens::check::Refusal) -> ApiError {
             .push((http::header::RETRY_AFTER, HeaderValue::from_static("1")));
     }
     error
-}
-
-/// Random URL-safe text of `bytes` random bytes (session ids, CSRF tokens, state).
-pub fn random_text(bytes: usize) -> String {
-    use base64::Engine;
-    let mut buf = vec![0u8; bytes];
-    getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
-}
-
-/// Whether two secrets are equal, in time that does not depend on where they differ.
-pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// SHA-256 hex of a secret, for storing session ids.
-pub fn sha256_hex(secret: &str) -> String {
-    use sha2::Digest;
-    crate::tokens::format::hex(&sha2::Sha256::digest(secret.as_bytes()).into())
 }
 
 /// Shared handle so that the API can pass itself to sign-in code.

@@ -24,9 +24,11 @@ use openidconnect::{
 use tokio::sync::RwLock;
 
 use super::http_client::HttpClient;
-use crate::api::{ApiRef, ClientInfo};
+use crate::api::ApiRef;
 use crate::config::Sso;
-use crate::store::{self, AuditEvent, SignInMethod, UserSource};
+use crate::core::client::ClientInfo;
+use crate::core::text::escape_html;
+use crate::store::{AuditEvent, SignInMethod, UserSource};
 
 /// How long a started sign-in may take to come back.
 pub const SIGN_IN_WINDOW_SECS: i64 = 600;
@@ -290,7 +292,7 @@ async fn finish(
                 "the gateway's database could not be reached; try again",
             )
         })?
-        .filter(|p| store::now() - p.created_at <= SIGN_IN_WINDOW_SECS)
+        .filter(|p| crate::core::time::now() - p.created_at <= SIGN_IN_WINDOW_SECS)
         .ok_or_else(|| {
             Failure::new(
                 StatusCode::BAD_REQUEST,
@@ -451,20 +453,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Text made safe to put into HTML.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

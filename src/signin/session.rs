@@ -5,9 +5,11 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use super::{random_text, same_secret, sha256_hex};
-use crate::api::ApiError;
 use crate::config;
+use crate::core::error::ApiError;
+use crate::core::text::random_text;
+use crate::core::text::same_secret;
+use crate::core::text::sha256_hex;
 use crate::store::{self, NewSession, SignInMethod, Store, UserSource};
 
 /// The session cookie's name.
@@ -83,7 +85,7 @@ impl Sessions {
         let Some(session) = self.store.session(&id_hash).await? else {
             return Ok(None);
         };
-        let now = store::now();
+        let now = crate::core::time::now();
         if now - session.last_seen_at > self.idle_secs
             || now - session.created_at > self.absolute_secs
         {
@@ -104,7 +106,7 @@ impl Sessions {
 
     /// Forgets timed-out sessions and abandoned SSO sign-ins.
     pub async fn prune(&self) -> Result<(), store::StoreError> {
-        let now = store::now();
+        let now = crate::core::time::now();
         self.store
             .prune_sessions(
                 now - self.idle_secs,

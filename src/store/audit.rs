@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::{now, Store, StoreError};
+use super::{Store, StoreError};
+use crate::core::time::now;
 
 /// One audit entry to write.
 #[derive(Debug, Clone, Default)]

@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::{now, Store, StoreError};
+use super::{Store, StoreError};
+use crate::core::time::now;
 
 /// Most invalidation rows read per poll (the SQL says the same number).
 pub const INVALIDATION_BATCH: usize = 1000;

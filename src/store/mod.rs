@@ -28,7 +28,9 @@ mod smtp_servers;
 mod tokens;
 mod users;
 
+use crate::core::error::ApiError;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
+use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
@@ -141,14 +143,6 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_scim.sql"),
     ),
 ];
-
-/// Seconds since the Unix epoch, UTC.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 impl Store {
     /// Connects, creating a SQLite file (and its directory) if missing, and applies
@@ -339,4 +333,44 @@ fn sqlite_url(url: &str, create: bool) -> Result<String, StoreError> {
         params.push(if create { "mode=rwc" } else { "mode=rw" });
     }
     Ok(format!("sqlite://{path}?{}", params.join("&")))
+}
+
+/// A store error as the API answers it: conflicts and missing rows by name, anything
+/// else as the database being unavailable (logged, never shown).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NameTaken(_, name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("you already have a token named {name:?}; pick another name"),
+            ),
+            StoreError::NoSuchToken(_) => ApiError::not_found("no such token"),
+            StoreError::NoSuchUser(user) => ApiError::not_found(format!("no user {user:?}")),
+            StoreError::NoSuchSmtpServer(id) => {
+                ApiError::not_found(format!("no SMTP server {id:?}"))
+            }
+            StoreError::SmtpServerNameTaken(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("an SMTP server named {name:?} exists already; pick another name"),
+            ),
+            StoreError::SmtpServerInUse(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "smtp_server_in_use",
+                format!(
+                    "SMTP server {id:?} is the one expiry notifications are sent through; \
+                     choose another in the settings (notifications.smtp_server_id) or disable notifications first"
+                ),
+            ),
+            other => {
+                tracing::warn!(error = %other, "database error in the API");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the token database could not be reached; try again",
+                )
+            }
+        }
+    }
 }

@@ -106,7 +106,7 @@ impl Store {
         .bind(settings.smtp_server_id.as_deref())
         .bind(settings.subject.as_deref())
         .bind(settings.body.as_deref())
-        .bind(super::now())
+        .bind(crate::core::time::now())
         .bind(by)
         .execute(&self.pool)
         .await;

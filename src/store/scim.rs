@@ -5,7 +5,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{now, Store, StoreError, UserSource};
+use super::{Store, StoreError, UserSource};
+use crate::core::time::now;
 
 /// A user as a SCIM client sees them.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 
 use sqlx::Row;
 
-use super::{now, Store, StoreError, UserSource};
+use super::{Store, StoreError, UserSource};
+use crate::core::time::now;
 
 /// How a session was signed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

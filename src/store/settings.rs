@@ -4,8 +4,9 @@
 
 use sqlx::Row;
 
-use super::{now, Store, StoreError};
-use crate::tokens::format::Expiration;
+use super::{Store, StoreError};
+use crate::core::time::now;
+use crate::core::token::Expiration;
 
 /// The policies of the seed: the longest expiration users may choose, and whether SSO
 /// users may have tokens at all.

@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::{now, Store, StoreError};
+use super::{Store, StoreError};
+use crate::core::time::now;
 
 /// A signing key as stored; `sealed_key` is the sealed PKCS#8 private key.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{now, Store, StoreError};
+use super::{Store, StoreError};
+use crate::core::time::now;
 
 /// A password as stored: `v1:` + base64 of nonce and AES-256-GCM ciphertext. Opening
 /// it takes the server's key (`notify::secret`).

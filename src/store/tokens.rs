@@ -6,10 +6,11 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{now, Store, StoreError};
-use crate::config::IpNet;
-use crate::tokens::format::{hex, TokenHash};
-use crate::tokens::rules::Scope;
+use super::{Store, StoreError};
+use crate::core::cidr::IpNet;
+use crate::core::scope::Scope;
+use crate::core::time::now;
+use crate::core::token::{hex, TokenHash};
 
 /// A token as listed to its owner or an administrator. No secret, no hash.
 #[derive(Debug, Clone, serde::Serialize)]

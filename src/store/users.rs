@@ -1,6 +1,7 @@
 //! Users known to the gateway: where they come from, their e-mail, disabled or not.
 
-use super::{now, Store, StoreError};
+use super::{Store, StoreError};
+use crate::core::time::now;
 
 /// Where a user's identity comes from; decides which policies apply (SSO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

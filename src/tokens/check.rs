@@ -13,13 +13,16 @@ use std::sync::Arc;
 
 use moka::future::Cache;
 
-use crate::config::{self, IpNet};
+use crate::config;
+use crate::core::cidr::IpNet;
+use crate::core::refusal::Refusal;
+use crate::core::scope::Scope;
+use crate::core::token::{self, TokenHash, TokenHasher};
 use crate::metrics::Metrics;
 use crate::store::{self, AuthRecord, Invalidation, Store};
-use crate::tokens::format::{self, MalformedToken, TokenHash, TokenHasher};
 use crate::tokens::limiter::FailureLimiter;
 use crate::tokens::refusals::RefusalLog;
-use crate::tokens::rules::{AccessRules, Attempt, Denied, Scope};
+use crate::tokens::rules::{AccessRules, Attempt, Denied};
 use crate::tokens::usage::UsageRecorder;
 
 /// What is cached for a token found in the store.
@@ -68,61 +71,6 @@ impl CachedToken {
             last_ip: AtomicU64::new(0),
             generation,
             stored_under: None,
-        }
-    }
-}
-
-/// Why a presented token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    Malformed(MalformedToken),
-    /// Unknown or revoked: deliberately the same answer.
-    #[error("token is not valid: it is unknown or has been revoked")]
-    Invalid,
-    #[error("token has expired")]
-    Expired,
-    #[error("the token's user is disabled")]
-    UserDisabled,
-    /// The owner signs in with SSO and administrators have switched SSO users' tokens off.
-    #[error("personal access tokens of SSO users are switched off by an administrator")]
-    SsoDisabled,
-    #[error("the store could not be reached to check the token; try again")]
-    Unavailable,
-    /// This address sent too many bad tokens recently.
-    #[error("too many failed token checks from your address; wait and try again")]
-    TooManyFailures,
-    /// Valid, but its scope does not cover this request.
-    #[error("this token's scope is {}: it allows {}", .0.as_str(), .0.allows())]
-    ScopeDenied(Scope),
-    /// Valid, but not from this address.
-    #[error("this token may not be used from your address")]
-    AddressNotAllowed,
-}
-
-impl Refusal {
-    /// Stable machine-readable code for the JSON error body and metrics.
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::Malformed(_) => "malformed_token",
-            Refusal::Invalid => "invalid_token",
-            Refusal::Expired => "token_expired",
-            Refusal::UserDisabled => "user_disabled",
-            Refusal::SsoDisabled => "sso_tokens_disabled",
-            Refusal::Unavailable => "token_check_unavailable",
-            Refusal::TooManyFailures => "too_many_failures",
-            Refusal::ScopeDenied(_) => "scope_denied",
-            Refusal::AddressNotAllowed => "address_not_allowed",
-        }
-    }
-
-    /// The HTTP status a refusal is answered with, on every path.
-    pub fn status(self) -> http::StatusCode {
-        match self {
-            Refusal::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::TooManyFailures => http::StatusCode::TOO_MANY_REQUESTS,
-            Refusal::ScopeDenied(_) | Refusal::AddressNotAllowed => http::StatusCode::FORBIDDEN,
-            _ => http::StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -264,7 +212,7 @@ impl TokenCheck {
         client_ip: IpAddr,
         attempt: Attempt<'_>,
     ) -> Result<Principal, Refusal> {
-        format::check_format(presented).map_err(Refusal::Malformed)?;
+        token::check_format(presented).map_err(Refusal::Malformed)?;
         let hash = self.hasher.hash(presented);
         let previous = if self.hasher.rotating() {
             self.hasher.previous_hashes(presented)
@@ -272,7 +220,7 @@ impl TokenCheck {
             Vec::new()
         };
         let entry = self.entry(&hash, previous, client_ip).await?;
-        let now = store::now();
+        let now = crate::core::time::now();
         if entry.revoked || claimed_user.is_some_and(|u| u != entry.username.as_bytes()) {
             // Same answer as unknown: do not confirm whose token it is.
             return Err(Refusal::Invalid);
@@ -646,14 +594,14 @@ mod tests {
     //! feed's clock by hand: nothing sleeps, so the silences are exact.
 
     use super::*;
+    use crate::core::token::{Expiration, PlainToken};
     use crate::store::UserSource;
-    use crate::tokens::format::{Expiration, PlainToken};
     use crate::tokens::issue;
 
     #[test]
     fn hex_round_trips() {
         let hash: TokenHash = std::array::from_fn(|i| (i * 7) as u8);
-        assert_eq!(parse_hex(&format::hex(&hash)), Some(hash));
+        assert_eq!(parse_hex(&token::hex(&hash)), Some(hash));
         assert_eq!(parse_hex("zz"), None);
     }
 
@@ -911,7 +859,7 @@ mod tests {
         // The store announces the change under the hash the row was stored with.
         gw.store.revoke_token(&record.id).await.unwrap();
         gw.check
-            .invalidate(&Invalidation::Token(format::hex(&stored_under)))
+            .invalidate(&Invalidation::Token(token::hex(&stored_under)))
             .await;
         assert_eq!(gw.present(&token).await.err(), Some(Refusal::Invalid));
     }

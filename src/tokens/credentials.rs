@@ -10,7 +10,7 @@
 use base64::Engine;
 use http::HeaderName;
 
-use crate::tokens::format;
+use crate::core::token;
 
 /// Deploy's header for a token.
 pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-deploy-personal-token");
@@ -81,7 +81,7 @@ pub fn extract_from<'a>(
 fn authorization(value: &[u8]) -> Credential {
     if let Some(bearer) = scheme(value, b"bearer") {
         // A token sent the wrong way is still a token: check it rather than pass it on.
-        if format::looks_like_token(bearer) {
+        if token::looks_like_token(bearer) {
             return Credential::Token {
                 token: bearer.to_vec(),
                 claimed_user: None,
@@ -100,7 +100,7 @@ fn authorization(value: &[u8]) -> Credential {
         return Credential::Unreadable("Authorization: Basic credentials are not valid base64");
     };
     let Some(colon) = decoded.iter().position(|&b| b == b':') else {
-        if format::looks_like_token(&decoded) {
+        if token::looks_like_token(&decoded) {
             // `Basic base64(pat)`, without the colon.
             return Credential::Token {
                 token: decoded,
@@ -118,7 +118,7 @@ fn authorization(value: &[u8]) -> Credential {
             claimed_user: None,
         };
     }
-    if format::looks_like_token(secret) {
+    if token::looks_like_token(secret) {
         return Credential::Token {
             token: secret.to_vec(),
             claimed_user: Some(user.to_vec()),
@@ -147,8 +147,8 @@ fn scheme<'a>(value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// space). Runs for credentials that pass through, never for token requests.
 fn carries_token(value: &[u8]) -> bool {
     // Base64 of the shortest text that holds a whole token.
-    const SHORTEST: usize = format::TOKEN_LEN.div_ceil(3) * 4;
-    if format::contains_token(value) {
+    const SHORTEST: usize = token::TOKEN_LEN.div_ceil(3) * 4;
+    if token::contains_token(value) {
         return true;
     }
     let is_base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
@@ -170,7 +170,7 @@ fn decodes_to_token(run: &[u8]) -> bool {
     }
     LENIENT
         .decode(run)
-        .is_ok_and(|decoded| format::contains_token(&decoded))
+        .is_ok_and(|decoded| token::contains_token(&decoded))
 }
 
 /// For looking inside: standard base64 with whatever padding and trailing bits.
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn half_recognised_credentials_are_token_attempts() {
-        let pat = crate::tokens::format::PlainToken::generate();
+        let pat = crate::core::token::PlainToken::generate();
         let pat = pat.expose();
         let is_token = |c: Credential| matches!(c, Credential::Token { .. });
         let is_refused = |c: Credential| matches!(c, Credential::Unreadable(_));
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn basic_credentials_up_to_4096_characters_are_read_and_longer_ones_refused() {
-        let pat = crate::tokens::format::PlainToken::generate();
+        let pat = crate::core::token::PlainToken::generate();
         let pat = pat.expose();
         // 3,072 bytes are 4,096 base64 characters; 3,075 are 4,100.
         let of_length = |bytes: usize| {
@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_token_in_base64_glued_to_its_scheme_is_refused_with_a_stray_character_after_it() {
-        let pat = crate::tokens::format::PlainToken::generate();
+        let pat = crate::core::token::PlainToken::generate();
         // "alice:" + the token is 60 bytes: 80 base64 characters, no padding.
         let encoded = b64(&format!("alice:{}", pat.expose()));
         assert_eq!(encoded.len(), 80);

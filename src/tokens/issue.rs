@@ -2,10 +2,11 @@
 //! a valid name, an expiration choice within the administrators' maximum, and no new
 //! tokens for SSO users while administrators have switched that off.
 
-use crate::config::IpNet;
-use crate::store::{self, NewToken, Rotated, Settings, Store, StoreError, TokenRecord, UserSource};
-use crate::tokens::format::{Expiration, PlainToken, TokenHasher};
-use crate::tokens::rules::{self, Scope};
+use crate::core::cidr::IpNet;
+use crate::core::scope::Scope;
+use crate::core::token::{Expiration, PlainToken, TokenHasher};
+use crate::store::{NewToken, Rotated, Settings, Store, StoreError, TokenRecord, UserSource};
+use crate::tokens::rules;
 
 /// Longest token name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -123,7 +124,7 @@ pub async fn issue_with(
     check_policy(&store.settings().await?, source, expiration)?;
     let token = PlainToken::generate();
     // One instant for both, so the lifetime is exactly the choice.
-    let created_at = store::now();
+    let created_at = crate::core::time::now();
     let new = NewToken {
         username,
         name,
@@ -169,7 +170,10 @@ pub async fn rotate(
     if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(IssueError::InvalidGrace(grace_secs));
     }
-    if old.expires_at.is_some_and(|at| at <= store::now()) {
+    if old
+        .expires_at
+        .is_some_and(|at| at <= crate::core::time::now())
+    {
         return Err(IssueError::Expired);
     }
     let settings = store.settings().await?;
@@ -186,7 +190,7 @@ pub async fn rotate(
         ));
     }
     let token = PlainToken::generate();
-    let created_at = store::now();
+    let created_at = crate::core::time::now();
     let new = NewToken {
         username: &old.username,
         name: &old.name,

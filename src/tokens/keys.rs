@@ -28,7 +28,7 @@ pub fn token_key(secrets: &Secrets) -> anyhow::Result<Vec<u8>> {
     let text = read_or_create(path, || {
         let mut key = [0u8; MIN_KEY_BYTES];
         getrandom::getrandom(&mut key)?;
-        Ok(format!("{}\n", crate::tokens::format::hex(&key)).into_bytes())
+        Ok(format!("{}\n", crate::core::token::hex(&key)).into_bytes())
     })?;
     let text = String::from_utf8(text).unwrap_or_default();
     decode_key(text.trim()).ok_or_else(|| {

@@ -4,12 +4,10 @@
 
 pub mod check;
 pub mod credentials;
-pub mod format;
 pub mod invalidation;
 pub mod issue;
 pub mod keys;
 pub mod limiter;
 pub mod refusals;
 pub mod rules;
-pub mod sealed;
 pub mod usage;

@@ -7,59 +7,8 @@
 
 use std::net::IpAddr;
 
-use crate::config::IpNet;
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Everything its owner may do (the only kind before scopes existed).
-    #[default]
-    Full,
-    /// Only `GET`, `HEAD` and `OPTIONS` reach Deploy.
-    Read,
-    /// Only the paths under `webhooks.paths` reach Deploy.
-    Webhook,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Full, Scope::Read, Scope::Webhook];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Full => "full",
-            Scope::Read => "read",
-            Scope::Webhook => "webhook",
-        }
-    }
-
-    /// What a token of this scope may do, for refusals.
-    pub fn allows(self) -> &'static str {
-        match self {
-            Scope::Full => "anything its owner may do",
-            Scope::Read => "only GET, HEAD and OPTIONS requests",
-            Scope::Webhook => "only the webhook paths configured under webhooks.paths",
-        }
-    }
-}
-
-impl std::str::FromStr for Scope {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Scope, String> {
-        Scope::ALL
-            .into_iter()
-            .find(|s| s.as_str() == text)
-            .ok_or_else(|| format!("unknown scope {text:?}; use full, read or webhook"))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Scope {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Scope, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+use crate::core::cidr::IpNet;
+use crate::core::scope::Scope;
 
 /// The request a token is presented with, as far as the rules look at it.
 #[derive(Debug, Clone, Copy)]

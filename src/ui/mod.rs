@@ -16,7 +16,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use sha2::Digest;
 
-use crate::edge::response::{full, json_error, Body};
+use crate::core::response::{full, json_error, Body};
 
 /// Where the pages live; `/patgate` without the slash redirects here.
 pub const HOME: &str = "/patgate/";

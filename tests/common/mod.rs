@@ -20,8 +20,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use patgate::cli::{self, Admin, CreateArgs, TokenCommand, UserCommand};
 use patgate::config::Config;
+use patgate::core::token::Expiration;
 use patgate::edge::server::{self, Running};
-use patgate::tokens::format::Expiration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -92,7 +92,7 @@ impl Sealer {
 /// A short public name for a token key: the first 8 hex digits of its SHA-256.
 pub fn key_id(key: &[u8]) -> String {
     use sha2::Digest;
-    crate::tokens::format::hex(&sha2::Sha256::digest(key).into())[..8].to_string()
+    crate::core::token::hex(&sha2::Sha256::digest(key).into())[..8].to_string()
 }
 
 #[cfg(test)]

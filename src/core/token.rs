@@ -146,10 +146,10 @@ impl TokenHasher {
         keys.extend(previous.iter().cloned());
         TokenHasher {
             mac: mac(key),
-            key_id: crate::tokens::sealed::key_id(key),
+            key_id: crate::core::sealed::key_id(key),
             previous: previous
                 .iter()
-                .map(|k| (crate::tokens::sealed::key_id(k), mac(k)))
+                .map(|k| (crate::core::sealed::key_id(k), mac(k)))
                 .collect(),
             keys,
         }
