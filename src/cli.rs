@@ -461,7 +461,7 @@ async fn jwt_key(
         anyhow::bail!("signing keys are used with upstream.identity.mode jwt and an RS256 or EdDSA algorithm; HS256 uses upstream.identity.jwt.secret");
     }
     let sealer = std::sync::Arc::new(crate::core::sealed::Sealer::new(hasher.raw_keys()));
-    let minter = crate::edge::jwt::JwtMinter::start(settings, store.clone(), sealer).await?;
+    let minter = crate::identity::jwt::JwtMinter::start(settings, store.clone(), sealer).await?;
     if let JwtKeyCommand::Rotate = command {
         let added = minter.rotate().await?;
         return Ok(format!(

@@ -187,7 +187,7 @@ async fn every_algorithm_is_accepted_by_an_independent_validator_and_forgeries_a
 
 /// A JWT as the gateway mints it for `user` (through its identity settings).
 async fn mint(gw: &Gateway, user: &str) -> String {
-    let minter = patgate::edge::jwt::JwtMinter::start(
+    let minter = patgate::identity::jwt::JwtMinter::start(
         &gw.config.upstream.identity.jwt,
         patgate::edge::server::open_store(&gw.config)
             .await

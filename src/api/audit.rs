@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{query, ApiRef, Page};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::parse_instant;
 use crate::core::time::rfc3339;
-use crate::signin::Caller;
 use crate::store::AuditQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiRef, JsonBody};
+use crate::api::caller::{Caller, Via};
 use crate::core::error::ApiError;
-use crate::signin::{Caller, Via};
 use crate::store::{AuditEvent, UserSource};
 use crate::tokens::issue::SSO_CREATION_DISABLED;
 

@@ -1,6 +1,6 @@
 //! The self-service and admin API under `/patgate/api/v1/`, and the SSO routes under
 //! `/patgate/sso/`: JSON in and out, routed with axum. SCIM (`/patgate/scim/v2`,
-//! [`crate::scim`]) is nested in the same router and shares its handling.
+//! [`crate::api::scim`]) is nested in the same router and shares its handling.
 //!
 //! The gateway's router hands these paths here ([`Api::handle`]): the body is read
 //! (at most [`MAX_BODY`]) on the worker, then the request runs on the main runtime,
@@ -33,20 +33,23 @@ use crate::store::{AuditEvent, Store};
 use crate::tokens::check::TokenCheck;
 
 pub mod audit;
+pub mod caller;
 pub mod housekeeping;
 pub mod leaked;
 pub mod me;
 pub mod notifications;
 pub mod openapi;
+pub mod scim;
 pub mod session;
 pub mod settings;
 pub mod smtp_servers;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 
 /// Largest request body the API reads.
 pub const MAX_BODY: usize = 64 * 1024;
-/// Path prefixes this module answers (SCIM, [`crate::scim`], is nested in its router).
+/// Path prefixes this module answers (SCIM, [`crate::api::scim`], is nested in its router).
 const PREFIXES: [&str; 3] = ["/patgate/api/", "/patgate/sso/", "/patgate/scim/"];
 /// The seed's own example route, answered with the caller's tokens.
 pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
@@ -150,10 +153,7 @@ impl Api {
 
     /// Writes an audit entry; a failure is logged, never shown to the caller.
     pub async fn audit(&self, event: AuditEvent) {
-        let action = event.action;
-        if let Err(e) = self.store.audit(event).await {
-            tracing::warn!(error = %e, action, "could not write an audit entry");
-        }
+        self.store.audit_or_log(event).await
     }
 }
 
@@ -225,10 +225,10 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         )
         .route("/patgate/api/v1/notifications", get(notifications::status))
         .route("/patgate/api/v1/openapi.json", get(openapi::document))
-        .route("/patgate/sso/login", get(crate::signin::oidc::login))
-        .route("/patgate/sso/callback", get(crate::signin::oidc::callback))
+        .route("/patgate/sso/login", get(sso::login))
+        .route("/patgate/sso/callback", get(sso::callback))
         .route(DEPLOY_TOKENS_ROUTE, get(tokens::list))
-        .nest(crate::scim::BASE, crate::scim::router())
+        .nest(crate::api::scim::BASE, crate::api::scim::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ApiRef(api))

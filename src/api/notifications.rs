@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{query, ApiRef};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
-use crate::signin::Caller;
 use crate::store::{NotificationRecord, PassRecord, NOTIFICATION_STATUSES};
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 
 use super::me::{describe, Me};
 use super::{ApiRef, JsonBody};
+use crate::api::caller::{Caller, Via};
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
-use crate::signin::{session, Caller, Via};
+use crate::signin::session;
 use crate::store::{AuditEvent, SignInMethod, UserSource};
 
 /// The ways to sign in that this gateway offers; needs no credentials.
@@ -69,7 +70,7 @@ pub async fn sign_in(
     let checked = api
         .signin
         .deploy
-        .check(&api, username, &body.password, client.ip, true)
+        .check(&api.store, username, &body.password, client.ip, true)
         .await?;
     let (cookie, csrf_token) = api
         .signin

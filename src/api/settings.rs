@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiRef, JsonBody};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::token::Expiration;
 use crate::notify::templates::{Templates, DEFAULT_BODY, DEFAULT_SUBJECT};
-use crate::signin::Caller;
 use crate::store::{AuditEvent, NotifySettings, Settings, StoreError};
 
 /// The administrators' policies.

@@ -16,11 +16,11 @@ use utoipa::ToSchema;
 
 use super::me::check_email;
 use super::{parse_json, ApiRef, JsonBody};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
 use crate::notify::secret::Password;
 use crate::notify::smtp::{FailureKind, Mail, Properties};
-use crate::signin::Caller;
 use crate::store::{AuditEvent, SmtpServerRecord};
 
 /// The seed's type name; the only one there is.

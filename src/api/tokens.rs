@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiRef, JsonBody};
+use crate::api::caller::{Caller, Via};
 use crate::core::error::ApiError;
 use crate::core::scope::Scope;
 use crate::core::time::rfc3339;
 use crate::core::token::Expiration;
-use crate::signin::{Caller, Via};
 use crate::store::{self, AuditEvent, TokenRecord};
 use crate::tokens::issue::{self, IssueError, TokenRules};
 

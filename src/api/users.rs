@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::TokenView;
 use super::{query, ApiRef, Page};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
-use crate::signin::Caller;
 use crate::store::{AuditEvent, UserRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -9,8 +9,8 @@ use http::{HeaderMap, Request};
 use crate::config::{Config, IdentityMode};
 use crate::core::sealed::Sealer;
 use crate::core::token::TokenHasher;
-use crate::edge::identity::UpstreamIdentity;
-use crate::edge::jwt::JwtMinter;
+use crate::identity::jwt::JwtMinter;
+use crate::identity::UpstreamIdentity;
 use crate::signin::http_client::HttpClient;
 use crate::store::Store;
 

@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode, Version};
 use crate::config::{Config, UnderscoreHeaders};
 use crate::core::response::{json_error, Body};
 use crate::edge::forwarded::{Resolved, TrustedProxies};
-use crate::edge::identity::UpstreamIdentity;
+use crate::identity::UpstreamIdentity;
 use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
 
 /// Most header lines in a request or an answer, on both paths (hyper's own default):

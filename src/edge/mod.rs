@@ -10,8 +10,6 @@ pub mod forward_auth;
 pub mod forwarded;
 pub mod gateway;
 pub mod headers;
-pub mod identity;
-pub mod jwt;
 pub mod malformed;
 pub mod preflight;
 pub mod proxy;

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError, IdentityMode, JwtAlgorithm};
-use crate::edge::{identity::UpstreamIdentity, jwt, server, upstream};
+use crate::edge::{server, upstream};
+use crate::identity::{jwt, UpstreamIdentity};
 use crate::tokens::keys;
 
 /// Checks what `serve` would refuse; returns notes for the operator (files that will be

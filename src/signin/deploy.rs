@@ -13,11 +13,10 @@ use http::{HeaderValue, Request, StatusCode};
 use moka::future::Cache;
 
 use super::http_client::HttpClient;
-use crate::api::Api;
 use crate::config::{self, Config};
 use crate::core::error::ApiError;
 use crate::core::token::{TokenHash, TokenHasher};
-use crate::store::{AuditEvent, UserSource};
+use crate::store::{AuditEvent, Store, UserSource};
 use crate::tokens::limiter::FailureLimiter;
 
 /// What a successful password check found.
@@ -76,7 +75,7 @@ impl DeployCheck {
     /// checked with Deploy rather than remembered, or when `always_audit`).
     pub async fn check(
         &self,
-        api: &Api,
+        store: &Store,
         username: &str,
         password: &str,
         ip: IpAddr,
@@ -98,7 +97,7 @@ impl DeployCheck {
                 None => {
                     let over = self.by_address.record_failure(ip).await
                         | self.by_user.record_failure(user_key).await;
-                    api.audit(AuditEvent {
+                    store.audit_or_log(AuditEvent {
                         actor: Some(username.to_string()),
                         action: "signin.failed",
                         username: Some(username.to_string()),
@@ -118,7 +117,7 @@ impl DeployCheck {
                 }
             },
         };
-        if let Some(user) = api.store.user(username).await? {
+        if let Some(user) = store.user(username).await? {
             if user.disabled {
                 return Err(ApiError::forbidden(
                     "your account is disabled in the gateway; ask an administrator",
@@ -126,18 +125,19 @@ impl DeployCheck {
             }
         }
         if remembered.is_none() || always_audit {
-            api.store
+            store
                 .record_sign_in(username, UserSource::Internal, checked.admin, None)
                 .await?;
-            api.audit(AuditEvent {
-                actor: Some(username.to_string()),
-                action: "signin.succeeded",
-                username: Some(username.to_string()),
-                ip: Some(ip.to_string()),
-                detail: Some(serde_json::json!({"method": "password"})),
-                ..AuditEvent::default()
-            })
-            .await;
+            store
+                .audit_or_log(AuditEvent {
+                    actor: Some(username.to_string()),
+                    action: "signin.succeeded",
+                    username: Some(username.to_string()),
+                    ip: Some(ip.to_string()),
+                    detail: Some(serde_json::json!({"method": "password"})),
+                    ..AuditEvent::default()
+                })
+                .await;
         }
         if let (None, Some(cache)) = (remembered, &self.cache) {
             cache.insert(key, checked).await;

@@ -12,9 +12,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
-use axum::Extension;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -24,11 +21,10 @@ use openidconnect::{
 use tokio::sync::RwLock;
 
 use super::http_client::HttpClient;
-use crate::api::ApiRef;
+use super::SignIn;
 use crate::config::Sso;
 use crate::core::client::ClientInfo;
-use crate::core::text::escape_html;
-use crate::store::{AuditEvent, SignInMethod, UserSource};
+use crate::store::{AuditEvent, SignInMethod, Store, UserSource};
 
 /// How long a started sign-in may take to come back.
 pub const SIGN_IN_WINDOW_SECS: i64 = 600;
@@ -45,32 +41,18 @@ pub struct Oidc {
 }
 
 /// A sign-in that cannot go on, shown to the person as a page.
-struct Failure {
-    status: StatusCode,
-    message: String,
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub message: String,
 }
 
 impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Failure {
         Failure {
             status,
             message: message.into(),
         }
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let page = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>Sign-in failed</title></head><body><h1>Sign-in with SSO failed</h1>\
-             <p>{}</p><p><a href=\"/patgate/sso/login\">Try again</a> or \
-             <a href=\"/patgate/signin\">sign in with a password</a></p></body></html>",
-            escape_html(&self.message)
-        );
-        let mut response = (self.status, Html(page)).into_response();
-        no_store(response.headers_mut());
-        response
     }
 }
 
@@ -172,118 +154,81 @@ impl Oidc {
     }
 }
 
-/// `GET /patgate/sso/login`: off to the provider.
-pub async fn login(
-    State(api): State<ApiRef>,
-    Extension(client): Extension<ClientInfo>,
-    headers: HeaderMap,
-) -> Response {
-    match start(api, client, headers).await {
-        Ok(response) => response,
-        Err(failure) => failure.into_response(),
-    }
-}
-
-async fn start(api: ApiRef, client: ClientInfo, headers: HeaderMap) -> Result<Response, Failure> {
-    let api = api.get().map_err(|e| Failure::new(e.status, e.message))?;
-    let oidc = api.signin.oidc.as_ref().ok_or_else(|| {
+impl SignIn {
+    /// `GET /patgate/sso/login`: records a single-use state and answers where to send the
+    /// browser (the provider's authorization URL).
+    pub async fn start_sso(
+        &self,
+        store: &Store,
+        headers: &HeaderMap,
+        tls: bool,
+    ) -> Result<HeaderValue, Failure> {
+        let oidc = self.oidc.as_ref().ok_or_else(|| {
         Failure::new(
             StatusCode::NOT_FOUND,
             "SSO is not configured on this gateway (no sso.issuer); sign in with your Deploy password",
         )
     })?;
-    let metadata = oidc.metadata().await?;
-    let oidc_client = oidc.client(metadata, oidc.redirect_url(&headers, client.tls)?);
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut request = oidc_client
-        .authorize_url(
-            CoreAuthenticationFlow::AuthorizationCode,
-            CsrfToken::new_random,
-            Nonce::new_random,
-        )
-        .set_pkce_challenge(challenge);
-    for scope in &oidc.settings.scopes {
-        if scope != "openid" {
-            request = request.add_scope(Scope::new(scope.clone()));
-        }
-    }
-    let (url, state, nonce) = request.url();
-    api.store
-        .start_sso(state.secret(), nonce.secret(), verifier.secret())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "could not record an SSO sign-in");
-            Failure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the gateway's database could not be reached; try again",
+        let metadata = oidc.metadata().await?;
+        let oidc_client = oidc.client(metadata, oidc.redirect_url(headers, tls)?);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut request = oidc_client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
             )
-        })?;
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let location = HeaderValue::from_str(url.as_str())
-        .map_err(|_| Failure::new(StatusCode::BAD_GATEWAY, "unusable authorization URL"))?;
-    response
-        .headers_mut()
-        .insert(http::header::LOCATION, location);
-    no_store(response.headers_mut());
-    Ok(response)
-}
-
-/// `GET /patgate/sso/callback`: the provider sends the browser back here.
-pub async fn callback(
-    State(api): State<ApiRef>,
-    Extension(client): Extension<ClientInfo>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let ip = client.ip;
-    let outcome = finish(api.clone(), client, headers, params).await;
-    match outcome {
-        Ok(response) => response,
-        Err(failure) => {
-            if let Ok(api) = api.get() {
-                api.audit(AuditEvent {
-                    action: "signin.failed",
-                    ip: Some(ip.to_string()),
-                    detail: Some(serde_json::json!({"method": "sso", "reason": failure.message})),
-                    ..AuditEvent::default()
-                })
-                .await;
+            .set_pkce_challenge(challenge);
+        for scope in &oidc.settings.scopes {
+            if scope != "openid" {
+                request = request.add_scope(Scope::new(scope.clone()));
             }
-            failure.into_response()
         }
+        let (url, state, nonce) = request.url();
+        store
+            .start_sso(state.secret(), nonce.secret(), verifier.secret())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "could not record an SSO sign-in");
+                Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gateway's database could not be reached; try again",
+                )
+            })?;
+        HeaderValue::from_str(url.as_str())
+            .map_err(|_| Failure::new(StatusCode::BAD_GATEWAY, "unusable authorization URL"))
     }
-}
 
-async fn finish(
-    api: ApiRef,
-    client: ClientInfo,
-    headers: HeaderMap,
-    params: HashMap<String, String>,
-) -> Result<Response, Failure> {
-    let api = api.get().map_err(|e| Failure::new(e.status, e.message))?;
-    let oidc = api
-        .signin
-        .oidc
-        .as_ref()
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "SSO is not configured"))?;
-    if let Some(error) = params.get("error") {
-        let description = params
-            .get("error_description")
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        return Err(Failure::new(
-            StatusCode::UNAUTHORIZED,
-            format!("the SSO provider refused the sign-in ({error}{description})"),
-        ));
-    }
-    let (Some(code), Some(state)) = (params.get("code"), params.get("state")) else {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "the provider's answer has no code or state; start again from the sign-in page",
-        ));
-    };
-    let pending = api
-        .store
+    /// `GET /patgate/sso/callback`: checks the provider's answer, records the user and
+    /// starts a session; answers the session cookie.
+    pub async fn finish_sso(
+        &self,
+        store: &Store,
+        headers: &HeaderMap,
+        client: &ClientInfo,
+        params: &HashMap<String, String>,
+    ) -> Result<HeaderValue, Failure> {
+        let oidc = self
+            .oidc
+            .as_ref()
+            .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "SSO is not configured"))?;
+        if let Some(error) = params.get("error") {
+            let description = params
+                .get("error_description")
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                format!("the SSO provider refused the sign-in ({error}{description})"),
+            ));
+        }
+        let (Some(code), Some(state)) = (params.get("code"), params.get("state")) else {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "the provider's answer has no code or state; start again from the sign-in page",
+            ));
+        };
+        let pending = store
         .finish_sso(state)
         .await
         .map_err(|_| {
@@ -299,19 +244,19 @@ async fn finish(
                 "this sign-in is unknown, expired or already used (state does not match); start again",
             )
         })?;
-    let metadata = oidc.metadata().await?;
-    if let Some(iss) = params.get("iss") {
-        // RFC 9207: the provider names itself; a mix-up attack names another.
-        if iss.trim_end_matches('/') != metadata.issuer().as_str().trim_end_matches('/') {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                format!("the answer came from issuer {iss:?}, not the configured one"),
-            ));
+        let metadata = oidc.metadata().await?;
+        if let Some(iss) = params.get("iss") {
+            // RFC 9207: the provider names itself; a mix-up attack names another.
+            if iss.trim_end_matches('/') != metadata.issuer().as_str().trim_end_matches('/') {
+                return Err(Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("the answer came from issuer {iss:?}, not the configured one"),
+                ));
+            }
         }
-    }
-    let oidc_client = oidc.client(metadata, oidc.redirect_url(&headers, client.tls)?);
-    let http = oidc.http_fn();
-    let tokens = oidc_client
+        let oidc_client = oidc.client(metadata, oidc.redirect_url(headers, client.tls)?);
+        let http = oidc.http_fn();
+        let tokens = oidc_client
         .exchange_code(AuthorizationCode::new(code.clone()))
         .map_err(|e| Failure::new(StatusCode::BAD_GATEWAY, format!("the provider has no token endpoint: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier))
@@ -327,103 +272,98 @@ async fn finish(
                 ),
             )
         })?;
-    let id_token = tokens
-        .id_token()
-        .ok_or_else(|| Failure::new(StatusCode::BAD_GATEWAY, "the provider sent no ID token"))?;
-    id_token
-        .claims(&oidc_client.id_token_verifier(), &Nonce::new(pending.nonce))
-        .map_err(|e| {
+        let id_token = tokens.id_token().ok_or_else(|| {
+            Failure::new(StatusCode::BAD_GATEWAY, "the provider sent no ID token")
+        })?;
+        id_token
+            .claims(&oidc_client.id_token_verifier(), &Nonce::new(pending.nonce))
+            .map_err(|e| {
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("the ID token was refused: {}", error_chain(&e)),
+                )
+            })?;
+        // Verified above (signature, issuer, audience, expiry, nonce); its payload is read
+        // whole here because the configured claims (roles, a custom username) are not all
+        // standard ones.
+        let claims = payload(&id_token.to_string()).ok_or_else(|| {
             Failure::new(
-                StatusCode::UNAUTHORIZED,
-                format!("the ID token was refused: {}", error_chain(&e)),
+                StatusCode::BAD_GATEWAY,
+                "the ID token's claims could not be read",
             )
         })?;
-    // Verified above (signature, issuer, audience, expiry, nonce); its payload is read
-    // whole here because the configured claims (roles, a custom username) are not all
-    // standard ones.
-    let claims = payload(&id_token.to_string()).ok_or_else(|| {
-        Failure::new(
-            StatusCode::BAD_GATEWAY,
-            "the ID token's claims could not be read",
-        )
-    })?;
-    let settings = &oidc.settings;
-    let username = claims
-        .get(&settings.username_claim)
-        .and_then(|v| v.as_str())
-        .map(str::trim)
-        .filter(|u| !u.is_empty() && u.chars().count() <= 255 && !u.chars().any(char::is_control))
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::UNAUTHORIZED,
-                format!(
-                    "the ID token has no usable {:?} claim (sso.username_claim)",
-                    settings.username_claim
-                ),
-            )
-        })?
-        .to_string();
-    let email = claims
-        .get(&settings.email_claim)
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let roles: Vec<String> = match claims.get(&settings.roles_claim) {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        Some(serde_json::Value::String(one)) => vec![one.clone()],
-        _ => Vec::new(),
-    };
-    let admin = api.signin.deploy.configured_admin(&username)
-        || roles.iter().any(|r| settings.admin_roles.contains(r));
-    if let Ok(Some(user)) = api.store.user(&username).await {
-        if user.disabled {
-            return Err(Failure::new(
-                StatusCode::FORBIDDEN,
-                "your account is disabled in the gateway; ask an administrator",
-            ));
+        let settings = &oidc.settings;
+        let username = claims
+            .get(&settings.username_claim)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|u| {
+                !u.is_empty() && u.chars().count() <= 255 && !u.chars().any(char::is_control)
+            })
+            .ok_or_else(|| {
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!(
+                        "the ID token has no usable {:?} claim (sso.username_claim)",
+                        settings.username_claim
+                    ),
+                )
+            })?
+            .to_string();
+        let email = claims
+            .get(&settings.email_claim)
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let roles: Vec<String> = match claims.get(&settings.roles_claim) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(serde_json::Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        let admin = self.deploy.configured_admin(&username)
+            || roles.iter().any(|r| settings.admin_roles.contains(r));
+        if let Ok(Some(user)) = store.user(&username).await {
+            if user.disabled {
+                return Err(Failure::new(
+                    StatusCode::FORBIDDEN,
+                    "your account is disabled in the gateway; ask an administrator",
+                ));
+            }
         }
+        let unavailable = |_| {
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway's database could not be reached; try again",
+            )
+        };
+        store
+            .record_sign_in(
+                &username,
+                UserSource::Sso,
+                admin,
+                Some((email.as_deref(), &roles)),
+            )
+            .await
+            .map_err(unavailable)?;
+        let (cookie, _) = self
+            .sessions
+            .create(&username, SignInMethod::Sso, admin, client.ip, client.tls)
+            .await
+            .map_err(|e| Failure::new(e.status, e.message))?;
+        store
+            .audit_or_log(AuditEvent {
+                actor: Some(username.clone()),
+                action: "signin.succeeded",
+                username: Some(username.clone()),
+                ip: Some(client.ip.to_string()),
+                detail: Some(serde_json::json!({"method": "sso", "admin": admin})),
+                ..AuditEvent::default()
+            })
+            .await;
+        Ok(cookie)
     }
-    let unavailable = |_| {
-        Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the gateway's database could not be reached; try again",
-        )
-    };
-    api.store
-        .record_sign_in(
-            &username,
-            UserSource::Sso,
-            admin,
-            Some((email.as_deref(), &roles)),
-        )
-        .await
-        .map_err(unavailable)?;
-    let (cookie, _) = api
-        .signin
-        .sessions
-        .create(&username, SignInMethod::Sso, admin, client.ip, client.tls)
-        .await
-        .map_err(|e| Failure::new(e.status, e.message))?;
-    api.audit(AuditEvent {
-        actor: Some(username.clone()),
-        action: "signin.succeeded",
-        username: Some(username.clone()),
-        ip: Some(client.ip.to_string()),
-        detail: Some(serde_json::json!({"method": "sso", "admin": admin})),
-        ..AuditEvent::default()
-    })
-    .await;
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    headers.insert(http::header::SET_COOKIE, cookie);
-    headers.insert(
-        http::header::LOCATION,
-        HeaderValue::from_static(AFTER_SIGN_IN),
-    );
-    no_store(headers);
-    Ok(response)
 }
 
 /// The claims of a compact JWS (its middle part), as JSON.
@@ -434,13 +374,6 @@ fn payload(jwt: &str) -> Option<serde_json::Value> {
         .decode(middle.trim_end_matches('='))
         .ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-fn no_store(headers: &mut HeaderMap) {
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
 }
 
 /// An error and its causes on one line.

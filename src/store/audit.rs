@@ -50,6 +50,15 @@ impl Store {
         self.audit_at(now(), event).await
     }
 
+    /// Writes an audit entry where a failure must not fail the action: it is logged,
+    /// never shown to the caller.
+    pub async fn audit_or_log(&self, event: AuditEvent) {
+        let action = event.action;
+        if let Err(e) = self.audit(event).await {
+            tracing::warn!(error = %e, action, "could not write an audit entry");
+        }
+    }
+
     pub async fn audit_at(&self, at: i64, event: AuditEvent) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit (at, actor, action, username, token_id, ip, detail) \

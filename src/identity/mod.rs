@@ -16,8 +16,10 @@ use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub mod jwt;
+
 use crate::config::{Identity, IdentityMode};
-use crate::edge::jwt::JwtMinter;
+use crate::identity::jwt::JwtMinter;
 
 /// Sets and strips the upstream identity.
 pub struct UpstreamIdentity {
