@@ -303,7 +303,7 @@ async fn admin(
             return Ok(changed);
         }
         Admin::Token(TokenCommand::Rotate { id, grace, json }) => {
-            let grace = crate::api::tokens::parse_grace(&grace).map_err(anyhow::Error::msg)?;
+            let grace = crate::tokens::issue::parse_grace(&grace).map_err(anyhow::Error::msg)?;
             let old = store.get_token(&id).await?;
             if old.revoked_at.is_some() || old.replaced_by.is_some() {
                 anyhow::bail!(
@@ -597,7 +597,7 @@ async fn revoke_leaked(
     for (i, line) in lines.iter().enumerate() {
         let detail = serde_json::json!({"via": "patgate-cli"});
         let (result, revoked) =
-            crate::api::leaked::revoke(store, hasher, line, None, detail).await?;
+            crate::accounts::leaked::revoke(store, hasher, line, None, detail).await?;
         if let Some(record) = revoked {
             changed = true;
             if let Err(e) = notifier.tell_leaked(&record).await {

@@ -32,6 +32,7 @@
 //!   command line.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod api;
 pub mod cli;
 pub mod config;

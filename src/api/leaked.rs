@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiRef;
+use crate::accounts::leaked;
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
-use crate::core::token::{self, TokenHasher};
-use crate::store::{AuditEvent, LeakOutcome, Store, TokenRecord};
 
 /// The signature header: `sha256=<hex HMAC-SHA256 of the raw body>`.
 pub const SIGNATURE_HEADER: &str = "x-patgate-signature";
@@ -104,7 +103,7 @@ pub async fn report(
             ),
         };
         let detail = serde_json::json!({"via": "api", "report": source});
-        let (result, revoked) = revoke(
+        let (result, revoked) = leaked::revoke(
             &api.store,
             &api.hasher,
             token,
@@ -114,7 +113,7 @@ pub async fn report(
         .await
         .map_err(ApiError::from)?;
         if let Some(record) = revoked {
-            tell_owner(&api.notifier, record);
+            leaked::tell_owner(&api.notifier, record);
         }
         results.push(LeakResult { index, result });
     }
@@ -153,61 +152,4 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
-}
-
-/// Revokes one reported token (tried under every configured key) and audits it with
-/// its source; the record is returned when it was revoked now, for the owner's e-mail.
-pub async fn revoke(
-    store: &Store,
-    hasher: &TokenHasher,
-    token: &str,
-    ip: Option<&str>,
-    detail: serde_json::Value,
-) -> Result<(&'static str, Option<TokenRecord>), crate::store::StoreError> {
-    let presented = token.trim().as_bytes();
-    if token::check_format(presented).is_err() {
-        return Ok(("malformed", None));
-    }
-    let mut hashes = vec![hasher.hash(presented)];
-    if hasher.rotating() {
-        hashes.extend(
-            hasher
-                .previous_hashes(presented)
-                .into_iter()
-                .map(|(_, h)| h),
-        );
-    }
-    for hash in &hashes {
-        let (outcome, record) = store.revoke_leaked(hash).await?;
-        let Some(record) = record else { continue };
-        if outcome == LeakOutcome::Revoked {
-            store
-                .audit(AuditEvent {
-                    actor: None,
-                    action: "token.leaked_revoked",
-                    username: Some(record.username.clone()),
-                    token_id: Some(record.id.clone()),
-                    ip: ip.map(str::to_string),
-                    detail: Some(detail),
-                })
-                .await?;
-            return Ok(("revoked", Some(record)));
-        }
-        return Ok(("already_revoked", None));
-    }
-    Ok(("unknown", None))
-}
-
-/// E-mails the owner off the report's path; a failure is logged.
-fn tell_owner(notifier: &std::sync::Arc<crate::notify::Notifier>, record: TokenRecord) {
-    let notifier = notifier.clone();
-    tokio::spawn(async move {
-        match notifier.tell_leaked(&record).await {
-            Ok(true) => tracing::info!(token_id = record.id, "told the owner of a leaked token"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(token_id = record.id, error = %e, "could not e-mail the owner of a leaked token")
-            }
-        }
-    });
 }

@@ -264,16 +264,6 @@ fn issue_error(e: IssueError) -> ApiError {
     }
 }
 
-/// Parses a grace such as `0s`, `15m` or `1h` (at most 24 hours) into seconds.
-pub fn parse_grace(text: &str) -> Result<i64, String> {
-    let grace = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("grace {text:?}: {e}; write a duration such as 0s, 15m or 1h"))?;
-    if grace > std::time::Duration::from_secs(issue::MAX_GRACE_SECS as u64) {
-        return Err(format!("grace {text:?}: at most 24h"));
-    }
-    Ok(grace.as_secs() as i64)
-}
-
 /// Replaces one of the caller's tokens by a new one with the same name, scope and
 /// address allowlist, and an expiry by the same choice (capped at the administrators'
 /// maximum). The old token works for the grace asked for; a use after that revokes
@@ -300,7 +290,9 @@ pub async fn rotate(
     };
     let grace = match body.grace.as_deref() {
         None => 0,
-        Some(text) => parse_grace(text).map_err(|m| ApiError::bad_request("invalid_grace", m))?,
+        Some(text) => {
+            issue::parse_grace(text).map_err(|m| ApiError::bad_request("invalid_grace", m))?
+        }
     };
     let old = match api.store.get_token(&id).await {
         Ok(token) => token,

@@ -11,10 +11,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::TokenView;
 use super::{query, ApiRef, Page};
+use crate::accounts::access;
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
-use crate::store::{AuditEvent, UserRecord};
+use crate::store::UserRecord;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -146,35 +147,8 @@ pub async fn revoke_all(
     caller.require_admin()?;
     existing(&api, &username).await?;
     let actor = Some(caller.username.clone());
-    delete_all_tokens(&api, &username, actor, caller.ip.to_string(), None).await?;
+    access::delete_all_tokens(&api.store, &username, actor, caller.ip.to_string(), None).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deletes every live token of a user, each audited (`via` as in [`change_access`]).
-pub async fn delete_all_tokens(
-    api: &super::Api,
-    username: &str,
-    actor: Option<String>,
-    ip: String,
-    via: Option<&'static str>,
-) -> Result<(), ApiError> {
-    for token in api.store.live_tokens(username).await? {
-        api.store.revoke_token(&token.id).await?;
-        let mut detail = serde_json::json!({"name": token.name});
-        if let Some(via) = via {
-            detail["via"] = via.into();
-        }
-        api.audit(AuditEvent {
-            actor: actor.clone(),
-            action: "token.deleted",
-            username: Some(username.to_string()),
-            token_id: Some(token.id),
-            ip: Some(ip.clone()),
-            detail: Some(detail),
-        })
-        .await;
-    }
-    Ok(())
 }
 
 async fn set_disabled(
@@ -193,8 +167,8 @@ async fn set_disabled(
     }
     existing(&api, &username).await?;
     let actor = Some(caller.username.clone());
-    change_access(
-        &api,
+    access::change_access(
+        &api.store,
         &username,
         disabled,
         actor,
@@ -203,38 +177,6 @@ async fn set_disabled(
     )
     .await?;
     Ok(Json(existing(&api, &username).await?.into()))
-}
-
-/// Disables or enables a user, the one way every caller does it (this API, SCIM): the
-/// flag, whose change evicts the user's cached tokens on every replica within a second;
-/// when disabled, the end of their browser sessions; an audit entry (`via` names the
-/// channel in its detail when it is not this API).
-pub async fn change_access(
-    api: &super::Api,
-    username: &str,
-    disabled: bool,
-    actor: Option<String>,
-    ip: String,
-    via: Option<&'static str>,
-) -> Result<(), ApiError> {
-    api.store.set_user_disabled(username, disabled).await?;
-    if disabled {
-        api.store.delete_user_sessions(username).await?;
-    }
-    api.audit(AuditEvent {
-        actor,
-        action: if disabled {
-            "user.disabled"
-        } else {
-            "user.enabled"
-        },
-        username: Some(username.to_string()),
-        ip: Some(ip),
-        detail: via.map(|via| serde_json::json!({ "via": via })),
-        ..AuditEvent::default()
-    })
-    .await;
-    Ok(())
 }
 
 /// Disables a user: their tokens are refused within a second and their sessions end.

@@ -94,6 +94,16 @@ pub struct TokenRules {
 /// Longest grace a rotated-away token may keep working.
 pub const MAX_GRACE_SECS: i64 = 24 * 3600;
 
+/// Parses a grace such as `0s`, `15m` or `1h` (at most 24 hours) into seconds.
+pub fn parse_grace(text: &str) -> Result<i64, String> {
+    let grace = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("grace {text:?}: {e}; write a duration such as 0s, 15m or 1h"))?;
+    if grace > std::time::Duration::from_secs(MAX_GRACE_SECS as u64) {
+        return Err(format!("grace {text:?}: at most 24h"));
+    }
+    Ok(grace.as_secs() as i64)
+}
+
 /// Creates a token for an existing user under the current policies. The plaintext is
 /// returned once, here.
 pub async fn issue(

@@ -4,7 +4,7 @@
 //!
 //! What an identity provider changes here reaches the request path through the store:
 //! `active: false` or a delete disables the user by the admin API's own path
-//! ([`crate::api::users::change_access`]), so their tokens stop on every replica within
+//! ([`crate::accounts::access::change_access`]), so their tokens stop on every replica within
 //! a second and their browser sessions end. This module never touches a token's secret,
 //! never renames a user (tokens and Deploy's audit trail hang on the name), and answers
 //! nothing while `scim.secret` is unset.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{filter, scim_json, Provisioner, ScimBody, ScimError, BASE, MAX_RESULTS};
-use crate::api::users as admin;
+use crate::accounts::access;
 use crate::core::time::rfc3339;
 use crate::store::{ScimUser, ScimUserQuery};
 
@@ -373,8 +373,8 @@ async fn store(
             .await?;
     }
     if wanted.active == user.disabled {
-        admin::change_access(
-            &caller.api,
+        access::change_access(
+            &caller.api.store,
             &user.username,
             !wanted.active,
             Some(ACTOR.into()),
@@ -549,8 +549,8 @@ pub async fn patch(
 pub async fn delete(caller: Provisioner, Path(id): Path<String>) -> Result<StatusCode, ScimError> {
     let user = existing(&caller, &id).await?;
     if !user.disabled {
-        admin::change_access(
-            &caller.api,
+        access::change_access(
+            &caller.api.store,
             &user.username,
             true,
             Some(ACTOR.into()),
@@ -559,8 +559,8 @@ pub async fn delete(caller: Provisioner, Path(id): Path<String>) -> Result<Statu
         )
         .await?;
     }
-    admin::delete_all_tokens(
-        &caller.api,
+    access::delete_all_tokens(
+        &caller.api.store,
         &user.username,
         Some(ACTOR.into()),
         caller.ip.clone(),
