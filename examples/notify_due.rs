@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let config = Config::load(config_path.as_ref())?;
-    let (store, _) = patgate::edge::server::open_store(&config).await?;
+    let (store, _) = patgate::app::open_store(&config).await?;
     let now = patgate::core::time::now();
     let mut seconds = Vec::with_capacity(rounds);
     let mut found = 0;

@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(config_path.as_ref())?;
     // Opening the store applies the migrations; the hasher carries the server key.
-    let (store, hasher) = patgate::edge::server::open_store(&config).await?;
+    let (store, hasher) = patgate::app::open_store(&config).await?;
     store.close().await;
     let pool = AnyPoolOptions::new()
         .max_connections(1)

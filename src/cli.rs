@@ -11,10 +11,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::app;
 use crate::config::{self, Config};
 use crate::core::scope::Scope;
 use crate::core::token::{Expiration, TokenHasher};
-use crate::edge::server;
 use crate::store::{self, TokenRecord, UserSource};
 use crate::tokens::issue::{self, TokenRules};
 
@@ -202,7 +202,7 @@ pub async fn run_admin_to(
     command: Admin,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (store, hasher) = server::open_existing_store(config).await?;
+    let (store, hasher) = app::open_existing_store(config).await?;
     let result = admin(config, &store, &hasher, command, out).await;
     store.close().await;
     let changed = result?;
@@ -418,7 +418,7 @@ async fn admin(
         Admin::CheckDeploy { user } => {
             changed = false;
             let (ok, message) =
-                crate::edge::deploy_check::check(config, &store, hasher, &user).await?;
+                crate::app::deploy_check::check(config, &store, hasher, &user).await?;
             if !ok {
                 anyhow::bail!("{message}");
             }
@@ -494,7 +494,7 @@ async fn jwt_key(
 /// Runs a notify command; returns the line to print. A pass in which e-mails failed is
 /// an error (its summary says how many), so that cron reports it.
 pub async fn run_notify(config: &Config, command: NotifyCommand) -> anyhow::Result<String> {
-    let (store, _) = server::open_existing_store(config).await?;
+    let (store, _) = app::open_existing_store(config).await?;
     let notifier = crate::notify::Notifier::new(
         config,
         store.clone(),

@@ -34,6 +34,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -11,9 +11,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 
+use patgate::app::{self, preflight};
 use patgate::cli::{self, say, Admin, Cli, Command};
 use patgate::config::{redact_url, Config, ConfigError};
-use patgate::edge::{preflight, server};
 use patgate::logging;
 
 fn main() -> ExitCode {
@@ -124,7 +124,7 @@ async fn check_config(config: &Config, connect: bool) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let mut running = server::start(config).await?;
+    let mut running = app::start(config).await?;
     tokio::select! {
         result = running.wait() => return result,
         _ = shutdown_signal() => tracing::info!("shutdown signal received"),

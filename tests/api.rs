@@ -702,8 +702,8 @@ async fn admins_manage_users_and_read_the_audit_log(db: TestDb) {
         .await
         .unwrap();
     // Refused tokens are aggregated at the next housekeeping round; run it now, twice.
-    patgate::api::housekeeping::round(&api).await;
-    patgate::api::housekeeping::round(&api).await;
+    patgate::app::housekeeping::round(&api).await;
+    patgate::app::housekeeping::round(&api).await;
     let expired = as_user(
         "GET",
         &gw.url("/patgate/api/v1/audit?action=token.expired"),

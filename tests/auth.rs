@@ -131,8 +131,7 @@ async fn insert_token(
     user: &str,
     expires_at: Option<i64>,
 ) -> String {
-    let (store, hasher): (Store, TokenHasher) =
-        patgate::edge::server::open_store(config).await.unwrap();
+    let (store, hasher): (Store, TokenHasher) = patgate::app::open_store(config).await.unwrap();
     store
         .ensure_user(user, patgate::store::UserSource::Internal, None)
         .await
@@ -243,7 +242,7 @@ async fn last_use_is_recorded_off_the_request_path(db: TestDb) {
     }
     let config = gw.config.clone();
     gw.shutdown().await; // flushes pending writes
-    let (store, _) = patgate::edge::server::open_store(&config).await.unwrap();
+    let (store, _) = patgate::app::open_store(&config).await.unwrap();
     let record = store.get_token(&id).await.unwrap();
     assert!(record
         .last_used_at

@@ -857,7 +857,7 @@ async fn a_gateway_that_missed_the_daily_pass_catches_up_at_start() {
         &[("PATGATE_NOTIFY__TIME_ZONE", "UTC")],
     );
     // A pass three days ago, by a gateway that has been down since.
-    let (store, _) = patgate::edge::server::open_store(&cfg).await.unwrap();
+    let (store, _) = patgate::app::open_store(&cfg).await.unwrap();
     let long_ago = patgate::core::time::now() - 3 * DAY;
     store
         .record_pass(&PassRecord {

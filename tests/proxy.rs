@@ -633,7 +633,7 @@ async fn a_port_another_program_holds_is_an_error_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let config = config(&db, "http://127.0.0.1:9", &[("PATGATE_LISTEN", &address)]);
-    let Err(error) = patgate::edge::server::start(config).await else {
+    let Err(error) = patgate::app::start(config).await else {
         panic!("started on a port another program holds");
     };
     let message = error.to_string();

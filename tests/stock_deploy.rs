@@ -189,12 +189,9 @@ async fn every_algorithm_is_accepted_by_an_independent_validator_and_forgeries_a
 async fn mint(gw: &Gateway, user: &str) -> String {
     let minter = patgate::identity::jwt::JwtMinter::start(
         &gw.config.upstream.identity.jwt,
-        patgate::edge::server::open_store(&gw.config)
-            .await
-            .unwrap()
-            .0,
+        patgate::app::open_store(&gw.config).await.unwrap().0,
         Arc::new(patgate::core::sealed::Sealer::new(
-            patgate::edge::server::open_store(&gw.config)
+            patgate::app::open_store(&gw.config)
                 .await
                 .unwrap()
                 .1

@@ -241,7 +241,7 @@ async fn allowlists_read_the_peer_or_a_trusted_proxys_entry(db: TestDb) {
         }
         // The refusals are in the audit log, one row per address and reason.
         let api = gw.api().unwrap();
-        patgate::api::housekeeping::round(&api).await;
+        patgate::app::housekeeping::round(&api).await;
         let audit = as_user(
             "GET",
             &gw.url("/patgate/api/v1/audit?action=token.refused&per_page=200"),

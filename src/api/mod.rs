@@ -27,6 +27,7 @@ use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
 use crate::core::response::{full, json_error, Body};
 use crate::core::token::TokenHasher;
+use crate::edge::endpoints::DEPLOY_TOKENS_ROUTE;
 use crate::notify::Notifier;
 use crate::signin::SignIn;
 use crate::store::{AuditEvent, Store};
@@ -34,7 +35,6 @@ use crate::tokens::check::TokenCheck;
 
 pub mod audit;
 pub mod caller;
-pub mod housekeeping;
 pub mod leaked;
 pub mod me;
 pub mod notifications;
@@ -51,8 +51,6 @@ pub mod users;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Path prefixes this module answers (SCIM, [`crate::api::scim`], is nested in its router).
 const PREFIXES: [&str; 3] = ["/patgate/api/", "/patgate/sso/", "/patgate/scim/"];
-/// The seed's own example route, answered with the caller's tokens.
-pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
 
 /// Whether `path` is answered by the API.
 pub fn serves(path: &str) -> bool {

@@ -14,7 +14,6 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::api::{self, Api};
 use crate::core::client::ClientInfo;
 use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
@@ -27,7 +26,6 @@ use crate::store::Store;
 use crate::tokens::check::TokenCheck;
 use crate::tokens::credentials::{Credential, TOKEN_HEADER};
 use crate::tokens::rules::Attempt;
-use crate::ui;
 
 /// How long a client over its failure limit waits for its 429.
 const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -56,12 +54,27 @@ pub fn refuse_method(method: &Method) -> Option<Response<Body>> {
     })
 }
 
+/// The routes below `/patgate/` that the request path does not answer itself (the API,
+/// SSO, SCIM, the pages): wired once by the composition root, so that the request path
+/// needs nothing of the floors above it.
+pub trait OwnRoutes: Send + Sync {
+    /// Whether `path` is one of them.
+    fn serves(&self, path: &str) -> bool;
+
+    /// Answers one request; never fails (errors are answers).
+    fn answer(
+        &self,
+        req: Request<Incoming>,
+        client: ClientInfo,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>>;
+}
+
 /// Application state shared by all connections.
 pub struct Gateway {
     pub store: Store,
-    /// The self-service and admin API (`/patgate/api/`, `/patgate/sso/`); the pages
-    /// (`/patgate/`, [`crate::ui`]) are fixed files that call it.
-    pub api: Arc<Api>,
+    /// The gateway's own routes that are not the request path's: the API, SSO, SCIM
+    /// and the pages.
+    pub routes: Arc<dyn OwnRoutes>,
     pub tokens: Arc<TokenCheck>,
     pub identity: UpstreamIdentity,
     /// Header rules and trusted proxies, for both paths.
@@ -82,7 +95,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(
         store: Store,
-        api: Arc<Api>,
+        routes: Arc<dyn OwnRoutes>,
         tokens: Arc<TokenCheck>,
         identity: UpstreamIdentity,
         rules: Rules,
@@ -92,7 +105,7 @@ impl Gateway {
         let _ = getrandom::getrandom(&mut seed);
         Gateway {
             store,
-            api,
+            routes,
             tokens,
             identity,
             rules,
@@ -192,7 +205,7 @@ impl Gateway {
             if forward_auth::serves(req.uri().path()) {
                 return forward_auth::handle(self, req, peer).await;
             }
-            if api::serves(req.uri().path()) {
+            if self.routes.serves(req.uri().path()) {
                 let forwarded = req
                     .headers()
                     .get_all("x-forwarded-for")
@@ -203,10 +216,7 @@ impl Gateway {
                     tls: peer.tls,
                     request_id: peer.request_id.to_string(),
                 };
-                return self.api.handle(req, client).await;
-            }
-            if ui::serves(req.uri().path()) {
-                return ui::handle(&req);
+                return self.routes.answer(req, client).await;
             }
             return endpoints::handle(self, &req, endpoints::Listener::Main).await;
         }

@@ -3,7 +3,6 @@
 //! or takes a lock per request.
 
 pub mod access;
-pub mod deploy_check;
 pub mod endpoints;
 pub mod fastpath;
 pub mod forward_auth;
@@ -11,7 +10,6 @@ pub mod forwarded;
 pub mod gateway;
 pub mod headers;
 pub mod malformed;
-pub mod preflight;
 pub mod proxy;
 pub mod server;
 pub mod upstream;

@@ -1,9 +1,6 @@
-//! Start-up, the accept loop and shutdown.
-//!
-//! [`start`] builds the application state in one place (store, token check, change
-//! feed, usage writer, identity, proxy, expiry notifier), binds the listener and serves until
-//! [`Running::shutdown`]: then it stops accepting, lets in-flight requests finish
-//! within `shutdown_grace`, and flushes pending last-used writes.
+//! The listener: binding one socket per worker, the workers' accept loops, TLS, and
+//! the graceful stop of each worker. What the workers serve is built by the
+//! composition root (`crate::app`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,213 +13,38 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::Api;
-use crate::config::{Config, ConfigError, IdentityMode, TlsFiles};
-use crate::core::token::TokenHasher;
+use crate::config;
+use crate::config::TlsFiles;
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
-use crate::edge::headers::{self, Rules};
+use crate::edge::headers::{self};
 use crate::edge::proxy::Proxy;
-use crate::identity::jwt::JwtMinter;
-use crate::identity::UpstreamIdentity;
 use crate::metrics::Metrics;
-use crate::notify::{schedule, Notifier};
-use crate::store::Store;
-use crate::tokens::check::TokenCheck;
-use crate::tokens::limiter::FailureLimiter;
-use crate::tokens::rules::AccessRules;
-use crate::tokens::usage::UsageRecorder;
-use crate::tokens::{invalidation, keys};
 
 /// Largest request head accepted; longer headers get 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// A client must finish sending its request head within this time.
 pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A started gateway.
-pub struct Running {
-    /// The address actually bound (useful with port 0).
-    pub local_addr: SocketAddr,
-    /// The admin listener's address, when `admin_listen` is set.
-    pub admin_addr: Option<SocketAddr>,
-    /// The API, for embedding programs and tests.
-    pub api: Arc<Api>,
-    stop: watch::Sender<bool>,
-    done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    /// Graceful stop; returns when in-flight work is finished or the grace ran out.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        self.done.await?
-    }
-
-    /// Waits until the gateway stops on its own (it does not, unless it fails).
-    pub async fn wait(&mut self) -> anyhow::Result<()> {
-        (&mut self.done).await?
-    }
-}
-
-/// Opens the store with the configured token key for the server: a missing key file
-/// and SQLite database are created.
-pub async fn open_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)> {
-    let key = keys::token_key(&config.secrets).map_err(as_config_error)?;
-    open_with(config, key, true).await
-}
-
-/// Opens the store for the command line: the database and key must exist already, so
-/// that a command run with the wrong configuration (or from another folder) stops
-/// instead of acting on a new, empty database no gateway reads.
-pub async fn open_existing_store(config: &Config) -> anyhow::Result<(Store, TokenHasher)> {
-    let source = config.source_text();
-    let Some(key) = keys::existing_token_key(&config.secrets).map_err(as_config_error)? else {
-        return Err(ConfigError::new(format!(
-            "no token key at {} (secrets.token_key_file of {source}); the gateway creates it at its first start: start it once with this configuration, or pass the configuration it runs with (--config)",
-            config.secrets.token_key_file.display()
-        ))
-        .into());
-    };
-    if let Some(file) = config.database.sqlite_file().filter(|f| !f.exists()) {
-        return Err(ConfigError::new(format!(
-            "no database at {} (database.url of {source}); the gateway creates it at its first start: start it once with this configuration, or pass the configuration it runs with (--config)",
-            file.display()
-        ))
-        .into());
-    }
-    open_with(config, key, false).await
-}
-
-fn as_config_error(e: anyhow::Error) -> anyhow::Error {
-    ConfigError::new(format!("{e:#}")).into()
-}
-
-async fn open_with(
-    config: &Config,
-    key: Vec<u8>,
-    create: bool,
-) -> anyhow::Result<(Store, TokenHasher)> {
-    let previous = keys::previous_token_keys(&config.secrets).map_err(as_config_error)?;
-    let url = &config.database.url;
-    let store = if create {
-        Store::connect(url, config.database.max_connections).await
-    } else {
-        Store::connect_existing(url, config.database.max_connections).await
-    }
-    .map_err(|e| anyhow::anyhow!("database.url {}: {e}", crate::config::redact_url(url)))?;
-    let hasher = TokenHasher::with_previous(&key, &previous);
-    // Hashes from before key ids were recorded were made with the only key there was.
-    if !hasher.rotating() {
-        store.stamp_key_id(hasher.key_id()).await?;
-    }
-    Ok((store, hasher))
-}
-
-/// Builds everything and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (store, hasher) = open_store(&config).await?;
-    let metrics = Arc::new(Metrics::new(config.workers));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // The writer outlives the listener so that requests finishing late are recorded.
-    let (usage_stop, usage_stop_rx) = watch::channel(false);
-    let (usage, usage_writer) = UsageRecorder::start(store.clone(), usage_stop_rx);
-    let hasher_for_api = hasher.clone();
-    let sealer = Arc::new(crate::core::sealed::Sealer::new(hasher.raw_keys()));
-    let tokens = Arc::new(
-        TokenCheck::new(
-            hasher,
-            store.clone(),
-            &config.cache,
-            FailureLimiter::new(&config.limits),
-            usage,
-            metrics.clone(),
-        )
-        .with_rules(AccessRules::new(&config.webhooks.paths)),
-    );
-    let feed = invalidation::start(
-        store.clone(),
-        tokens.clone(),
-        config.cache.poll_interval,
-        stop_rx.clone(),
-    )
-    .await?;
-
-    let jwt = match config.upstream.identity.mode {
-        IdentityMode::Jwt => Some(
-            JwtMinter::start(&config.upstream.identity.jwt, store.clone(), sealer.clone()).await?,
-        ),
-        _ => None,
-    };
-    let identity = UpstreamIdentity::new(&config.upstream.identity, jwt)?;
-    if config.upstream.identity.mode == IdentityMode::Header
-        && config.upstream.identity.shared_secret.is_none()
-    {
-        tracing::warn!(
-            "header mode without upstream.identity.shared_secret \
-             (allow_header_without_secret): anything that reaches Deploy without the gateway \
-             can claim to be any user; set a shared secret before real use"
-        );
-    }
-    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
-
-    let listeners = bind(config.listen, config.workers, config.share_port)?;
-    let local_addr = listeners[0].local_addr()?;
-    tracing::info!(
-        %local_addr,
-        tls = tls.is_some(),
-        upstream = %config.upstream.url,
-        identity = ?config.upstream.identity.mode,
-        database = ?store.backend(),
-        workers = config.workers,
-        "patgate listening"
-    );
-
-    let notifier = Arc::new(Notifier::new(&config, store.clone(), metrics.clone())?);
-    let api = Api::new(
-        &config,
-        store.clone(),
-        tokens.clone(),
-        hasher_for_api,
-        notifier.clone(),
-    )?;
-    let housekeeping = tokio::spawn(crate::api::housekeeping::run(api.clone(), stop_rx.clone()));
-    let notify_task = notifier
-        .schedule()
-        .map(|schedule| tokio::spawn(schedule::run(notifier, schedule, stop_rx.clone())));
-    let mut gateway = Gateway::new(
-        store.clone(),
-        api.clone(),
-        tokens,
-        identity,
-        Rules::new(&config),
-        metrics.clone(),
-    );
-    gateway.access_log = config.log.access;
-    gateway.admin_elsewhere = config.admin_listen.is_some();
-    let gateway = Arc::new(gateway);
-    let admin_addr = match config.admin_listen {
-        Some(address) => {
-            let listener = TcpListener::bind(address).await.map_err(|e| {
-                anyhow::anyhow!("admin_listen {address}: {e}; is another process on that port?")
-            })?;
-            let bound = listener.local_addr()?;
-            tracing::info!(%bound, "admin listener (metrics, readiness) listening");
-            tokio::spawn(crate::edge::endpoints::serve_admin(
-                listener,
-                gateway.clone(),
-                stop_rx.clone(),
-            ));
-            Some(bound)
-        }
-        None => None,
-    };
-    let grace = config.shutdown_grace;
-    let mut threads = Vec::with_capacity(config.workers);
+/// Starts one worker thread per listening socket, each with its own event loop and
+/// upstream connections, serving until `stop` changes; the threads end when their
+/// in-flight requests have finished or `grace` ran out.
+#[expect(clippy::too_many_arguments)]
+pub fn spawn_workers(
+    listeners: Vec<std::net::TcpListener>,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    upstream: &config::Upstream,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
+    let mut threads = Vec::with_capacity(listeners.len());
     for (worker, socket) in listeners.into_iter().enumerate() {
         let gateway = gateway.clone();
         let tls = tls.clone();
-        let stop = stop_rx.clone();
-        let upstream = config.upstream.clone();
+        let stop = stop.clone();
+        let upstream = upstream.clone();
         let metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name(format!("patgate-worker-{worker}"))
@@ -241,38 +63,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             })?;
         threads.push(thread);
     }
-    let done = tokio::spawn(async move {
-        let joined = tokio::task::spawn_blocking(move || {
-            threads
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        let _ = usage_stop.send(true);
-        if usage_writer.await.is_err() {
-            tracing::warn!("the last-used writer failed");
-        }
-        let _ = feed.await;
-        let _ = housekeeping.await;
-        if let Some(task) = notify_task {
-            let _ = task.await;
-        }
-        store.close().await;
-        tracing::info!("patgate stopped");
-        joined.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-        Ok(())
-    });
-    Ok(Running {
-        local_addr,
-        admin_addr,
-        api,
-        stop: stop_tx,
-        done,
-    })
+    Ok(threads)
 }
 
 /// Pending connections each worker's listener holds.
@@ -285,7 +76,7 @@ const BACKLOG: i32 = 1024;
 /// Unless `share` is set, a port some other process already serves is refused: the
 /// kernel would otherwise spread connections over both processes (`SO_REUSEPORT`),
 /// and a second patgate started by mistake would take half the requests.
-fn bind(
+pub fn bind(
     address: SocketAddr,
     workers: usize,
     share: bool,

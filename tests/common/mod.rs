@@ -18,10 +18,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use patgate::app::{self, Running};
 use patgate::cli::{self, Admin, CreateArgs, TokenCommand, UserCommand};
 use patgate::config::Config;
 use patgate::core::token::Expiration;
-use patgate::edge::server::{self, Running};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -453,7 +453,7 @@ pub fn config_file(db: &TestDb, upstream: &str, listen: &str) -> std::path::Path
 /// first start does (the command line never creates them).
 pub async fn first_start(config_file: &std::path::Path) {
     let config = Config::load(config_file).unwrap();
-    let (store, _) = patgate::edge::server::open_store(&config).await.unwrap();
+    let (store, _) = patgate::app::open_store(&config).await.unwrap();
     store.close().await;
 }
 
@@ -466,7 +466,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(config: Config) -> Gateway {
-        let running = server::start(config.clone()).await.unwrap();
+        let running = app::start(config.clone()).await.unwrap();
         let addr = running.local_addr;
         Gateway {
             config,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Api;
+use crate::api::Api;
 use crate::store::AuditEvent;
 
 const EVERY: Duration = Duration::from_secs(60);
