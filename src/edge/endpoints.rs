@@ -120,7 +120,7 @@ pub async fn serve_admin(
     use hyper_util::rt::{TokioIo, TokioTimer};
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(crate::edge::server::HEAD_TIMEOUT);
+        .header_read_timeout(crate::edge::limits::HEAD_TIMEOUT);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -16,10 +16,6 @@ use crate::edge::forwarded::{Resolved, TrustedProxies};
 use crate::identity::UpstreamIdentity;
 use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
 
-/// Most header lines in a request or an answer, on both paths (hyper's own default):
-/// a longer request head is refused with 431, a longer answer with 502.
-pub const MAX_HEADERS: usize = 100;
-
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
 /// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
 pub const HOP_BY_HOP: [HeaderName; 8] = [

@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::edge::fastpath::Rewind;
 use crate::edge::gateway::Gateway;
+use crate::edge::rewind::Rewind;
 
 /// Why a head was refused.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,7 @@ pub fn explain(problem: Problem, head: &[u8]) -> (StatusCode, &'static str, Stri
             "request_head_too_large",
             format!(
                 "the request head is larger than {} KiB; send fewer or shorter headers",
-                crate::edge::server::MAX_HEAD_BYTES / 1024
+                crate::edge::limits::MAX_HEAD_BYTES / 1024
             ),
         ),
         Problem::Invalid(httparse::Error::TooManyHeaders) => (
@@ -38,7 +38,7 @@ pub fn explain(problem: Problem, head: &[u8]) -> (StatusCode, &'static str, Stri
             "too_many_headers",
             format!(
                 "the request has more than {} headers",
-                crate::edge::headers::MAX_HEADERS
+                crate::edge::limits::MAX_HEADERS
             ),
         ),
         Problem::Invalid(e) => {
@@ -90,13 +90,13 @@ pub async fn first_head<S>(mut io: S, gateway: &Gateway) -> Option<Rewind<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let max = crate::edge::server::MAX_HEAD_BYTES;
+    let max = crate::edge::limits::MAX_HEAD_BYTES;
     let mut buf = BytesMut::with_capacity(4 * 1024);
-    let deadline = tokio::time::sleep(crate::edge::server::HEAD_TIMEOUT);
+    let deadline = tokio::time::sleep(crate::edge::limits::HEAD_TIMEOUT);
     tokio::pin!(deadline);
     loop {
         if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; crate::edge::headers::MAX_HEADERS];
+            let mut headers = [httparse::EMPTY_HEADER; crate::edge::limits::MAX_HEADERS];
             let problem = match httparse::Request::new(&mut headers).parse(&buf) {
                 Ok(httparse::Status::Complete(_)) => return Some(Rewind::new(buf, io)),
                 Ok(httparse::Status::Partial) if buf.len() < max => None,

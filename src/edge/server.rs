@@ -17,19 +17,13 @@ use crate::config;
 use crate::config::TlsFiles;
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
-use crate::edge::headers::{self};
+use crate::edge::limits::{HEAD_TIMEOUT, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::edge::proxy::Proxy;
 use crate::metrics::Metrics;
-
-/// Largest request head accepted; longer headers get 431.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// A client must finish sending its request head within this time.
-pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Starts one worker thread per listening socket, each with its own event loop and
 /// upstream connections, serving until `stop` changes; the threads end when their
 /// in-flight requests have finished or `grace` ran out.
-#[expect(clippy::too_many_arguments)]
 pub fn spawn_workers(
     listeners: Vec<std::net::TcpListener>,
     tls: Option<TlsAcceptor>,
@@ -143,7 +137,7 @@ async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(headers::MAX_HEADERS)
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
     // Every connection task holds a sender; when all are dropped, all are done.
     let (alive, mut all_done) = mpsc::channel::<()>(1);

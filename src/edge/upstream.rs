@@ -175,7 +175,7 @@ impl Pool {
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let (sender, connection) = http1::Builder::new()
-            .max_headers(crate::edge::headers::MAX_HEADERS)
+            .max_headers(crate::edge::limits::MAX_HEADERS)
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Handshake(self.address.clone(), e))?;
