@@ -12,11 +12,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use values::{duration, flag, list, number, optional_path};
+
 mod jwt;
 mod notify;
 mod scim;
 mod signin;
 mod token_rules;
+mod values;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use notify::Notify;
@@ -384,7 +387,7 @@ struct RawSecrets {
     #[serde(default = "default_token_key_file")]
     token_key_file: String,
     #[serde(default)]
-    previous_token_keys: signin::ListOrText,
+    previous_token_keys: values::ListOrText,
 }
 
 impl Default for RawSecrets {
@@ -392,7 +395,7 @@ impl Default for RawSecrets {
         RawSecrets {
             token_key: String::new(),
             token_key_file: default_token_key_file(),
-            previous_token_keys: signin::ListOrText::Empty,
+            previous_token_keys: values::ListOrText::Empty,
         }
     }
 }
@@ -709,81 +712,6 @@ fn apply_override(tree: &mut Value, var: &str, path: &str, value: &str) -> Resul
     // Always text: numeric keys parse it themselves, so a password of digits stays text.
     *node = Value::String(value.to_string());
     Ok(())
-}
-
-/// A number written as a YAML number or as text (environment overrides are text).
-fn number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr + serde::Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumberOrText<T> {
-        Number(T),
-        Text(String),
-    }
-    match NumberOrText::<T>::deserialize(deserializer)? {
-        NumberOrText::Number(n) => Ok(n),
-        NumberOrText::Text(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a number"))),
-    }
-}
-
-/// `true` or `false`, as YAML or as text.
-fn flag<'de, D>(deserializer: D) -> Result<bool, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum FlagOrText {
-        Flag(bool),
-        Text(String),
-    }
-    match FlagOrText::deserialize(deserializer)? {
-        FlagOrText::Flag(flag) => Ok(flag),
-        FlagOrText::Text(text) => match text.trim() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            _ => Err(serde::de::Error::custom(format!(
-                "{text:?} is not true or false"
-            ))),
-        },
-    }
-}
-
-/// A list, as a YAML sequence or as text separated by commas or spaces (an
-/// environment override).
-fn list<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrText {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match ListOrText::deserialize(deserializer)? {
-        ListOrText::List(items) => items,
-        ListOrText::Text(text) => text
-            .split([',', ' '])
-            .filter(|item| !item.is_empty())
-            .map(str::to_string)
-            .collect(),
-    })
-}
-
-fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value)
-        .map_err(|e| ConfigError::key(key, value, format!("{e}; write a duration like 30s or 5m")))
-}
-
-fn optional_path(value: &str) -> Option<PathBuf> {
-    (!value.trim().is_empty()).then(|| PathBuf::from(value))
 }
 
 fn header_name(key: &str, value: &str) -> Result<http::HeaderName, ConfigError> {
