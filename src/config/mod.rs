@@ -19,6 +19,7 @@ mod notify;
 mod scim;
 mod signin;
 mod token_rules;
+mod upstream;
 mod values;
 
 pub use jwt::{JwtAlgorithm, JwtSettings};
@@ -26,6 +27,7 @@ pub use notify::Notify;
 pub use scim::Scim;
 pub use signin::{SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
+pub use upstream::{BasicAccount, Identity, IdentityMode, Upstream};
 mod cidr;
 pub use cidr::IpNet;
 
@@ -116,51 +118,6 @@ pub struct TlsFiles {
 }
 
 #[derive(Debug, Clone)]
-pub struct Upstream {
-    pub url: http::Uri,
-    pub connect_timeout: Duration,
-    /// Longest wait for the upstream's response head; bodies stream without a limit.
-    pub read_timeout: Duration,
-    /// Extra PEM CA bundle trusted for an `https` upstream, besides the OS store.
-    pub ca_file: Option<PathBuf>,
-    pub max_idle_per_host: usize,
-    pub identity: Identity,
-}
-
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub mode: IdentityMode,
-    /// Header carrying the authenticated username to Deploy (all modes).
-    pub header: http::HeaderName,
-    /// Optional header + value proving to Deploy that a request came through the gateway.
-    pub shared_secret: Option<(http::HeaderName, http::HeaderValue)>,
-    pub jwt: JwtSettings,
-    pub basic: Option<BasicAccount>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityMode {
-    Header,
-    Jwt,
-    Basic,
-}
-
-#[derive(Clone)]
-pub struct BasicAccount {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for BasicAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicAccount")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Database {
     pub url: String,
     pub max_connections: u32,
@@ -242,7 +199,7 @@ struct Raw {
     admin_listen: String,
     #[serde(default)]
     tls: RawTls,
-    upstream: RawUpstream,
+    upstream: upstream::RawUpstream,
     database: RawDatabase,
     #[serde(default)]
     secrets: RawSecrets,
@@ -289,85 +246,6 @@ struct RawTls {
     cert_file: String,
     #[serde(default)]
     key_file: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    url: String,
-    #[serde(default = "default_connect_timeout")]
-    connect_timeout: String,
-    #[serde(default = "default_read_timeout")]
-    read_timeout: String,
-    #[serde(default)]
-    ca_file: String,
-    #[serde(default = "default_idle", deserialize_with = "number")]
-    max_idle_per_host: usize,
-    #[serde(default)]
-    identity: RawIdentity,
-}
-
-fn default_connect_timeout() -> String {
-    "5s".into()
-}
-fn default_read_timeout() -> String {
-    "300s".into()
-}
-fn default_idle() -> usize {
-    64
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawIdentity {
-    #[serde(default = "default_mode")]
-    mode: String,
-    #[serde(default = "default_header")]
-    header: String,
-    #[serde(default = "default_secret_header")]
-    shared_secret_header: String,
-    #[serde(default)]
-    shared_secret: String,
-    /// Header mode without a shared secret, knowingly (trying the gateway out).
-    #[serde(default, deserialize_with = "flag")]
-    allow_header_without_secret: bool,
-    #[serde(default)]
-    jwt: jwt::RawJwt,
-    #[serde(default)]
-    basic: RawBasic,
-}
-
-impl Default for RawIdentity {
-    fn default() -> Self {
-        RawIdentity {
-            mode: default_mode(),
-            header: default_header(),
-            shared_secret_header: default_secret_header(),
-            shared_secret: String::new(),
-            allow_header_without_secret: false,
-            jwt: jwt::RawJwt::default(),
-            basic: RawBasic::default(),
-        }
-    }
-}
-
-fn default_mode() -> String {
-    "header".into()
-}
-fn default_header() -> String {
-    "X-Deploy-User".into()
-}
-fn default_secret_header() -> String {
-    "X-Patgate-Secret".into()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBasic {
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -714,19 +592,6 @@ fn apply_override(tree: &mut Value, var: &str, path: &str, value: &str) -> Resul
     Ok(())
 }
 
-fn header_name(key: &str, value: &str) -> Result<http::HeaderName, ConfigError> {
-    let fix = "not a valid HTTP header name; use letters, digits and '-'";
-    if value.contains('_') {
-        // Servers drop such names or read '_' as '-'; the gateway drops their look-alikes.
-        return Err(ConfigError::key(
-            key,
-            value,
-            format!("{fix} ('_' is read as '-' by many servers)"),
-        ));
-    }
-    http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| ConfigError::key(key, value, fix))
-}
-
 /// An address to listen on: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now; the
 /// first address the name resolves to is used).
 fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -829,104 +694,7 @@ impl Raw {
             }
         };
 
-        let url: http::Uri = self.upstream.url.parse().map_err(|_| {
-            ConfigError::key(
-                "upstream.url",
-                &self.upstream.url,
-                "not a URL; write http://HOST:PORT",
-            )
-        })?;
-        match url.scheme_str() {
-            Some("http") | Some("https") => {}
-            Some(other) => {
-                return Err(ConfigError::key(
-                    "upstream.url",
-                    &self.upstream.url,
-                    format!("unsupported scheme {other:?}; use http or https"),
-                ))
-            }
-            None => {
-                return Err(ConfigError::key(
-                    "upstream.url",
-                    &self.upstream.url,
-                    "missing scheme; write http://HOST:PORT or https://HOST:PORT",
-                ))
-            }
-        }
-        if url.host().is_none() {
-            return Err(ConfigError::key(
-                "upstream.url",
-                &self.upstream.url,
-                "missing host",
-            ));
-        }
-        if url
-            .path_and_query()
-            .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
-        {
-            return Err(ConfigError::key(
-                "upstream.url",
-                &self.upstream.url,
-                "must not carry a path; requests keep their own path",
-            ));
-        }
-
-        let identity = self.upstream.identity;
-        let mode = match identity.mode.as_str() {
-            "header" => IdentityMode::Header,
-            "jwt" => IdentityMode::Jwt,
-            "basic" => IdentityMode::Basic,
-            other => {
-                return Err(ConfigError::key(
-                    "upstream.identity.mode",
-                    other,
-                    "unknown mode; use header, jwt or basic",
-                ))
-            }
-        };
-        let header = header_name("upstream.identity.header", &identity.header)?;
-        let shared_secret = if identity.shared_secret.is_empty() {
-            None
-        } else {
-            let name = header_name(
-                "upstream.identity.shared_secret_header",
-                &identity.shared_secret_header,
-            )?;
-            let mut value = http::HeaderValue::from_str(&identity.shared_secret).map_err(|_| {
-                ConfigError(
-                    "upstream.identity.shared_secret: not a valid header value; use printable ASCII".into(),
-                )
-            })?;
-            value.set_sensitive(true);
-            Some((name, value))
-        };
-        if mode == IdentityMode::Header
-            && shared_secret.is_none()
-            && !identity.allow_header_without_secret
-        {
-            return Err(ConfigError(format!(
-                "upstream.identity.shared_secret \"\": header mode needs a shared secret: \
-                 without one, Deploy cannot tell the gateway's {0} from a {0} sent by anything \
-                 else that reaches it; set PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET (e.g. \
-                 openssl rand -hex 32) and have Deploy check it (deploy/README.md), or set \
-                 upstream.identity.allow_header_without_secret: true to run without one",
-                identity.header
-            )));
-        }
-        let jwt = identity.jwt.validate(mode == IdentityMode::Jwt)?;
-        let basic = if identity.basic.username.is_empty() {
-            None
-        } else {
-            Some(BasicAccount {
-                username: identity.basic.username,
-                password: identity.basic.password,
-            })
-        };
-        if mode == IdentityMode::Basic && basic.is_none() {
-            return Err(ConfigError(
-                "upstream.identity.mode \"basic\": set upstream.identity.basic.username and .password (the service account)".into(),
-            ));
-        }
+        let upstream = self.upstream.validate()?;
 
         let url_text = self.database.url.trim().to_string();
         if !(url_text.starts_with("sqlite:")
@@ -1016,23 +784,7 @@ impl Raw {
             share_port: self.share_port,
             admin_listen,
             tls,
-            upstream: Upstream {
-                url,
-                connect_timeout: duration(
-                    "upstream.connect_timeout",
-                    &self.upstream.connect_timeout,
-                )?,
-                read_timeout: duration("upstream.read_timeout", &self.upstream.read_timeout)?,
-                ca_file: optional_path(&self.upstream.ca_file),
-                max_idle_per_host: self.upstream.max_idle_per_host,
-                identity: Identity {
-                    mode,
-                    header,
-                    shared_secret,
-                    jwt,
-                    basic,
-                },
-            },
+            upstream,
             database: Database {
                 url: url_text,
                 max_connections,
@@ -1112,265 +864,4 @@ fn redact_userinfo(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: sqlite://x.db\n";
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn environment_overrides_nested_keys() {
-        let cfg = Config::from_yaml(
-            MINIMAL,
-            &env(&[
-                ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
-                ("PATGATE_DATABASE__URL", "postgres://u:pw@db/x"),
-                ("PATGATE_CACHE__MAX_TOKENS", "7"),
-                ("PATGATE_LISTEN", "0.0.0.0:9"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(cfg.upstream.identity.mode, IdentityMode::Jwt);
-        assert!(cfg.database.is_postgres());
-        assert_eq!(cfg.cache.max_tokens, 7);
-        assert_eq!(cfg.listen.port(), 9);
-    }
-
-    #[test]
-    fn text_keys_keep_digits_as_text_and_numbers_parse() {
-        let cfg = Config::from_yaml(
-            MINIMAL,
-            &env(&[
-                ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "123456"),
-                ("PATGATE_LIMITS__FAILURES_PER_SECOND", "2.5"),
-            ]),
-        )
-        .unwrap();
-        let (_, secret) = cfg.upstream.identity.shared_secret.unwrap();
-        assert_eq!(secret, "123456");
-        assert_eq!(cfg.limits.failures_per_second, 2.5);
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_CACHE__MAX_TOKENS", "lots")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("cache.max_tokens") && err.contains("lots"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn bad_scheme_names_key_value_and_fix() {
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM__URL", "htp://x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("upstream.url"), "{err}");
-        assert!(err.contains("htp://x"), "{err}");
-        assert!(err.contains("use http or https"), "{err}");
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM__URLL", "http://x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("urll"), "{err}");
-    }
-
-    #[test]
-    fn database_password_is_redacted_in_errors() {
-        let err = Config::from_yaml(
-            MINIMAL,
-            &env(&[("PATGATE_DATABASE__URL", "mysql://u:hunter2@h/x")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(!err.contains("hunter2"), "{err}");
-        assert!(err.contains("database.url"), "{err}");
-    }
-
-    #[test]
-    fn password_parameters_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:pw@h/db?sslmode=require&password=x"),
-            "postgres://u:***@h/db?sslmode=require&password=***"
-        );
-    }
-
-    #[test]
-    fn basic_mode_requires_service_account() {
-        let err = Config::from_yaml(
-            MINIMAL,
-            &env(&[("PATGATE_UPSTREAM__IDENTITY__MODE", "basic")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("upstream.identity.basic.username"), "{err}");
-    }
-
-    #[test]
-    fn header_mode_needs_a_secret_or_an_explicit_choice() {
-        let bare = MINIMAL.replace("  identity:\n    allow_header_without_secret: true\n", "");
-        let err = Config::from_yaml(&bare, &env(&[])).unwrap_err().to_string();
-        assert!(err.contains("upstream.identity.shared_secret"), "{err}");
-        assert!(err.contains("allow_header_without_secret: true"), "{err}");
-        assert!(err.contains("X-Deploy-User"), "{err}");
-        for fix in [
-            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "s3cret"),
-            (
-                "PATGATE_UPSTREAM__IDENTITY__ALLOW_HEADER_WITHOUT_SECRET",
-                "true",
-            ),
-            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
-        ] {
-            assert!(Config::from_yaml(&bare, &env(&[fix])).is_ok(), "{fix:?}");
-        }
-        let err = Config::from_yaml(
-            &bare,
-            &env(&[(
-                "PATGATE_UPSTREAM__IDENTITY__ALLOW_HEADER_WITHOUT_SECRET",
-                "yes",
-            )]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("not true or false"), "{err}");
-    }
-
-    #[test]
-    fn identity_header_names_have_no_underscore() {
-        let err = Config::from_yaml(
-            MINIMAL,
-            &env(&[("PATGATE_UPSTREAM__IDENTITY__HEADER", "X_Remote_User")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("upstream.identity.header \"X_Remote_User\""),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_shipped_gateway_yaml_starts_as_it_is() {
-        let cfg = Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
-        assert!(cfg.trusted_proxies.is_empty());
-        assert_eq!(cfg.underscore_headers, UnderscoreHeaders::Forward);
-    }
-
-    #[test]
-    fn trusted_proxies_are_networks_from_yaml_or_the_environment() {
-        let yaml =
-            format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.1]\n");
-        let cfg = Config::from_yaml(&yaml, &env(&[])).unwrap();
-        assert_eq!(cfg.trusted_proxies.len(), 3);
-        assert!(cfg.trusted_proxies[1].contains("2001:db8::7".parse().unwrap()));
-        let cfg = Config::from_yaml(
-            MINIMAL,
-            &env(&[("PATGATE_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")]),
-        )
-        .unwrap();
-        assert_eq!(cfg.trusted_proxies.len(), 2);
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_TRUSTED_PROXIES", "10.1.2.3/8")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("trusted_proxies \"10.1.2.3/8\"") && err.contains("write 10.0.0.0/8"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn underscore_headers_is_one_of_three() {
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UNDERSCORE_HEADERS", "strip")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("underscore_headers \"strip\""), "{err}");
-    }
-
-    #[test]
-    fn a_variable_with_one_underscore_is_named_with_its_likely_spelling() {
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM_URL", "http://x:1")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("environment variable PATGATE_UPSTREAM_URL"),
-            "{err}"
-        );
-        assert!(err.contains("did you mean PATGATE_UPSTREAM__URL?"), "{err}");
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_CACHE_MAX_TOKENS", "5")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("did you mean PATGATE_CACHE__MAX_TOKENS?"),
-            "{err}"
-        );
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_NO_SUCH_THING", "5")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("environment variable PATGATE_NO_SUCH_THING: no setting no_such_thing"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn unknown_log_levels_are_refused_with_the_valid_ones() {
-        for bad in ["verbose", "info,verbose", "patgate=loud", ""] {
-            let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LOG__LEVEL", bad)]))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("log.level"), "{bad}: {err}");
-            assert!(
-                err.contains("off, error, warn, info, debug, trace"),
-                "{bad}: {err}"
-            );
-        }
-        for good in ["debug", "WARN", "info,patgate=debug", "warn,hyper=off"] {
-            assert!(
-                Config::from_yaml(MINIMAL, &env(&[("PATGATE_LOG__LEVEL", good)])).is_ok(),
-                "{good}"
-            );
-        }
-    }
-
-    #[test]
-    fn listen_takes_host_names_and_ipv6() {
-        let cfg =
-            Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost:4599")])).unwrap();
-        assert!(cfg.listen.ip().is_loopback() && cfg.listen.port() == 4599);
-        let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "[::]:4599")])).unwrap();
-        assert!(cfg.listen.is_ipv6());
-        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("listen \"localhost\": no port"), "{err}");
-    }
-
-    #[test]
-    fn relative_paths_resolve_against_the_configuration_folder() {
-        let mut cfg = Config::from_yaml(
-            MINIMAL,
-            &env(&[
-                ("PATGATE_DATABASE__URL", "sqlite://data/p.db?mode=rwc"),
-                ("PATGATE_TLS__CERT_FILE", "tls/cert.pem"),
-                ("PATGATE_TLS__KEY_FILE", "/abs/key.pem"),
-            ]),
-        )
-        .unwrap();
-        cfg.resolve_paths(Path::new("/etc/patgate"));
-        assert_eq!(cfg.database.url, "sqlite:///etc/patgate/data/p.db?mode=rwc");
-        assert_eq!(
-            cfg.secrets.token_key_file,
-            Path::new("/etc/patgate/data/token-hmac.key")
-        );
-        let tls = cfg.tls.unwrap();
-        assert_eq!(tls.cert_file, Path::new("/etc/patgate/tls/cert.pem"));
-        assert_eq!(tls.key_file, Path::new("/abs/key.pem"));
-    }
-}
+mod tests;

@@ -1,5 +1,4 @@
-//! Parsers for the kinds of value every section has: numbers, flags, lists and durations
-//! written in YAML or as the text of an environment override.
+//! Parsers for the values every section has, written in YAML or as an override's text.
 
 use std::path::PathBuf;
 use std::time::Duration;

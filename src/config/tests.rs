@@ -1,0 +1,198 @@
+//! Tests of loading as a whole, and the minimal configuration the other tests start from.
+
+use super::*;
+
+/// A configuration that loads; tests change it key by key through `env`.
+pub(super) const MINIMAL: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: sqlite://x.db\n";
+
+/// An environment of the given variables, as `Config::from_yaml` takes it.
+pub(super) fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn environment_overrides_nested_keys() {
+    let cfg = Config::from_yaml(
+        MINIMAL,
+        &env(&[
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+            ("PATGATE_DATABASE__URL", "postgres://u:pw@db/x"),
+            ("PATGATE_CACHE__MAX_TOKENS", "7"),
+            ("PATGATE_LISTEN", "0.0.0.0:9"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(cfg.upstream.identity.mode, IdentityMode::Jwt);
+    assert!(cfg.database.is_postgres());
+    assert_eq!(cfg.cache.max_tokens, 7);
+    assert_eq!(cfg.listen.port(), 9);
+}
+
+#[test]
+fn text_keys_keep_digits_as_text_and_numbers_parse() {
+    let cfg = Config::from_yaml(
+        MINIMAL,
+        &env(&[
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", "123456"),
+            ("PATGATE_LIMITS__FAILURES_PER_SECOND", "2.5"),
+        ]),
+    )
+    .unwrap();
+    let (_, secret) = cfg.upstream.identity.shared_secret.unwrap();
+    assert_eq!(secret, "123456");
+    assert_eq!(cfg.limits.failures_per_second, 2.5);
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_CACHE__MAX_TOKENS", "lots")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cache.max_tokens") && err.contains("lots"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM__URLL", "http://x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("urll"), "{err}");
+}
+
+#[test]
+fn database_password_is_redacted_in_errors() {
+    let err = Config::from_yaml(
+        MINIMAL,
+        &env(&[("PATGATE_DATABASE__URL", "mysql://u:hunter2@h/x")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("database.url"), "{err}");
+}
+
+#[test]
+fn password_parameters_are_redacted() {
+    assert_eq!(
+        redact_url("postgres://u:pw@h/db?sslmode=require&password=x"),
+        "postgres://u:***@h/db?sslmode=require&password=***"
+    );
+}
+
+#[test]
+fn the_shipped_gateway_yaml_starts_as_it_is() {
+    let cfg = Config::from_yaml(include_str!("../../gateway.yaml"), &env(&[])).unwrap();
+    assert!(cfg.trusted_proxies.is_empty());
+    assert_eq!(cfg.underscore_headers, UnderscoreHeaders::Forward);
+}
+
+#[test]
+fn trusted_proxies_are_networks_from_yaml_or_the_environment() {
+    let yaml = format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.1]\n");
+    let cfg = Config::from_yaml(&yaml, &env(&[])).unwrap();
+    assert_eq!(cfg.trusted_proxies.len(), 3);
+    assert!(cfg.trusted_proxies[1].contains("2001:db8::7".parse().unwrap()));
+    let cfg = Config::from_yaml(
+        MINIMAL,
+        &env(&[("PATGATE_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")]),
+    )
+    .unwrap();
+    assert_eq!(cfg.trusted_proxies.len(), 2);
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_TRUSTED_PROXIES", "10.1.2.3/8")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("trusted_proxies \"10.1.2.3/8\"") && err.contains("write 10.0.0.0/8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn underscore_headers_is_one_of_three() {
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UNDERSCORE_HEADERS", "strip")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("underscore_headers \"strip\""), "{err}");
+}
+
+#[test]
+fn a_variable_with_one_underscore_is_named_with_its_likely_spelling() {
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM_URL", "http://x:1")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("environment variable PATGATE_UPSTREAM_URL"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean PATGATE_UPSTREAM__URL?"), "{err}");
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_CACHE_MAX_TOKENS", "5")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("did you mean PATGATE_CACHE__MAX_TOKENS?"),
+        "{err}"
+    );
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_NO_SUCH_THING", "5")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("environment variable PATGATE_NO_SUCH_THING: no setting no_such_thing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_log_levels_are_refused_with_the_valid_ones() {
+    for bad in ["verbose", "info,verbose", "patgate=loud", ""] {
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LOG__LEVEL", bad)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.level"), "{bad}: {err}");
+        assert!(
+            err.contains("off, error, warn, info, debug, trace"),
+            "{bad}: {err}"
+        );
+    }
+    for good in ["debug", "WARN", "info,patgate=debug", "warn,hyper=off"] {
+        assert!(
+            Config::from_yaml(MINIMAL, &env(&[("PATGATE_LOG__LEVEL", good)])).is_ok(),
+            "{good}"
+        );
+    }
+}
+
+#[test]
+fn listen_takes_host_names_and_ipv6() {
+    let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost:4599")])).unwrap();
+    assert!(cfg.listen.ip().is_loopback() && cfg.listen.port() == 4599);
+    let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "[::]:4599")])).unwrap();
+    assert!(cfg.listen.is_ipv6());
+    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listen \"localhost\": no port"), "{err}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_configuration_folder() {
+    let mut cfg = Config::from_yaml(
+        MINIMAL,
+        &env(&[
+            ("PATGATE_DATABASE__URL", "sqlite://data/p.db?mode=rwc"),
+            ("PATGATE_TLS__CERT_FILE", "tls/cert.pem"),
+            ("PATGATE_TLS__KEY_FILE", "/abs/key.pem"),
+        ]),
+    )
+    .unwrap();
+    cfg.resolve_paths(Path::new("/etc/patgate"));
+    assert_eq!(cfg.database.url, "sqlite:///etc/patgate/data/p.db?mode=rwc");
+    assert_eq!(
+        cfg.secrets.token_key_file,
+        Path::new("/etc/patgate/data/token-hmac.key")
+    );
+    let tls = cfg.tls.unwrap();
+    assert_eq!(tls.cert_file, Path::new("/etc/patgate/tls/cert.pem"));
+    assert_eq!(tls.key_file, Path::new("/abs/key.pem"));
+}
