@@ -14,17 +14,21 @@ use serde_yaml_ng::Value;
 
 use values::{duration, flag, list, number, optional_path};
 
+mod database;
 mod jwt;
 mod notify;
 mod scim;
+mod secrets;
 mod signin;
 mod token_rules;
 mod upstream;
 mod values;
 
+pub use database::{redact_url, Database};
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use notify::Notify;
 pub use scim::Scim;
+pub use secrets::Secrets;
 pub use signin::{SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
 pub use upstream::{BasicAccount, Identity, IdentityMode, Upstream};
@@ -118,49 +122,6 @@ pub struct TlsFiles {
 }
 
 #[derive(Debug, Clone)]
-pub struct Database {
-    pub url: String,
-    pub max_connections: u32,
-}
-
-impl Database {
-    pub fn is_postgres(&self) -> bool {
-        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
-    }
-
-    /// The SQLite database file, when the database is SQLite.
-    pub fn sqlite_file(&self) -> Option<PathBuf> {
-        let rest = self
-            .url
-            .strip_prefix("sqlite://")
-            .or_else(|| self.url.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next().unwrap_or_default();
-        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-    }
-}
-
-#[derive(Clone)]
-pub struct Secrets {
-    /// Inline HMAC key for token hashes (hex or base64, at least 32 bytes); wins over the file.
-    pub token_key: Option<String>,
-    /// Key file, created with mode 0600 on first start when `token_key` is not set.
-    pub token_key_file: PathBuf,
-    /// Older keys (hex or base64) that still verify tokens stored under them, while a
-    /// key is rotated; tokens are re-hashed under the current key when next used.
-    pub previous_token_keys: Vec<String>,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets")
-            .field("token_key", &self.token_key.as_ref().map(|_| "<redacted>"))
-            .field("token_key_file", &self.token_key_file)
-            .field("previous_token_keys", &self.previous_token_keys.len())
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Cache {
     pub max_tokens: u64,
     /// Upper bound on how long a valid token stays cached (revocations evict at once).
@@ -200,9 +161,9 @@ struct Raw {
     #[serde(default)]
     tls: RawTls,
     upstream: upstream::RawUpstream,
-    database: RawDatabase,
+    database: database::RawDatabase,
     #[serde(default)]
-    secrets: RawSecrets,
+    secrets: secrets::RawSecrets,
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
@@ -246,40 +207,6 @@ struct RawTls {
     cert_file: String,
     #[serde(default)]
     key_file: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDatabase {
-    url: String,
-    /// 0: 4 for SQLite (one writer; lookups are single index seeks), 8 for PostgreSQL.
-    #[serde(default, deserialize_with = "number")]
-    max_connections: u32,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecrets {
-    #[serde(default)]
-    token_key: String,
-    #[serde(default = "default_token_key_file")]
-    token_key_file: String,
-    #[serde(default)]
-    previous_token_keys: values::ListOrText,
-}
-
-impl Default for RawSecrets {
-    fn default() -> Self {
-        RawSecrets {
-            token_key: String::new(),
-            token_key_file: default_token_key_file(),
-            previous_token_keys: values::ListOrText::Empty,
-        }
-    }
-}
-
-fn default_token_key_file() -> String {
-    "data/token-hmac.key".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -696,22 +623,7 @@ impl Raw {
 
         let upstream = self.upstream.validate()?;
 
-        let url_text = self.database.url.trim().to_string();
-        if !(url_text.starts_with("sqlite:")
-            || url_text.starts_with("postgres://")
-            || url_text.starts_with("postgresql://"))
-        {
-            return Err(ConfigError::key(
-                "database.url",
-                &redact_url(&url_text),
-                "unsupported database; use sqlite://PATH or postgres://USER@HOST/DB",
-            ));
-        }
-        let max_connections = match self.database.max_connections {
-            0 if url_text.starts_with("sqlite:") => 4,
-            0 => 8,
-            n => n,
-        };
+        let database = self.database.validate()?;
 
         let log_json = match self.log.format.as_str() {
             "text" => false,
@@ -785,15 +697,8 @@ impl Raw {
             admin_listen,
             tls,
             upstream,
-            database: Database {
-                url: url_text,
-                max_connections,
-            },
-            secrets: Secrets {
-                token_key: (!self.secrets.token_key.is_empty()).then_some(self.secrets.token_key),
-                token_key_file: PathBuf::from(self.secrets.token_key_file),
-                previous_token_keys: self.secrets.previous_token_keys.into_vec(),
-            },
+            database,
+            secrets: self.secrets.validate(),
             cache: Cache {
                 max_tokens: self.cache.max_tokens,
                 ttl: duration("cache.ttl", &self.cache.ttl)?,
@@ -823,43 +728,6 @@ impl Raw {
             leaked: self.leaked.validate()?,
             scim: self.scim.validate()?,
         })
-    }
-}
-
-/// Hides a password in a database URL (user info or `password=` parameter) before it
-/// goes into a message.
-pub fn redact_url(url: &str) -> String {
-    let redacted = redact_userinfo(url);
-    match redacted.split_once('?') {
-        Some((base, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => p.to_string(),
-                })
-                .collect();
-            format!("{base}?{}", params.join("&"))
-        }
-        None => redacted,
-    }
-}
-
-fn redact_userinfo(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
