@@ -14,8 +14,10 @@ use serde_yaml_ng::Value;
 
 use values::{duration, flag, list, number, optional_path};
 
+mod cache;
 mod database;
 mod jwt;
+mod log;
 mod notify;
 mod scim;
 mod secrets;
@@ -24,8 +26,10 @@ mod token_rules;
 mod upstream;
 mod values;
 
+pub use cache::{Cache, Limits};
 pub use database::{redact_url, Database};
 pub use jwt::{JwtAlgorithm, JwtSettings};
+pub use log::Log;
 pub use notify::Notify;
 pub use scim::Scim;
 pub use secrets::Secrets;
@@ -121,33 +125,6 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone)]
-pub struct Cache {
-    pub max_tokens: u64,
-    /// Upper bound on how long a valid token stays cached (revocations evict at once).
-    pub ttl: Duration,
-    /// How long an unknown token hash is remembered as unknown.
-    pub negative_ttl: Duration,
-    /// How often the store is polled for revocations made by other processes.
-    pub poll_interval: Duration,
-}
-
-/// Per-address limit on failed token checks (see `limiter`).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub failures_per_second: f64,
-    pub failure_burst: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct Log {
-    pub level: String,
-    pub json: bool,
-    /// One line per request (method, path, status, user, credential kind, duration,
-    /// request id) at info level.
-    pub access: bool,
-}
-
 // ---- raw, as written in YAML ----
 
 #[derive(Debug, Deserialize)]
@@ -165,11 +142,11 @@ struct Raw {
     #[serde(default)]
     secrets: secrets::RawSecrets,
     #[serde(default)]
-    cache: RawCache,
+    cache: cache::RawCache,
     #[serde(default)]
-    log: RawLog,
+    log: log::RawLog,
     #[serde(default)]
-    limits: RawLimits,
+    limits: cache::RawLimits,
     #[serde(default = "default_grace")]
     shutdown_grace: String,
     #[serde(default, deserialize_with = "number")]
@@ -207,96 +184,6 @@ struct RawTls {
     cert_file: String,
     #[serde(default)]
     key_file: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCache {
-    #[serde(default = "default_max_tokens", deserialize_with = "number")]
-    max_tokens: u64,
-    #[serde(default = "default_cache_ttl")]
-    ttl: String,
-    #[serde(default = "default_negative_ttl")]
-    negative_ttl: String,
-    #[serde(default = "default_poll")]
-    poll_interval: String,
-}
-
-impl Default for RawCache {
-    fn default() -> Self {
-        RawCache {
-            max_tokens: default_max_tokens(),
-            ttl: default_cache_ttl(),
-            negative_ttl: default_negative_ttl(),
-            poll_interval: default_poll(),
-        }
-    }
-}
-
-fn default_max_tokens() -> u64 {
-    200_000
-}
-fn default_cache_ttl() -> String {
-    "10m".into()
-}
-fn default_negative_ttl() -> String {
-    "30s".into()
-}
-fn default_poll() -> String {
-    "250ms".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    #[serde(default = "default_failures_per_second", deserialize_with = "number")]
-    failures_per_second: f64,
-    #[serde(default = "default_failure_burst", deserialize_with = "number")]
-    failure_burst: u32,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        RawLimits {
-            failures_per_second: default_failures_per_second(),
-            failure_burst: default_failure_burst(),
-        }
-    }
-}
-
-fn default_failures_per_second() -> f64 {
-    10.0
-}
-fn default_failure_burst() -> u32 {
-    100
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    #[serde(default = "default_level")]
-    level: String,
-    #[serde(default = "default_format")]
-    format: String,
-    #[serde(default, deserialize_with = "flag")]
-    access: bool,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        RawLog {
-            level: default_level(),
-            format: default_format(),
-            access: false,
-        }
-    }
-}
-
-fn default_level() -> String {
-    "info".into()
-}
-fn default_format() -> String {
-    "text".into()
 }
 
 impl Config {
@@ -542,54 +429,6 @@ fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     }
 }
 
-/// The levels `log.level` accepts, alone or after `target=`.
-const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-
-/// A log filter: a level, or comma-separated `level` and `target=level` directives. A
-/// bare word that is not a level would be read as a target and silence everything
-/// else, so it is refused.
-fn check_log_level(text: &str) -> Result<(), ConfigError> {
-    let fix = || {
-        format!(
-            "use one of {}, or per-module filters like info,patgate=debug",
-            LOG_LEVELS.join(", ")
-        )
-    };
-    let is_level = |word: &str| {
-        LOG_LEVELS
-            .iter()
-            .any(|l| l.eq_ignore_ascii_case(word.trim()))
-    };
-    let directives: Vec<&str> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .collect();
-    if directives.is_empty() {
-        return Err(ConfigError::key(
-            "log.level",
-            text,
-            format!("empty; {}", fix()),
-        ));
-    }
-    for directive in directives {
-        let level = match directive.rsplit_once('=') {
-            Some((target, level)) if !target.is_empty() => level,
-            _ => directive,
-        };
-        if !is_level(level) {
-            return Err(ConfigError::key(
-                "log.level",
-                text,
-                format!("{level:?} is not a level; {}", fix()),
-            ));
-        }
-    }
-    tracing_subscriber::EnvFilter::try_new(text)
-        .map(drop)
-        .map_err(|e| ConfigError::key("log.level", text, format!("{e}; {}", fix())))
-}
-
 impl Raw {
     fn validate(self) -> Result<Config, ConfigError> {
         let listen = socket_address("listen", &self.listen)?;
@@ -625,36 +464,10 @@ impl Raw {
 
         let database = self.database.validate()?;
 
-        let log_json = match self.log.format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                return Err(ConfigError::key("log.format", other, "use text or json"));
-            }
-        };
-        check_log_level(&self.log.level)?;
-        if !(self.limits.failures_per_second > 0.0 && self.limits.failures_per_second.is_finite()) {
-            return Err(ConfigError::key(
-                "limits.failures_per_second",
-                &self.limits.failures_per_second.to_string(),
-                "must be a positive number",
-            ));
-        }
-        if self.limits.failure_burst == 0 {
-            return Err(ConfigError::key(
-                "limits.failure_burst",
-                "0",
-                "must be at least 1",
-            ));
-        }
-        let poll = duration("cache.poll_interval", &self.cache.poll_interval)?;
-        if poll < Duration::from_millis(10) || poll > Duration::from_millis(500) {
-            return Err(ConfigError::key(
-                "cache.poll_interval",
-                &self.cache.poll_interval,
-                "must be between 10ms and 500ms, so that revocations apply within a second",
-            ));
-        }
+        let log = self.log.validate()?;
+        let limits = self.limits.validate()?;
+        let cache = self.cache.validate()?;
+
         if self.workers > 256 {
             return Err(ConfigError::key(
                 "workers",
@@ -682,14 +495,6 @@ impl Raw {
                 ))
             }
         };
-        if self.cache.max_tokens == 0 {
-            return Err(ConfigError::key(
-                "cache.max_tokens",
-                "0",
-                "must be at least 1",
-            ));
-        }
-
         Ok(Config {
             source: None,
             listen,
@@ -699,21 +504,9 @@ impl Raw {
             upstream,
             database,
             secrets: self.secrets.validate(),
-            cache: Cache {
-                max_tokens: self.cache.max_tokens,
-                ttl: duration("cache.ttl", &self.cache.ttl)?,
-                negative_ttl: duration("cache.negative_ttl", &self.cache.negative_ttl)?,
-                poll_interval: poll,
-            },
-            log: Log {
-                level: self.log.level,
-                json: log_json,
-                access: self.log.access,
-            },
-            limits: Limits {
-                failures_per_second: self.limits.failures_per_second,
-                failure_burst: self.limits.failure_burst,
-            },
+            cache,
+            log,
+            limits,
             shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
             workers: match self.workers {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
