@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use values::{duration, flag, list, number, optional_path};
+use values::{duration, flag, list, number};
 
 mod cache;
 mod database;
@@ -21,6 +21,7 @@ mod log;
 mod notify;
 mod scim;
 mod secrets;
+mod server;
 mod signin;
 mod token_rules;
 mod upstream;
@@ -33,6 +34,7 @@ pub use log::Log;
 pub use notify::Notify;
 pub use scim::Scim;
 pub use secrets::Secrets;
+pub use server::{TlsFiles, UnderscoreHeaders};
 pub use signin::{SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
 pub use upstream::{BasicAccount, Identity, IdentityMode, Upstream};
@@ -106,25 +108,6 @@ pub struct Config {
     pub leaked: Leaked,
 }
 
-/// Request headers with `_` in their name: a downstream that reads `_` as `-` would
-/// take `X_Deploy_User` for `X-Deploy-User`. Look-alikes of the headers the gateway
-/// itself reads or sets are dropped whatever this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnderscoreHeaders {
-    /// Forwarded as they are.
-    Forward,
-    /// Removed, as nginx does by default.
-    Drop,
-    /// The request is refused with 400.
-    Refuse,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
 // ---- raw, as written in YAML ----
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +119,7 @@ struct Raw {
     #[serde(default)]
     admin_listen: String,
     #[serde(default)]
-    tls: RawTls,
+    tls: server::RawTls,
     upstream: upstream::RawUpstream,
     database: database::RawDatabase,
     #[serde(default)]
@@ -147,7 +130,7 @@ struct Raw {
     log: log::RawLog,
     #[serde(default)]
     limits: cache::RawLimits,
-    #[serde(default = "default_grace")]
+    #[serde(default = "server::default_grace")]
     shutdown_grace: String,
     #[serde(default, deserialize_with = "number")]
     workers: usize,
@@ -161,29 +144,12 @@ struct Raw {
     scim: scim::RawScim,
     #[serde(default, deserialize_with = "list")]
     trusted_proxies: Vec<String>,
-    #[serde(default = "default_underscores")]
+    #[serde(default = "server::default_underscores")]
     underscore_headers: String,
     #[serde(default)]
     webhooks: token_rules::RawWebhooks,
     #[serde(default)]
     leaked: token_rules::RawLeaked,
-}
-
-fn default_underscores() -> String {
-    "forward".into()
-}
-
-fn default_grace() -> String {
-    "30s".into()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    #[serde(default)]
-    cert_file: String,
-    #[serde(default)]
-    key_file: String,
 }
 
 impl Config {
@@ -406,60 +372,10 @@ fn apply_override(tree: &mut Value, var: &str, path: &str, value: &str) -> Resul
     Ok(())
 }
 
-/// An address to listen on: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (resolved now; the
-/// first address the name resolves to is used).
-fn socket_address(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-    let fix = "write HOST:PORT like 0.0.0.0:4516, [::]:4516 or localhost:4516";
-    if let Ok(address) = text.trim().parse() {
-        return Ok(address);
-    }
-    if !text.contains(':') {
-        return Err(ConfigError::key(key, text, format!("no port; {fix}")));
-    }
-    use std::net::ToSocketAddrs;
-    match text.trim().to_socket_addrs() {
-        Ok(mut addresses) => addresses.next().ok_or_else(|| {
-            ConfigError::key(key, text, format!("the name resolves to no address; {fix}"))
-        }),
-        Err(e) => Err(ConfigError::key(
-            key,
-            text,
-            format!("not an address ({e}); {fix}"),
-        )),
-    }
-}
-
 impl Raw {
     fn validate(self) -> Result<Config, ConfigError> {
-        let listen = socket_address("listen", &self.listen)?;
-        let admin_listen = match self.admin_listen.trim() {
-            "" => None,
-            text => Some(socket_address("admin_listen", text)?),
-        };
-        if admin_listen.is_some_and(|admin| admin.port() == listen.port() && admin.port() != 0) {
-            return Err(ConfigError::key(
-                "admin_listen",
-                &self.admin_listen,
-                "uses the port of listen; give the admin listener its own port, like 127.0.0.1:4517",
-            ));
-        }
-
-        let tls = match (
-            optional_path(&self.tls.cert_file),
-            optional_path(&self.tls.key_file),
-        ) {
-            (None, None) => None,
-            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
-                cert_file,
-                key_file,
-            }),
-            _ => {
-                return Err(ConfigError(
-                    "tls: set both tls.cert_file and tls.key_file, or neither".into(),
-                ))
-            }
-        };
-
+        let (listen, admin_listen) = server::addresses(&self.listen, &self.admin_listen)?;
+        let tls = self.tls.validate()?;
         let upstream = self.upstream.validate()?;
 
         let database = self.database.validate()?;
@@ -468,33 +384,10 @@ impl Raw {
         let limits = self.limits.validate()?;
         let cache = self.cache.validate()?;
 
-        if self.workers > 256 {
-            return Err(ConfigError::key(
-                "workers",
-                &self.workers.to_string(),
-                "at most 256; 0 means one per CPU",
-            ));
-        }
-        let trusted_proxies = self
-            .trusted_proxies
-            .iter()
-            .map(|text| {
-                text.parse()
-                    .map_err(|problem| ConfigError::key("trusted_proxies", text, problem))
-            })
-            .collect::<Result<Vec<IpNet>, _>>()?;
-        let underscore_headers = match self.underscore_headers.as_str() {
-            "forward" => UnderscoreHeaders::Forward,
-            "drop" => UnderscoreHeaders::Drop,
-            "refuse" => UnderscoreHeaders::Refuse,
-            other => {
-                return Err(ConfigError::key(
-                    "underscore_headers",
-                    other,
-                    "use forward, drop or refuse",
-                ))
-            }
-        };
+        let workers = server::workers(self.workers)?;
+        let trusted_proxies = server::trusted_proxies(&self.trusted_proxies)?;
+        let underscore_headers = server::underscore_headers(&self.underscore_headers)?;
+
         Ok(Config {
             source: None,
             listen,
@@ -508,10 +401,7 @@ impl Raw {
             log,
             limits,
             shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
-            workers: match self.workers {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => n,
-            },
+            workers,
             signin: self.signin.validate()?,
             sso: self.sso.validate()?,
             trusted_proxies,

@@ -69,35 +69,6 @@ fn the_shipped_gateway_yaml_starts_as_it_is() {
 }
 
 #[test]
-fn trusted_proxies_are_networks_from_yaml_or_the_environment() {
-    let yaml = format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.1]\n");
-    let cfg = Config::from_yaml(&yaml, &env(&[])).unwrap();
-    assert_eq!(cfg.trusted_proxies.len(), 3);
-    assert!(cfg.trusted_proxies[1].contains("2001:db8::7".parse().unwrap()));
-    let cfg = Config::from_yaml(
-        MINIMAL,
-        &env(&[("PATGATE_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")]),
-    )
-    .unwrap();
-    assert_eq!(cfg.trusted_proxies.len(), 2);
-    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_TRUSTED_PROXIES", "10.1.2.3/8")]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("trusted_proxies \"10.1.2.3/8\"") && err.contains("write 10.0.0.0/8"),
-        "{err}"
-    );
-}
-
-#[test]
-fn underscore_headers_is_one_of_three() {
-    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UNDERSCORE_HEADERS", "strip")]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("underscore_headers \"strip\""), "{err}");
-}
-
-#[test]
 fn a_variable_with_one_underscore_is_named_with_its_likely_spelling() {
     let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_UPSTREAM_URL", "http://x:1")]))
         .unwrap_err()
@@ -121,18 +92,6 @@ fn a_variable_with_one_underscore_is_named_with_its_likely_spelling() {
         err.contains("environment variable PATGATE_NO_SUCH_THING: no setting no_such_thing"),
         "{err}"
     );
-}
-
-#[test]
-fn listen_takes_host_names_and_ipv6() {
-    let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost:4599")])).unwrap();
-    assert!(cfg.listen.ip().is_loopback() && cfg.listen.port() == 4599);
-    let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "[::]:4599")])).unwrap();
-    assert!(cfg.listen.is_ipv6());
-    let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_LISTEN", "localhost")]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("listen \"localhost\": no port"), "{err}");
 }
 
 #[test]
