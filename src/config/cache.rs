@@ -1,5 +1,4 @@
-//! The `cache:` and `limits:` sections: how long token checks are remembered, and how
-//! many failed ones an address may make.
+//! The `cache:` and `limits:` sections: how long token checks are kept, how many may fail.
 
 use std::time::Duration;
 
