@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::signin::ListOrText;
-use super::{duration, ConfigError};
+use super::values::{duration, ListOrText};
+use super::ConfigError;
 
 /// Signing algorithms Deploy's `jwsAlg` can be set to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, number, ConfigError};
+use super::values::{duration, number};
+use super::ConfigError;
 
 /// The expiry notifier's process-level settings. What is sent, and through which SMTP
 /// server, is administrators' business (`/patgate/api/v1/settings`), kept in the store.

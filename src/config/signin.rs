@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, number, optional_path, ConfigError};
+use super::values::{duration, number, optional_path, ListOrText};
+use super::ConfigError;
 
 /// Password sign-in (checked by Deploy) and browser sessions.
 #[derive(Debug, Clone)]
@@ -54,30 +55,6 @@ impl std::fmt::Debug for Sso {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .finish_non_exhaustive()
-    }
-}
-
-/// A list written as a YAML list or as comma-separated text (environment overrides).
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum ListOrText {
-    #[default]
-    Empty,
-    List(Vec<String>),
-    Text(String),
-}
-
-impl ListOrText {
-    pub(super) fn into_vec(self) -> Vec<String> {
-        match self {
-            ListOrText::Empty => Vec::new(),
-            ListOrText::List(items) => items,
-            ListOrText::Text(text) => text.split(',').map(str::to_string).collect(),
-        }
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
     }
 }
 

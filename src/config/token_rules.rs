@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{list, ConfigError};
+use super::values::list;
+use super::ConfigError;
 
 /// Paths a token of scope `webhook` may reach (prefixes).
 #[derive(Debug, Clone, Default)]
