@@ -136,7 +136,7 @@ impl FromRequestParts<ApiRef> for Caller {
             .cloned()
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", ""))?;
         check_origin(parts)?;
-        match crate::edge::headers::credential(&parts.headers) {
+        match crate::edge::admission::credential_of(&parts.headers) {
             Credential::Token {
                 token,
                 claimed_user,

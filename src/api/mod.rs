@@ -27,7 +27,7 @@ use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
 use crate::core::response::{full, json_error, Body};
 use crate::core::token::TokenHasher;
-use crate::edge::endpoints::DEPLOY_TOKENS_ROUTE;
+use crate::edge::admission::DEPLOY_TOKENS_ROUTE;
 use crate::notify::Notifier;
 use crate::signin::SignIn;
 use crate::store::{AuditEvent, Store};

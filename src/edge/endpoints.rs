@@ -20,19 +20,6 @@ pub enum Listener {
     Admin,
 }
 
-/// The token listing route of Deploy's own documentation, answered by the gateway with
-/// the caller's tokens.
-pub const DEPLOY_TOKENS_ROUTE: &str = "/deployit/tokens/users";
-
-/// The reserved prefix; every other path belongs to Deploy.
-pub const PREFIX: &str = "/patgate/";
-
-/// Whether the gateway answers `path` itself: its own prefix, and the seed's token
-/// listing route (which Deploy does not have behind the gateway).
-pub fn is_reserved(path: &str) -> bool {
-    path.starts_with(PREFIX) || path == "/patgate" || path == DEPLOY_TOKENS_ROUTE
-}
-
 /// Answers a gateway route; `listener` says which listener the request came in on.
 pub async fn handle<B>(
     gateway: &Gateway,

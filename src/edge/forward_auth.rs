@@ -16,6 +16,7 @@ use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::core::response::{json, json_error, Body};
+use crate::edge::admission;
 use crate::edge::gateway::{self, Gateway};
 use crate::edge::headers;
 use crate::edge::proxy::Peer;
@@ -165,7 +166,7 @@ pub async fn handle<B>(gateway: &Gateway, req: Request<B>, peer: Peer<'_>) -> Re
     if let Some(refused) = gateway::refuse_method(&original.method) {
         return forbidden(refused);
     }
-    let (token, claimed_user) = match headers::credential(req.headers()) {
+    let (token, claimed_user) = match admission::credential_of(req.headers()) {
         Credential::Token {
             token,
             claimed_user,

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::{
-    ALLOW, AUTHORIZATION, CONNECTION, COOKIE, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE,
-};
+use http::header::{ALLOW, CONNECTION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -17,6 +15,7 @@ use tracing::Instrument;
 use crate::core::client::ClientInfo;
 use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
+use crate::edge::admission;
 use crate::edge::headers::{self, Rules};
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
 use crate::edge::{access, endpoints, forward_auth};
@@ -24,7 +23,7 @@ use crate::identity::UpstreamIdentity;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::check::TokenCheck;
-use crate::tokens::credentials::{Credential, TOKEN_HEADER};
+use crate::tokens::credentials::Credential;
 use crate::tokens::rules::Attempt;
 
 /// How long a client over its failure limit waits for its 429.
@@ -34,13 +33,9 @@ const TARPIT: std::time::Duration = std::time::Duration::from_secs(1);
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const REALM: HeaderValue = HeaderValue::from_static("Basic realm=\"Digital.ai Deploy\"");
 
-/// Methods the gateway refuses: CONNECT (it is not a forward proxy) and TRACE/TRACK
-/// (Deploy would echo the identity headers the gateway adds, secrets included).
+/// The answer to a method the gateway refuses ([`admission::is_refused_method`]).
 pub fn refuse_method(method: &Method) -> Option<Response<Body>> {
-    let refused = *method == Method::CONNECT
-        || *method == Method::TRACE
-        || method.as_str().eq_ignore_ascii_case("TRACK");
-    refused.then(|| {
+    admission::is_refused_method(method.as_str().as_bytes()).then(|| {
         let mut response = json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -200,7 +195,7 @@ impl Gateway {
         id: &HeaderValue,
         note: &mut access::Note,
     ) -> Response<Body> {
-        if endpoints::is_reserved(req.uri().path()) {
+        if admission::is_reserved(req.uri().path()) {
             note.kind = access::Kind::Gateway;
             if forward_auth::serves(req.uri().path()) {
                 return forward_auth::handle(self, req, peer).await;
@@ -223,7 +218,7 @@ impl Gateway {
         if let Some(refused) = refuse_method(req.method()) {
             return refused;
         }
-        let credential = headers::credential(req.headers());
+        let credential = admission::credential_of(req.headers());
         let token_request = matches!(credential, Credential::Token { .. });
         note.kind = match credential {
             Credential::None => access::Kind::None,
@@ -246,16 +241,17 @@ impl Gateway {
         let (method, uri) = (req.method().clone(), req.uri().clone());
         let headers = req.headers_mut();
         let upgrade = proxy::prepare(headers);
-        let peer = Peer {
-            client: self.rules.forwarded_for(peer.ip, headers),
-            ..peer
-        };
-        if self.identity.strip(headers) | self.rules.drop_underscored(headers, &self.identity) {
+        let resolved = self.rules.client_of(peer.ip, headers);
+        if self.rules.apply(headers, &self.identity, token_request) {
             tracing::info!(
                 request_id = peer.request_id,
                 "removed client-supplied identity headers"
             );
         }
+        let peer = Peer {
+            client: self.rules.set_forwarded_for(peer.ip, &resolved, headers),
+            ..peer
+        };
         headers.insert(REQUEST_ID, id.clone());
         match credential {
             Credential::None => {
@@ -293,11 +289,8 @@ impl Gateway {
                     Ok(principal) => principal,
                     Err(refusal) => return self.refuse(refusal, peer.request_id).await,
                 };
-                headers.remove(AUTHORIZATION);
-                headers.remove(TOKEN_HEADER);
-                // The token is the identity: a session cookie riding along must not
-                // become one Deploy keeps honouring after the token is revoked.
-                headers.remove(COOKIE);
+                // The token, and any cookie riding along (a session Deploy would keep
+                // honouring after the token is revoked), went with the header rules.
                 if let Err(e) = self
                     .identity
                     .apply(headers, &principal.username, &principal.roles)

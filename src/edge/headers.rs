@@ -14,7 +14,7 @@ use crate::config::{Config, UnderscoreHeaders};
 use crate::core::response::{json_error, Body};
 use crate::edge::forwarded::{Resolved, TrustedProxies};
 use crate::identity::UpstreamIdentity;
-use crate::tokens::credentials::{self, Credential, TOKEN_HEADER};
+use crate::tokens::credentials::TOKEN_HEADER;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
 /// obsolete `Proxy-Connection` and `Keep-Alive` that clients still send.
@@ -81,21 +81,6 @@ pub fn is_token_header(name: &[u8]) -> bool {
     reads_as(name, TOKEN_HEADER.as_str().as_bytes())
 }
 
-/// The request's credential (general path): every token header, look-alikes included,
-/// and every `Authorization`.
-pub fn credential(headers: &HeaderMap) -> Credential {
-    credentials::extract_from(
-        headers
-            .iter()
-            .filter(|(name, _)| is_token_header(name.as_str().as_bytes()))
-            .map(|(_, value)| value.as_bytes()),
-        headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .map(HeaderValue::as_bytes),
-    )
-}
-
 /// Names with `-` that the gateway itself reads, sets or removes (lower case). A
 /// look-alike with `_` is never forwarded: downstream it could stand in for the real one.
 fn handled(name: &[u8]) -> bool {
@@ -108,17 +93,21 @@ fn handled(name: &[u8]) -> bool {
         || name == TOKEN_HEADER.as_str().as_bytes()
 }
 
-/// What becomes of a request header whose name contains `_`.
+/// What becomes of one request header on its way to Deploy: the rule both paths apply
+/// to every header, by its name alone ([`Rules::fate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Underscored {
-    /// The request is refused (`underscore_headers: refuse`).
-    Refuse,
-    /// A look-alike of an identity header: dropped, and worth a log line.
-    Identity,
-    /// Dropped: a look-alike of another header the gateway handles, or
-    /// `underscore_headers: drop`.
-    Drop,
+pub enum Fate {
+    /// Passed on as it is.
     Keep,
+    /// Removed: hop-by-hop, a client's forwarding claim, one the gateway sets itself, a
+    /// `_` look-alike of a header the gateway handles (or any, with
+    /// `underscore_headers: drop`), or on a token request the credential and cookies.
+    Drop,
+    /// Removed, and worth a log line: a client's copy of an identity header, or its `_`
+    /// look-alike.
+    Identity,
+    /// The whole request is refused (`underscore_headers: refuse`).
+    Refuse,
 }
 
 /// Why a request is refused before anything else looks at it (400).
@@ -241,18 +230,46 @@ impl Rules {
         }
     }
 
-    /// What becomes of a header whose name, `normalized`, was written with `_`
-    /// (`normalized`: in lower case, with `_` read as `-`).
-    pub fn underscored(&self, normalized: &[u8], identity: &UpstreamIdentity) -> Underscored {
-        if self.underscores == UnderscoreHeaders::Refuse {
-            Underscored::Refuse
-        } else if identity.is_identity_header(normalized) {
-            Underscored::Identity
-        } else if handled(normalized) || self.underscores == UnderscoreHeaders::Drop {
-            Underscored::Drop
-        } else {
-            Underscored::Keep
+    /// The fate of a request header. `name` is in lower case, with `_` read as `-`
+    /// where `underscored` says it was written with `_`; `token`: the request carries a
+    /// personal access token, which is its identity, so that neither the credential
+    /// nor a cookie may reach Deploy.
+    #[inline]
+    pub fn fate(
+        &self,
+        name: &[u8],
+        underscored: bool,
+        identity: &UpstreamIdentity,
+        token: bool,
+    ) -> Fate {
+        if underscored {
+            return if self.underscores == UnderscoreHeaders::Refuse {
+                Fate::Refuse
+            } else if identity.is_identity_header(name) {
+                Fate::Identity
+            } else if handled(name) || self.underscores == UnderscoreHeaders::Drop {
+                Fate::Drop
+            } else {
+                Fate::Keep
+            };
         }
+        if is_hop_by_hop(name)
+            || CLIENT_FORWARDING.iter().any(|f| f.as_bytes() == name)
+            || GATEWAY_SET.iter().any(|g| g.as_bytes() == name)
+        {
+            return Fate::Drop;
+        }
+        if token
+            && (name == b"authorization"
+                || name == TOKEN_HEADER.as_str().as_bytes()
+                || name == b"cookie")
+        {
+            return Fate::Drop;
+        }
+        if identity.is_identity_header(name) {
+            return Fate::Identity;
+        }
+        Fate::Keep
     }
 
     /// The client of a request from `peer` with these `X-Forwarded-For` values.
@@ -295,17 +312,23 @@ impl Rules {
         Ok(())
     }
 
-    /// General path: removes the headers with `_` that [`Self::underscored`] drops;
-    /// true if an identity look-alike was among them.
-    pub fn drop_underscored(&self, headers: &mut HeaderMap, identity: &UpstreamIdentity) -> bool {
+    /// General path: removes every request header whose [`fate`](Self::fate) is not
+    /// to be kept (a request refused for its `_` headers was answered before); true if
+    /// a client's identity header was among them.
+    pub fn apply(&self, headers: &mut HeaderMap, identity: &UpstreamIdentity, token: bool) -> bool {
         let mut dropped: Vec<HeaderName> = Vec::new();
         let mut identity_seen = false;
-        for name in headers.keys().filter(|name| name.as_str().contains('_')) {
-            let normalized = name.as_str().replace('_', "-");
-            match self.underscored(normalized.as_bytes(), identity) {
-                Underscored::Keep => continue,
-                Underscored::Identity => identity_seen = true,
-                Underscored::Drop | Underscored::Refuse => {}
+        for name in headers.keys() {
+            let written = name.as_str();
+            let fate = if written.contains('_') {
+                self.fate(written.replace('_', "-").as_bytes(), true, identity, token)
+            } else {
+                self.fate(written.as_bytes(), false, identity, token)
+            };
+            match fate {
+                Fate::Keep => continue,
+                Fate::Identity => identity_seen = true,
+                Fate::Drop | Fate::Refuse => {}
             }
             dropped.push(name.clone());
         }
@@ -315,15 +338,26 @@ impl Rules {
         identity_seen
     }
 
-    /// General path: sets `X-Forwarded-For` for Deploy and returns the client's address.
-    pub fn forwarded_for(&self, peer: IpAddr, headers: &mut HeaderMap) -> IpAddr {
-        let resolved = self.client(
+    /// General path: the client of a request from `peer`, by the `X-Forwarded-For` it
+    /// carries (read before [`Self::apply`] drops it).
+    pub fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> Resolved {
+        self.client(
             peer,
             headers
                 .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .map(HeaderValue::as_bytes),
-        );
+        )
+    }
+
+    /// General path: sets `X-Forwarded-For` for Deploy from `resolved`; returns the
+    /// client's address.
+    pub fn set_forwarded_for(
+        &self,
+        peer: IpAddr,
+        resolved: &Resolved,
+        headers: &mut HeaderMap,
+    ) -> IpAddr {
         let value = if resolved.chain.is_empty() {
             HeaderValue::try_from(peer.to_string())
         } else {

@@ -3,6 +3,7 @@
 //! or takes a lock per request.
 
 pub mod access;
+pub mod admission;
 pub mod endpoints;
 pub mod fastpath;
 pub mod forward_auth;

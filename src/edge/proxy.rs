@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::config;
 use crate::core::response::{json_error, Body};
-use crate::edge::headers::{connection_tokens, CLIENT_FORWARDING, HOP_BY_HOP};
+use crate::edge::headers::{connection_tokens, HOP_BY_HOP};
 use crate::edge::upstream::Pool;
 use crate::metrics::Metrics;
 
@@ -298,16 +298,13 @@ impl hyper::body::Body for SentBody {
 }
 
 /// Cleans a client's request head before anything else looks at it: removes the
-/// hop-by-hop headers (including every header `Connection` names, so a client cannot
-/// make the gateway drop headers it adds later) and forwarding headers only the gateway
-/// may set. Returns the protocol to upgrade to: WebSocket only, and only when asked
-/// properly (`Connection: upgrade`).
+/// hop-by-hop headers, including every header `Connection` names (the fast path hands
+/// such requests here; the rest of the header rules are [`crate::edge::headers::Rules::fate`]).
+/// Returns the protocol to upgrade to: WebSocket only, and only when asked properly
+/// (`Connection: upgrade`).
 pub fn prepare(headers: &mut HeaderMap) -> Option<HeaderValue> {
     let upgrade = upgrade_protocol(headers);
     remove_hop_by_hop(headers);
-    for name in CLIENT_FORWARDING {
-        headers.remove(name);
-    }
     upgrade
 }
 

@@ -60,15 +60,6 @@ impl UpstreamIdentity {
         })
     }
 
-    /// Removes client-supplied identity headers; true if any were there.
-    pub fn strip(&self, headers: &mut HeaderMap) -> bool {
-        let mut stripped = headers.remove(&self.header).is_some();
-        if let Some((name, _)) = &self.shared_secret {
-            stripped |= headers.remove(name).is_some();
-        }
-        stripped
-    }
-
     /// Whether a request header of this (lower-case) name is one of the identity
     /// headers, which only the gateway may set.
     pub fn is_identity_header(&self, name: &[u8]) -> bool {

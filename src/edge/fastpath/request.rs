@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use super::conn::Scratch;
 use super::response::{append_header, lowercase, parse_length};
 use super::{Client, Forwarder, MAX_BODY};
-use crate::edge::endpoints;
+use crate::edge::admission;
 use crate::edge::gateway::Gateway;
-use crate::edge::headers::{self, is_hop_by_hop, Underscored};
-use crate::tokens::credentials::{self, Credential};
+use crate::edge::headers::{self, Fate};
+use crate::tokens::credentials::Credential;
 use crate::tokens::rules::Attempt;
 
 impl Forwarder {
@@ -29,24 +29,14 @@ impl Forwarder {
         let method = parsed.method?;
         let target = parsed.path?;
         let path = target.split('?').next().unwrap_or(target);
-        if !target.starts_with('/') || endpoints::is_reserved(path) {
+        if !target.starts_with('/') || admission::is_reserved(path) {
             return None;
         }
-        if matches!(method, "CONNECT" | "TRACE") || method.eq_ignore_ascii_case("TRACK") {
+        if admission::is_refused_method(method.as_bytes()) {
             return None;
         }
-        let credential = credentials::extract_from(
-            parsed
-                .headers
-                .iter()
-                .filter(|h| headers::is_token_header(h.name.as_bytes()))
-                .map(|h| h.value),
-            parsed
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
-                .map(|h| h.value),
-        );
+        let credential =
+            admission::credential(|| parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)));
         let Credential::Token {
             token,
             claimed_user,
@@ -86,73 +76,63 @@ impl Forwarder {
         for header in parsed.headers.iter() {
             // A longer name is rare enough to leave to the general path.
             let name = lowercase(header.name, &mut lower)?;
-            if name.contains(&b'_') {
+            let underscored = name.contains(&b'_');
+            if underscored {
                 for b in name.iter_mut().filter(|b| **b == b'_') {
                     *b = b'-';
                 }
-                match gateway.rules.underscored(name, &gateway.identity) {
-                    Underscored::Refuse => return None,
-                    Underscored::Identity => request.stripped_identity = true,
-                    Underscored::Drop => {}
-                    Underscored::Keep => append_header(head, header.name.as_bytes(), header.value),
-                }
-                continue;
-            }
-            match &*name {
-                b"content-length" => {
-                    // One, and small: the general path judges repeated lengths and
-                    // streams large uploads.
-                    if seen_length {
-                        return None;
-                    }
-                    seen_length = true;
-                    request.content_length = parse_length(header.value)?;
-                    if request.content_length > MAX_BODY {
-                        return None;
-                    }
-                }
-                b"connection" => {
-                    // Only keep-alive and close; a header named here is the general
-                    // path's to remove (or, for Host, to refuse).
-                    for option in header.value.split(|&b| b == b',') {
-                        let option = option.trim_ascii();
-                        if option.eq_ignore_ascii_case(b"close") {
-                            request.close = true;
-                        } else if !option.is_empty() && !option.eq_ignore_ascii_case(b"keep-alive")
-                        {
+            } else {
+                match &*name {
+                    b"content-length" => {
+                        // One, and small: the general path judges repeated lengths and
+                        // streams large uploads.
+                        if seen_length {
+                            return None;
+                        }
+                        seen_length = true;
+                        request.content_length = parse_length(header.value)?;
+                        if request.content_length > MAX_BODY {
                             return None;
                         }
                     }
-                    continue;
-                }
-                b"transfer-encoding" | b"upgrade" | b"expect" => return None,
-                b"host" => {
-                    // Exactly one, and a plausible one: the general path refuses others.
-                    if seen_host || !headers::valid_host(header.value) {
-                        return None;
+                    b"connection" => {
+                        // Only keep-alive and close; a header named here is the general
+                        // path's to remove (or, for Host, to refuse).
+                        for option in header.value.split(|&b| b == b',') {
+                            let option = option.trim_ascii();
+                            if option.eq_ignore_ascii_case(b"close") {
+                                request.close = true;
+                            } else if !option.is_empty()
+                                && !option.eq_ignore_ascii_case(b"keep-alive")
+                            {
+                                return None;
+                            }
+                        }
+                        continue;
                     }
-                    seen_host = true;
-                    append_header(head, b"x-forwarded-host", header.value);
+                    b"transfer-encoding" | b"upgrade" | b"expect" => return None,
+                    b"host" => {
+                        // Exactly one, and a plausible one: the general path refuses others.
+                        if seen_host || !headers::valid_host(header.value) {
+                            return None;
+                        }
+                        seen_host = true;
+                        append_header(head, b"x-forwarded-host", header.value);
+                    }
+                    _ => {}
                 }
-                // Set by the gateway alone (X-Forwarded-For from the trusted proxies
-                // below).
-                name if headers::GATEWAY_SET.iter().any(|g| g.as_bytes() == name) => continue,
-                // The token is the identity: neither it nor a session rides along.
-                b"authorization" | b"x-deploy-personal-token" | b"cookie" => continue,
-                name if is_hop_by_hop(name) => continue,
-                name if headers::CLIENT_FORWARDING
-                    .iter()
-                    .any(|f| f.as_bytes() == name) =>
-                {
-                    continue
-                }
-                name if gateway.identity.is_identity_header(name) => {
-                    request.stripped_identity = true;
-                    continue;
-                }
-                _ => {}
             }
-            append_header(head, header.name.as_bytes(), header.value);
+            // The rest is the header rules both paths share; X-Forwarded-For is set
+            // below from the trusted proxies.
+            match gateway
+                .rules
+                .fate(name, underscored, &gateway.identity, true)
+            {
+                Fate::Keep => append_header(head, header.name.as_bytes(), header.value),
+                Fate::Drop => {}
+                Fate::Identity => request.stripped_identity = true,
+                Fate::Refuse => return None,
+            }
         }
         // HTTP/1.1 without Host: the general path's 400.
         if !seen_host {
