@@ -409,6 +409,51 @@ mod tests {
         assert!(is_token_header(b"X_Deploy_Personal_Token"));
     }
 
+    /// The one header rule of both paths (the wire tests check each path's bytes).
+    #[test]
+    fn every_header_has_one_fate_by_name() {
+        let rules_with = |underscores: &str| {
+            let yaml = format!(
+                "listen: 127.0.0.1:4516\nunderscore_headers: {underscores}\nupstream:\n  url: http://127.0.0.1:14516\n  identity:\n    shared_secret_header: X-Gateway-Secret\n    shared_secret: s3cret-s3cret-s3cret\ndatabase:\n  url: sqlite://x.db\n"
+            );
+            let config = Config::from_yaml(&yaml, &Default::default()).unwrap();
+            let identity = UpstreamIdentity::new(&config.upstream.identity, None).unwrap();
+            (Rules::new(&config), identity)
+        };
+        let (rules, identity) = rules_with("forward");
+        let fate = |name: &str, token: bool| rules.fate(name.as_bytes(), false, &identity, token);
+        for kept in ["accept", "user-agent", "content-type", "x-custom"] {
+            assert_eq!(fate(kept, true), Fate::Keep, "{kept}");
+        }
+        for dropped in [
+            "connection",
+            "te",
+            "proxy-authorization",
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-request-id",
+        ] {
+            assert_eq!(fate(dropped, false), Fate::Drop, "{dropped}");
+        }
+        for credential in ["authorization", "x-deploy-personal-token", "cookie"] {
+            assert_eq!(fate(credential, true), Fate::Drop, "{credential} with a token");
+            assert_eq!(fate(credential, false), Fate::Keep, "{credential} without one");
+        }
+        assert_eq!(fate("x-deploy-user", false), Fate::Identity);
+        assert_eq!(fate("x-gateway-secret", true), Fate::Identity);
+
+        let under = |rules: &Rules, name: &str| rules.fate(name.as_bytes(), true, &identity, true);
+        assert_eq!(under(&rules, "x-deploy-user"), Fate::Identity);
+        assert_eq!(under(&rules, "x-forwarded-for"), Fate::Drop);
+        assert_eq!(under(&rules, "x-custom"), Fate::Keep);
+        let (dropping, _) = rules_with("drop");
+        assert_eq!(under(&dropping, "x-custom"), Fate::Drop);
+        let (refusing, _) = rules_with("refuse");
+        assert_eq!(under(&refusing, "x-custom"), Fate::Refuse);
+    }
+
     #[test]
     fn session_ids_are_found_in_the_path_only() {
         assert!(has_session_id(b"/deployit/login;jsessionid=ATTACKER"));
