@@ -7,7 +7,7 @@
 # 30-45 s on two busy cores, and the files below hold about 240 mutants.
 #
 #   bash scripts/mutants.sh                          # everything below
-#   bash scripts/mutants.sh src/tokens/check.rs      # only these files
+#   bash scripts/mutants.sh src/tokens/check/mod.rs  # only these files
 #
 # Environment:
 #   PATGATE_TEST_POSTGRES_URL  as for scripts/test.sh: adds the PostgreSQL cases
@@ -29,7 +29,8 @@ JOBS="${JOBS:-1}"
 NICE="${NICE:-15}"
 export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
 
-# The fast path's head reading and rewriting; its body framing and connection pool are
+# The fast path's head reading and rewriting (src/edge/fastpath/request.rs and
+# response.rs, and finish_head in mod.rs); its body framing and connection pool are
 # left out.
 FASTPATH_HEADS='Forwarder::read_request|Forwarder::finish_head|ResponseHead::read|write_response_head|status_line|append_header|strip_line|lowercase'
 
@@ -37,12 +38,12 @@ FASTPATH_HEADS='Forwarder::read_request|Forwarder::finish_head|ResponseHead::rea
 # concern those files (one `cargo test` per mutant, so only these).
 SETS=(tokens edge)
 declare -A FILES=(
-  [tokens]="src/tokens/format.rs src/tokens/credentials.rs src/tokens/check.rs"
-  [edge]="src/edge/identity.rs src/edge/fastpath.rs"
+  [tokens]="src/core/token.rs src/tokens/credentials.rs src/tokens/check/mod.rs"
+  [edge]="src/identity/mod.rs src/edge/admission.rs src/edge/headers.rs src/edge/fastpath/mod.rs src/edge/fastpath/request.rs src/edge/fastpath/response.rs"
 )
 declare -A FILTER=(
   [tokens]='.'
-  [edge]="^src/edge/identity\\.rs|^src/edge/fastpath\\.rs:.*\\b($FASTPATH_HEADS)\\b"
+  [edge]="^src/identity/mod\\.rs|^src/edge/admission\\.rs|^src/edge/headers\\.rs:.*\\bRules::(fate|apply)\\b|^src/edge/fastpath/(mod|request|response)\\.rs:.*\\b($FASTPATH_HEADS)\\b"
 )
 declare -A TESTS=(
   [tokens]="--lib --test token_generation --test expiration --test auth --test proxy"

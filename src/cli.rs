@@ -5,6 +5,8 @@
 //! Output contract: `token create` prints the new token as the only line on stdout (or
 //! one JSON object with `--json`); every failure is one line on stderr and a non-zero
 //! exit.
+//!
+//! May import: every floor (it is the top one).
 
 use std::io::Write;
 use std::path::PathBuf;

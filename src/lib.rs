@@ -1,35 +1,52 @@
 //! patgate: a personal-access-token gateway in front of Digital.ai Deploy.
 //!
-//! `src/` is arranged by concern; a request's path runs through the first two folders:
+//! `src/` is a house with floors. Each top-level module may import only the floors
+//! below it, bottom to top:
 //!
-//! - [`edge`]: the request path. [`edge::server`] accepts a connection,
-//!   [`edge::gateway`] routes it; token requests to a plain-http Deploy take
-//!   [`edge::fastpath`], everything else the general path ([`edge::proxy`] over
-//!   [`edge::upstream`]); both apply the header rules in [`edge::headers`] and take the
-//!   client address from [`edge::forwarded`]; [`edge::identity`] tells Deploy who the
-//!   user is; [`edge::endpoints`] answers the gateway's own `/patgate/` routes (and the
-//!   admin listener), and [`edge::forward_auth`] the same checks for a proxy that asks
-//!   at `/patgate/auth`; [`edge::malformed`] answers heads the parser refuses;
-//!   [`edge::access`] writes the access log; [`edge::preflight`] holds every check
-//!   `serve` makes before it listens, shared with `check-config`.
-//! - [`tokens`]: what a token is and how it is checked: [`tokens::format`] (format,
-//!   checksum, hash), [`tokens::credentials`] (reading it from a request),
-//!   [`tokens::check`] (cache, store, policy), [`tokens::rules`] (a token's scope and
-//!   address allowlist), [`tokens::limiter`] (failed-check limit),
-//!   [`tokens::invalidation`] (the change feed that keeps caches honest),
-//!   [`tokens::usage`] (last-use, written off the request path), [`tokens::keys`].
-//! - [`api`]: the self-service and admin API under `/patgate/api/v1/` (one file per
-//!   resource) and its OpenAPI description; [`signin`]: who is calling it (Deploy's
-//!   password check, OpenID Connect, browser sessions); [`scim`]: SCIM 2.0 provisioning
-//!   at `/patgate/scim/v2`, where an identity provider disables and enables users.
-//! - [`ui`]: the web pages at `/patgate/` (sign-in, Access tokens, admin pages), static
-//!   files embedded in the binary that use the API and nothing else.
+//! `core` < `config` < `metrics` < `logging` < `store` < `tokens` < `identity` <
+//! `signin` < `notify` < `accounts` < `edge` < `api` < `ui` < `app` < `cli`
+//!
+//! `tests/layers.rs` reads every `crate::` path in `src/` and fails, naming the file and
+//! line, on any import of a floor above. Each folder's `mod.rs` says what it holds and
+//! what it uses.
+//!
+//! A request's path, listener to Deploy:
+//!
+//! - [`edge::server`] accepts a connection (one socket and event loop per worker);
+//!   token requests to a plain-http Deploy take [`edge::fastpath`], everything else
+//!   the general path, [`edge::gateway`] → [`edge::proxy`] over [`edge::upstream`].
+//! - Both paths ask the same rules: [`edge::admission`] (reserved paths, refused
+//!   methods, where the credential is), [`edge::headers`] (what becomes of each header,
+//!   `Host`, URL session ids), [`edge::forwarded`] (the client address, trusted
+//!   proxies), [`edge::limits`] (head size and time).
+//! - [`tokens::credentials`] reads the token, [`tokens::check`] decides (cache, store,
+//!   policy, with [`tokens::rules`] for scope and address allowlist), and
+//!   [`identity`] tells Deploy who the user is (header, JWT, basic).
+//! - What the gateway answers itself: [`edge::endpoints`] (health, readiness, metrics,
+//!   JWKS, the admin listener), [`edge::forward_auth`] (`/patgate/auth`),
+//!   [`edge::malformed`] (heads the parser refuses); the API and the pages through
+//!   [`edge::gateway::OwnRoutes`], wired by [`app`].
+//!
+//! Beside the request path:
+//!
+//! - [`core`]: the ground floor: the JSON error shape and response bodies, the client
+//!   connection, instants, secret and text helpers, TLS client configuration, and the
+//!   token value types ([`core::token`] format and hash, [`core::scope`],
+//!   [`core::cidr`], [`core::refusal`]).
+//! - [`config`]: `gateway.yaml` and its environment overrides, one file per section.
 //! - [`store`]: the database, one file per table group.
-//! - [`notify`]: the expiry notifier, a side task of `serve`: daily, it e-mails users
-//!   whose tokens expire soon through the administrators' SMTP server item
-//!   ([`notify::pass`], [`notify::smtp`], [`notify::templates`], [`notify::schedule`]).
-//! - [`config`], [`metrics`], [`logging`], [`cli`]: settings, counters, logs and the
-//!   command line.
+//! - [`signin`]: who is calling the API (Deploy's password check, sessions, OpenID
+//!   Connect), with no HTTP framework types.
+//! - [`notify`]: the expiry notifier, a side task of `serve`.
+//! - [`accounts`]: operations on users and their tokens that the API, SCIM, the CLI and
+//!   housekeeping share (disable, enable, delete tokens, leaked-token revocation).
+//! - [`api`]: the self-service and admin API under `/patgate/api/v1/`, the `Caller`
+//!   extractor, the SSO routes, SCIM at `/patgate/scim/v2`, the OpenAPI description.
+//! - [`ui`]: the web pages at `/patgate/`, static files that use the API and nothing
+//!   else.
+//! - [`app`]: the composition root: start-up, opening the store, preflight checks,
+//!   `check-deploy`, housekeeping.
+//! - [`metrics`], [`logging`], [`cli`]: counters, logs and the command line.
 #![forbid(unsafe_code)]
 
 pub mod accounts;

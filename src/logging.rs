@@ -4,6 +4,8 @@
 //!
 //! No log line carries a token, password or credential header: requests are logged by
 //! method and path only (never the query string or headers).
+//!
+//! May import: `config` and `core`.
 
 use std::io::IsTerminal;
 

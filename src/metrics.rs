@@ -3,6 +3,8 @@
 //! Plain relaxed atomics, one cache-line-aligned set per worker thread so that two
 //! cores counting the same request kinds never fight over a cache line; a scrape sums
 //! the sets.
+//!
+//! May import: `core` (the floors: see `src/lib.rs`).
 
 use std::cell::Cell;
 use std::fmt::Write;

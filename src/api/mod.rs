@@ -6,6 +6,9 @@
 //! (at most [`MAX_BODY`]) on the worker, then the request runs on the main runtime,
 //! which owns the database connections. Who is calling is decided in `signin`; each
 //! resource has its own file. Nothing here is on the token hot path.
+//!
+//! May import: every floor up to `edge` (it uses `edge::admission` for the credential
+//! rule both paths share).
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! The composition root, on the top floor: everything the gateway is made of is built
-//! and wired here at start-up ([`start`]), including the gateway's own routes that the
+//! and wired here at start-up ([`start()`]), including the gateway's own routes that the
 //! request path reaches through [`crate::edge::gateway::OwnRoutes`]; the checks `serve`
 //! and `check-config` make before listening ([`preflight`]); `patgate check-deploy`
 //! ([`deploy_check`]); the store's opening ([`store`]); and the once-a-minute

@@ -438,8 +438,16 @@ mod tests {
             assert_eq!(fate(dropped, false), Fate::Drop, "{dropped}");
         }
         for credential in ["authorization", "x-deploy-personal-token", "cookie"] {
-            assert_eq!(fate(credential, true), Fate::Drop, "{credential} with a token");
-            assert_eq!(fate(credential, false), Fate::Keep, "{credential} without one");
+            assert_eq!(
+                fate(credential, true),
+                Fate::Drop,
+                "{credential} with a token"
+            );
+            assert_eq!(
+                fate(credential, false),
+                Fate::Keep,
+                "{credential} without one"
+            );
         }
         assert_eq!(fate("x-deploy-user", false), Fate::Identity);
         assert_eq!(fate("x-gateway-secret", true), Fate::Identity);

@@ -1,6 +1,10 @@
 //! The request path: listener, routing, the fast and general proxy paths, the upstream
 //! pool and the answers the gateway writes itself. Nothing here writes to the database
 //! or takes a lock per request.
+//!
+//! May import: the floors up to `accounts` (`core`, `config`, `metrics`, `store`,
+//! `tokens`, `identity` in use). The API and the pages are above it: it reaches them
+//! through [`gateway::OwnRoutes`], which `crate::app` wires once.
 
 pub mod access;
 pub mod admission;

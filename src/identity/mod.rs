@@ -9,6 +9,8 @@
 //! - `basic`: the service account's Basic credentials, plus the username header for audit.
 //!
 //! The optional shared secret header goes with every token-authenticated request.
+//!
+//! May import: `core`, `config`, `metrics`, `store`, `tokens`.
 
 use std::sync::Arc;
 

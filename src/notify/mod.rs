@@ -6,6 +6,9 @@
 //! [`pass`] finds and claims due tokens and sends, [`smtp`] speaks to the server
 //! (JavaMail properties, errors), [`templates`] renders the e-mail, [`secret`] keeps
 //! SMTP passwords sealed at rest.
+//!
+//! May import: the floors up to `signin` (`core`, `config`, `metrics`, `store`,
+//! `tokens` in use).
 
 use std::sync::Arc;
 

@@ -4,6 +4,10 @@
 //!
 //! Never stores or logs a password: a successful password check is remembered only under
 //! a keyed hash of the credentials.
+//!
+//! May import: the floors up to `identity` (`core`, `config`, `store`, `tokens` in
+//! use); no HTTP framework types: the API's extractor (`crate::api::caller`) and SSO
+//! handlers (`crate::api::sso`) sit on top of it.
 
 use crate::config::Config;
 use crate::core::token::TokenHasher;

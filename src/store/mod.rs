@@ -8,6 +8,8 @@
 //! process polls; PostgreSQL triggers send NOTIFY on commit (see
 //! `tokens::invalidation`). Nothing here is called on the request path except the
 //! token lookup of a cache miss.
+//!
+//! May import: `core` and `config`; the token check, the API and the CLI read it.
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -7,6 +7,8 @@
 //! `X-CSRF-Token`. This module must never read the database, see a session or a
 //! secret, or put user data into markup: it serves fixed bytes, and the script renders
 //! every user-supplied string as text. Nothing here is on the token hot path.
+//!
+//! May import: every floor below it (`core` in use).
 
 use std::sync::LazyLock;
 
