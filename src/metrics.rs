@@ -39,6 +39,10 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub authenticated: AtomicU64,
     pub passed_through: AtomicU64,
+    /// Requests with a personal access token of Deploy's own, forwarded for Deploy to judge.
+    pub deploy_tokens: AtomicU64,
+    /// Requests with a personal access token of Deploy's own, refused (`deploy_tokens: refuse`).
+    pub deploy_token_refusals: AtomicU64,
     pub refused_malformed: AtomicU64,
     pub refused_invalid: AtomicU64,
     pub refused_expired: AtomicU64,
@@ -132,6 +136,7 @@ impl Metrics {
             &[
                 ("{auth=\"token\"}", get!(authenticated)),
                 ("{auth=\"passthrough\"}", get!(passed_through)),
+                ("{auth=\"deploy_token\"}", get!(deploy_tokens)),
             ],
         );
         counter(
@@ -158,6 +163,10 @@ impl Metrics {
             &[
                 ("{reason=\"malformed_request\"}", get!(malformed_heads)),
                 ("{reason=\"header_rules\"}", get!(header_refusals)),
+                (
+                    "{reason=\"deploy_token_refused\"}",
+                    get!(deploy_token_refusals),
+                ),
             ],
         );
         counter(

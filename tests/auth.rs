@@ -89,7 +89,7 @@ async fn refused_tokens_never_reach_deploy(db: TestDb) {
         (disabled_users, 401, "user_disabled"),
         (wrong_checksum, 401, "malformed_token"),
         ("dpat_short".to_string(), 401, "malformed_token"),
-        ("not-a-token".to_string(), 401, "malformed_token"),
+        ("DPAT_short".to_string(), 401, "malformed_token"),
         (String::new(), 401, "malformed_token"),
     ];
     for (token, status, code) in &cases {
@@ -119,6 +119,23 @@ async fn refused_tokens_never_reach_deploy(db: TestDb) {
                 assert!(!String::from_utf8_lossy(&answer.body).contains(token.as_str()));
             }
         }
+    }
+    // Without the gateway's prefix a token is Deploy's (Deploy 25.3+ issues its own):
+    // the gateway's API cannot take it, and says so.
+    for header in [
+        ("authorization", basic("", "not-a-token")),
+        ("x-deploy-personal-token", "not-a-token".to_string()),
+    ] {
+        let answer = get(&gw.url("/deployit/tokens/users"), &[(header.0, &header.1)]).await;
+        assert_eq!(answer.status, 401, "via {}", header.0);
+        assert!(
+            answer.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not a token of the gateway's")),
+            "via {}: {:?}",
+            header.0,
+            answer.body
+        );
     }
     // The same unknown token twice is answered from the negative cache.
     assert_eq!(upstream.count(), 0, "a refused token reached Deploy");

@@ -172,6 +172,13 @@ impl FromRequestParts<ApiRef> for Caller {
             Credential::Unreadable(message) => {
                 return Err(ApiError::bad_request("malformed_credentials", message));
             }
+            Credential::Deploy => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "this is not a token of the gateway's (they start with dpat_): a personal access token of Deploy's own works with Deploy, not with the gateway's API; sign in with your password or SSO, or use a gateway token",
+                ));
+            }
             Credential::None => {}
         }
         if let Some((username, password)) = basic_password(parts) {

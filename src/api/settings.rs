@@ -175,6 +175,7 @@ pub async fn put_settings(
         api.store
             .save_notify_settings(&notify_after, &caller.username)
             .await?;
+        api.tokens.set_expiry_warning_days(notify_after.days_before);
     }
     if after != before || notify_after != notify_before {
         api.audit(AuditEvent {

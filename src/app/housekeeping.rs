@@ -30,6 +30,10 @@ pub async fn run(api: Arc<Api>, mut stop: watch::Receiver<bool>) {
 /// One round of everything.
 pub async fn round(api: &Api) {
     flush_refusals(api).await;
+    // Other replicas' changes to the window reach this one's answers here.
+    if let Ok(settings) = api.store.notify_settings().await {
+        api.tokens.set_expiry_warning_days(settings.days_before);
+    }
     match api.store.take_newly_expired(EXPIRED_PER_ROUND).await {
         Ok(expired) => {
             for token in expired {

@@ -81,6 +81,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
         .with_rules(AccessRules::new(&config.webhooks.paths)),
     );
+    if let Ok(settings) = store.notify_settings().await {
+        tokens.set_expiry_warning_days(settings.days_before);
+    }
     let feed = invalidation::start(
         store.clone(),
         tokens.clone(),
@@ -141,6 +144,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.clone(),
     );
     gateway.access_log = config.log.access;
+    gateway.deploy_tokens = config.deploy_tokens;
     gateway.admin_elsewhere = config.admin_listen.is_some();
     let gateway = Arc::new(gateway);
     let admin_addr = match config.admin_listen {

@@ -42,7 +42,7 @@ pub use log::Log;
 pub use notify::Notify;
 pub use scim::Scim;
 pub use secrets::Secrets;
-pub use server::{TlsFiles, UnderscoreHeaders};
+pub use server::{DeployTokens, TlsFiles, UnderscoreHeaders};
 pub use signin::{SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
 pub use upstream::{BasicAccount, Identity, IdentityMode, Upstream};
@@ -106,6 +106,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// What becomes of request headers whose names contain `_`.
     pub underscore_headers: UnderscoreHeaders,
+    /// Whether Deploy's own personal access tokens are forwarded or refused.
+    pub deploy_tokens: DeployTokens,
     /// Paths a `webhook`-scoped token may reach.
     pub webhooks: Webhooks,
     /// The signing secret of leaked-token reports.
@@ -149,6 +151,8 @@ struct Raw {
     trusted_proxies: Vec<String>,
     #[serde(default = "server::default_underscores")]
     underscore_headers: String,
+    #[serde(default = "server::default_deploy_tokens")]
+    deploy_tokens: String,
     #[serde(default)]
     webhooks: token_rules::RawWebhooks,
     #[serde(default)]
@@ -168,6 +172,7 @@ impl Raw {
         let workers = server::workers(self.workers)?;
         let trusted_proxies = server::trusted_proxies(&self.trusted_proxies)?;
         let underscore_headers = server::underscore_headers(&self.underscore_headers)?;
+        let deploy_tokens = server::deploy_tokens(&self.deploy_tokens)?;
         Ok(Config {
             source: None,
             listen,
@@ -186,6 +191,7 @@ impl Raw {
             sso: self.sso.validate()?,
             trusted_proxies,
             underscore_headers,
+            deploy_tokens,
             notify: self.notify.validate()?,
             webhooks: self.webhooks.validate()?,
             leaked: self.leaked.validate()?,

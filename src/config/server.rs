@@ -21,6 +21,17 @@ pub enum UnderscoreHeaders {
     Refuse,
 }
 
+/// Personal access tokens of Deploy's own (Deploy 25.3 and later), sent as the
+/// gateway's are but without its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployTokens {
+    /// Forwarded untouched: Deploy judges them.
+    Forward,
+    /// Refused (`deploy_token_refused`): for a Deploy older than 25.3, or an
+    /// organisation that wants only the gateway's tokens.
+    Refuse,
+}
+
 /// The gateway's own certificate and key, for serving https on `listen`.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -144,6 +155,22 @@ pub(super) fn underscore_headers(text: &str) -> Result<UnderscoreHeaders, Config
     }
 }
 
+pub(super) fn deploy_tokens(text: &str) -> Result<DeployTokens, ConfigError> {
+    match text {
+        "forward" => Ok(DeployTokens::Forward),
+        "refuse" => Ok(DeployTokens::Refuse),
+        other => Err(ConfigError::key(
+            "deploy_tokens",
+            other,
+            "use forward (Deploy judges its own tokens) or refuse (only the gateway's tokens)",
+        )),
+    }
+}
+
+pub(super) fn default_deploy_tokens() -> String {
+    "forward".into()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::tests::{env, MINIMAL};
@@ -180,6 +207,23 @@ mod tests {
             .to_string();
         assert!(
             err.contains("trusted_proxies \"10.1.2.3/8\"") && err.contains("write 10.0.0.0/8"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn deploy_tokens_are_forwarded_unless_refused() {
+        use crate::config::DeployTokens;
+        let cfg = Config::from_yaml(MINIMAL, &env(&[])).unwrap();
+        assert_eq!(cfg.deploy_tokens, DeployTokens::Forward);
+        let cfg =
+            Config::from_yaml(&format!("{MINIMAL}deploy_tokens: refuse\n"), &env(&[])).unwrap();
+        assert_eq!(cfg.deploy_tokens, DeployTokens::Refuse);
+        let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_DEPLOY_TOKENS", "drop")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("deploy_tokens \"drop\"") && err.contains("use forward"),
             "{err}"
         );
     }

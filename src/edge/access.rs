@@ -12,8 +12,10 @@ pub enum Kind {
     /// None that the gateway reads (passed through to Deploy as it is).
     #[default]
     None,
-    /// A personal access token.
+    /// A personal access token of the gateway's.
     Token,
+    /// A personal access token of Deploy's own, forwarded for Deploy to judge.
+    DeployToken,
     /// A credential the gateway could not read.
     Unreadable,
     /// A request to the gateway's own routes.
@@ -25,6 +27,7 @@ impl Kind {
         match self {
             Kind::None => "-",
             Kind::Token => "token",
+            Kind::DeployToken => "deploy_token",
             Kind::Unreadable => "unreadable",
             Kind::Gateway => "patgate",
         }

@@ -175,6 +175,12 @@ pub async fn handle<B>(gateway: &Gateway, req: Request<B>, peer: Peer<'_>) -> Re
             "missing_credentials",
             "send a personal access token: Basic base64(\":\" + token) or x-deploy-personal-token",
         ),
+        // The proxy asking cannot be told to pass a credential on that only Deploy
+        // can judge.
+        Credential::Deploy => return unauthorized(
+            "deploy_token_not_checked",
+            "forward-auth checks the gateway's own personal access tokens (dpat_…); a token of Deploy's own must go to Deploy without forward-auth",
+        ),
         Credential::Unreadable(message) => {
             gateway
                 .metrics

@@ -12,13 +12,13 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::config::DeployTokens;
 use crate::core::client::ClientInfo;
 use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
-use crate::edge::admission;
 use crate::edge::headers::{self, Rules};
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
-use crate::edge::{access, endpoints, forward_auth};
+use crate::edge::{access, admission, endpoints, expiry, forward_auth};
 use crate::identity::UpstreamIdentity;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -80,6 +80,8 @@ pub struct Gateway {
     pub runtime: tokio::runtime::Handle,
     /// Whether each request gets an access line (`log.access`).
     pub access_log: bool,
+    /// Whether Deploy's own personal access tokens are forwarded or refused.
+    pub deploy_tokens: DeployTokens,
     /// Whether metrics and readiness are served on `admin_listen` instead of here.
     pub admin_elsewhere: bool,
     /// Distinguishes this process's request ids from other replicas'.
@@ -107,6 +109,7 @@ impl Gateway {
             metrics,
             runtime: tokio::runtime::Handle::current(),
             access_log: false,
+            deploy_tokens: DeployTokens::Forward,
             admin_elsewhere: false,
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
@@ -223,6 +226,7 @@ impl Gateway {
         note.kind = match credential {
             Credential::None => access::Kind::None,
             Credential::Token { .. } => access::Kind::Token,
+            Credential::Deploy => access::Kind::DeployToken,
             Credential::Unreadable(_) => access::Kind::Unreadable,
         };
         if let Err(bad) = self.rules.check(&req, token_request) {
@@ -258,6 +262,31 @@ impl Gateway {
                 self.metrics
                     .local()
                     .passed_through
+                    .fetch_add(1, Ordering::Relaxed);
+                proxy.forward(req, peer, upgrade, None).await
+            }
+            Credential::Deploy if self.deploy_tokens == DeployTokens::Refuse => {
+                self.metrics
+                    .local()
+                    .deploy_token_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    request_id = peer.request_id,
+                    reason = "deploy_token_refused",
+                    "refused a personal access token of Deploy's own"
+                );
+                let mut response = json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "deploy_token_refused",
+                    "this gateway accepts only its own personal access tokens (deploy_tokens: refuse), and this one is not in its format: create one on the Access tokens page at /patgate/",
+                );
+                response.headers_mut().insert(WWW_AUTHENTICATE, REALM);
+                response
+            }
+            Credential::Deploy => {
+                self.metrics
+                    .local()
+                    .deploy_tokens
                     .fetch_add(1, Ordering::Relaxed);
                 proxy.forward(req, peer, upgrade, None).await
             }
@@ -332,6 +361,12 @@ impl Gateway {
                 // by cookie or in a URL.
                 response.headers_mut().remove(SET_COOKIE);
                 headers::strip_session_id(response.headers_mut());
+                expiry::set_headers(
+                    response.headers_mut(),
+                    principal.expires_at,
+                    crate::core::time::now(),
+                    self.tokens.expiry_warning_secs(),
+                );
                 response
             }
         }

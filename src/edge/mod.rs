@@ -9,6 +9,7 @@
 pub mod access;
 pub mod admission;
 pub mod endpoints;
+pub mod expiry;
 pub mod fastpath;
 pub mod forward_auth;
 pub mod forwarded;

@@ -2,6 +2,12 @@
 //! `Authorization: Basic base64(":" + pat)`, `Basic base64(user + ":" + pat)`, or
 //! `x-deploy-personal-token: <pat>`.
 //!
+//! A token is the gateway's when it carries the gateway's prefix (`dpat_`, in any case):
+//! then it is checked, refused when wrong, and never forwarded. Without the prefix, a
+//! value sent the way tokens are sent is a personal access token of Deploy's own
+//! (Deploy 25.3 and later has them, sent the same two ways): Deploy's to judge, so it
+//! is forwarded untouched unless `deploy_tokens: refuse` says otherwise.
+//!
 //! Anything else (a username and password, a session cookie, a bearer token) is not
 //! ours and passes through untouched, unless it contains, or decodes to, a string in
 //! the token format: such a half-recognised credential is a token attempt, checked or
@@ -20,11 +26,15 @@ pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-deploy-personal-
 pub enum Credential {
     /// No token: forward as is.
     None,
-    /// A token to check; `claimed_user` is set for `Basic user:pat`.
+    /// A token of the gateway's to check; `claimed_user` is set for `Basic user:pat`.
     Token {
         token: Vec<u8>,
         claimed_user: Option<Vec<u8>>,
     },
+    /// A personal access token of Deploy's own, sent as the gateway's are but not in
+    /// the gateway's format: forwarded untouched for Deploy to judge (or refused with
+    /// `deploy_tokens: refuse`).
+    Deploy,
     /// Credentials we cannot even read; refused with this message.
     Unreadable(&'static str),
 }
@@ -35,6 +45,7 @@ impl std::fmt::Debug for Credential {
         match self {
             Credential::None => f.write_str("None"),
             Credential::Token { .. } => f.write_str("Token(<redacted>)"),
+            Credential::Deploy => f.write_str("Deploy(<redacted>)"),
             Credential::Unreadable(why) => write!(f, "Unreadable({why:?})"),
         }
     }
@@ -58,8 +69,12 @@ pub fn extract_from<'a>(
                 "more than one x-deploy-personal-token header; send one",
             );
         }
+        let value = value.trim_ascii();
+        if !value.is_empty() && !token::looks_like_token(value) {
+            return Credential::Deploy;
+        }
         return Credential::Token {
-            token: value.trim_ascii().to_vec(),
+            token: value.to_vec(),
             claimed_user: None,
         };
     }
@@ -112,7 +127,13 @@ fn authorization(value: &[u8]) -> Credential {
     };
     let (user, secret) = (&decoded[..colon], &decoded[colon + 1..]);
     if user.is_empty() {
-        // `curl -u :<pat>`: an empty username only ever means a token.
+        // `curl -u :<pat>`: an empty username only ever means a token, the gateway's
+        // when it has the prefix (stray whitespace around it is the client's mistake,
+        // refused as such) or is empty, Deploy's otherwise.
+        let secret_text = secret.trim_ascii();
+        if !secret_text.is_empty() && !token::looks_like_token(secret_text) {
+            return Credential::Deploy;
+        }
         return Credential::Token {
             token: secret.to_vec(),
             claimed_user: None,
@@ -222,6 +243,28 @@ mod tests {
                 claimed_user: None
             }
         );
+    }
+
+    #[test]
+    fn tokens_without_the_gateway_prefix_are_deploys_own() {
+        // Deploy 25.3+ tokens, in both of the spellings clients send.
+        assert_eq!(extract(&basic(b":aZ09deployissued")), Credential::Deploy);
+        let mut h = HeaderMap::new();
+        h.insert(
+            &TOKEN_HEADER,
+            HeaderValue::from_static(" aZ09deployissued "),
+        );
+        assert_eq!(extract(&h), Credential::Deploy);
+        // The gateway's prefix in any case keeps a value the gateway's, however wrong
+        // the rest of it (a bad checksum is refused at the check, never forwarded).
+        for ours in [":dpat_x", ":DPAT_x", ": dpat_x"] {
+            assert!(
+                matches!(extract(&basic(ours.as_bytes())), Credential::Token { .. }),
+                "{ours}"
+            );
+        }
+        h.insert(&TOKEN_HEADER, HeaderValue::from_static("Dpat_0000"));
+        assert!(matches!(extract(&h), Credential::Token { .. }));
     }
 
     #[test]

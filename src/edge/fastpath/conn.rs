@@ -102,6 +102,9 @@ pub(super) struct Scratch {
     pub(super) status: u16,
     /// The authenticated user, kept only when the access log is on.
     pub(super) user: String,
+    /// The header lines every answer to this request's token carries (its expiry);
+    /// empty until the token is found valid.
+    pub(super) token_lines: Vec<u8>,
 }
 
 impl Scratch {
@@ -192,6 +195,7 @@ where
             httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
         );
         append_header(out, b"x-request-id", id.as_bytes());
+        out.extend_from_slice(&self.scratch.token_lines);
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }

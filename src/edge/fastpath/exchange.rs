@@ -69,7 +69,7 @@ impl Forwarder {
         let scratch = &mut conn.scratch;
         scratch.upstream.advance(head.len);
         let mut out = std::mem::take(&mut scratch.head);
-        write_response_head(&mut out, &head, close, id);
+        write_response_head(&mut out, &head, close, id, &scratch.token_lines);
         // The start of the body is in the buffer already; small answers go in one write.
         let mut body = Tracker::new(framing);
         let taken = body

@@ -44,7 +44,7 @@ use crate::config;
 use crate::edge::gateway::{self, Gateway};
 use crate::edge::limits::{HEAD_TIMEOUT, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::edge::rewind::Rewind;
-use crate::edge::{access, malformed, proxy};
+use crate::edge::{access, expiry, malformed, proxy};
 use crate::metrics::Metrics;
 
 /// Largest request body the fast path takes (read whole before it is sent on); larger
@@ -224,6 +224,7 @@ impl Forwarder {
         if request.stripped_identity {
             tracing::info!(request_id = id, "removed client-supplied identity headers");
         }
+        conn.scratch.token_lines.clear();
         let principal = match gateway
             .tokens
             .check(
@@ -241,6 +242,14 @@ impl Forwarder {
             }
         };
         let scratch = &mut conn.scratch;
+        if principal.expires_at.is_some() {
+            expiry::write_lines(
+                &mut scratch.token_lines,
+                principal.expires_at,
+                crate::core::time::now(),
+                gateway.tokens.expiry_warning_secs(),
+            );
+        }
         scratch.extra.clear();
         let written = match gateway
             .identity

@@ -121,10 +121,19 @@ impl ResponseHead {
     }
 }
 
-pub(super) fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, close: bool, id: &str) {
+/// Writes the head of Deploy's answer for the client: its lines, the request id, the
+/// token's expiry lines (`token_lines`), and `Connection: close` when closing.
+pub(super) fn write_response_head(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    close: bool,
+    id: &str,
+    token_lines: &[u8],
+) {
     out.clear();
     out.extend_from_slice(&head.lines);
     append_header(out, b"x-request-id", id.as_bytes());
+    out.extend_from_slice(token_lines);
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }

@@ -107,6 +107,9 @@ pub struct TokenCheck {
     pub refusals: RefusalLog,
     /// Scopes and allowlists: what a valid token may do, and from where.
     rules: AccessRules,
+    /// How long before its expiry a token's answers warn of it (the administrators'
+    /// `notifications.days_before`, in seconds; refreshed by housekeeping).
+    expiry_warning: AtomicI64,
 }
 
 impl TokenCheck {
@@ -148,6 +151,7 @@ impl TokenCheck {
             metrics,
             refusals: RefusalLog::default(),
             rules: AccessRules::default(),
+            expiry_warning: AtomicI64::new(7 * 86_400),
         }
     }
 
@@ -203,6 +207,17 @@ impl TokenCheck {
     /// Seconds a limited client should wait.
     pub fn retry_after_secs(&self) -> u64 {
         self.limiter.retry_after_secs()
+    }
+
+    /// How long before its expiry a token's answers warn of it, in seconds.
+    pub fn expiry_warning_secs(&self) -> i64 {
+        self.expiry_warning.load(Ordering::Relaxed)
+    }
+
+    /// Sets that from the administrators' `notifications.days_before`.
+    pub fn set_expiry_warning_days(&self, days: i64) {
+        self.expiry_warning
+            .store(days.saturating_mul(86_400), Ordering::Relaxed);
     }
 
     async fn evaluate(
