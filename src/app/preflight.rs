@@ -31,7 +31,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, ConfigError> {
     if let Some(files) = &config.tls {
         server::tls_acceptor(files).map_err(problem)?;
     }
-    upstream::Pool::new(&config.upstream).map_err(problem)?;
+    upstream::Pool::new(&config.upstream, None).map_err(problem)?;
     if let Some(sso) = &config.sso {
         crate::signin::http_client::HttpClient::new(sso.ca_file.as_deref(), Duration::from_secs(1))
             .map_err(|e| ConfigError::new(format!("sso.ca_file: {e:#}")))?;

@@ -26,7 +26,7 @@ use crate::edge::headers::Rules;
 use crate::edge::{endpoints, server};
 use crate::identity::jwt::JwtMinter;
 use crate::identity::UpstreamIdentity;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Route};
 use crate::notify::{schedule, Notifier};
 use crate::tokens::check::TokenCheck;
 use crate::tokens::invalidation;
@@ -213,8 +213,14 @@ struct Routes {
 }
 
 impl OwnRoutes for Routes {
-    fn serves(&self, path: &str) -> bool {
-        api::serves(path) || ui::serves(path)
+    fn serves(&self, path: &str) -> Option<Route> {
+        if api::serves(path) {
+            Some(Route::Api)
+        } else if ui::serves(path) {
+            Some(Route::Ui)
+        } else {
+            None
+        }
     }
 
     fn answer(

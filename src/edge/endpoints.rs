@@ -6,6 +6,8 @@ use http::{Method, Request, StatusCode};
 
 use crate::core::response::{json, json_error, text, Body};
 use crate::edge::gateway::Gateway;
+use crate::metrics::Sampled;
+use crate::store::Backend;
 
 /// Routes that move to `admin_listen` when it is set (`healthz` stays on the main port
 /// for load balancers).
@@ -68,7 +70,14 @@ pub async fn handle<B>(
         "/patgate/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            gateway.metrics.render(gateway.tokens.cached_tokens()),
+            gateway.metrics.render(&Sampled {
+                cached_tokens: gateway.tokens.cached_tokens(),
+                feed_lag_secs: gateway.tokens.feed_lag_secs(),
+                backend: match gateway.store.backend() {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgres",
+                },
+            }),
         ),
         "/patgate/.well-known/jwks.json" => match gateway.identity.jwks() {
             Some(jwks) => json(StatusCode::OK, &jwks),

@@ -17,10 +17,10 @@ use crate::core::client::ClientInfo;
 use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
 use crate::edge::headers::{self, Rules};
-use crate::edge::proxy::{self, Peer, Proxy, StillValid};
+use crate::edge::proxy::{self, Peer, Proxy, StillValid, UpstreamWait};
 use crate::edge::{access, admission, endpoints, expiry, forward_auth};
 use crate::identity::UpstreamIdentity;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Route};
 use crate::store::Store;
 use crate::tokens::check::TokenCheck;
 use crate::tokens::credentials::Credential;
@@ -53,8 +53,8 @@ pub fn refuse_method(method: &Method) -> Option<Response<Body>> {
 /// SSO, SCIM, the pages): wired once by the composition root, so that the request path
 /// needs nothing of the floors above it.
 pub trait OwnRoutes: Send + Sync {
-    /// Whether `path` is one of them.
-    fn serves(&self, path: &str) -> bool;
+    /// Whether `path` is one of them, and which class of route it is then.
+    fn serves(&self, path: &str) -> Option<Route>;
 
     /// Answers one request; never fails (errors are answers).
     fn answer(
@@ -138,21 +138,23 @@ impl Gateway {
             tls,
             request_id: &id,
         };
-        let access = self.access_log.then(|| {
-            (
-                std::time::Instant::now(),
-                req.method().clone(),
-                req.uri().path().to_string(),
-            )
-        });
+        let started = std::time::Instant::now();
+        let access = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_string()));
         let mut note = access::Note::default();
         let mut response = self
             .route(&proxy, req, peer, &id_value, &mut note)
             .instrument(span.clone())
             .await;
         response.headers_mut().insert(REQUEST_ID, id_value);
+        if let Some(waited) = response.extensions().get::<UpstreamWait>() {
+            note.upstream = Some(waited.0);
+        }
         span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "response"));
-        if let Some((started, method, path)) = access {
+        self.metrics
+            .request_done(note.route, response.status().as_u16(), started.elapsed());
+        if let Some((method, path)) = access {
             access::record(
                 method.as_str(),
                 &path,
@@ -200,10 +202,13 @@ impl Gateway {
     ) -> Response<Body> {
         if admission::is_reserved(req.uri().path()) {
             note.kind = access::Kind::Gateway;
+            note.route = Route::Gateway;
             if forward_auth::serves(req.uri().path()) {
+                note.route = Route::ForwardAuth;
                 return forward_auth::handle(self, req, peer).await;
             }
-            if self.routes.serves(req.uri().path()) {
+            if let Some(route) = self.routes.serves(req.uri().path()) {
+                note.route = route;
                 let forwarded = req
                     .headers()
                     .get_all("x-forwarded-for")
@@ -239,6 +244,7 @@ impl Gateway {
                 reason = bad.code(),
                 "refused request"
             );
+            note.refusal = Some(bad.code());
             return bad.response();
         }
         // For the token's rules; both clones share, not copy, for standard methods.
@@ -256,6 +262,7 @@ impl Gateway {
             client: self.rules.set_forwarded_for(peer.ip, &resolved, headers),
             ..peer
         };
+        note.client = Some(peer.client);
         headers.insert(REQUEST_ID, id.clone());
         match credential {
             Credential::None => {
@@ -275,6 +282,7 @@ impl Gateway {
                     reason = "deploy_token_refused",
                     "refused a personal access token of Deploy's own"
                 );
+                note.refusal = Some("deploy_token_refused");
                 let mut response = json_error(
                     StatusCode::UNAUTHORIZED,
                     "deploy_token_refused",
@@ -300,12 +308,14 @@ impl Gateway {
                     reason = message,
                     "refused unreadable credentials"
                 );
+                note.refusal = Some("malformed_credentials");
                 json_error(StatusCode::BAD_REQUEST, "malformed_credentials", message)
             }
             Credential::Token {
                 token,
                 claimed_user,
             } => {
+                note.route = Route::Token;
                 let attempt = Attempt {
                     method: method.as_str().as_bytes(),
                     path: uri.path().as_bytes(),
@@ -316,7 +326,10 @@ impl Gateway {
                     .await
                 {
                     Ok(principal) => principal,
-                    Err(refusal) => return self.refuse(refusal, peer.request_id).await,
+                    Err(refusal) => {
+                        note.refusal = Some(refusal.code());
+                        return self.refuse(refusal, peer.request_id).await;
+                    }
                 };
                 // The token, and any cookie riding along (a session Deploy would keep
                 // honouring after the token is revoked), went with the header rules.
@@ -330,6 +343,8 @@ impl Gateway {
                 tracing::debug!(user = %principal.username, "authenticated");
                 if self.access_log {
                     note.user = Some(principal.username.to_string());
+                    note.token_id = Some(principal.token_id.to_string());
+                    note.scope = Some(principal.scope.as_str());
                 }
                 self.metrics
                     .local()

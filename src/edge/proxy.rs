@@ -11,8 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Body as _;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
@@ -38,6 +37,11 @@ pub struct Peer<'a> {
     pub request_id: &'a str,
 }
 
+/// How long Deploy took to send the response head, carried on the response for the
+/// access line.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamWait(pub std::time::Duration);
+
 /// The upstream client.
 pub struct Proxy {
     pool: Pool,
@@ -49,7 +53,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(settings: &config::Upstream, metrics: Arc<Metrics>) -> anyhow::Result<Proxy> {
         Ok(Proxy {
-            pool: Pool::new(settings)?,
+            pool: Pool::new(settings, Some(metrics.clone()))?,
             authority: settings
                 .url
                 .authority()
@@ -112,6 +116,7 @@ impl Proxy {
 
         // The read timeout runs from when the request body has been sent whole, so a
         // slow upload is not cut off; only Deploy's silence after it is.
+        let sent_at = std::time::Instant::now();
         let answered = if req.body().is_end_stream() {
             let req = req.map(|body| SentBody {
                 inner: body,
@@ -131,8 +136,13 @@ impl Proxy {
                 } => None,
             }
         };
+        let waited = sent_at.elapsed();
+        self.metrics.local().upstream_wait.observe(waited);
         let mut response = match answered {
-            Some(Ok(response)) => response,
+            Some(Ok(mut response)) => {
+                response.extensions_mut().insert(UpstreamWait(waited));
+                response
+            }
             Some(Err(e)) => {
                 self.metrics
                     .local()

@@ -3,6 +3,7 @@
 //! composition root (`crate::app`).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hyper::server::conn::http1;
@@ -162,6 +163,12 @@ async fn serve(
         let stop = stop.clone();
         let alive = alive.clone();
         let forwarder = forwarder.clone();
+        // Counted and uncounted on this worker's thread, into its own set.
+        let metrics = gateway.metrics.clone();
+        metrics
+            .local()
+            .client_connections
+            .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let client = Client {
                 ip: remote.ip(),
@@ -184,6 +191,10 @@ async fn serve(
                     }
                 }
             }
+            metrics
+                .local()
+                .client_connections
+                .fetch_sub(1, Ordering::Relaxed);
             drop(alive);
         });
     }

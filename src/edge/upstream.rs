@@ -8,6 +8,7 @@
 //! keep-alive connection Deploy had just timed out) is retried on another one.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use tokio_rustls::TlsConnector;
 use crate::config;
 use crate::core::tls::tls_client_config;
 use crate::edge::proxy::SentBody;
+use crate::metrics::Metrics;
 
 /// Why Deploy could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,8 @@ pub struct Pool {
     address: String,
     connect_timeout: Duration,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// For the pool gauge; `None` where nothing is served (preflight).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Attempts per request when connections turn out closed before the request is written.
@@ -56,7 +60,7 @@ const ATTEMPTS: usize = 3;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Pool {
-    pub fn new(settings: &config::Upstream) -> anyhow::Result<Pool> {
+    pub fn new(settings: &config::Upstream, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Pool> {
         let (address, https) = address(settings);
         let host = settings
             .url
@@ -78,6 +82,7 @@ impl Pool {
             address,
             connect_timeout: settings.connect_timeout,
             tls,
+            metrics,
         })
     }
 
@@ -113,11 +118,16 @@ impl Pool {
     /// body) stay; closed and long-idle ones go.
     fn checkout(&self) -> Option<SendRequest<SentBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
+        let mut found = None;
         for _ in 0..idle.len() {
-            let (sender, since) = idle.pop_front()?;
+            let Some((sender, since)) = idle.pop_front() else {
+                break;
+            };
             if sender.is_ready() {
                 if since.elapsed() < IDLE_TIMEOUT {
-                    return Some(sender);
+                    found = Some(sender);
+                    break;
                 }
                 continue;
             }
@@ -125,7 +135,18 @@ impl Pool {
                 idle.push_back((sender, since));
             }
         }
-        None
+        self.count(before, idle.len());
+        found
+    }
+
+    /// Moves the pool gauge by the change from `before` to `after` connections held.
+    fn count(&self, before: usize, after: usize) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .local()
+                .upstream_pooled
+                .fetch_add(after as i64 - before as i64, Ordering::Relaxed);
+        }
     }
 
     /// Hands a connection back right after its response head. At most `max_idle`
@@ -133,6 +154,7 @@ impl Pool {
     /// not turn every further request into a new connection.
     fn checkin(&self, sender: SendRequest<SentBody>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
         idle.push_back((sender, Instant::now()));
         if idle.len() > self.max_idle {
             idle.retain(|(s, _)| !s.is_closed());
@@ -147,6 +169,7 @@ impl Pool {
                 }
             }
         }
+        self.count(before, idle.len());
     }
 
     async fn connect(&self) -> Result<SendRequest<SentBody>, UpstreamError> {

@@ -141,6 +141,7 @@ impl Notifier {
             }
         }
         report.finished_at = now + clock.elapsed().as_secs() as i64;
+        self.metrics.local().notify_pass.observe(clock.elapsed());
         self.store.record_pass(&report.record()).await?;
         match report.outcome {
             "completed" => tracing::info!(
@@ -343,16 +344,21 @@ impl Job {
         }
         let outcome = match self.templates.render(&self.vars) {
             Err(e) => Err(e),
-            Ok(rendered) => self
-                .mailer
-                .send(&Mail {
-                    to: email.to_string(),
-                    subject: rendered.subject,
-                    html: rendered.html,
-                    text: rendered.text,
-                })
-                .await
-                .map_err(|e| e.message),
+            Ok(rendered) => {
+                let sending = Instant::now();
+                let sent = self
+                    .mailer
+                    .send(&Mail {
+                        to: email.to_string(),
+                        subject: rendered.subject,
+                        html: rendered.html,
+                        text: rendered.text,
+                    })
+                    .await
+                    .map_err(|e| e.message);
+                self.metrics.local().smtp_send.observe(sending.elapsed());
+                sent
+            }
         };
         let counters = self.metrics.local();
         match &outcome {

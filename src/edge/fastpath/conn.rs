@@ -16,7 +16,7 @@ use super::response::{append_header, status_line};
 use super::Next;
 use crate::core::response::Body;
 use crate::edge::gateway::Gateway;
-use crate::edge::malformed;
+use crate::edge::{access, malformed};
 
 /// Free space a read into a head buffer gets at least.
 pub(super) const READ_ROOM: usize = 4 * 1024;
@@ -100,8 +100,8 @@ pub(super) struct Scratch {
     pub(super) copy: BytesMut,
     /// The status of the answer last written to the client (for the access log).
     pub(super) status: u16,
-    /// The authenticated user, kept only when the access log is on.
-    pub(super) user: String,
+    /// What the access line tells of this request, kept only when the log is on.
+    pub(super) note: access::Note,
     /// The header lines every answer to this request's token carries (its expiry);
     /// empty until the token is found valid.
     pub(super) token_lines: Vec<u8>,

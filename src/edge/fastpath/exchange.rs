@@ -1,6 +1,8 @@
 //! The exchange with Deploy: the request sent in one write, the answer's head read
 //! and rewritten, its body copied through with its own framing.
 
+use std::time::Instant;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,6 +40,7 @@ impl Forwarder {
             let retry =
                 reused && attempt < ATTEMPTS && (request.idempotent || request.content_length == 0);
             conn.answer_deadline.set(self.read_timeout);
+            let sent_at = Instant::now();
             match self.send(conn, &mut upstream).await {
                 Ok(()) => {}
                 Err(Failure::Unreachable(_)) if retry => {
@@ -50,7 +53,12 @@ impl Forwarder {
                 .response_head(&mut upstream, &mut conn.scratch, &mut conn.answer_deadline)
                 .await
             {
-                Ok(head) => break (upstream, head),
+                Ok(head) => {
+                    let waited = sent_at.elapsed();
+                    self.metrics.local().upstream_wait.observe(waited);
+                    conn.scratch.note.upstream = Some(waited);
+                    break (upstream, head);
+                }
                 Err(Failure::Unreachable(_))
                     if retry && request.idempotent && conn.scratch.upstream.is_empty() =>
                 {

@@ -45,7 +45,7 @@ use crate::edge::gateway::{self, Gateway};
 use crate::edge::limits::{HEAD_TIMEOUT, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::edge::rewind::Rewind;
 use crate::edge::{access, expiry, malformed, proxy};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Route};
 
 /// Largest request body the fast path takes (read whole before it is sent on); larger
 /// uploads stream through the general path.
@@ -194,18 +194,30 @@ impl Forwarder {
         conn.buf.advance(request.head_len);
         conn.body_pending = request.content_length as usize;
         let id = gateway.start_request();
-        let Some((method, path)) = &request.access else {
-            return self.answer(conn, &request, client, gateway, &id).await;
-        };
-        let started = std::time::Instant::now();
-        conn.scratch.user.clear();
+        let started = Instant::now();
         conn.scratch.status = 0;
+        if request.access.is_some() {
+            conn.scratch.note = access::Note {
+                kind: access::Kind::Token,
+                route: Route::Token,
+                client: Some(request.client),
+                ..access::Note::default()
+            };
+        }
         let next = self.answer(conn, &request, client, gateway, &id).await;
-        let note = access::Note {
-            user: (!conn.scratch.user.is_empty()).then(|| conn.scratch.user.clone()),
-            kind: access::Kind::Token,
-        };
-        access::record(method, path, conn.scratch.status, &note, started, &id);
+        gateway
+            .metrics
+            .request_done(Route::Token, conn.scratch.status, started.elapsed());
+        if let Some((method, path)) = &request.access {
+            access::record(
+                method,
+                path,
+                conn.scratch.status,
+                &conn.scratch.note,
+                started,
+                &id,
+            );
+        }
         next
     }
 
@@ -237,6 +249,9 @@ impl Forwarder {
         {
             Ok(principal) => principal,
             Err(refusal) => {
+                if request.access.is_some() {
+                    conn.scratch.note.refusal = Some(refusal.code());
+                }
                 let response = gateway.refuse(refusal, id).await;
                 return conn.write_own(response, request, id).await;
             }
@@ -278,8 +293,10 @@ impl Forwarder {
         }
         tracing::debug!(request_id = id, user = %principal.username, "authenticated");
         if request.access.is_some() {
-            conn.scratch.user.clear();
-            conn.scratch.user.push_str(&principal.username);
+            let note = &mut conn.scratch.note;
+            note.user = Some(principal.username.to_string());
+            note.token_id = Some(principal.token_id.to_string());
+            note.scope = Some(principal.scope.as_str());
         }
         gateway
             .metrics

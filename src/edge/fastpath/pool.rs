@@ -1,5 +1,6 @@
 //! This worker's idle keep-alive connections to Deploy.
 
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,10 @@ impl Forwarder {
     pub(super) fn checkout(&self) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((stream, since)) = idle.pop() {
+            self.metrics
+                .local()
+                .upstream_pooled
+                .fetch_sub(1, Ordering::Relaxed);
             if since.elapsed() < IDLE_TIMEOUT && still_open(&stream) {
                 return Some(stream);
             }
@@ -26,6 +31,10 @@ impl Forwarder {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push((stream, Instant::now()));
+            self.metrics
+                .local()
+                .upstream_pooled
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -392,6 +392,7 @@ impl TokenCheck {
             .local()
             .store_lookups
             .fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let generation = self.generation.load(Ordering::Acquire);
         let lookups = async {
             if let Some(found) = self.store.lookup(hash).await? {
@@ -405,6 +406,7 @@ impl TokenCheck {
             Ok::<_, store::StoreError>(None)
         };
         let answer = tokio::time::timeout(LOOKUP_TIMEOUT, lookups).await;
+        self.metrics.local().store_lookup.observe(started.elapsed());
         #[cfg(test)]
         self.hold.pass().await;
         match answer {
@@ -454,6 +456,15 @@ impl TokenCheck {
         #[cfg(test)]
         let elapsed = self.manual_clock_ms.load(Ordering::Acquire);
         elapsed + FEED_MAX_SILENCE_MS + 1
+    }
+
+    /// Seconds since the change feed last confirmed it is working (a lost feed reads as
+    /// the time since the gateway started).
+    pub fn feed_lag_secs(&self) -> f64 {
+        let since = self
+            .clock_ms()
+            .saturating_sub(self.feed_confirmed_ms.load(Ordering::Acquire));
+        since as f64 / 1000.0
     }
 
     /// Called by the change feed when it knows it has lost changes (its connection

@@ -112,7 +112,7 @@ impl Gateway {
 
     /// Store lookups so far, as `/patgate/metrics` reports them.
     fn store_lookups(&self) -> u64 {
-        let text = self.metrics.render(0);
+        let text = self.metrics.render(&crate::metrics::Sampled::default());
         let line = text
             .lines()
             .find(|l| l.starts_with("patgate_store_lookups_total "))

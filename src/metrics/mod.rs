@@ -1,16 +1,72 @@
-//! Counters for `/patgate/metrics`, in the Prometheus text format.
+//! Counters, gauges and latency histograms for `/patgate/metrics`, in the Prometheus
+//! text format ([`histogram`] for the histograms).
 //!
 //! Plain relaxed atomics, one cache-line-aligned set per worker thread so that two
 //! cores counting the same request kinds never fight over a cache line; a scrape sums
-//! the sets.
+//! the sets. Nothing here locks or allocates while counting.
 //!
 //! May import: `core` (the floors: see `src/lib.rs`).
 
+pub mod histogram;
+
 use std::cell::Cell;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
+use self::histogram::{Histogram, Totals};
 use crate::core::refusal::Refusal;
+
+/// What kind of request a duration belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Route {
+    /// Authenticated with one of the gateway's tokens and forwarded.
+    Token,
+    /// Forwarded without one (a password, a Deploy token, nothing).
+    #[default]
+    Passthrough,
+    /// The self-service and admin API, SSO and SCIM.
+    Api,
+    /// The web pages.
+    Ui,
+    /// `/patgate/auth`.
+    ForwardAuth,
+    /// The gateway's other routes (health, readiness, metrics, keys).
+    Gateway,
+}
+
+impl Route {
+    const ALL: [Route; 6] = [
+        Route::Token,
+        Route::Passthrough,
+        Route::Api,
+        Route::Ui,
+        Route::ForwardAuth,
+        Route::Gateway,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Token => "token",
+            Route::Passthrough => "passthrough",
+            Route::Api => "api",
+            Route::Ui => "ui",
+            Route::ForwardAuth => "forward_auth",
+            Route::Gateway => "gateway",
+        }
+    }
+}
+
+/// A response status as the request histogram's `outcome` label groups it.
+const OUTCOMES: [&str; 3] = ["ok", "refused", "error"];
+
+fn outcome(status: u16) -> usize {
+    match status {
+        500.. => 2,
+        400..=499 => 1,
+        _ => 0,
+    }
+}
 
 thread_local! {
     /// Which counter set this thread increments (0: threads that are not workers).
@@ -67,6 +123,30 @@ pub struct Counters {
     pub notify_sent: AtomicU64,
     /// Expiry notification e-mails that failed (retried on the next pass).
     pub notify_failed: AtomicU64,
+    /// Request durations, by route and outcome.
+    requests_by: [[Histogram; OUTCOMES.len()]; Route::ALL.len()],
+    /// Time from sending a request to Deploy until its response head arrived.
+    pub upstream_wait: Histogram,
+    /// Token lookups in the database on a cache miss.
+    pub store_lookup: Histogram,
+    /// Whole notifier passes.
+    pub notify_pass: Histogram,
+    /// One e-mail handed to the SMTP server.
+    pub smtp_send: Histogram,
+    /// Client connections open now (this set's share).
+    pub client_connections: AtomicI64,
+    /// Connections to Deploy held in the pools (this set's share).
+    pub upstream_pooled: AtomicI64,
+}
+
+/// What the scrape samples from elsewhere.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    pub cached_tokens: u64,
+    /// Seconds since the invalidation feed last confirmed it is working.
+    pub feed_lag_secs: f64,
+    /// `sqlite` or `postgres`, for the lookup histogram's label.
+    pub backend: &'static str,
 }
 
 impl Metrics {
@@ -95,6 +175,27 @@ impl Metrics {
             .sum()
     }
 
+    /// Counts one request's duration under its route and status.
+    #[inline]
+    pub fn request_done(&self, route: Route, status: u16, elapsed: Duration) {
+        self.local().requests_by[route as usize][outcome(status)].observe(elapsed);
+    }
+
+    fn histogram(&self, pick: impl Fn(&Counters) -> &Histogram) -> Totals {
+        let mut totals = Totals::default();
+        for shard in self.shards.iter() {
+            totals.add(pick(&shard.0));
+        }
+        totals
+    }
+
+    fn gauge(&self, pick: impl Fn(&Counters) -> &AtomicI64) -> i64 {
+        self.shards
+            .iter()
+            .map(|s| pick(&s.0).load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn refused(&self, refusal: Refusal) {
         let local = self.local();
         let counter = match refusal {
@@ -111,8 +212,8 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The exposition text; `cached_tokens` is sampled by the caller.
-    pub fn render(&self, cached_tokens: u64) -> String {
+    /// The exposition text; what is not counted here is sampled by the caller.
+    pub fn render(&self, sampled: &Sampled) -> String {
         macro_rules! get {
             ($field:ident) => {
                 self.total(|c| &c.$field)
@@ -203,9 +304,75 @@ impl Metrics {
                 ("{result=\"failed\"}", get!(notify_failed)),
             ],
         );
-        let _ = writeln!(
-            out,
-            "# HELP patgate_cached_tokens Tokens held in the cache.\n# TYPE patgate_cached_tokens gauge\npatgate_cached_tokens {cached_tokens}"
+        let mut gauge = |name: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "patgate_cached_tokens",
+            "Tokens held in the cache.",
+            sampled.cached_tokens.to_string(),
+        );
+        gauge(
+            "patgate_client_connections",
+            "Client connections open.",
+            self.gauge(|c| &c.client_connections).max(0).to_string(),
+        );
+        gauge(
+            "patgate_upstream_pool_connections",
+            "Connections to Deploy held in the workers' pools (idle, or still streaming an answer).",
+            self.gauge(|c| &c.upstream_pooled).max(0).to_string(),
+        );
+        gauge(
+            "patgate_invalidation_feed_lag_seconds",
+            "Seconds since the invalidation feed last confirmed it is working.",
+            format!("{:.3}", sampled.feed_lag_secs),
+        );
+        let mut histogram = |name: &str, help: &str, series: Vec<(String, Totals)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (labels, totals) in series {
+                totals.write(&mut out, name, &labels);
+            }
+        };
+        let mut requests = Vec::new();
+        for route in Route::ALL {
+            for (o, outcome) in OUTCOMES.iter().enumerate() {
+                let totals = self.histogram(|c| &c.requests_by[route as usize][o]);
+                requests.push((
+                    format!("route=\"{}\",outcome=\"{outcome}\"", route.as_str()),
+                    totals,
+                ));
+            }
+        }
+        histogram(
+            "patgate_request_duration_seconds",
+            "Time to answer a request, by route class and outcome (ok: below 400, refused: 4xx, error: 5xx).",
+            requests,
+        );
+        histogram(
+            "patgate_upstream_wait_seconds",
+            "Time from sending a request to Deploy until its response head arrived.",
+            vec![(String::new(), self.histogram(|c| &c.upstream_wait))],
+        );
+        histogram(
+            "patgate_token_lookup_seconds",
+            "Token lookups in the database on a cache miss, by backend.",
+            vec![(
+                format!("backend=\"{}\"", sampled.backend),
+                self.histogram(|c| &c.store_lookup),
+            )],
+        );
+        histogram(
+            "patgate_notify_pass_seconds",
+            "Expiry notifier passes.",
+            vec![(String::new(), self.histogram(|c| &c.notify_pass))],
+        );
+        histogram(
+            "patgate_smtp_send_seconds",
+            "Handing one e-mail to the SMTP server.",
+            vec![(String::new(), self.histogram(|c| &c.smtp_send))],
         );
         out
     }
