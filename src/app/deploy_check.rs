@@ -11,6 +11,7 @@ use crate::core::sealed::Sealer;
 use crate::core::token::TokenHasher;
 use crate::identity::jwt::JwtMinter;
 use crate::identity::UpstreamIdentity;
+use crate::signin::deploy::{admin_answer, ADMIN_ANSWER_TYPE};
 use crate::signin::http_client::HttpClient;
 use crate::store::Store;
 
@@ -52,7 +53,7 @@ pub async fn check(
         request.headers_mut().extend(headers.clone());
         request.headers_mut().insert(
             http::header::ACCEPT,
-            http::HeaderValue::from_static("application/xml"),
+            http::HeaderValue::from_static(ADMIN_ANSWER_TYPE),
         );
         client.send(request)
     };
@@ -92,7 +93,7 @@ pub async fn check(
     let admin = match &config.signin.deploy_admin_path {
         Some(path) => match ask(path).await {
             Ok(answer) if answer.status().is_success() => {
-                if String::from_utf8_lossy(answer.body()).contains("<boolean>true</boolean>") {
+                if admin_answer(answer.body()) {
                     " Deploy treats them as an administrator."
                 } else {
                     " Deploy does not treat them as an administrator."
