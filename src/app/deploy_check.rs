@@ -119,26 +119,51 @@ pub async fn check(
         ),
         _ => (format!("as {username}"), username.to_string()),
     };
-    let roles = match listing(ask(ROLES_PATH, LISTS_TYPE).await, ROLES_PATH) {
-        Ok(groups) => match deploy_lists::names(&groups)[..] {
-            [] => {
-                let hint = match (settings.mode, jwt_roles(&headers, &settings.jwt.roles_claim)) {
-                    (IdentityMode::Jwt, Some(carried)) if !carried.is_empty() => format!(
-                        "the JWT carries {}; create Deploy roles of those names (deploy/README.md, step 4)",
-                        carried.join(", ")
-                    ),
-                    (IdentityMode::Jwt, _) => format!(
-                        "the JWT carries none; give {username} roles with upstream.identity.jwt.default_roles or user_roles, or SSO groups"
-                    ),
-                    _ => "give them roles in Deploy".to_string(),
-                };
-                format!("Deploy says {who} has no roles: {hint}.")
-            }
-            ref names => format!("Deploy says {who} has the roles: {}.", names.join(", ")),
+    let roles = roles_line(
+        listing(ask(ROLES_PATH, LISTS_TYPE).await, ROLES_PATH),
+        &who,
+        || {
+            match (settings.mode, jwt_roles(&headers, &settings.jwt.roles_claim)) {
+            (IdentityMode::Jwt, Some(carried)) if !carried.is_empty() => format!(
+                "the JWT carries {}; create Deploy roles of those names (deploy/README.md, step 4)",
+                carried.join(", ")
+            ),
+            (IdentityMode::Jwt, _) => format!(
+                "the JWT carries none; give {username} roles with upstream.identity.jwt.default_roles or user_roles, or SSO groups"
+            ),
+            _ => format!("give {who} roles in Deploy"),
+        }
         },
+    );
+    let permissions = permissions_line(
+        listing(ask(PERMISSIONS_PATH, LISTS_TYPE).await, PERMISSIONS_PATH),
+        &who,
+    );
+    Ok((
+        true,
+        format!(
+            "Deploy accepted the gateway's identity {seen_as}: HTTP {} from {info_path}.{admin}\n{roles}\n{permissions}",
+            info.status().as_u16()
+        ),
+    ))
+}
+
+/// What Deploy said of `who`'s roles; `no_roles` says what to do when it named none.
+fn roles_line(
+    listed: Result<Vec<Group>, String>,
+    who: &str,
+    no_roles: impl FnOnce() -> String,
+) -> String {
+    match listed.map(|groups| deploy_lists::names(&groups)) {
+        Ok(names) if names.is_empty() => format!("Deploy says {who} has no roles: {}.", no_roles()),
+        Ok(names) => format!("Deploy says {who} has the roles: {}.", names.join(", ")),
         Err(why) => format!("Deploy did not say which roles {who} has: {why}."),
-    };
-    let permissions = match listing(ask(PERMISSIONS_PATH, LISTS_TYPE).await, PERMISSIONS_PATH) {
+    }
+}
+
+/// What Deploy said of `who`'s granted permissions.
+fn permissions_line(listed: Result<Vec<Group>, String>, who: &str) -> String {
+    match listed {
         Ok(groups) if groups.iter().all(|g| g.names.is_empty()) => {
             format!("Deploy says {who} has no granted permissions.")
         }
@@ -147,14 +172,7 @@ pub async fn check(
             permission_words(&groups)
         ),
         Err(why) => format!("Deploy did not say which permissions {who} has: {why}."),
-    };
-    Ok((
-        true,
-        format!(
-            "Deploy accepted the gateway's identity {seen_as}: HTTP {} from {info_path}.{admin}\n{roles}\n{permissions}",
-            info.status().as_u16()
-        ),
-    ))
+    }
 }
 
 /// A list Deploy answered, or why there is none, in words for the operator (never the
