@@ -7,13 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{as_user, call, Session};
+use common::api::{as_user, call, Security, Session, Wording};
 use common::*;
 use patgate::core::token::Expiration;
 use serde_json::{json, Value};
 
 on_both_backends!(
     password_sign_in_is_checked_by_deploy,
+    deploys_admin_check_counts_in_xml_or_json,
     a_token_made_through_the_api_works_through_the_proxy_until_deleted,
     expiration_choices_last_exactly_their_length,
     maximum_expiration_limits_every_choice,
@@ -94,6 +95,45 @@ async fn password_sign_in_is_checked_by_deploy(db: TestDb) {
     let answer = as_user("GET", &down.url(ME), "alice", "alice-pw", None).await;
     assert_eq!(answer.status, 503, "{:?}", answer.body);
     assert_eq!(answer.error_code(), "deploy_unavailable");
+}
+
+async fn deploys_admin_check_counts_in_xml_or_json(db: TestDb) {
+    // Every sign-in asks Deploy again.
+    let (upstream, gw) = start(&db, &[("PATGATE_SIGNIN__CACHE_TTL", "0s")]).await;
+    for wording in [Wording::Xml, Wording::XmlIndented, Wording::Json] {
+        upstream.set_security(Security {
+            wording,
+            ..Security::default()
+        });
+        let admin = as_user("GET", &gw.url(ME), "admin", "admin-pw", None).await;
+        assert_eq!(admin.status, 200, "{wording:?}: {:?}", admin.body);
+        assert_eq!(admin.json()["admin"], true, "{wording:?}");
+        let asked = upstream.last();
+        assert_eq!(asked.path, "/deployit/security/check/admin");
+        assert_eq!(asked.headers["accept"], "application/xml", "{wording:?}");
+        // Signed in as an administrator: the admin API answers.
+        let users = as_user(
+            "GET",
+            &gw.url("/patgate/api/v1/users"),
+            "admin",
+            "admin-pw",
+            None,
+        )
+        .await;
+        assert_eq!(users.status, 200, "{wording:?}: {:?}", users.body);
+
+        let alice = as_user("GET", &gw.url(ME), "alice", "alice-pw", None).await;
+        assert_eq!(alice.json()["admin"], false, "{wording:?}");
+        let users = as_user(
+            "GET",
+            &gw.url("/patgate/api/v1/users"),
+            "alice",
+            "alice-pw",
+            None,
+        )
+        .await;
+        assert_eq!(users.status, 403, "{wording:?}: {:?}", users.body);
+    }
 }
 
 async fn a_token_made_through_the_api_works_through_the_proxy_until_deleted(db: TestDb) {

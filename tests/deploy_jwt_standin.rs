@@ -1,6 +1,7 @@
 //! The JWT-validating Deploy stand-in really validates: tokens signed here with ring (RS256
 //! and EdDSA against a key set this test serves, HS256 with a shared secret) are accepted
-//! with the right user and roles, and a token signed by another key, for another audience
+//! with the right user and roles (also on Deploy's role and permission lists, in XML and
+//! in JSON), and a token signed by another key, for another audience
 //! or issuer, expired, unsigned (`alg: none`), of an algorithm not allowed, or without the
 //! user-name claim is refused with jose's error code. A key published after the stand-in
 //! started is fetched as soon as a token names it.
@@ -247,6 +248,10 @@ fn options(algorithms: &[&str]) -> JwtDeployOptions {
         audience: AUDIENCE.into(),
         algorithms: algorithms.iter().map(|a| a.to_string()).collect(),
         admin_role: Some("admins".into()),
+        role_permissions: Some(json!({
+            "deployers": {"": ["login"], "Applications/App1": ["read", "deploy#initial"]},
+            "admins": {"": ["admin", "login"]},
+        })),
         ..JwtDeployOptions::default()
     }
 }
@@ -323,6 +328,40 @@ async fn rs256_and_eddsa_tokens_are_checked_against_the_key_set() {
     let info = deploy.get("/deployit/server/info", Some(&bob)).await;
     assert_eq!(info.status, 200);
     assert!(body_text(&info).starts_with("<server-info>"), "{info:?}");
+    // The roles and permissions of the token's user: XML by default, JSON when asked.
+    let json = [("accept", "application/json")];
+    let roles = deploy
+        .get("/deployit/security/role/roles", Some(&alice))
+        .await;
+    assert_eq!(roles.headers["content-type"], "application/xml");
+    assert_eq!(
+        body_text(&roles),
+        "<list><string>deployers</string><string>admins</string></list>"
+    );
+    let roles = deploy
+        .get_with("/deployit/security/role/roles", Some(&bob), &json)
+        .await;
+    assert_eq!(roles.json(), json!(["deployers"]));
+    let granted = deploy
+        .get("/deployit/security/granted-permissions", Some(&bob))
+        .await;
+    assert_eq!(
+        body_text(&granted),
+        "<map><entry key=\"\"><list><string>login</string></list></entry><entry key=\"Applications/App1\"><list><string>read</string><string>deploy#initial</string></list></entry></map>"
+    );
+    let granted = deploy
+        .get_with(
+            "/deployit/security/granted-permissions",
+            Some(&alice),
+            &json,
+        )
+        .await;
+    assert_eq!(
+        granted.json(),
+        json!({"": ["login", "admin"], "Applications/App1": ["read", "deploy#initial"]})
+    );
+    let refused = deploy.get("/deployit/security/role/roles", None).await;
+    assert_refused(&refused, "ERR_MISSING_BEARER");
     let carol = ed_key.sign(&claims("carol", &[]));
     assert_accepted(&ed_deploy.get("/", Some(&carol)).await, "carol", &[]);
     // Expired 2 s ago: within the 5 s clock tolerance.
@@ -409,8 +448,8 @@ async fn rs256_and_eddsa_tokens_are_checked_against_the_key_set() {
     assert_refused(&rs_at_ed, "ERR_JOSE_ALG_NOT_ALLOWED");
 
     let stats = deploy.stats().await;
-    assert_eq!(stats["accepted"], 5, "{stats}");
-    assert_eq!(stats["refused"], cases.len() + 1, "{stats}");
+    assert_eq!(stats["accepted"], 9, "{stats}");
+    assert_eq!(stats["refused"], cases.len() + 2, "{stats}");
     assert!(
         stats["last_refusal"]
             .as_str()

@@ -1,6 +1,8 @@
 //! Forward-auth at `/patgate/auth`, on SQLite and PostgreSQL: a real nginx with
-//! `auth_request` in front of the Deploy stand-in lets through only requests with a
-//! valid token and passes on the identity the gateway answers; the headers Traefik and
+//! `auth_request`, configured with the README's own blocks, lets through only requests
+//! with a valid token and passes on the identity the gateway answers, in each identity
+//! mode: the username header, a JWT the jose Deploy stand-in verifies, or the service
+//! account's Basic credentials, and never the client's token. The headers Traefik and
 //! Envoy send are read the same way; bad input and untrusted callers are refused.
 
 #[macro_use]
@@ -8,7 +10,9 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine;
 use bytes::Bytes;
+use common::deploy_jwt::{JwtDeploy, JwtDeployOptions};
 use common::nginx::Nginx;
 use common::oidc::request;
 use common::*;
@@ -18,6 +22,8 @@ use patgate::core::token::Expiration;
 
 on_both_backends!(
     nginx_auth_request_lets_through_only_valid_tokens_with_their_identity,
+    nginx_passes_on_the_gateways_jwt_in_jwt_mode_and_never_the_token,
+    nginx_passes_on_the_service_account_in_basic_mode_and_never_the_token,
     traefik_and_envoy_conventions_are_read_and_bad_input_refused,
     only_trusted_proxies_are_answered,
     failure_limits_count_the_client_the_proxy_forwarded,
@@ -26,31 +32,61 @@ on_both_backends!(
 
 const SHARED_SECRET: &str = "deploy-trusts-this-0123456789";
 
-/// nginx in front of `upstream`, asking `gateway` about every request.
-fn nginx_server(gateway: std::net::SocketAddr, upstream: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-    location = /patgate/auth {{
-      internal;
-      proxy_pass http://{gateway};
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-    location / {{
-      auth_request /patgate/auth;
-      auth_request_set $deploy_user $upstream_http_x_deploy_user;
-      auth_request_set $patgate_secret $upstream_http_x_patgate_secret;
-      proxy_set_header X-Deploy-User $deploy_user;
-      proxy_set_header X-Patgate-Secret $patgate_secret;
-      proxy_set_header Authorization "";
-      proxy_set_header X-Deploy-Personal-Token "";
-      proxy_pass http://{upstream};
-    }}
-"#
-    )
+/// The README's nginx block for an identity mode: `header`, or `jwt` and `basic` (one
+/// block for both), with the gateway's and Deploy's addresses put in.
+fn nginx_server(
+    mode: &str,
+    gateway: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+) -> String {
+    let marker = match mode {
+        "header" => "In **`header` mode**",
+        "jwt" | "basic" => "In **`jwt` and `basic` modes**",
+        other => panic!("no nginx block for {other} mode"),
+    };
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = &readme[readme
+        .find(marker)
+        .expect("the README's forward-auth section")..];
+    let block = after
+        .split_once("```nginx\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .expect("an nginx block after the marker")
+        .0;
+    assert_eq!(block.matches("http://127.0.0.1:4516;").count(), 1);
+    assert_eq!(block.matches("http://127.0.0.1:14516;").count(), 1);
+    block
+        .replace("http://127.0.0.1:14516;", &format!("http://{upstream};"))
+        .replace("http://127.0.0.1:4516;", &format!("http://{gateway};"))
+}
+
+/// Fails when any header line carries `token`, as it is or inside Basic credentials.
+#[track_caller]
+fn assert_no_token<'a>(lines: impl IntoIterator<Item = (&'a str, &'a str)>, token: &str) {
+    for (name, value) in lines {
+        assert!(!value.contains(token), "{name} carries the client's token");
+        let decoded = value
+            .strip_prefix("Basic ")
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        assert!(
+            !decoded.contains(token),
+            "{name} carries the client's token"
+        );
+    }
+}
+
+fn header_lines(headers: &http::HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap_or_default()))
+        .collect()
 }
 
 async fn nginx_auth_request_lets_through_only_valid_tokens_with_their_identity(db: TestDb) {
@@ -64,7 +100,7 @@ async fn nginx_auth_request_lets_through_only_valid_tokens_with_their_identity(d
         ],
     ))
     .await;
-    let nginx = Nginx::start(&nginx_server(gw.addr, upstream.addr)).await;
+    let nginx = Nginx::start(&nginx_server("header", gw.addr, upstream.addr)).await;
     let (id, token) = gw.create_token("alice", "ci", Expiration::Days30).await;
 
     // A token in Deploy's header, and a client trying to be someone else.
@@ -117,6 +153,222 @@ async fn nginx_auth_request_lets_through_only_valid_tokens_with_their_identity(d
     );
 
     // A revoked token stops within a second.
+    gw.revoke(&id).await;
+    let refused = within(Duration::from_secs(1), || async {
+        get(&nginx.url("/x"), &[("x-deploy-personal-token", &token)])
+            .await
+            .status
+            == 401
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "nginx let a revoked token through after 1 s"
+    );
+    drop(nginx);
+    gw.shutdown().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn nginx_passes_on_the_gateways_jwt_in_jwt_mode_and_never_the_token(db: TestDb) {
+    // Deploy (the jose stand-in) verifies the gateway's JWTs with the gateway's JWKS.
+    let port = free_port();
+    let deploy = JwtDeploy::start(JwtDeployOptions {
+        jwks_url: Some(format!(
+            "http://127.0.0.1:{port}/patgate/.well-known/jwks.json"
+        )),
+        issuer: "https://patgate.example".into(),
+        audience: "deploy-prod".into(),
+        algorithms: vec!["RS256".into()],
+        ..JwtDeployOptions::default()
+    })
+    .await;
+    let listen = format!("127.0.0.1:{port}");
+    let mut config = config(
+        &db,
+        &deploy.url,
+        &[
+            ("PATGATE_LISTEN", &listen),
+            ("PATGATE_TRUSTED_PROXIES", "127.0.0.1"),
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", SHARED_SECRET),
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+            (
+                "PATGATE_UPSTREAM__IDENTITY__JWT__ISSUER",
+                "https://patgate.example",
+            ),
+            ("PATGATE_UPSTREAM__IDENTITY__JWT__AUDIENCE", "deploy-prod"),
+            (
+                "PATGATE_UPSTREAM__IDENTITY__JWT__DEFAULT_ROLES",
+                "deployers",
+            ),
+        ],
+    );
+    config.upstream.identity.jwt.key_file = db.dir.path().join("no-such.key");
+    let gw = Gateway::start(config).await;
+    let deploy_addr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+    let nginx = Nginx::start(&nginx_server("jwt", gw.addr, deploy_addr)).await;
+    let (id, token) = gw.create_token("alice", "ci", Expiration::Days30).await;
+
+    let basic_pat = basic("", &token);
+    let spellings: [(&str, &[(&str, &str)]); 2] = [
+        ("GET", &[("x-deploy-personal-token", &token)]),
+        ("POST", &[("authorization", &basic_pat)]),
+    ];
+    for (method, headers) in spellings {
+        let answer = request(
+            method,
+            &nginx.url("/deployit/repository/ci/Applications"),
+            headers,
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{:?}\n{}", answer.body, nginx.log());
+        // Deploy verified the JWT with jose and read alice and her roles from it.
+        let seen = answer.json();
+        assert_eq!(seen["user"], "alice", "{seen}");
+        assert_eq!(seen["roles"], serde_json::json!(["deployers"]), "{seen}");
+        assert_eq!(seen["method"], method);
+        let lines: Vec<(&str, &str)> = seen["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (pair[0].as_str().unwrap(), pair[1].as_str().unwrap()))
+            .collect();
+        let named = |name: &str| -> Vec<&str> {
+            lines
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        let authorization = named("authorization");
+        assert_eq!(authorization.len(), 1, "{lines:?}");
+        assert!(authorization[0].starts_with("Bearer ey"), "{lines:?}");
+        assert_eq!(named("x-deploy-user"), ["alice"]);
+        assert_eq!(named("x-patgate-secret"), [SHARED_SECRET]);
+        assert!(named("x-deploy-personal-token").is_empty(), "{lines:?}");
+        assert_no_token(lines.iter().copied(), &token);
+    }
+    let stats = deploy.stats().await;
+    assert_eq!(
+        (stats["accepted"].as_i64(), stats["refused"].as_i64()),
+        (Some(2), Some(0)),
+        "{stats}"
+    );
+
+    // Refused by the gateway: nginx sends nothing to Deploy.
+    for headers in [
+        vec![],
+        vec![("x-deploy-personal-token", "dpat_short")],
+        vec![("authorization", "Bearer forged.by.client")],
+    ] {
+        let answer = get(&nginx.url("/deployit/server/info"), &headers).await;
+        assert_eq!(answer.status, 401, "{headers:?}");
+    }
+    let stats = deploy.stats().await;
+    assert_eq!(
+        (stats["accepted"].as_i64(), stats["refused"].as_i64()),
+        (Some(2), Some(0)),
+        "a refused request reached Deploy: {stats}"
+    );
+    gw.revoke(&id).await;
+    let refused = within(Duration::from_secs(1), || async {
+        get(&nginx.url("/x"), &[("x-deploy-personal-token", &token)])
+            .await
+            .status
+            == 401
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "nginx let a revoked token through after 1 s"
+    );
+    // Until then, every request that reached Deploy carried a JWT it accepted.
+    assert_eq!(deploy.stats().await["refused"], 0);
+    drop(nginx);
+    gw.shutdown().await;
+}
+
+async fn nginx_passes_on_the_service_account_in_basic_mode_and_never_the_token(db: TestDb) {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_TRUSTED_PROXIES", "127.0.0.1"),
+            ("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET", SHARED_SECRET),
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "basic"),
+            ("PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME", "svc-patgate"),
+            ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "svc-pw"),
+        ],
+    ))
+    .await;
+    let nginx = Nginx::start(&nginx_server("basic", gw.addr, upstream.addr)).await;
+    let (id, token) = gw.create_token("alice", "ci", Expiration::Days30).await;
+
+    // Deploy's own password check accepts what nginx passed on: the service account.
+    let answer = get(
+        &nginx.url("/deployit/server/info"),
+        &[("x-deploy-personal-token", &token)],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}\n{}", answer.body, nginx.log());
+    assert!(
+        answer.body.starts_with(b"<server-info>"),
+        "{:?}",
+        answer.body
+    );
+
+    let basic_pat = basic("alice", &token);
+    let spellings: [(&str, &[(&str, &str)]); 2] = [
+        ("GET", &[("x-deploy-personal-token", &token)]),
+        ("POST", &[("authorization", &basic_pat)]),
+    ];
+    for (method, headers) in spellings {
+        let answer = request(
+            method,
+            &nginx.url("/deployit/repository/ci/Applications"),
+            headers,
+            Bytes::from_static(b"{}"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{:?}\n{}", answer.body, nginx.log());
+        let seen = upstream.last();
+        assert_eq!(
+            (seen.method.as_str(), seen.path.as_str()),
+            (method, "/deployit/repository/ci/Applications")
+        );
+        let authorization: Vec<_> = seen.headers.get_all("authorization").iter().collect();
+        assert_eq!(authorization, [&basic("svc-patgate", "svc-pw")], "{method}");
+        assert_eq!(seen.headers["x-deploy-user"], "alice");
+        assert_eq!(seen.headers["x-patgate-secret"], SHARED_SECRET);
+        assert!(seen.headers.get("x-deploy-personal-token").is_none());
+        assert_no_token(header_lines(&seen.headers), &token);
+    }
+
+    // Refused: nothing reaches Deploy, and a client's own Basic credentials are not
+    // passed on in place of the service account.
+    let reached = upstream.count();
+    for headers in [
+        vec![],
+        vec![("x-deploy-personal-token", "dpat_short")],
+        vec![("authorization", "Basic c3ZjLXBhdGdhdGU6c3ZjLXB3")],
+    ] {
+        let answer = get(&nginx.url("/deployit/server/info"), &headers).await;
+        assert_eq!(answer.status, 401, "{headers:?}");
+    }
+    assert_eq!(
+        upstream.count(),
+        reached,
+        "a refused request reached Deploy"
+    );
     gw.revoke(&id).await;
     let refused = within(Duration::from_secs(1), || async {
         get(&nginx.url("/x"), &[("x-deploy-personal-token", &token)])

@@ -333,6 +333,97 @@ async fn check_config_connect_reaches_the_database_and_deploy() {
 }
 
 #[tokio::test]
+async fn check_deploy_in_basic_mode_names_the_service_accounts_roles_or_what_deploy_did_not_say() {
+    let upstream = Upstream::start().await;
+    let site = Site::new(&upstream.url());
+    first_start(&site.config).await;
+    let basic = [
+        ("PATGATE_UPSTREAM__IDENTITY__MODE", "basic"),
+        ("PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME", "svc-patgate"),
+        ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "svc-pw"),
+    ];
+    let check = || site.cli_env(&["check-deploy", "--user", "alice"], &basic);
+    let said = [
+        "Deploy says the service account svc-patgate has the roles: deployers, ci.",
+        "Deploy says the service account svc-patgate has the granted permissions: login; on Applications/App1: read, deploy#initial, deploy#upgrade.",
+    ];
+    // Deploy answering XML although asked for JSON, and answering JSON.
+    for wording in [
+        api::Wording::Xml,
+        api::Wording::XmlIndented,
+        api::Wording::Json,
+    ] {
+        upstream.set_security(api::Security {
+            wording,
+            ..api::Security::default()
+        });
+        let (code, out, err) = check().await;
+        assert_eq!(code, 0, "{wording:?}: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].starts_with("Deploy accepted the gateway's identity as the service account"),
+            "{out}"
+        );
+        assert!(
+            lines[0].ends_with("Deploy does not treat them as an administrator."),
+            "{out}"
+        );
+        assert_eq!(lines[1..], said, "{wording:?}");
+        assert!(
+            !out.contains("svc-pw") && !err.contains("svc-pw"),
+            "{out}{err}"
+        );
+    }
+    let asked: Vec<(String, String)> = upstream
+        .seen()
+        .iter()
+        .map(|s| {
+            (
+                s.path.clone(),
+                s.headers["accept"].to_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let lists = "application/json".to_string();
+    let xml = "application/xml".to_string();
+    assert_eq!(
+        asked[..4],
+        [
+            ("/deployit/server/info".to_string(), xml.clone()),
+            ("/deployit/security/check/admin".to_string(), xml),
+            ("/deployit/security/role/roles".to_string(), lists.clone()),
+            ("/deployit/security/granted-permissions".to_string(), lists),
+        ]
+    );
+
+    // A Deploy without the lists: the check still passes, and says what is missing.
+    upstream.set_security(api::Security {
+        without_lists: true,
+        ..api::Security::default()
+    });
+    let (code, out, err) = check().await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Deploy did not say which roles the service account svc-patgate has: HTTP 404 from /deployit/security/role/roles: this Deploy does not have it."), "{out}");
+    assert!(out.contains("Deploy did not say which permissions the service account svc-patgate has: HTTP 404 from /deployit/security/granted-permissions"), "{out}");
+
+    // A service account Deploy refuses fails the check, with what to fix.
+    let wrong = [
+        basic[0],
+        basic[1],
+        ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "not-it"),
+    ];
+    let (code, _, err) = site
+        .cli_env(&["check-deploy", "--user", "alice"], &wrong)
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("HTTP 401") && err.contains("upstream.identity.basic"),
+        "{err}"
+    );
+    assert!(!err.contains("not-it"), "{err}");
+}
+
+#[tokio::test]
 async fn an_unreachable_postgresql_is_named_with_its_cause() {
     let site = Site::new("http://127.0.0.1:9");
     // Nothing listens on 5439 on these machines; PostgreSQL itself is on 5432.

@@ -45,6 +45,10 @@ async fn pair(db: &TestDb, algorithm: &str, extra: &[(&str, &str)]) -> Pair {
         username_claim: Some("preferred_username".into()),
         roles_claim: Some("groups".into()),
         admin_role: Some("deploy-admins".into()),
+        role_permissions: Some(serde_json::json!({
+            "deployers": {"": ["login"], "Applications/App1": ["read", "deploy#initial"]},
+            "deploy-admins": {"": ["admin"]},
+        })),
     })
     .await;
     let listen = format!("127.0.0.1:{port}");
@@ -227,10 +231,35 @@ async fn check_deploy_says_accepted_refused_or_unreachable() {
             || accepted.contains("treats them as an administrator"),
         "{accepted}"
     );
+    // Deploy's own word on the roles the JWT mapped to, and what they grant.
+    let lines: Vec<&str> = accepted.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "Deploy says alice has the roles: deployers, deploy-admins.",
+            "Deploy says alice has the granted permissions: login, admin; on Applications/App1: read, deploy#initial.",
+        ],
+        "{accepted}"
+    );
     let plain = run(p.gw.config.clone(), "bob").await.unwrap();
     assert!(
         plain.contains("does not treat them as an administrator"),
         "{plain}"
+    );
+    assert!(
+        plain.contains("Deploy says bob has the roles: deployers.\n"),
+        "{plain}"
+    );
+    let mut no_roles = p.gw.config.clone();
+    no_roles.upstream.identity.jwt.default_roles.clear();
+    let bare = run(no_roles, "bob").await.unwrap();
+    assert!(
+        bare.contains("Deploy says bob has no roles: the JWT carries none; give bob roles with upstream.identity.jwt.default_roles"),
+        "{bare}"
+    );
+    assert!(
+        bare.ends_with("Deploy says bob has no granted permissions."),
+        "{bare}"
     );
 
     let mut wrong = p.gw.config.clone();

@@ -1,6 +1,7 @@
 //! Password sign-in, checked by Deploy: the gateway asks Deploy a harmless question
 //! (`GET /deployit/server/info`) with the caller's credentials; 200 means valid, 401
-//! not. Admin status comes from Deploy's admin check and/or `signin.admin_users`.
+//! not. Admin status comes from Deploy's admin check ([`admin_answer`]) and/or
+//! `signin.admin_users`.
 //!
 //! A successful check is remembered for `signin.cache_ttl` under a keyed hash of the
 //! credentials, never the password. Failures are limited per client address and per
@@ -173,8 +174,7 @@ impl DeployCheck {
         let mut admin = self.configured_admin(username);
         if let (false, Some(path)) = (admin, &self.admin_path) {
             let answer = self.get(path, &basic).await?;
-            admin = answer.status().is_success()
-                && String::from_utf8_lossy(answer.body()).contains("<boolean>true</boolean>");
+            admin = answer.status().is_success() && admin_answer(answer.body());
         }
         Ok(Some(Checked { admin }))
     }
@@ -186,7 +186,7 @@ impl DeployCheck {
     ) -> Result<http::Response<Vec<u8>>, ApiError> {
         let request = Request::get(format!("{}{path}", self.base))
             .header(http::header::AUTHORIZATION, authorization.clone())
-            .header(http::header::ACCEPT, "application/xml, application/json")
+            .header(http::header::ACCEPT, ADMIN_ANSWER_TYPE)
             .body(Vec::new())
             .map_err(|_| deploy_unavailable())?;
         self.client.send(request).await.map_err(|e| {
@@ -194,6 +194,34 @@ impl DeployCheck {
             deploy_unavailable()
         })
     }
+}
+
+/// What the gateway asks Deploy's admin check for: its documented content type.
+pub const ADMIN_ANSWER_TYPE: &str = "application/xml";
+
+/// Whether Deploy's admin check (`GET /deployit/security/check/admin`) said yes. Deploy
+/// documents a boolean in `application/xml` and shows no example body, so both
+/// `<boolean>true</boolean>` (an XML declaration before it, whitespace around the value)
+/// and a JSON `true` count; anything else, `false` included, is no.
+pub fn admin_answer(body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let text = text.trim_start_matches('\u{feff}').trim();
+    if serde_json::from_str::<bool>(text).is_ok_and(|yes| yes) {
+        return true;
+    }
+    let element = match text.strip_prefix("<?xml") {
+        Some(declared) => match declared.split_once("?>") {
+            Some((_, rest)) => rest.trim_start(),
+            None => return false,
+        },
+        None => text,
+    };
+    element
+        .strip_prefix("<boolean>")
+        .and_then(|rest| rest.strip_suffix("</boolean>"))
+        .is_some_and(|value| value.trim() == "true")
 }
 
 fn basic(username: &str, password: &str) -> Result<HeaderValue, ApiError> {
@@ -224,4 +252,41 @@ fn too_many() -> ApiError {
         .headers
         .push((http::header::RETRY_AFTER, HeaderValue::from_static("60")));
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_answer;
+
+    #[test]
+    fn the_admin_check_says_yes_in_xml_or_json_and_nothing_else_counts() {
+        let yes = [
+            "<boolean>true</boolean>",
+            "<boolean> true\n</boolean>\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<boolean>\n  true\n</boolean>",
+            "true",
+            " true\r\n",
+        ];
+        for body in yes {
+            assert!(admin_answer(body.as_bytes()), "{body:?}");
+        }
+        let no = [
+            "",
+            "<boolean>false</boolean>",
+            "false",
+            "\"true\"",
+            "TRUE",
+            "<boolean>TRUE</boolean>",
+            "<boolean>truest</boolean>",
+            "<boolean>true</boolean><boolean>false</boolean>",
+            "<html><body><boolean>true</boolean></body></html>",
+            "{\"admin\": true}",
+            "[true]",
+            "<?xml version=\"1.0\"<boolean>true</boolean>",
+        ];
+        for body in no {
+            assert!(!admin_answer(body.as_bytes()), "{body:?}");
+        }
+        assert!(!admin_answer(b"<boolean>\xfftrue</boolean>"));
+    }
 }

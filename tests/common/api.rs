@@ -8,17 +8,73 @@ use super::oidc::request;
 use super::{basic, Answer, TestBody};
 
 /// Accounts the Deploy stand-in accepts: (username, password, admin).
-pub const DEPLOY_ACCOUNTS: [(&str, &str, bool); 3] = [
+pub const DEPLOY_ACCOUNTS: [(&str, &str, bool); 4] = [
     ("alice", "alice-pw", false),
     ("bob", "bob-pw", false),
     ("admin", "admin-pw", true),
+    // What an operator would give the gateway in basic mode.
+    ("svc-patgate", "svc-pw", false),
 ];
 
-/// Deploy's password and admin checks, as the stand-in answers them: `Some` for the two
-/// paths the gateway asks, `None` for everything else.
-pub fn deploy_check(path: &str, headers: &HeaderMap) -> Option<Response<TestBody>> {
+/// The Deploy roles of the stand-in's accounts.
+pub fn deploy_roles(user: &str) -> &'static [&'static str] {
+    match user {
+        "admin" => &["administrators"],
+        "svc-patgate" => &["deployers", "ci"],
+        _ => &["deployers"],
+    }
+}
+
+/// What each role grants, by scope (`""` global).
+fn granted(role: &str) -> &'static [(&'static str, &'static [&'static str])] {
+    match role {
+        "administrators" => &[("", &["admin", "login"])],
+        "deployers" => &[
+            ("", &["login"]),
+            ("Applications/App1", &["read", "deploy#initial"]),
+        ],
+        "ci" => &[("Applications/App1", &["deploy#upgrade"])],
+        _ => &[],
+    }
+}
+
+/// How the stand-in words its security answers. Deploy documents a boolean in
+/// `application/xml` for its admin check and shows no example body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Wording {
+    /// `<boolean>true</boolean>`, `<list><string>deployers</string></list>`.
+    #[default]
+    Xml,
+    /// The same after an XML declaration, with whitespace around each value.
+    XmlIndented,
+    /// `true`, `["deployers"]`, `{"": ["login"]}`.
+    Json,
+}
+
+/// What the stand-in answers about security, whatever the request's `Accept` says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Security {
+    pub wording: Wording,
+    /// Answer 404 for the role and permission lists, as a Deploy without them would.
+    pub without_lists: bool,
+}
+
+/// Deploy's password and admin checks and the caller's role and permission lists, as
+/// the stand-in answers them to its accounts: `Some` for the paths the gateway asks,
+/// `None` for everything else.
+pub fn deploy_check(
+    path: &str,
+    headers: &HeaderMap,
+    security: Security,
+) -> Option<Response<TestBody>> {
     use http_body_util::BodyExt;
-    if path != "/deployit/server/info" && path != "/deployit/security/check/admin" {
+    const PATHS: [&str; 4] = [
+        "/deployit/server/info",
+        "/deployit/security/check/admin",
+        "/deployit/security/role/roles",
+        "/deployit/security/granted-permissions",
+    ];
+    if !PATHS.contains(&path) {
         return None;
     }
     let account = DEPLOY_ACCOUNTS.iter().find(|(user, password, _)| {
@@ -26,24 +82,110 @@ pub fn deploy_check(path: &str, headers: &HeaderMap) -> Option<Response<TestBody
             .get("authorization")
             .is_some_and(|v| v.as_bytes() == basic(user, password).as_bytes())
     });
-    let body = |text: &str| {
-        http_body_util::Full::new(Bytes::from(text.to_string()))
-            .map_err(|never| match never {})
-            .boxed()
+    let answer = |status: StatusCode, kind: &str, text: &str| {
+        Response::builder()
+            .status(status)
+            .header("content-type", kind)
+            .body(
+                http_body_util::Full::new(Bytes::from(text.to_string()))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap()
     };
-    Some(match account {
-        None => Response::builder()
-            .status(StatusCode::UNAUTHORIZED)
-            .body(body("unauthorized"))
-            .unwrap(),
-        Some((_, _, admin)) if path.ends_with("/admin") => Response::builder()
-            .header("content-type", "application/xml")
-            .body(body(&format!("<boolean>{admin}</boolean>")))
-            .unwrap(),
-        Some(_) => Response::builder()
-            .header("content-type", "application/xml")
-            .body(body("<server-info><version>24.3</version></server-info>"))
-            .unwrap(),
+    let Some((user, _, admin)) = account else {
+        return Some(answer(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "unauthorized",
+        ));
+    };
+    let lists = path.starts_with("/deployit/security/role")
+        || path.starts_with("/deployit/security/granted");
+    if lists && security.without_lists {
+        return Some(answer(StatusCode::NOT_FOUND, "text/plain", "Not Found"));
+    }
+    let roles = deploy_roles(user);
+    let mut permissions: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (scope, names) in roles.iter().flat_map(|r| granted(r)) {
+        match permissions.iter_mut().find(|(s, _)| s == scope) {
+            Some((_, merged)) => {
+                for name in names.iter() {
+                    if !merged.contains(name) {
+                        merged.push(name);
+                    }
+                }
+            }
+            None => permissions.push((scope, names.to_vec())),
+        }
+    }
+    let indented = security.wording == Wording::XmlIndented;
+    let value = |v: &str| match indented {
+        true => format!("\n    {v}\n  "),
+        false => v.to_string(),
+    };
+    let strings = |names: &[&str]| -> String {
+        names
+            .iter()
+            .map(|n| format!("<string>{}</string>", value(n)))
+            .collect()
+    };
+    let xml = |body: String| match indented {
+        true => format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n{body}\n"),
+        false => body,
+    };
+    let json = security.wording == Wording::Json;
+    Some(match path {
+        "/deployit/server/info" => answer(
+            StatusCode::OK,
+            "application/xml",
+            "<server-info><version>24.3</version></server-info>",
+        ),
+        "/deployit/security/check/admin" if json => {
+            answer(StatusCode::OK, "application/json", &admin.to_string())
+        }
+        "/deployit/security/check/admin" => answer(
+            StatusCode::OK,
+            "application/xml",
+            &xml(format!("<boolean>{}</boolean>", value(&admin.to_string()))),
+        ),
+        "/deployit/security/role/roles" if json => answer(
+            StatusCode::OK,
+            "application/json",
+            &serde_json::json!(roles).to_string(),
+        ),
+        "/deployit/security/role/roles" => answer(
+            StatusCode::OK,
+            "application/xml",
+            &xml(format!("<list>{}</list>", strings(roles))),
+        ),
+        _ if json => {
+            let map: serde_json::Map<String, serde_json::Value> = permissions
+                .iter()
+                .map(|(scope, names)| (scope.to_string(), serde_json::json!(names)))
+                .collect();
+            answer(
+                StatusCode::OK,
+                "application/json",
+                &serde_json::Value::Object(map).to_string(),
+            )
+        }
+        _ => {
+            let entries: String = permissions
+                .iter()
+                .map(|(scope, names)| {
+                    format!(
+                        "<entry key=\"{scope}\"><list>{}</list></entry>",
+                        strings(names)
+                    )
+                })
+                .collect();
+            answer(
+                StatusCode::OK,
+                "application/xml",
+                &xml(format!("<map>{entries}</map>")),
+            )
+        }
     })
 }
 

@@ -3,9 +3,14 @@
 //! settings would: issuer, audience, a JWKS URL or an HS256 secret, the allowed algorithms,
 //! the user-name and roles claims. `scripts/node-setup.sh` installs its packages.
 //!
-//! Valid token: 200 JSON `{"user", "roles", "path", "method", "claims"}`;
+//! Valid token: 200 JSON `{"user", "roles", "path", "method", "claims", "headers"}` (the
+//! request's header lines as `[name, value]` pairs);
 //! `/deployit/security/check/admin` answers `<boolean>true|false</boolean>` (ADMIN_ROLE in
-//! the roles); `/deployit/server/info` answers `<server-info>…</server-info>`.
+//! the roles); `/deployit/server/info` answers `<server-info>…</server-info>`;
+//! `/deployit/security/role/roles` the token's roles and
+//! `/deployit/security/granted-permissions` what [`JwtDeployOptions::role_permissions`]
+//! grants them, in XML (`<list><string>…`, `<map><entry key="SCOPE">…`) or, asked with
+//! `Accept: application/json`, in JSON.
 //! Refused or missing token: 401 JSON `{"error": "<jose error code>", "message"}` (and
 //! `"claim"` when jose names the claim that failed), e.g.
 //! `ERR_JWS_SIGNATURE_VERIFICATION_FAILED`, `ERR_JWT_CLAIM_VALIDATION_FAILED`,
@@ -39,6 +44,9 @@ pub struct JwtDeployOptions {
     pub roles_claim: Option<String>,
     /// The role `/deployit/security/check/admin` answers `true` for.
     pub admin_role: Option<String>,
+    /// What each role grants: `{"role": {"scope": ["permission", …]}}`, `""` the global
+    /// scope; `/deployit/security/granted-permissions` answers the merge for a token's roles.
+    pub role_permissions: Option<serde_json::Value>,
 }
 
 /// The running stand-in; killed when dropped (and it exits by itself when its stdin closes).
@@ -55,7 +63,7 @@ pub fn server_script() -> String {
 
 /// The variables the stand-in reads; all are cleared before it starts so a caller's
 /// environment cannot leak into it.
-const SETTINGS: [&str; 9] = [
+const SETTINGS: [&str; 10] = [
     "PORT",
     "JWKS_URL",
     "HS256_SECRET",
@@ -65,6 +73,7 @@ const SETTINGS: [&str; 9] = [
     "USERNAME_CLAIM",
     "ROLES_CLAIM",
     "ADMIN_ROLE",
+    "ROLE_PERMISSIONS",
 ];
 
 impl JwtDeploy {
@@ -75,7 +84,9 @@ impl JwtDeploy {
         for name in SETTINGS {
             command.env_remove(name);
         }
+        let permissions = opts.role_permissions.as_ref().map(|p| p.to_string());
         let optional = [
+            ("ROLE_PERMISSIONS", &permissions),
             ("JWKS_URL", &opts.jwks_url),
             ("HS256_SECRET", &opts.hs256_secret),
             ("USERNAME_CLAIM", &opts.username_claim),
@@ -124,11 +135,17 @@ impl JwtDeploy {
 
     /// GET `path` straight from the stand-in, with `Authorization: Bearer <jwt>` when given.
     pub async fn get(&self, path: &str, jwt: Option<&str>) -> Answer {
+        self.get_with(path, jwt, &[]).await
+    }
+
+    /// [`Self::get`] with `extra` headers (an `Accept`, say).
+    pub async fn get_with(&self, path: &str, jwt: Option<&str>, extra: &[(&str, &str)]) -> Answer {
         let bearer = jwt.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = bearer
+        let mut headers: Vec<(&str, &str)> = bearer
             .iter()
             .map(|b| ("authorization", b.as_str()))
             .collect();
+        headers.extend_from_slice(extra);
         request(
             "GET",
             &format!("{}{path}", self.url),

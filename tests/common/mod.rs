@@ -71,13 +71,16 @@ pub struct Seen {
     pub body_len: u64,
 }
 
-/// A Deploy stand-in on loopback. Routes:
+/// A Deploy stand-in on loopback. Routes: Deploy's password and admin checks and the
+/// caller's role and permission lists for the accounts of [`api::DEPLOY_ACCOUNTS`]
+/// (worded as [`Upstream::set_security`] says; see [`api::deploy_check`]);
 /// `/download/N` streams N bytes; `/upload` counts the body; `/slow` answers after 3 s;
 /// `/ws` accepts an upgrade and echoes bytes; `/close` answers and closes the connection;
 /// anything else answers 200 "deploy".
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    security: Arc<Mutex<api::Security>>,
     https: bool,
 }
 
@@ -91,7 +94,9 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let security: Arc<Mutex<api::Security>> = Arc::default();
         let log = seen.clone();
+        let wording = security.clone();
         let https = tls.is_some();
         tokio::spawn(async move {
             loop {
@@ -99,9 +104,13 @@ impl Upstream {
                     return;
                 };
                 let log = log.clone();
+                let wording = wording.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| upstream_handle(req, log.clone()));
+                    let service = service_fn(move |req| {
+                        let security = *wording.lock().unwrap();
+                        upstream_handle(req, log.clone(), security)
+                    });
                     let http = hyper::server::conn::http1::Builder::new();
                     match tls {
                         None => {
@@ -123,7 +132,17 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, https }
+        Upstream {
+            addr,
+            seen,
+            security,
+            https,
+        }
+    }
+
+    /// How the stand-in answers about security from now on.
+    pub fn set_security(&self, security: api::Security) {
+        *self.security.lock().unwrap() = security;
     }
 
     pub fn url(&self) -> String {
@@ -152,6 +171,7 @@ pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 async fn upstream_handle(
     mut req: Request<Incoming>,
     log: Arc<Mutex<Vec<Seen>>>,
+    security: api::Security,
 ) -> Result<Response<TestBody>, Infallible> {
     let path = req.uri().path().to_string();
     let target = req.uri().to_string();
@@ -166,7 +186,7 @@ async fn upstream_handle(
             body_len,
         })
     };
-    if let Some(answer) = api::deploy_check(&path, &headers) {
+    if let Some(answer) = api::deploy_check(&path, &headers, security) {
         record(0);
         return Ok(answer);
     }

@@ -14,6 +14,8 @@
 //   USERNAME_CLAIM   claim holding the user name (default preferred_username)
 //   ROLES_CLAIM      claim holding the roles, a list or one string (default groups)
 //   ADMIN_ROLE       role that /deployit/security/check/admin answers true for (optional)
+//   ROLE_PERMISSIONS JSON {"<role>": {"<scope>": ["<permission>", ...]}, ...}: what each role
+//                    grants, "" being the global scope (optional; no permissions without it)
 //
 // A token is refused when its signature does not verify with a key of the set (or the
 // secret), when its "alg" is not in ALGORITHMS (so also "none"), when "iss" or "aud" differ,
@@ -33,7 +35,16 @@
 //                             (no token: "error": "ERR_MISSING_BEARER")
 //   /deployit/security/check/admin   200 application/xml <boolean>true|false</boolean>
 //   /deployit/server/info            200 application/xml <server-info>...</server-info>
-//   anything else            200 {"user", "roles", "path", "method", "claims"}
+//   /deployit/security/role/roles    the token's roles: 200 application/xml
+//                                    <list><string>ROLE</string>...</list>, or with
+//                                    "Accept: application/json" ["ROLE", ...]
+//   /deployit/security/granted-permissions
+//                                    what ROLE_PERMISSIONS grants the token's roles, merged:
+//                                    200 application/xml <map><entry key="SCOPE"><list>
+//                                    <string>PERMISSION</string>...</list></entry>...</map>, or
+//                                    with "Accept: application/json" {"SCOPE": [...], ...}
+//   anything else            200 {"user", "roles", "path", "method", "claims", "headers"}
+//                            ("headers": the request's header lines as [name, value] pairs)
 //
 // Prints `READY <port>` on stdout once listening; everything else goes to stderr.
 // Exits on SIGTERM, SIGINT, or when stdin closes.
@@ -68,6 +79,12 @@ const algorithms = setting('ALGORITHMS')
 const usernameClaim = setting('USERNAME_CLAIM', 'preferred_username');
 const rolesClaim = setting('ROLES_CLAIM', 'groups');
 const adminRole = setting('ADMIN_ROLE', '');
+let rolePermissions = {};
+try {
+  rolePermissions = JSON.parse(setting('ROLE_PERMISSIONS', '{}'));
+} catch (err) {
+  fail(`ROLE_PERMISSIONS is not JSON: ${err.message}`);
+}
 
 if (!jwksUrl && !secret) fail('set JWKS_URL or HS256_SECRET (or both)');
 if (algorithms.length === 0) fail('ALGORITHMS is empty');
@@ -140,6 +157,27 @@ function xmlEscape(text) {
   return String(text).replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+function wantsJson(req) {
+  return /application\/json/i.test(req.headers.accept ?? '');
+}
+
+function xmlStrings(names) {
+  return `<list>${names.map((n) => `<string>${xmlEscape(n)}</string>`).join('')}</list>`;
+}
+
+// What the roles grant, merged per scope, each permission once.
+function granted(roles) {
+  const byScope = {};
+  for (const role of roles) {
+    for (const [scope, permissions] of Object.entries(rolePermissions[role] ?? {})) {
+      const merged = byScope[scope] ?? [];
+      for (const p of permissions) if (!merged.includes(p)) merged.push(p);
+      byScope[scope] = merged;
+    }
+  }
+  return byScope;
+}
+
 async function handle(req, res) {
   // Read (and drop) any body first, as Deploy would before answering.
   for await (const _ of req);
@@ -188,7 +226,28 @@ async function handle(req, res) {
     );
     return;
   }
-  sendJson(res, 200, { user, roles, path, method: req.method, claims });
+  if (path === '/deployit/security/role/roles') {
+    if (wantsJson(req)) sendJson(res, 200, roles);
+    else send(res, 200, 'application/xml', xmlStrings(roles));
+    return;
+  }
+  if (path === '/deployit/security/granted-permissions') {
+    const byScope = granted(roles);
+    if (wantsJson(req)) {
+      sendJson(res, 200, byScope);
+    } else {
+      const entries = Object.entries(byScope)
+        .map(([scope, ps]) => `<entry key="${xmlEscape(scope)}">${xmlStrings(ps)}</entry>`)
+        .join('');
+      send(res, 200, 'application/xml', `<map>${entries}</map>`);
+    }
+    return;
+  }
+  const headers = [];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    headers.push([req.rawHeaders[i], req.rawHeaders[i + 1]]);
+  }
+  sendJson(res, 200, { user, roles, path, method: req.method, claims, headers });
 }
 
 const server = createServer((req, res) => {
