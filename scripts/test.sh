@@ -33,5 +33,7 @@ bash scripts/scim-setup.sh
 bash scripts/nginx-setup.sh
 # The page tests drive headless Chromium through chromedriver (tests/ui.rs).
 bash scripts/browser-setup.sh
+# The metrics tests check the exposition and the alert rules with promtool.
+bash scripts/prometheus-setup.sh
 
 cargo test --locked "$@"

@@ -736,6 +736,97 @@ async fn the_access_log_has_one_line_per_request_without_secrets() {
     gateway.terminate().await;
 }
 
+#[tokio::test]
+async fn the_json_access_log_names_every_field_and_no_secret() {
+    let upstream = Upstream::start().await;
+    let site = Site::new(&upstream.url());
+    let gateway = site
+        .serve(&[
+            ("PATGATE_LOG__ACCESS", "true"),
+            ("PATGATE_LOG__FORMAT", "json"),
+        ])
+        .await;
+    let (_, out, _) = site.cli(&create_args("logged", &["--json"])).await;
+    let created: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let token = created["token"].as_str().unwrap().to_string();
+    let token_id = created["id"].as_str().unwrap().to_string();
+
+    let ok = get(
+        &gateway.url("/deployit/repository/ci?password=hunter2"),
+        &[
+            ("x-deploy-personal-token", &token),
+            ("cookie", "JSESSIONID=cookie-secret"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        upstream.last().headers["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "an incoming traceparent reaches Deploy unchanged"
+    );
+    let ok_id = ok.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(upstream.last().headers["x-request-id"], ok_id.as_str());
+    let unknown = patgate::core::token::PlainToken::generate();
+    let refused = get(
+        &gateway.url("/deployit/server/info"),
+        &[("authorization", &basic("", unknown.expose()))],
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+    let refused_id = refused.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let line_of = |id: &str| -> Option<serde_json::Value> {
+        let logged = gateway.stderr.lock().unwrap().clone();
+        logged
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "request" && v["fields"]["request_id"] == id)
+    };
+    within(Duration::from_secs(3), || {
+        std::future::ready(line_of(&ok_id).is_some() && line_of(&refused_id).is_some())
+    })
+    .await;
+    let line = line_of(&ok_id).unwrap_or_else(|| {
+        panic!(
+            "a JSON access line for the token request in {}",
+            gateway.stderr.lock().unwrap()
+        )
+    });
+    let fields = &line["fields"];
+    assert_eq!(fields["client"], "127.0.0.1", "{line}");
+    assert_eq!(fields["method"], "GET", "{line}");
+    assert_eq!(fields["path"], "/deployit/repository/ci", "{line}");
+    assert_eq!(fields["status"], 200, "{line}");
+    assert_eq!(fields["route"], "token", "{line}");
+    assert_eq!(fields["user"], "alice", "{line}");
+    assert_eq!(fields["credential"], "token", "{line}");
+    assert_eq!(fields["token_id"], token_id.as_str(), "{line}");
+    assert_eq!(fields["scope"], "full", "{line}");
+    assert_eq!(fields["refusal"], "-", "{line}");
+    assert!(fields["duration_ms"].as_f64().is_some(), "{line}");
+    assert!(
+        fields["upstream_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{line}"
+    );
+    let line = line_of(&refused_id).expect("a JSON access line for the refused request");
+    assert_eq!(line["fields"]["refusal"], "invalid_token", "{line}");
+    assert_eq!(line["fields"]["status"], 401, "{line}");
+
+    let logged = gateway.stderr.lock().unwrap().clone();
+    for secret in [token.as_str(), unknown.expose(), "hunter2", "cookie-secret"] {
+        assert!(!logged.contains(secret), "{secret} in the log");
+    }
+    gateway.terminate().await;
+}
+
 #[test]
 fn the_readme_first_token_steps_name_the_command_they_use() {
     let readme =

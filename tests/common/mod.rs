@@ -622,8 +622,16 @@ impl Process {
             let mut lines = BufReader::new(stderr).lines();
             let mut tx = Some(tx);
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.split("local_addr=").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap().to_string();
+                // In the text format `local_addr=…`; with log.json `"local_addr":"…"`.
+                let addr = match line.split("local_addr=").nth(1) {
+                    Some(rest) => rest.split_whitespace().next().map(str::to_string),
+                    None => line
+                        .split("\"local_addr\":\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .map(str::to_string),
+                };
+                if let Some(addr) = addr {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
