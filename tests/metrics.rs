@@ -77,7 +77,10 @@ async fn scrape_after_traffic() -> (String, Gateway, Upstream, TestDb) {
         get(&gw.url("/deployit/repository/ci"), &auth).await.status,
         200
     );
-    assert_eq!(get(&gw.url("/deployit/repository/ci"), &[]).await.status, 200);
+    assert_eq!(
+        get(&gw.url("/deployit/repository/ci"), &[]).await.status,
+        200
+    );
     let unknown = patgate::core::token::PlainToken::generate();
     let refused = get(
         &gw.url("/deployit/server/info"),
