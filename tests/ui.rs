@@ -507,11 +507,13 @@ async fn sso_users_see_the_message_or_the_banner() {
     .await;
     let upstream = Upstream::start().await;
     let listen = format!("127.0.0.1:{port}");
+    let redirect = format!("http://127.0.0.1:{port}/patgate/sso/callback");
     let gw = &Gateway::start(config(
         &db,
         &upstream.url(),
         &[
             ("PATGATE_LISTEN", &listen),
+            ("PATGATE_SSO__REDIRECT_URL", &redirect),
             ("PATGATE_SSO__ISSUER", &provider.issuer),
             ("PATGATE_SSO__CLIENT_ID", "patgate"),
             ("PATGATE_SSO__CLIENT_SECRET", "client-secret-for-tests"),

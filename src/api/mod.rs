@@ -25,9 +25,10 @@ use tower::ServiceExt;
 use crate::config::Config;
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
-use crate::core::response::{full, json_error, Body};
+use crate::core::response::{full, json_error, security_headers, Body};
 use crate::core::token::TokenHasher;
 use crate::edge::endpoints::DEPLOY_TOKENS_ROUTE;
+use crate::identity::UpstreamIdentity;
 use crate::notify::Notifier;
 use crate::signin::SignIn;
 use crate::store::{AuditEvent, Store};
@@ -81,8 +82,9 @@ impl Api {
         tokens: Arc<TokenCheck>,
         hasher: TokenHasher,
         notifier: Arc<Notifier>,
+        identity: Option<UpstreamIdentity>,
     ) -> anyhow::Result<Arc<Api>> {
-        let signin = SignIn::new(config, store.clone(), hasher.clone())?;
+        let signin = SignIn::new(config, store.clone(), hasher.clone(), identity)?;
         Ok(Arc::new_cyclic(|me: &std::sync::Weak<Api>| Api {
             store,
             tokens,
@@ -96,8 +98,15 @@ impl Api {
         }))
     }
 
-    /// Serves one request under the API's paths; never fails (errors are answers).
+    /// Serves one request under the API's paths; never fails (errors are answers). A
+    /// state change from another site is refused before any route sees it.
     pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+        let mut response = self.answer(req, client).await;
+        security_headers(response.headers_mut());
+        response
+    }
+
+    async fn answer(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -119,13 +128,17 @@ impl Api {
                 )
             }
         };
+        let cross_site = caller::check_origin(&parts.method, &parts.headers, &client).err();
         let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
         req.extensions_mut().insert(client);
         let router = self.router.clone();
         let answered = self
             .runtime
             .spawn(async move {
-                let response = router.oneshot(req).await.into_response();
+                let response = match cross_site {
+                    Some(refused) => refused.into_response(),
+                    None => router.oneshot(req).await.into_response(),
+                };
                 let (parts, body) = response.into_parts();
                 axum::body::to_bytes(body, usize::MAX)
                     .await
@@ -205,6 +218,10 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         .route(
             "/patgate/api/v1/users/{username}/enable",
             post(users::enable),
+        )
+        .route(
+            "/patgate/api/v1/users/{username}/sso-link",
+            axum::routing::put(users::link).delete(users::unlink),
         )
         .route("/patgate/api/v1/audit", get(audit::list))
         .route(

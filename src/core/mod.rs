@@ -1,12 +1,13 @@
 //! The ground floor: values and helpers that every other folder may use and that use
 //! nothing of the crate above them. The JSON error shape and response bodies, the client
-//! connection, instants, secret and text helpers, the TLS client configuration, and
+//! connection, the gateway's cookies, instants, secret and text helpers, the TLS client configuration, and
 //! the token value types (format and hash, scope, address networks, refusals).
 //!
 //! May import: nothing of the crate outside `core/`.
 
 pub mod cidr;
 pub mod client;
+pub mod cookie;
 pub mod error;
 pub mod refusal;
 pub mod response;

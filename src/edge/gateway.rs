@@ -19,7 +19,7 @@ use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
 use crate::edge::headers::{self, Rules};
 use crate::edge::proxy::{self, Peer, Proxy, StillValid};
-use crate::edge::{access, endpoints, forward_auth};
+use crate::edge::{access, endpoints, forward_auth, forwarded};
 use crate::identity::UpstreamIdentity;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -211,9 +211,13 @@ impl Gateway {
                     .get_all("x-forwarded-for")
                     .iter()
                     .map(|v| v.as_bytes());
+                let (https, host) =
+                    forwarded::addressed(req.headers(), self.rules.trusts_proxy(peer.ip), peer.tls);
                 let client = ClientInfo {
                     ip: self.rules.client(peer.ip, forwarded).ip,
                     tls: peer.tls,
+                    https,
+                    host,
                     request_id: peer.request_id.to_string(),
                 };
                 return self.routes.answer(req, client).await;
@@ -263,6 +267,8 @@ impl Gateway {
                     .local()
                     .passed_through
                     .fetch_add(1, Ordering::Relaxed);
+                // The gateway's own cookies are for its routes, never Deploy's to see.
+                headers::strip_own_cookies(headers);
                 proxy.forward(req, peer, upgrade, None).await
             }
             Credential::Unreadable(message) => {

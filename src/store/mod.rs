@@ -25,6 +25,7 @@ mod sessions;
 mod settings;
 mod signing_keys;
 mod smtp_servers;
+mod sso;
 mod tokens;
 mod users;
 
@@ -110,6 +111,21 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "scim",
         include_str!("../../migrations/sqlite/0006_scim.sql"),
     ),
+    (
+        7,
+        "user names",
+        include_str!("../../migrations/sqlite/0007_user_names.sql"),
+    ),
+    (
+        8,
+        "sso identities",
+        include_str!("../../migrations/sqlite/0008_sso_identities.sql"),
+    ),
+    (
+        9,
+        "session admin check",
+        include_str!("../../migrations/sqlite/0009_session_admin_check.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -141,6 +157,21 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "scim",
         include_str!("../../migrations/postgres/0006_scim.sql"),
+    ),
+    (
+        7,
+        "user names",
+        include_str!("../../migrations/postgres/0007_user_names.sql"),
+    ),
+    (
+        8,
+        "sso identities",
+        include_str!("../../migrations/postgres/0008_sso_identities.sql"),
+    ),
+    (
+        9,
+        "session admin check",
+        include_str!("../../migrations/postgres/0009_session_admin_check.sql"),
     ),
 ];
 
@@ -199,6 +230,7 @@ impl Store {
             url: url.to_string(),
         };
         store.migrate().await?;
+        store.fill_name_keys().await?;
         Ok(store)
     }
 

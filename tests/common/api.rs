@@ -15,36 +15,76 @@ pub const DEPLOY_ACCOUNTS: [(&str, &str, bool); 3] = [
 ];
 
 /// Deploy's password and admin checks, as the stand-in answers them: `Some` for the two
-/// paths the gateway asks, `None` for everything else.
-pub fn deploy_check(path: &str, headers: &HeaderMap) -> Option<Response<TestBody>> {
+/// paths the gateway asks, `None` for everything else. Like a Deploy whose users come
+/// from LDAP, it takes a username in any case; like a Deploy in header mode, it also
+/// takes the user the gateway names in `X-Deploy-User`. `admins` are the users it says
+/// are administrators now.
+pub fn deploy_check(
+    path: &str,
+    headers: &HeaderMap,
+    admins: &[String],
+) -> Option<Response<TestBody>> {
     use http_body_util::BodyExt;
     if path != "/deployit/server/info" && path != "/deployit/security/check/admin" {
         return None;
     }
-    let account = DEPLOY_ACCOUNTS.iter().find(|(user, password, _)| {
+    let by_password = DEPLOY_ACCOUNTS.iter().find(|(user, password, _)| {
         headers
             .get("authorization")
-            .is_some_and(|v| v.as_bytes() == basic(user, password).as_bytes())
+            .and_then(|v| basic_credentials(v.as_bytes()))
+            .is_some_and(|(u, p)| u.eq_ignore_ascii_case(user) && p == *password)
     });
+    let user = by_password
+        .map(|(user, _, _)| user.to_string())
+        .or_else(|| {
+            headers
+                .get("x-deploy-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
     let body = |text: &str| {
         http_body_util::Full::new(Bytes::from(text.to_string()))
             .map_err(|never| match never {})
             .boxed()
     };
-    Some(match account {
+    Some(match user {
         None => Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .body(body("unauthorized"))
             .unwrap(),
-        Some((_, _, admin)) if path.ends_with("/admin") => Response::builder()
-            .header("content-type", "application/xml")
-            .body(body(&format!("<boolean>{admin}</boolean>")))
-            .unwrap(),
+        Some(user) if path.ends_with("/admin") => {
+            let admin = admins.iter().any(|a| a.eq_ignore_ascii_case(&user));
+            Response::builder()
+                .header("content-type", "application/xml")
+                .body(body(&format!("<boolean>{admin}</boolean>")))
+                .unwrap()
+        }
         Some(_) => Response::builder()
             .header("content-type", "application/xml")
             .body(body("<server-info><version>24.3</version></server-info>"))
             .unwrap(),
     })
+}
+
+/// The administrators of [`DEPLOY_ACCOUNTS`].
+pub fn deploy_admins() -> Vec<String> {
+    DEPLOY_ACCOUNTS
+        .iter()
+        .filter(|(_, _, admin)| *admin)
+        .map(|(user, _, _)| user.to_string())
+        .collect()
+}
+
+/// `(user, password)` of a `Basic` value.
+fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = value.strip_prefix(b"Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 /// Sends a request with an optional JSON body.

@@ -78,6 +78,8 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Who Deploy's admin check says is an administrator now.
+    admins: Arc<Mutex<Vec<String>>>,
     https: bool,
 }
 
@@ -92,6 +94,8 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
+        let admins = Arc::new(Mutex::new(api::deploy_admins()));
+        let admins_now = admins.clone();
         let https = tls.is_some();
         tokio::spawn(async move {
             loop {
@@ -99,9 +103,11 @@ impl Upstream {
                     return;
                 };
                 let log = log.clone();
+                let admins = admins_now.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| upstream_handle(req, log.clone()));
+                    let service =
+                        service_fn(move |req| upstream_handle(req, log.clone(), admins.clone()));
                     let http = hyper::server::conn::http1::Builder::new();
                     match tls {
                         None => {
@@ -123,7 +129,21 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, https }
+        Upstream {
+            addr,
+            seen,
+            admins,
+            https,
+        }
+    }
+
+    /// Makes Deploy's admin check say yes (or no) for `user` from now on.
+    pub fn set_deploy_admin(&self, user: &str, admin: bool) {
+        let mut admins = self.admins.lock().unwrap();
+        admins.retain(|a| !a.eq_ignore_ascii_case(user));
+        if admin {
+            admins.push(user.to_string());
+        }
     }
 
     pub fn url(&self) -> String {
@@ -152,6 +172,7 @@ pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 async fn upstream_handle(
     mut req: Request<Incoming>,
     log: Arc<Mutex<Vec<Seen>>>,
+    admins: Arc<Mutex<Vec<String>>>,
 ) -> Result<Response<TestBody>, Infallible> {
     let path = req.uri().path().to_string();
     let target = req.uri().to_string();
@@ -166,7 +187,8 @@ async fn upstream_handle(
             body_len,
         })
     };
-    if let Some(answer) = api::deploy_check(&path, &headers) {
+    let admins_now = admins.lock().unwrap().clone();
+    if let Some(answer) = api::deploy_check(&path, &headers, &admins_now) {
         record(0);
         return Ok(answer);
     }
