@@ -728,8 +728,30 @@ async fn settings_refuse_bad_templates_and_unknown_servers(db: TestDb) {
             "invalid_body",
             "colour",
         ),
+        // Costly templates are stopped, not run for as long as they like.
+        (
+            json!({"notifications": {"body": "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}{{ c }}{% endfor %}{% endfor %}{% endfor %}"}}),
+            "invalid_template",
+            "simplify",
+        ),
+        (
+            json!({"notifications": {"body": "x".repeat(17 * 1024)}}),
+            "invalid_template",
+            "16 KiB",
+        ),
     ] {
-        let refused = admin(&gw, "PUT", SETTINGS, Some(&body)).await;
+        let started = std::time::Instant::now();
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            admin(&gw, "PUT", SETTINGS, Some(&body)),
+        )
+        .await
+        .expect("a template is checked within seconds");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(refused.status, 400, "{body}: {:?}", refused.body);
         assert_eq!(refused.error_code(), code, "{body}: {:?}", refused.body);
         let message = refused.json()["message"].as_str().unwrap().to_string();
