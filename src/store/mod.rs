@@ -30,6 +30,7 @@ mod tokens;
 mod users;
 
 use crate::core::error::ApiError;
+use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
@@ -354,11 +355,26 @@ fn sqlite_url(url: &str, create: bool) -> Result<String, StoreError> {
         .parent()
         .filter(|d| create && !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        files::create_private_dir(dir).map_err(|e| {
             StoreError::Database(sqlx::Error::Configuration(
                 format!("database.url: creating directory {}: {e}", dir.display()).into(),
             ))
         })?;
+    }
+    // Private from the start: SQLite gives its -wal and -shm files the database's mode.
+    if create {
+        files::create_private_file(Path::new(path)).map_err(|e| {
+            StoreError::Database(sqlx::Error::Configuration(
+                format!("database.url: creating {path}: {e}").into(),
+            ))
+        })?;
+    }
+    if let Some(mode) = files::loose_mode(Path::new(path)) {
+        tracing::warn!(
+            path,
+            mode = format!("{mode:o}"),
+            "the database file can be read by other users of this machine (it holds token hashes and sealed secrets); make it private: chmod 600 {path} {path}-wal {path}-shm"
+        );
     }
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !params.iter().any(|p| p.starts_with("mode=")) {
