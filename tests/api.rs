@@ -471,6 +471,18 @@ async fn bad_input_gets_clear_errors_and_changes_nothing(db: TestDb) {
     )
     .await;
     assert_eq!(not_json.status, 415);
+    // A body that is optional must still be JSON when there is one.
+    let kept = create(&gw, "alice", "alice-pw", "kept", "7d").await.json();
+    let rotate = gw.url(&format!("{TOKENS}/{}/rotate", kept["id"].as_str().unwrap()));
+    let form = common::oidc::request(
+        "POST",
+        &rotate,
+        &[("authorization", &auth), ("content-type", "text/plain")],
+        bytes::Bytes::from(r#"{"grace": "1h"}"#),
+    )
+    .await;
+    assert_eq!(form.status, 415, "{:?}", form.body);
+    assert_eq!(form.error_code(), "unsupported_media_type");
     let huge = common::oidc::request(
         "POST",
         &gw.url(TOKENS),
@@ -536,8 +548,8 @@ async fn bad_input_gets_clear_errors_and_changes_nothing(db: TestDb) {
         .json();
     assert_eq!(
         listing.as_array().unwrap().len(),
-        1,
-        "only the one good token exists: {listing}"
+        2,
+        "only the good tokens exist: {listing}"
     );
 }
 

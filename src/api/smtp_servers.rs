@@ -12,13 +12,12 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::me::check_email;
-use super::{parse_json, ApiRef, JsonBody};
+use super::{ApiRef, JsonBody, OptionalJsonBody};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
@@ -490,15 +489,10 @@ pub async fn send_test(
     State(api): State<ApiRef>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<TestMailBody>,
 ) -> Result<Json<TestMailSent>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    let body: TestMailBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TestMailBody::default()
-    } else {
-        parse_json(&body)?
-    };
     let item = api.store.smtp_server(&resolve_id(&id)).await?;
     let to = match optional(body.to).or_else(|| item.test_address.clone()) {
         Some(to) => check_address("to", &to)?,
