@@ -28,6 +28,7 @@ on_both_backends!(
     administrator_rights_end_soon_after_deploy_withdraws_them,
     a_name_in_another_case_or_form_is_the_same_user,
     password_callers_are_governed_by_their_stored_source,
+    names_that_clashed_before_the_upgrade_stay_reachable_by_their_exact_name,
 );
 
 const ME: &str = "/patgate/api/v1/me";
@@ -1362,4 +1363,52 @@ async fn password_callers_are_governed_by_their_stored_source(db: TestDb) {
         create(&gw, "alice", "alice-pw", "fine", "7d").await.status,
         201
     );
+}
+
+async fn names_that_clashed_before_the_upgrade_stay_reachable_by_their_exact_name(db: TestDb) {
+    use patgate::store::{Store, UserSource};
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.close().await;
+    // Two rows from before names had keys, differing only in case.
+    let raw = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    for (name, created) in [("alice", 1_i64), ("Alice", 2)] {
+        sqlx::query(
+            "INSERT INTO users (username, source, disabled, created_at) VALUES ($1, 'internal', FALSE, $2)",
+        )
+        .bind(name)
+        .bind(created)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    raw.close().await;
+
+    // Opening the database gives them keys: the older keeps the name.
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    assert_eq!(
+        store.user("ALICE").await.unwrap().unwrap().username,
+        "alice"
+    );
+    assert_eq!(
+        store.user("Alice").await.unwrap().unwrap().username,
+        "Alice"
+    );
+    store.set_user_disabled("Alice", true).await.unwrap();
+    assert!(store.user("Alice").await.unwrap().unwrap().disabled);
+    assert!(!store.user("alice").await.unwrap().unwrap().disabled);
+    // No third one can be made.
+    assert_eq!(
+        store
+            .ensure_user("ALICE", UserSource::Internal, None)
+            .await
+            .unwrap(),
+        "alice"
+    );
+    let (_, total) = store.users(Some("alice"), 0, 10).await.unwrap();
+    assert_eq!(total, 2);
+    store.close().await;
 }

@@ -73,6 +73,8 @@ impl Store {
     /// Gives rows made before names had keys their key. Should two old rows share one
     /// (`alice` and `Alice`), the older keeps it and the other is logged: it can then
     /// only be reached by its exact name, and an operator should disable or delete it.
+    /// Replicas starting at once may do this together: a row another one filled is
+    /// left as it is.
     pub(super) async fn fill_name_keys(&self) -> Result<(), StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT username FROM users WHERE name_key IS NULL ORDER BY created_at, username",
@@ -81,27 +83,31 @@ impl Store {
         .await?;
         for (username,) in rows {
             let key = username_key(&username);
-            let taken: Option<String> =
+            let set = |key: String| {
+                sqlx::query(
+                    "UPDATE users SET name_key = $1 WHERE username = $2 AND name_key IS NULL",
+                )
+                .bind(key)
+                .bind(username.clone())
+                .execute(&self.pool)
+            };
+            match set(key.clone()).await {
+                Ok(_) => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+            let holder: Option<String> =
                 sqlx::query_scalar("SELECT username FROM users WHERE name_key = $1")
                     .bind(&key)
                     .fetch_optional(&self.pool)
                     .await?;
-            let key = match taken {
-                None => key,
-                Some(holder) => {
-                    tracing::warn!(
-                        user = %username,
-                        same_as = %holder,
-                        "two users differ only in the case or form of their name; the older one keeps the name, this one is reached by its exact name only: disable it (patgate user disable) or move its tokens"
-                    );
-                    format!("{key} (same name as {holder}: {username})")
-                }
-            };
-            sqlx::query("UPDATE users SET name_key = $1 WHERE username = $2")
-                .bind(key)
-                .bind(&username)
-                .execute(&self.pool)
-                .await?;
+            let holder = holder.unwrap_or_default();
+            tracing::warn!(
+                user = %username,
+                same_as = %holder,
+                "two users differ only in the case or form of their name; the older one keeps the name, this one is reached by its exact name only: disable it (patgate user disable) or move its tokens"
+            );
+            set(format!("{key} (same name as {holder}: {username})")).await?;
         }
         Ok(())
     }
@@ -112,11 +118,15 @@ impl Store {
         username: &str,
         disabled: bool,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name_key = $2")
-            .bind(disabled)
-            .bind(username_key(username))
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(&format!(
+            "UPDATE users SET disabled = $1 WHERE username = ({})",
+            found_by_name(2, 3)
+        ))
+        .bind(disabled)
+        .bind(username)
+        .bind(username_key(username))
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NoSuchUser(username.to_string()));
         }
@@ -136,6 +146,15 @@ pub struct UserRecord {
     pub last_sign_in_at: Option<i64>,
     /// Tokens not revoked (expired ones included).
     pub live_tokens: i64,
+}
+
+/// A query for the stored name of the user a name finds: parameter `$name` exactly,
+/// else by its key, parameter `$key`.
+fn found_by_name(name: u8, key: u8) -> String {
+    format!(
+        "SELECT f.username FROM users f WHERE f.username = ${name} OR f.name_key = ${key} \
+         ORDER BY CASE WHEN f.username = ${name} THEN 0 ELSE 1 END LIMIT 1"
+    )
 }
 
 const USER_COLUMNS: &str = "u.username, u.source, u.email, \
@@ -160,11 +179,14 @@ fn user_record(row: &sqlx::any::AnyRow) -> Result<UserRecord, sqlx::Error> {
 }
 
 impl Store {
-    /// The user with this name, in any case or Unicode form.
+    /// The user with this name, in any case or Unicode form (the one with exactly
+    /// this name first, should two older rows clash).
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.name_key = $1"
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = ({})",
+            found_by_name(1, 2)
         ))
+        .bind(username)
         .bind(username_key(username))
         .fetch_optional(&self.pool)
         .await?;
