@@ -55,8 +55,11 @@ pub struct SignInRequest {
 /// the session's CSRF token, and sets the session cookie. Deploy is asked every time:
 /// a new session's administrator rights are never an earlier answer's.
 #[utoipa::path(post, path = "/patgate/api/v1/session", tag = "session", request_body = SignInRequest,
-    responses((status = 200, body = Me), (status = 401, description = "Deploy refused the credentials"),
-        (status = 429, description = "too many failed sign-ins"), (status = 503, description = "Deploy unreachable")))]
+    responses((status = 200, body = Me),
+        (status = 400, description = "no usable username or password, or a personal access token given as one (token_not_password)"),
+        (status = 401, description = "Deploy refused the credentials"),
+        (status = 403, description = "the user is disabled, or the request came from another site"),
+        (status = 429, description = "too many failed sign-ins from this address"), (status = 503, description = "Deploy unreachable")))]
 pub async fn sign_in(
     State(api): State<ApiRef>,
     Extension(client): Extension<ClientInfo>,
