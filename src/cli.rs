@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::accounts::sso_link;
 use crate::app;
 use crate::config::{self, Config};
 use crate::core::scope::Scope;
@@ -49,7 +50,7 @@ pub enum Command {
     /// Create, list and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Disable and enable users.
+    /// Disable and enable users; link them to SSO identities.
     #[command(subcommand)]
     User(UserCommand),
     /// Token expiry e-mails.
@@ -179,6 +180,23 @@ pub enum UserCommand {
         /// The user's username.
         username: String,
     },
+    /// Let SSO sign-ins with this provider subject become this user (an internal or
+    /// LDAP user too, who stays one); without it such a sign-in is refused.
+    #[command(name = "link-sso")]
+    LinkSso {
+        /// The user's username.
+        username: String,
+        /// The provider's subject for the person (the ID token's sub; a refused SSO
+        /// sign-in shows it).
+        #[arg(long)]
+        subject: String,
+    },
+    /// Remove a user's link to an SSO identity.
+    #[command(name = "unlink-sso")]
+    UnlinkSso {
+        /// The user's username.
+        username: String,
+    },
 }
 
 /// Where the config comes from: flag, then `PATGATE_CONFIG`, then `gateway.yaml`.
@@ -240,13 +258,11 @@ async fn admin(
         Admin::Token(TokenCommand::Create(args)) => {
             issue::check_name("--user", &args.user).map_err(anyhow::Error::msg)?;
             issue::check_name("--name", &args.name).map_err(anyhow::Error::msg)?;
-            store
+            // A name in another case or form finds the user who has it.
+            let user = store
                 .ensure_user(&args.user, args.source, args.email.as_deref())
                 .await?;
-            let source = store
-                .user(&args.user)
-                .await?
-                .map_or(args.source, |u| u.source);
+            let source = store.user(&user).await?.map_or(args.source, |u| u.source);
             let rules = TokenRules {
                 scope: args.scope,
                 allowed_addresses: args.allow_from,
@@ -254,7 +270,7 @@ async fn admin(
             let (record, token) = issue::issue_with(
                 &store,
                 hasher,
-                &args.user,
+                &user,
                 source,
                 &args.name,
                 args.expires,
@@ -287,12 +303,12 @@ async fn admin(
         }
         Admin::Token(TokenCommand::List { user, json }) => {
             changed = false;
-            if store.user(&user).await?.is_none() {
+            let Some(found) = store.user(&user).await? else {
                 anyhow::bail!(
                     "no user {user:?}; tokens belong to users that signed in or were given one"
                 );
-            }
-            let records = store.list_tokens(&user).await?;
+            };
+            let records = store.list_tokens(&found.username).await?;
             if json {
                 serde_json::Value::Array(records.iter().map(record_json).collect()).to_string()
             } else {
@@ -365,6 +381,7 @@ async fn admin(
             )
         }
         Admin::User(UserCommand::Disable { username }) => {
+            let username = stored_name(&store, &username).await?;
             store.set_user_disabled(&username, true).await?;
             store.delete_user_sessions(&username).await?;
             audit(&store, "user.disabled", &username, None).await;
@@ -427,13 +444,46 @@ async fn admin(
             message
         }
         Admin::User(UserCommand::Enable { username }) => {
+            let username = stored_name(&store, &username).await?;
             store.set_user_disabled(&username, false).await?;
             audit(&store, "user.enabled", &username, None).await;
             format!("enabled user {username}")
         }
+        Admin::User(UserCommand::LinkSso { username, subject }) => {
+            let issuer = config.sso.as_ref().map(|s| s.issuer.trim_end_matches('/'));
+            let username =
+                sso_link::link(&store, issuer, &username, &subject, command_line()).await?;
+            format!(
+                "linked user {username} to SSO subject {:?} at {}: an SSO sign-in with it becomes {username}",
+                subject.trim(),
+                issuer.unwrap_or_default()
+            )
+        }
+        Admin::User(UserCommand::UnlinkSso { username }) => {
+            let issuer = config.sso.as_ref().map(|s| s.issuer.trim_end_matches('/'));
+            let username = sso_link::unlink(&store, issuer, &username, command_line()).await?;
+            format!("unlinked user {username} from its SSO identity")
+        }
     };
     write_line(out, &output)?;
     Ok(changed)
+}
+
+/// The command line, as the audit log names it.
+fn command_line() -> sso_link::Requester {
+    sso_link::Requester {
+        actor: "patgate-cli".into(),
+        ip: None,
+    }
+}
+
+/// The stored name of the user `name` finds (in any case or form).
+async fn stored_name(store: &store::Store, name: &str) -> anyhow::Result<String> {
+    Ok(store
+        .user(name)
+        .await?
+        .ok_or_else(|| store::StoreError::NoSuchUser(name.to_string()))?
+        .username)
 }
 
 /// Writes one answer and flushes it; a closed pipe or a full disk is an error, never a

@@ -25,6 +25,11 @@ on_both_backends!(
     admins_manage_users_and_read_the_audit_log,
     every_documented_route_answers_as_described,
     a_deletion_through_one_replica_is_refused_by_another_within_a_second,
+    tokens_typed_into_the_sign_in_never_reach_deploy_and_unknown_names_are_not_audited,
+    administrator_rights_end_soon_after_deploy_withdraws_them,
+    a_name_in_another_case_or_form_is_the_same_user,
+    password_callers_are_governed_by_their_stored_source,
+    names_that_clashed_before_the_upgrade_stay_reachable_by_their_exact_name,
 );
 
 const ME: &str = "/patgate/api/v1/me";
@@ -479,6 +484,16 @@ async fn bad_input_gets_clear_errors_and_changes_nothing(db: TestDb) {
             "invalid_name",
             "control",
         ),
+        (
+            json!({"name": "ci\u{202e}gpj.exe", "expiration": "7d"}),
+            "invalid_name",
+            "invisible",
+        ),
+        (
+            json!({"name": "ci\u{200b}", "expiration": "7d"}),
+            "invalid_name",
+            "invisible",
+        ),
         (json!(["not", "an", "object"]), "invalid_body", "invalid"),
     ];
     for (body, code, mentions) in &cases {
@@ -497,6 +512,18 @@ async fn bad_input_gets_clear_errors_and_changes_nothing(db: TestDb) {
     )
     .await;
     assert_eq!(not_json.status, 415);
+    // A body that is optional must still be JSON when there is one.
+    let kept = create(&gw, "alice", "alice-pw", "kept", "7d").await.json();
+    let rotate = gw.url(&format!("{TOKENS}/{}/rotate", kept["id"].as_str().unwrap()));
+    let form = common::oidc::request(
+        "POST",
+        &rotate,
+        &[("authorization", &auth), ("content-type", "text/plain")],
+        bytes::Bytes::from(r#"{"grace": "1h"}"#),
+    )
+    .await;
+    assert_eq!(form.status, 415, "{:?}", form.body);
+    assert_eq!(form.error_code(), "unsupported_media_type");
     let huge = common::oidc::request(
         "POST",
         &gw.url(TOKENS),
@@ -562,8 +589,8 @@ async fn bad_input_gets_clear_errors_and_changes_nothing(db: TestDb) {
         .json();
     assert_eq!(
         listing.as_array().unwrap().len(),
-        1,
-        "only the one good token exists: {listing}"
+        2,
+        "only the good tokens exist: {listing}"
     );
 }
 
@@ -864,6 +891,9 @@ async fn every_documented_route_answers_as_described(db: TestDb) {
                     "host": "127.0.0.1", "port": 25, "from_address": "deploy@example.com"})),
                 ("put", "/patgate/api/v1/smtp-servers/{id}") => Some(json!({"port": 2525})),
                 ("put", "/patgate/api/v1/me") => Some(json!({"email": "admin@example.com"})),
+                ("put", "/patgate/api/v1/users/{username}/sso-link") => {
+                    Some(json!({"subject": "u-alice"}))
+                }
                 ("post", "/patgate/api/v1/session") => {
                     Some(json!({"username": "admin", "password": "admin-pw"}))
                 }
@@ -938,4 +968,487 @@ async fn a_deletion_through_one_replica_is_refused_by_another_within_a_second(db
         refused.is_some(),
         "the other replica still accepted the deleted token after 1 s"
     );
+}
+
+/// A gateway that believes `X-Forwarded-For` from loopback, so that a test can speak
+/// from several client addresses.
+async fn behind_loopback_proxy(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway) {
+    let mut all = vec![("PATGATE_TRUSTED_PROXIES", "127.0.0.1")];
+    all.extend_from_slice(extra);
+    start(db, &all).await
+}
+
+/// Signs in with a password from `client` (an address the loopback proxy forwards).
+async fn sign_in_from(gw: &Gateway, client: &str, user: &str, password: &str) -> Answer {
+    call(
+        "POST",
+        &gw.url("/patgate/api/v1/session"),
+        &[("x-forwarded-for", client)],
+        Some(&json!({"username": user, "password": password})),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_locks_out_another_user_by_guessing_wrong() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (_upstream, gw) = behind_loopback_proxy(&db, &[]).await;
+    // Someone at 192.0.2.66 guesses the administrator's password until refused.
+    let mut limited = false;
+    for _ in 0..15 {
+        let guess = sign_in_from(&gw, "192.0.2.66", "admin", "guess").await;
+        if guess.status == 429 {
+            limited = true;
+            break;
+        }
+        assert_eq!(guess.status, 401);
+    }
+    assert!(limited, "guessing from one address is limited");
+    let basic_guess = call(
+        "GET",
+        &gw.url(ME),
+        &[
+            ("x-forwarded-for", "192.0.2.66"),
+            ("authorization", &basic("admin", "admin-pw")),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(basic_guess.status, 429, "that address stays limited");
+
+    // The administrator, elsewhere, signs in with the right password at once, in the
+    // browser and with Basic, and so does anyone else.
+    let started = std::time::Instant::now();
+    let admin = sign_in_from(&gw, "198.51.100.7", "admin", "admin-pw").await;
+    assert_eq!(admin.status, 200, "{:?}", admin.body);
+    assert_eq!(admin.json()["admin"], true);
+    let basic_admin = call(
+        "GET",
+        &gw.url(ME),
+        &[
+            ("x-forwarded-for", "198.51.100.8"),
+            ("authorization", &basic("admin", "admin-pw")),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(basic_admin.status, 200, "{:?}", basic_admin.body);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let alice = sign_in_from(&gw, "192.0.2.66", "alice", "alice-pw").await;
+    assert_eq!(
+        alice.status, 429,
+        "the guessing address is limited for every name"
+    );
+    let alice = sign_in_from(&gw, "198.51.100.9", "alice", "alice-pw").await;
+    assert_eq!(alice.status, 200);
+}
+
+async fn tokens_typed_into_the_sign_in_never_reach_deploy_and_unknown_names_are_not_audited(
+    db: TestDb,
+) {
+    let (upstream, gw) = start(&db, &[]).await;
+    let token = create(&gw, "alice", "alice-pw", "ci", "7d").await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let asked = |upstream: &Upstream| {
+        upstream
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/deployit/server/info")
+            .count()
+    };
+    let before = asked(&upstream);
+    for (username, password) in [("alice", token.as_str()), (token.as_str(), "x")] {
+        let answer = call(
+            "POST",
+            &gw.url("/patgate/api/v1/session"),
+            &[],
+            Some(&json!({"username": username, "password": password})),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert_eq!(answer.error_code(), "token_not_password");
+        assert!(!String::from_utf8_lossy(&answer.body).contains(&token));
+    }
+    let as_name = call(
+        "GET",
+        &gw.url(ME),
+        &[("authorization", &basic(&token, "x"))],
+        None,
+    )
+    .await;
+    assert_eq!(as_name.status, 400, "{:?}", as_name.body);
+    assert_eq!(
+        asked(&upstream),
+        before,
+        "Deploy was never asked with a token"
+    );
+
+    // A name nobody has (a password typed into the wrong field) is never written down.
+    let typo = call(
+        "POST",
+        &gw.url("/patgate/api/v1/session"),
+        &[],
+        Some(&json!({"username": "Winter2025!secret", "password": "x"})),
+    )
+    .await;
+    assert_eq!(typo.status, 401);
+    let wrong = as_user("GET", &gw.url(ME), "bob", "not-bobs", None).await;
+    assert_eq!(wrong.status, 401);
+    patgate::app::housekeeping::round(&gw_api(&gw)).await;
+    let audit = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/audit?action=signin.failed"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    let text = audit.to_string();
+    assert!(
+        !text.contains("Winter2025") && !text.contains(&token),
+        "{text}"
+    );
+    assert_eq!(audit["total"], 1, "one row for the address: {audit}");
+    assert_eq!(audit["entries"][0]["detail"]["count"], 2);
+    assert!(audit["entries"][0]["user"].is_null());
+}
+
+async fn administrator_rights_end_soon_after_deploy_withdraws_them(db: TestDb) {
+    let (upstream, gw) = start(&db, &[("PATGATE_SIGNIN__ADMIN_RECHECK", "1s")]).await;
+    let admin = Session::password(&gw.url(""), "admin", "admin-pw")
+        .await
+        .with_csrf()
+        .await;
+    assert_eq!(admin.send("GET", SETTINGS, None).await.status, 200);
+    // Deploy stops counting admin as an administrator.
+    upstream.set_deploy_admin("admin", false);
+    // A new session asks Deploy, not the password check remembered a moment ago.
+    let fresh = Session::password(&gw.url(""), "admin", "admin-pw").await;
+    let me = fresh.send("GET", ME, None).await.json();
+    assert_eq!(me["admin"], false, "{me}");
+    // The old session loses the rights once they are older than signin.admin_recheck.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let settings = admin.send("GET", SETTINGS, None).await;
+    assert_eq!(settings.status, 403, "{:?}", settings.body);
+    assert_eq!(admin.send("GET", ME, None).await.json()["admin"], false);
+    // And when Deploy gives them back, a new sign-in has them.
+    upstream.set_deploy_admin("admin", true);
+    let back = Session::password(&gw.url(""), "admin", "admin-pw").await;
+    assert_eq!(back.send("GET", ME, None).await.json()["admin"], true);
+
+    // In basic mode the gateway cannot ask Deploy for a user without the password: the
+    // rights lapse, with a message that says to sign in again.
+    let basic_mode = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_SIGNIN__ADMIN_RECHECK", "1s"),
+            ("PATGATE_UPSTREAM__IDENTITY__MODE", "basic"),
+            ("PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME", "svc"),
+            ("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD", "svc-pw"),
+        ],
+    ))
+    .await;
+    let session = Session::password(&basic_mode.url(""), "admin", "admin-pw").await;
+    assert_eq!(session.send("GET", SETTINGS, None).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let lapsed = session.send("GET", SETTINGS, None).await;
+    assert_eq!(lapsed.status, 403);
+    assert!(lapsed.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("sign in again"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_from_another_site_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (_upstream, gw) = start(&db, &[]).await;
+    let body = json!({"username": "alice", "password": "alice-pw"});
+    let own = format!("http://{}", gw.addr);
+    for headers in [
+        vec![
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        vec![("origin", "http://evil.example")],
+        vec![("sec-fetch-site", "cross-site")],
+    ] {
+        let answer = call(
+            "POST",
+            &gw.url("/patgate/api/v1/session"),
+            &headers,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{headers:?}: {:?}", answer.body);
+        assert!(answer.headers.get("set-cookie").is_none(), "{headers:?}");
+    }
+    let same = call(
+        "POST",
+        &gw.url("/patgate/api/v1/session"),
+        &[("origin", &own), ("sec-fetch-site", "same-origin")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(same.status, 200, "{:?}", same.body);
+    // Every answer carries the pages' protections, JSON included.
+    assert_eq!(same.headers["x-content-type-options"], "nosniff");
+    assert_eq!(same.headers["x-frame-options"], "DENY");
+    assert!(same.headers.contains_key("content-security-policy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_tls_proxy_the_session_is_https_only() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let body = json!({"username": "alice", "password": "alice-pw"});
+    let proxied: [(&str, &str); 3] = [
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "deploy.example.com"),
+        ("origin", "https://deploy.example.com"),
+    ];
+    // Without trusted proxies the forwarded scheme and host are anyone's to write:
+    // ignored, so the browser's https origin is not this gateway's.
+    let (_upstream, direct) = start(&db, &[]).await;
+    let refused = call(
+        "POST",
+        &direct.url("/patgate/api/v1/session"),
+        &proxied,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    let plain = call(
+        "POST",
+        &direct.url("/patgate/api/v1/session"),
+        &[],
+        Some(&body),
+    )
+    .await;
+    let cookie = plain.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("patgate_session="), "{cookie}");
+    assert!(
+        cookie.contains("Path=/patgate/") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+
+    // Behind one that terminates TLS: the cookie is Secure, with the __Secure- prefix.
+    let (_upstream, gw) = behind_loopback_proxy(&db, &[]).await;
+    let signed_in = call(
+        "POST",
+        &gw.url("/patgate/api/v1/session"),
+        &proxied,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(signed_in.status, 200, "{:?}", signed_in.body);
+    let set = signed_in.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set.starts_with("__Secure-patgate_session="), "{set}");
+    for attribute in ["Path=/patgate/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(set.contains(attribute), "{attribute}: {set}");
+    }
+    let pair = set.split(';').next().unwrap().to_string();
+    let csrf = signed_in.json()["csrf_token"].as_str().unwrap().to_string();
+    let with_session = |origin: &'static str| {
+        let pair = pair.clone();
+        let csrf = csrf.clone();
+        let url = gw.url(TOKENS);
+        async move {
+            call(
+                "POST",
+                &url,
+                &[
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-host", "deploy.example.com"),
+                    ("origin", origin),
+                    ("cookie", &pair),
+                    ("x-csrf-token", &csrf),
+                ],
+                Some(&json!({"name": "via the proxy", "expiration": "7d"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(with_session("https://deploy.example.com").await.status, 201);
+    assert_eq!(
+        with_session("http://deploy.example.com").await.status,
+        403,
+        "over https an http origin is another site"
+    );
+    // The unprefixed name, which a non-secure page could set, does not count over https.
+    let unprefixed = call(
+        "GET",
+        &gw.url(ME),
+        &[
+            ("x-forwarded-proto", "https"),
+            ("cookie", &pair.replace("__Secure-", "")),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(unprefixed.status, 401);
+}
+
+async fn a_name_in_another_case_or_form_is_the_same_user(db: TestDb) {
+    let (upstream, gw) = start(&db, &[]).await;
+    // Deploy (like an LDAP bind) takes the name in any case.
+    let made = create(&gw, "alice", "alice-pw", "ci", "7d").await.json();
+    let token = made["token"].as_str().unwrap().to_string();
+    let disabled = as_user(
+        "POST",
+        &gw.url("/patgate/api/v1/users/ALICE/disable"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(disabled.status, 200, "{:?}", disabled.body);
+    assert_eq!(disabled.json()["username"], "alice");
+    for variant in ["Alice", "ALICE", "aLiCe"] {
+        let signed_in = call(
+            "POST",
+            &gw.url("/patgate/api/v1/session"),
+            &[],
+            Some(&json!({"username": variant, "password": "alice-pw"})),
+        )
+        .await;
+        assert_eq!(signed_in.status, 403, "{variant}: {:?}", signed_in.body);
+        let basic = as_user(
+            "POST",
+            &gw.url(TOKENS),
+            variant,
+            "alice-pw",
+            Some(&json!({"name": variant, "expiration": "7d"})),
+        )
+        .await;
+        assert_eq!(basic.status, 403, "{variant}: {:?}", basic.body);
+    }
+    gw.set_disabled("Alice", false).await;
+    let session = Session::password(&gw.url(""), "ALICE", "alice-pw").await;
+    let me = session.send("GET", ME, None).await.json();
+    assert_eq!(me["username"], "alice", "{me}");
+    assert_eq!(me["token_count"], 1);
+    let second = as_user(
+        "POST",
+        &gw.url(TOKENS),
+        "Alice",
+        "alice-pw",
+        Some(&json!({"name": "laptop", "expiration": "7d"})),
+    )
+    .await
+    .json();
+    let laptop = second["token"].as_str().unwrap().to_string();
+    for t in [&token, &laptop] {
+        let proxied = get(&gw.url("/x"), &[("x-deploy-personal-token", t)]).await;
+        assert_eq!(proxied.status, 200);
+        assert_eq!(upstream.last().headers["x-deploy-user"], "alice");
+    }
+    let users = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/users?search=lice"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(users["total"], 1, "one person, one user: {users}");
+    // The command line finds her under any spelling, and makes no second user.
+    let (_, cli_token) = gw.create_token("ALICE", "cli", Expiration::Days7).await;
+    get(&gw.url("/x"), &[("x-deploy-personal-token", &cli_token)]).await;
+    assert_eq!(upstream.last().headers["x-deploy-user"], "alice");
+    gw.set_disabled("ALICE", true).await;
+    let refused = within(Duration::from_secs(1), || async {
+        get(&gw.url("/x"), &[("x-deploy-personal-token", &laptop)])
+            .await
+            .error_code()
+            == "user_disabled"
+    })
+    .await;
+    assert!(refused.is_some());
+}
+
+async fn password_callers_are_governed_by_their_stored_source(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    // bob is an SSO user (provisioned so) who also has a Deploy password.
+    gw_api(&gw)
+        .store
+        .ensure_user("bob", patgate::store::UserSource::Sso, None)
+        .await
+        .unwrap();
+    let off = as_user(
+        "PUT",
+        &gw.url(SETTINGS),
+        "admin",
+        "admin-pw",
+        Some(&json!({"sso_pat_creation_enabled": false})),
+    )
+    .await;
+    assert_eq!(off.status, 200);
+    let refused = create(&gw, "bob", "bob-pw", "sneaky", "7d").await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(refused.error_code(), "sso_creation_disabled");
+    let me = as_user("GET", &gw.url(ME), "bob", "bob-pw", None)
+        .await
+        .json();
+    assert_eq!(me["source"], "sso");
+    assert_eq!(me["token_creation_allowed"], false);
+    assert_eq!(
+        create(&gw, "alice", "alice-pw", "fine", "7d").await.status,
+        201
+    );
+}
+
+async fn names_that_clashed_before_the_upgrade_stay_reachable_by_their_exact_name(db: TestDb) {
+    use patgate::store::{Store, UserSource};
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.close().await;
+    // Two rows from before names had keys, differing only in case.
+    let raw = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .unwrap();
+    for (name, created) in [("alice", 1_i64), ("Alice", 2)] {
+        sqlx::query(
+            "INSERT INTO users (username, source, disabled, created_at) VALUES ($1, 'internal', FALSE, $2)",
+        )
+        .bind(name)
+        .bind(created)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    raw.close().await;
+
+    // Opening the database gives them keys: the older keeps the name.
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    assert_eq!(
+        store.user("ALICE").await.unwrap().unwrap().username,
+        "alice"
+    );
+    assert_eq!(
+        store.user("Alice").await.unwrap().unwrap().username,
+        "Alice"
+    );
+    store.set_user_disabled("Alice", true).await.unwrap();
+    assert!(store.user("Alice").await.unwrap().unwrap().disabled);
+    assert!(!store.user("alice").await.unwrap().unwrap().disabled);
+    // No third one can be made.
+    assert_eq!(
+        store
+            .ensure_user("ALICE", UserSource::Internal, None)
+            .await
+            .unwrap(),
+        "alice"
+    );
+    let (_, total) = store.users(Some("alice"), 0, 10).await.unwrap();
+    assert_eq!(total, 2);
+    store.close().await;
 }

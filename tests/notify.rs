@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 on_both_backends!(
     smtp_server_items_are_checked_and_never_show_their_password,
+    a_stored_smtp_password_goes_nowhere_else_and_never_in_clear,
     a_pass_mails_each_due_token_once_at_the_window_boundaries,
     a_failed_pass_is_retried_by_the_next_and_never_counted_as_sent,
     two_concurrent_passes_send_each_email_once,
@@ -83,6 +84,10 @@ fn item(name: &str, port: u16, mode: Mode, auth: Option<&str>) -> Value {
         body["username"] = USER.into();
         body["password"] = password.into();
         body["smtp_properties"]["mail.smtp.auth"] = "true".into();
+        if mode == Mode::Plain {
+            // A relay on a trusted network: the password may cross it in clear.
+            body["smtp_properties"]["patgate.smtp.auth.plaintext"] = "true".into();
+        }
     }
     body
 }
@@ -330,14 +335,13 @@ async fn send_test_mail_over_plain_starttls_and_implicit_tls_with_and_without_au
                 assert!(!message.contains("not-the-password"), "{message}");
             }
             if mode != Mode::Plain {
-                // Without trusting the self-signed certificate, the handshake fails.
-                let untrusted = admin(
-                    &gw,
-                    "PUT",
-                    &path_of(&id),
-                    Some(&json!({"smtp_properties": item(&name, smtp.port, mode, None)["smtp_properties"].as_object().unwrap().iter().filter(|(k, _)| *k != "mail.smtp.ssl.trust").map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()})),
-                )
-                .await;
+                // Without trusting the self-signed certificate, the handshake fails (a
+                // change of transport security needs the password again).
+                let mut untrusted = json!({"smtp_properties": item(&name, smtp.port, mode, auth.then_some(PASSWORD))["smtp_properties"].as_object().unwrap().iter().filter(|(k, _)| *k != "mail.smtp.ssl.trust").map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()});
+                if auth {
+                    untrusted["password"] = PASSWORD.into();
+                }
+                let untrusted = admin(&gw, "PUT", &path_of(&id), Some(&untrusted)).await;
                 assert_eq!(untrusted.status, 200, "{:?}", untrusted.body);
                 let refused = admin(&gw, "POST", &format!("{}/test", path_of(&id)), None).await;
                 assert_eq!(refused.status, 502, "{name}: {:?}", refused.body);
@@ -724,8 +728,30 @@ async fn settings_refuse_bad_templates_and_unknown_servers(db: TestDb) {
             "invalid_body",
             "colour",
         ),
+        // Costly templates are stopped, not run for as long as they like.
+        (
+            json!({"notifications": {"body": "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}{{ c }}{% endfor %}{% endfor %}{% endfor %}"}}),
+            "invalid_template",
+            "simplify",
+        ),
+        (
+            json!({"notifications": {"body": "x".repeat(17 * 1024)}}),
+            "invalid_template",
+            "16 KiB",
+        ),
     ] {
-        let refused = admin(&gw, "PUT", SETTINGS, Some(&body)).await;
+        let started = std::time::Instant::now();
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            admin(&gw, "PUT", SETTINGS, Some(&body)),
+        )
+        .await
+        .expect("a template is checked within seconds");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(refused.status, 400, "{body}: {:?}", refused.body);
         assert_eq!(refused.error_code(), code, "{body}: {:?}", refused.body);
         let message = refused.json()["message"].as_str().unwrap().to_string();
@@ -995,4 +1021,156 @@ async fn run_once_from_the_command_line_prints_one_line() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("1 sent"), "{stdout}");
     assert_eq!(smtp.received().len(), 1);
+}
+
+async fn a_stored_smtp_password_goes_nowhere_else_and_never_in_clear(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[]).await;
+    // A plain server that offers AUTH without TLS, as a careless relay would.
+    let smtp = SmtpServer::start(Mode::Plain, true).await;
+    let mut careless = item("careless", smtp.port, Mode::Plain, Some(PASSWORD));
+    careless["smtp_properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("patgate.smtp.auth.plaintext");
+    let id = create_item(&gw, &careless).await;
+    let test = format!("{}/test", path_of(&id));
+    let refused = admin(&gw, "POST", &test, None).await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(refused.error_code(), "smtp_configuration");
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("in clear"));
+    // STARTTLS "when offered" is not enough for a password: this server offers none.
+    let opportunistic = admin(
+        &gw,
+        "PUT",
+        &path_of(&id),
+        Some(&json!({"password": PASSWORD, "smtp_properties": {
+            "mail.smtp.auth": "true", "mail.smtp.starttls.enable": "true"}})),
+    )
+    .await;
+    assert_eq!(opportunistic.status, 200, "{:?}", opportunistic.body);
+    let refused = admin(&gw, "POST", &test, None).await;
+    assert_ne!(refused.status, 200, "{:?}", refused.body);
+    assert!(smtp.received().is_empty(), "a password went out in clear");
+
+    // Said explicitly, it may.
+    let allowed = admin(
+        &gw,
+        "PUT",
+        &path_of(&id),
+        Some(&json!({"password": PASSWORD, "smtp_properties": {
+            "mail.smtp.auth": "true", "patgate.smtp.auth.plaintext": "true"}})),
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{:?}", allowed.body);
+    assert_eq!(admin(&gw, "POST", &test, None).await.status, 200);
+
+    // Another host, port or transport security needs the password again; other
+    // changes keep it.
+    for change in [
+        json!({"host": "localhost"}),
+        json!({"port": 2526}),
+        json!({"smtp_properties": {"mail.smtp.auth": "true", "patgate.smtp.auth.plaintext": "true",
+            "mail.smtp.ssl.trust": "*"}}),
+    ] {
+        let answer = admin(&gw, "PUT", &path_of(&id), Some(&change)).await;
+        assert_eq!(answer.status, 400, "{change}: {:?}", answer.body);
+        assert_eq!(answer.error_code(), "password_required", "{change}");
+    }
+    let kept = admin(
+        &gw,
+        "PUT",
+        &path_of(&id),
+        Some(&json!({"test_address": "other@example.com", "name": "renamed"})),
+    )
+    .await;
+    assert_eq!(kept.status, 200, "{:?}", kept.body);
+    assert_eq!(kept.json()["password_set"], true);
+    assert_eq!(kept.json()["host"], "127.0.0.1");
+    let moved = admin(
+        &gw,
+        "PUT",
+        &path_of(&id),
+        Some(&json!({"host": "localhost", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{:?}", moved.body);
+    let dropped = admin(
+        &gw,
+        "PUT",
+        &path_of(&id),
+        Some(&json!({"host": "127.0.0.1", "password": null})),
+    )
+    .await;
+    assert_eq!(dropped.status, 200, "{:?}", dropped.body);
+    assert_eq!(dropped.json()["password_set"], false);
+    smtp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_hosts_can_be_limited_and_other_services_are_not_echoed() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    // Not an SMTP server: it greets like SSH and says something private.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let banner = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = stream
+                .write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3 internal-secret\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let (upstream, gw) = start(&db, &[]).await;
+    let id = create_item(&gw, &item("probe", port, Mode::Plain, None)).await;
+    let probed = admin(&gw, "POST", &format!("{}/test", path_of(&id)), None).await;
+    assert_eq!(probed.status, 502, "{:?}", probed.body);
+    let message = probed.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("did not answer like an SMTP server"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("SSH") && !message.contains("internal-secret"),
+        "{message}"
+    );
+    gw.shutdown().await;
+    banner.abort();
+
+    // With notify.smtp_hosts, items name those hosts only, and an older item
+    // elsewhere is not used.
+    let limited = Gateway::start(config(
+        &db,
+        &upstream.url(),
+        &[
+            ("PATGATE_NOTIFY__DAILY_AT", "off"),
+            (
+                "PATGATE_NOTIFY__SMTP_HOSTS",
+                "smtp.example.com,*.corp.example",
+            ),
+        ],
+    ))
+    .await;
+    let refused = admin(
+        &limited,
+        "POST",
+        SERVERS,
+        Some(&item("elsewhere", 25, Mode::Plain, None)),
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(refused.error_code(), "smtp_host_not_allowed");
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("notify.smtp_hosts"));
+    let mut listed = item("relay", 25, Mode::Plain, None);
+    listed["host"] = "relay.eu.corp.example".into();
+    create_item(&limited, &listed).await;
+    let old = admin(&limited, "POST", &format!("{}/test", path_of(&id)), None).await;
+    assert_eq!(old.status, 400, "{:?}", old.body);
+    assert_eq!(old.error_code(), "smtp_configuration");
 }

@@ -916,3 +916,47 @@ async fn ordinary_headers_reach_deploy_and_claimed_identities_are_removed_and_lo
     assert!(logged(), "the removal is logged with the request id");
     gateway.terminate().await;
 }
+
+#[tokio::test]
+async fn secret_files_are_private_and_loose_ones_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let upstream = Upstream::start().await;
+    let site = Site::new(&upstream.url());
+    let gateway = site.serve(&[]).await;
+    let data = site.etc.join("data");
+    assert_eq!(mode(&data), 0o700, "data/");
+    for file in [
+        "token-hmac.key",
+        "patgate.db",
+        "patgate.db-wal",
+        "patgate.db-shm",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let quiet = gateway.stderr.lock().unwrap().clone();
+    assert!(!quiet.contains("other users"), "{quiet}");
+    gateway.terminate().await;
+
+    // Files an operator opened up are used, and named with the fix.
+    for file in ["token-hmac.key", "patgate.db"] {
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let gateway = site.serve(&[]).await;
+    let said = gateway.stderr.lock().unwrap().clone();
+    assert!(
+        said.contains("key file can be read by other users") && said.contains("chmod 600"),
+        "{said}"
+    );
+    assert!(
+        said.contains("database file can be read by other users"),
+        "{said}"
+    );
+    assert!(!said.contains(
+        &std::fs::read_to_string(data.join("token-hmac.key"))
+            .unwrap()
+            .trim()
+            .to_string()
+    ));
+    gateway.terminate().await;
+}

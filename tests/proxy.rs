@@ -404,6 +404,44 @@ async fn token_requests_neither_carry_nor_receive_deploy_sessions() {
 }
 
 #[tokio::test]
+async fn the_gateways_own_cookies_never_reach_deploy() {
+    let Stack {
+        db: _db,
+        upstream,
+        gw,
+    } = stack(&[]).await;
+    // A browser signed in to the gateway sends its cookies to Deploy's pages too when
+    // they were set for `/` (before the upgrade) or by a look-alike page.
+    let answer = get(
+        &gw.url("/deployit/index.html"),
+        &[
+            (
+                "cookie",
+                "patgate_session=s3cret; SESSION_XLD=mine; __Secure-patgate_session=other",
+            ),
+            ("cookie", "patgate_sso=b1nding"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let seen: Vec<String> = upstream
+        .last()
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, vec!["SESSION_XLD=mine"]);
+    // Only the gateway's own: nothing else is touched.
+    get(&gw.url("/x"), &[("cookie", "SESSION_XLD=mine;lang=en")]).await;
+    assert_eq!(
+        upstream.last().headers["cookie"],
+        "SESSION_XLD=mine;lang=en"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn connect_and_trace_are_refused() {
     let Stack {
         db: _db,

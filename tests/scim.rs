@@ -415,6 +415,38 @@ async fn bad_input_gets_a_scim_error_and_changes_nothing(db: TestDb) {
         409,
         Some("uniqueness"),
     );
+    // One person is one user: a name that differs only in case or Unicode form is
+    // the same name, found by a filter and refused as a new User.
+    for variant in ["ALICE", "Alice", "\u{ff41}lice"] {
+        let answer = scim(&base, "POST", "/Users", Some(&okta_user(variant))).await;
+        let detail = answer.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(detail.contains("\"alice\""), "{variant}: {detail}");
+        expect(answer, 409, Some("uniqueness"));
+        let found = scim(
+            &base,
+            "GET",
+            &format!(
+                "/Users?filter=userName%20eq%20%22{}%22",
+                common::oidc::percent_encode(variant)
+            ),
+            None,
+        )
+        .await
+        .json();
+        assert_eq!(found["totalResults"], 1, "{variant}: {found}");
+        assert_eq!(found["Resources"][0]["userName"], "alice");
+    }
+    // Invisible formatting characters make one name read as another: refused.
+    for sneaky in ["ad\u{200b}min", "bob\u{202e}"] {
+        expect(
+            scim(&base, "POST", "/Users", Some(&okta_user(sneaky))).await,
+            400,
+            Some("invalidValue"),
+        );
+    }
     let mut nameless = okta_user("x");
     nameless.as_object_mut().unwrap().remove("userName");
     expect(

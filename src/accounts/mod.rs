@@ -6,3 +6,4 @@
 
 pub mod access;
 pub mod leaked;
+pub mod sso_link;

@@ -1,18 +1,20 @@
 //! Who is calling the API, as an axum extractor: a browser session, a Deploy username
 //! and password (checked by Deploy, [`crate::signin::deploy`]), or the caller's own
 //! personal access token. State-changing requests from another site are refused
-//! whatever they carry.
+//! whatever they carry ([`check_origin`], which [`super::Api::handle`] applies to every
+//! request, sign-in included, before anything else).
 
 use std::net::IpAddr;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::ApiRef;
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
 use crate::core::refusal::Refusal;
+use crate::signin::deploy::Purpose;
 use crate::signin::session;
 use crate::store::UserSource;
 use crate::tokens::credentials::Credential;
@@ -35,6 +37,8 @@ pub struct Caller {
     pub username: String,
     pub source: UserSource,
     pub admin: bool,
+    /// An administrator's session whose rights Deploy could not confirm just now.
+    pub admin_unconfirmed: bool,
     pub via: Via,
     pub ip: IpAddr,
 }
@@ -54,6 +58,12 @@ impl Caller {
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require_signed_in()?;
+        if self.admin_unconfirmed {
+            return Err(ApiError::forbidden(
+                "your administrator rights could not be confirmed with Deploy just now \
+                 (they are asked again every signin.admin_recheck); sign in again",
+            ));
+        }
         if !self.admin {
             return Err(ApiError::forbidden("this needs an administrator"));
         }
@@ -89,36 +99,40 @@ fn is_safe(method: &Method) -> bool {
 }
 
 /// A state-changing request from another site is refused whatever credentials it
-/// carries: browsers name the requesting origin in `Origin` (and `Sec-Fetch-Site`).
-fn check_origin(parts: &Parts) -> Result<(), ApiError> {
-    if is_safe(&parts.method) {
+/// carries: browsers name the requesting origin in `Origin` (and `Sec-Fetch-Site`). The
+/// origin must be the gateway's as the client addressed it (behind a trusted proxy, its
+/// `X-Forwarded-Host` and `-Proto`); over https it must be https. Over plain http both
+/// schemes pass, since a proxy that terminates TLS may not be among `trusted_proxies`.
+pub fn check_origin(
+    method: &Method,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+) -> Result<(), ApiError> {
+    if is_safe(method) {
         return Ok(());
     }
-    if let Some(site) = parts.headers.get("sec-fetch-site") {
+    if let Some(site) = headers.get("sec-fetch-site") {
         if !matches!(site.as_bytes(), b"same-origin" | b"none") {
             return Err(cross_origin());
         }
     }
-    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
         return Ok(());
     };
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .map(|h| h.as_bytes())
-        .unwrap_or_default();
-    // The origin's scheme is not compared: behind a proxy that terminates TLS the
-    // browser's origin is https while the gateway is reached over http.
-    let origin = origin.as_bytes();
-    let authority = origin
-        .iter()
-        .position(|&b| b == b':')
-        .and_then(|colon| origin.get(colon + 3..))
-        .filter(|_| origin.windows(3).any(|w| w == b"://"));
-    if authority != Some(host) || host.is_empty() {
+    let Some(host) = client.host.as_deref().filter(|h| !h.is_empty()) else {
         return Err(cross_origin());
+    };
+    let origin = origin.as_bytes();
+    let matches = |scheme: &str| {
+        origin.len() == scheme.len() + 3 + host.len()
+            && origin.starts_with(scheme.as_bytes())
+            && origin[scheme.len()..].starts_with(b"://")
+            && origin[scheme.len() + 3..].eq_ignore_ascii_case(host.as_bytes())
+    };
+    if matches("https") || (!client.https && matches("http")) {
+        return Ok(());
     }
-    Ok(())
+    Err(cross_origin())
 }
 
 fn cross_origin() -> ApiError {
@@ -135,7 +149,6 @@ impl FromRequestParts<ApiRef> for Caller {
             .get::<ClientInfo>()
             .cloned()
             .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", ""))?;
-        check_origin(parts)?;
         match crate::edge::admission::credential_of(&parts.headers) {
             Credential::Token {
                 token,
@@ -165,6 +178,7 @@ impl FromRequestParts<ApiRef> for Caller {
                     username,
                     source,
                     admin: false,
+                    admin_unconfirmed: false,
                     via: Via::Token,
                     ip: client.ip,
                 });
@@ -182,27 +196,44 @@ impl FromRequestParts<ApiRef> for Caller {
             Credential::None => {}
         }
         if let Some((username, password)) = basic_password(parts) {
-            let checked = api
+            let signed_in = api
                 .signin
                 .deploy
-                .check(&api.store, &username, &password, client.ip, false)
+                .check(
+                    &api.store,
+                    &username,
+                    &password,
+                    client.ip,
+                    Purpose::Request,
+                )
                 .await?;
             return Ok(Caller {
-                username,
-                source: UserSource::Internal,
-                admin: checked.admin,
+                username: signed_in.username,
+                source: signed_in.source,
+                admin: signed_in.admin,
+                admin_unconfirmed: false,
                 via: Via::Password,
                 ip: client.ip,
             });
         }
-        if let Some(session) = api.signin.sessions.resolve(&parts.headers).await? {
+        if let Some(mut session) = api
+            .signin
+            .sessions
+            .resolve(&parts.headers, client.https)
+            .await?
+        {
             if !is_safe(&parts.method) {
                 session::check_csrf(&parts.headers, &session.csrf_token)?;
             }
+            api.signin
+                .sessions
+                .confirm_admin(&mut session, &api.signin.deploy)
+                .await;
             return Ok(Caller {
                 username: session.username,
                 source: session.source,
                 admin: session.admin,
+                admin_unconfirmed: session.admin_unconfirmed,
                 via: Via::Session {
                     id_hash: session.id_hash,
                     csrf_token: session.csrf_token,

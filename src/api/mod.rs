@@ -28,9 +28,10 @@ use tower::ServiceExt;
 use crate::config::Config;
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
-use crate::core::response::{full, json_error, Body};
+use crate::core::response::{full, json_error, security_headers, Body};
 use crate::core::token::TokenHasher;
 use crate::edge::admission::DEPLOY_TOKENS_ROUTE;
+use crate::identity::UpstreamIdentity;
 use crate::notify::Notifier;
 use crate::signin::SignIn;
 use crate::store::{AuditEvent, Store};
@@ -84,8 +85,9 @@ impl Api {
         tokens: Arc<TokenCheck>,
         hasher: TokenHasher,
         notifier: Arc<Notifier>,
+        identity: Option<UpstreamIdentity>,
     ) -> anyhow::Result<Arc<Api>> {
-        let signin = SignIn::new(config, store.clone(), hasher.clone())?;
+        let signin = SignIn::new(config, store.clone(), hasher.clone(), identity)?;
         Ok(Arc::new_cyclic(|me: &std::sync::Weak<Api>| Api {
             store,
             tokens,
@@ -99,8 +101,15 @@ impl Api {
         }))
     }
 
-    /// Serves one request under the API's paths; never fails (errors are answers).
+    /// Serves one request under the API's paths; never fails (errors are answers). A
+    /// state change from another site is refused before any route sees it.
     pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+        let mut response = self.answer(req, client).await;
+        security_headers(response.headers_mut());
+        response
+    }
+
+    async fn answer(&self, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let bytes = match Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -122,13 +131,17 @@ impl Api {
                 )
             }
         };
+        let cross_site = caller::check_origin(&parts.method, &parts.headers, &client).err();
         let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
         req.extensions_mut().insert(client);
         let router = self.router.clone();
         let answered = self
             .runtime
             .spawn(async move {
-                let response = router.oneshot(req).await.into_response();
+                let response = match cross_site {
+                    Some(refused) => refused.into_response(),
+                    None => router.oneshot(req).await.into_response(),
+                };
                 let (parts, body) = response.into_parts();
                 axum::body::to_bytes(body, usize::MAX)
                     .await
@@ -209,6 +222,10 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             "/patgate/api/v1/users/{username}/enable",
             post(users::enable),
         )
+        .route(
+            "/patgate/api/v1/users/{username}/sso-link",
+            axum::routing::put(users::link).delete(users::unlink),
+        )
         .route("/patgate/api/v1/audit", get(audit::list))
         .route(
             "/patgate/api/v1/smtp-servers",
@@ -259,24 +276,52 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            ));
+        if !is_json(req.headers()) {
+            return Err(not_json());
         }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::bad_request("unreadable_body", "could not read the body"))?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// An optional JSON request body: an empty one stands for `T::default()`; anything
+/// else must say `Content-Type: application/json` and parse as [`JsonBody`] does.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::bad_request("unreadable_body", "could not read the body"))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        if !is_json {
+            return Err(not_json());
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with Content-Type: application/json",
+    )
 }
 
 /// Parses a JSON body, which must be an object, naming the offending field in errors.

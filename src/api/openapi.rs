@@ -21,6 +21,7 @@ use super::{audit, leaked, me, notifications, session, settings, smtp_servers, t
         leaked::report,
         settings::get_settings, settings::put_settings,
         users::list, users::one, users::tokens, users::revoke_all, users::disable, users::enable,
+        users::link, users::unlink,
         audit::list,
         smtp_servers::list, smtp_servers::create, smtp_servers::one, smtp_servers::update,
         smtp_servers::remove, smtp_servers::send_test,

@@ -14,8 +14,10 @@ use super::{ApiRef, JsonBody};
 use crate::api::caller::{Caller, Via};
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
+use crate::core::text::has_format_chars;
+use crate::signin::deploy::Purpose;
 use crate::signin::session;
-use crate::store::{AuditEvent, SignInMethod, UserSource};
+use crate::store::{AuditEvent, SignInMethod};
 
 /// The ways to sign in that this gateway offers; needs no credentials.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,10 +52,14 @@ pub struct SignInRequest {
 }
 
 /// Signs in with a Deploy username and password; answers what `GET /me` answers, with
-/// the session's CSRF token, and sets the session cookie.
+/// the session's CSRF token, and sets the session cookie. Deploy is asked every time:
+/// a new session's administrator rights are never an earlier answer's.
 #[utoipa::path(post, path = "/patgate/api/v1/session", tag = "session", request_body = SignInRequest,
-    responses((status = 200, body = Me), (status = 401, description = "Deploy refused the credentials"),
-        (status = 429, description = "too many failed sign-ins"), (status = 503, description = "Deploy unreachable")))]
+    responses((status = 200, body = Me),
+        (status = 400, description = "no usable username or password, or a personal access token given as one (token_not_password)"),
+        (status = 401, description = "Deploy refused the credentials"),
+        (status = 403, description = "the user is disabled, or the request came from another site"),
+        (status = 429, description = "too many failed sign-ins from this address"), (status = 503, description = "Deploy unreachable")))]
 pub async fn sign_in(
     State(api): State<ApiRef>,
     Extension(client): Extension<ClientInfo>,
@@ -61,32 +67,46 @@ pub async fn sign_in(
 ) -> Result<impl IntoResponse, ApiError> {
     let api = api.get()?;
     let username = body.username.trim();
-    if username.is_empty() || body.password.is_empty() || username.contains(':') {
+    if username.is_empty()
+        || body.password.is_empty()
+        || username.contains(':')
+        || username.chars().count() > 255
+        || username.chars().any(char::is_control)
+        || has_format_chars(username)
+    {
         return Err(ApiError::bad_request(
             "invalid_body",
-            "give a username (without ':') and a password",
+            "give a username (at most 255 characters, without ':', control or invisible \
+             formatting characters) and a password",
         ));
     }
-    let checked = api
+    let signed_in = api
         .signin
         .deploy
-        .check(&api.store, username, &body.password, client.ip, true)
+        .check(
+            &api.store,
+            username,
+            &body.password,
+            client.ip,
+            Purpose::NewSession,
+        )
         .await?;
     let (cookie, csrf_token) = api
         .signin
         .sessions
         .create(
-            username,
+            &signed_in.username,
             SignInMethod::Password,
-            checked.admin,
+            signed_in.admin,
             client.ip,
-            client.tls,
+            client.https,
         )
         .await?;
     let caller = Caller {
-        username: username.to_string(),
-        source: UserSource::Internal,
-        admin: checked.admin,
+        username: signed_in.username,
+        source: signed_in.source,
+        admin: signed_in.admin,
+        admin_unconfirmed: false,
         via: Via::Session {
             id_hash: String::new(),
             csrf_token,
@@ -127,6 +147,9 @@ pub async fn sign_out(
     .await;
     Ok((
         StatusCode::NO_CONTENT,
-        [(http::header::SET_COOKIE, session::clear_cookie(client.tls))],
+        [(
+            http::header::SET_COOKIE,
+            session::clear_cookie(client.https),
+        )],
     ))
 }

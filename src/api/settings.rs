@@ -125,9 +125,11 @@ async fn notify_settings(
     if let Some(text) = body.body {
         after.body = template(text, DEFAULT_BODY);
     }
-    Templates::new(after.subject.as_deref(), after.body.as_deref()).map_err(|reason| {
-        ApiError::bad_request("invalid_template", format!("notifications.{reason}"))
-    })?;
+    Templates::prepare(after.subject.clone(), after.body.clone())
+        .await
+        .map_err(|reason| {
+            ApiError::bad_request("invalid_template", format!("notifications.{reason}"))
+        })?;
     Ok(after)
 }
 

@@ -1,6 +1,9 @@
 //! `/patgate/api/v1/smtp-servers` (administrators): the seed's
 //! `notification.PatSmtpServer` items, and Send Test Mail. The password is write-only:
-//! answers say only whether one is set, and it is sealed before it is stored.
+//! answers say only whether one is set, and it is sealed before it is stored; it must
+//! be given again when the host, port or transport security changes, so that nobody
+//! can redirect a stored password to a server of their choice. Hosts may be limited to
+//! `notify.smtp_hosts`.
 //!
 //! Items are addressed by their full id, URL-encoded (`Configuration%2FSMTPSERVERTEST`),
 //! or by its last segment (`SMTPSERVERTEST`).
@@ -9,18 +12,17 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::me::check_email;
-use super::{parse_json, ApiRef, JsonBody};
+use super::{ApiRef, JsonBody, OptionalJsonBody};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
 use crate::notify::secret::Password;
-use crate::notify::smtp::{FailureKind, Mail, Properties};
+use crate::notify::smtp::{FailureKind, Mail, Properties, TRANSPORT_PROPERTIES};
 use crate::store::{AuditEvent, SmtpServerRecord};
 
 /// The seed's type name; the only one there is.
@@ -247,6 +249,12 @@ fn apply(
     }
     if let Some(host) = &body.host {
         item.host = check_host(host)?;
+        if !api.notifier.smtp_host_allowed(&item.host) {
+            return Err(ApiError::bad_request(
+                "smtp_host_not_allowed",
+                crate::notify::smtp_host_refused(&item.host),
+            ));
+        }
     }
     if let Some(port) = body.port {
         item.port = check_port(port)?;
@@ -388,6 +396,13 @@ pub async fn update(
     let before = api.store.smtp_server(&resolve_id(&id)).await?;
     let password_changed = body.password.is_some();
     let after = apply(&api, before.clone(), body)?;
+    if before.password.is_some() && !password_changed && moves_password(&before, &after) {
+        return Err(ApiError::bad_request(
+            "password_required",
+            "the host, port or transport security changed: send the password again (or null to \
+             remove it), so that a stored password never goes to a server it was not given for",
+        ));
+    }
     api.store.update_smtp_server(&after).await?;
     let after = api.store.smtp_server(&after.id).await?;
     audit(
@@ -403,6 +418,23 @@ pub async fn update(
     )
     .await;
     Ok(Json((&after).into()))
+}
+
+/// Whether a change sends the stored password somewhere else, or less protected.
+fn moves_password(before: &SmtpServerRecord, after: &SmtpServerRecord) -> bool {
+    let transport = |item: &SmtpServerRecord| -> Vec<Option<String>> {
+        TRANSPORT_PROPERTIES
+            .iter()
+            .map(|key| {
+                item.properties
+                    .get(*key)
+                    .map(|v| v.trim().to_ascii_lowercase())
+            })
+            .collect()
+    };
+    !before.host.eq_ignore_ascii_case(&after.host)
+        || before.port != after.port
+        || transport(before) != transport(after)
 }
 
 /// Deletes an item, unless notifications are sent through it.
@@ -457,15 +489,10 @@ pub async fn send_test(
     State(api): State<ApiRef>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<TestMailBody>,
 ) -> Result<Json<TestMailSent>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    let body: TestMailBody = if body.iter().all(u8::is_ascii_whitespace) {
-        TestMailBody::default()
-    } else {
-        parse_json(&body)?
-    };
     let item = api.store.smtp_server(&resolve_id(&id)).await?;
     let to = match optional(body.to).or_else(|| item.test_address.clone()) {
         Some(to) => check_address("to", &to)?,

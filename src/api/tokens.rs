@@ -4,12 +4,11 @@
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
-use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiRef, JsonBody};
+use super::{ApiRef, JsonBody, OptionalJsonBody};
 use crate::api::caller::{Caller, Via};
 use crate::core::error::ApiError;
 use crate::core::scope::Scope;
@@ -279,15 +278,10 @@ pub async fn rotate(
     State(api): State<ApiRef>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<RotateToken>,
 ) -> Result<impl IntoResponse, ApiError> {
     let api = api.get()?;
     caller.require_signed_in()?;
-    let body: RotateToken = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateToken::default()
-    } else {
-        super::parse_json(&body)?
-    };
     let grace = match body.grace.as_deref() {
         None => 0,
         Some(text) => {

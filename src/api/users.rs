@@ -1,6 +1,7 @@
 //! `/patgate/api/v1/users` (administrators): find users, see and revoke their tokens,
-//! disable and enable them. A disabled user's tokens stop working within a second
-//! everywhere and their browser sessions end.
+//! disable and enable them, link them to an SSO identity. A disabled user's tokens stop
+//! working within a second everywhere and their browser sessions end. A user is named
+//! in any case or Unicode form of their name; answers use the name as stored.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -10,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::tokens::TokenView;
-use super::{query, ApiRef, Page};
+use super::{query, ApiRef, JsonBody, Page};
 use crate::accounts::access;
+use crate::accounts::sso_link::{self, LinkError, Requester};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
@@ -126,7 +128,7 @@ pub async fn tokens(
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    existing(&api, &username).await?;
+    let username = existing(&api, &username).await?.username;
     let now = crate::core::time::now();
     let tokens = api.store.live_tokens(&username).await?;
     Ok(Json(
@@ -145,7 +147,7 @@ pub async fn revoke_all(
 ) -> Result<StatusCode, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    existing(&api, &username).await?;
+    let username = existing(&api, &username).await?.username;
     let actor = Some(caller.username.clone());
     access::delete_all_tokens(&api.store, &username, actor, caller.ip.to_string(), None).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -159,13 +161,13 @@ async fn set_disabled(
 ) -> Result<Json<UserView>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
+    let username = existing(&api, &username).await?.username;
     if disabled && username == caller.username {
         return Err(ApiError::bad_request(
             "cannot_disable_self",
             "you cannot disable your own account",
         ));
     }
-    existing(&api, &username).await?;
     let actor = Some(caller.username.clone());
     access::change_access(
         &api.store,
@@ -201,4 +203,96 @@ pub async fn enable(
     Path(username): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     set_disabled(api, caller, username, false).await
+}
+
+/// The SSO identity to link a user to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoLinkBody {
+    /// The provider's subject for the person (the ID token's `sub`); a refused SSO
+    /// sign-in shows it.
+    pub subject: String,
+}
+
+/// A user's link to an SSO identity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SsoLinkView {
+    pub username: String,
+    pub issuer: String,
+    pub subject: String,
+}
+
+fn link_error(e: LinkError) -> ApiError {
+    match e {
+        LinkError::Store(e) => e.into(),
+        LinkError::NoSuchUser(_) | LinkError::NotLinked(_) => ApiError::not_found(e.to_string()),
+        LinkError::SubjectTaken { .. } | LinkError::UserLinked { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "already_linked", e.to_string())
+        }
+        LinkError::NoSso => ApiError::bad_request("sso_not_configured", e.to_string()),
+        LinkError::BadSubject => ApiError::bad_request("invalid_body", e.to_string()),
+    }
+}
+
+/// Links a user to an SSO identity: an SSO sign-in with this subject then becomes
+/// this user, even an internal or LDAP one (whose source stays as it is). Without a
+/// link an SSO sign-in under an internal or LDAP user's name is refused.
+#[utoipa::path(put, path = "/patgate/api/v1/users/{username}/sso-link", tag = "admin",
+    params(("username" = String, Path,)), request_body = SsoLinkBody,
+    responses((status = 200, body = SsoLinkView), (status = 404, description = "no such user"),
+        (status = 409, description = "the subject or the user is linked already"),
+        (status = 400, description = "SSO is not configured, or no subject")))]
+pub async fn link(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+    JsonBody(body): JsonBody<SsoLinkBody>,
+) -> Result<Json<SsoLinkView>, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let issuer = api.signin.oidc.as_ref().map(|o| o.issuer().to_string());
+    let username = sso_link::link(
+        &api.store,
+        issuer.as_deref(),
+        &username,
+        &body.subject,
+        Requester {
+            actor: caller.username.clone(),
+            ip: Some(caller.ip.to_string()),
+        },
+    )
+    .await
+    .map_err(link_error)?;
+    Ok(Json(SsoLinkView {
+        username,
+        issuer: issuer.unwrap_or_default(),
+        subject: body.subject.trim().to_string(),
+    }))
+}
+
+/// Removes a user's link to an SSO identity.
+#[utoipa::path(delete, path = "/patgate/api/v1/users/{username}/sso-link", tag = "admin",
+    params(("username" = String, Path,)),
+    responses((status = 204, description = "unlinked"), (status = 404, description = "no such user, or not linked"),
+        (status = 400, description = "SSO is not configured")))]
+pub async fn unlink(
+    State(api): State<ApiRef>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let api = api.get()?;
+    caller.require_admin()?;
+    let issuer = api.signin.oidc.as_ref().map(|o| o.issuer().to_string());
+    sso_link::unlink(
+        &api.store,
+        issuer.as_deref(),
+        &username,
+        Requester {
+            actor: caller.username.clone(),
+            ip: Some(caller.ip.to_string()),
+        },
+    )
+    .await
+    .map_err(link_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
-//! Once a minute, off the request path: refused token attempts go into the audit log
-//! (one row per address and reason), tokens that expired since the last round are
-//! logged (each once, across replicas), and timed-out sessions are forgotten.
+//! Once a minute, off the request path: refused token attempts and failed sign-ins go
+//! into the audit log (one row per address and reason, with the user when the gateway
+//! knows them), tokens that expired since the last round are logged (each once, across
+//! replicas), and timed-out sessions and abandoned SSO sign-ins are forgotten.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +26,13 @@ pub async fn run(api: Arc<Api>, mut stop: watch::Receiver<bool>) {
         }
     }
     flush_refusals(&api).await;
+    flush_sign_in_failures(&api).await;
 }
 
 /// One round of everything.
 pub async fn round(api: &Api) {
     flush_refusals(api).await;
+    flush_sign_in_failures(api).await;
     // Other replicas' changes to the window reach this one's answers here.
     if let Ok(settings) = api.store.notify_settings().await {
         api.tokens.set_expiry_warning_days(settings.days_before);
@@ -71,6 +74,33 @@ async fn flush_refusals(api: &Api) {
     if overflow > 0 {
         api.audit(AuditEvent {
             action: "token.refused",
+            detail: Some(
+                serde_json::json!({"reason": "from too many addresses to list", "count": overflow}),
+            ),
+            ..AuditEvent::default()
+        })
+        .await;
+    }
+}
+
+async fn flush_sign_in_failures(api: &Api) {
+    let (counts, overflow) = api.signin.failures().drain();
+    for (key, count) in counts {
+        api.audit(AuditEvent {
+            actor: key.username.clone(),
+            action: "signin.failed",
+            username: key.username,
+            ip: Some(key.ip.to_string()),
+            detail: Some(
+                serde_json::json!({"method": key.method, "reason": key.reason, "count": count}),
+            ),
+            ..AuditEvent::default()
+        })
+        .await;
+    }
+    if overflow > 0 {
+        api.audit(AuditEvent {
+            action: "signin.failed",
             detail: Some(
                 serde_json::json!({"reason": "from too many addresses to list", "count": overflow}),
             ),

@@ -98,7 +98,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         _ => None,
     };
-    let identity = UpstreamIdentity::new(&config.upstream.identity, jwt)?;
+    let identity = UpstreamIdentity::new(&config.upstream.identity, jwt.clone())?;
+    // The API asserts users to Deploy too (asking again whether an administrator is
+    // one); it shares the signing keys.
+    let api_identity = UpstreamIdentity::new(&config.upstream.identity, jwt)?;
     if config.upstream.identity.mode == IdentityMode::Header
         && config.upstream.identity.shared_secret.is_none()
     {
@@ -129,6 +132,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tokens.clone(),
         hasher_for_api,
         notifier.clone(),
+        Some(api_identity),
     )?;
     let housekeeping = tokio::spawn(housekeeping::run(api.clone(), stop_rx.clone()));
     let notify_task = notifier

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{duration, number};
+use super::values::{duration, number, ListOrText};
 use super::ConfigError;
 
 /// The expiry notifier's process-level settings. What is sent, and through which SMTP
@@ -29,6 +29,26 @@ pub struct Notify {
     /// How long a claimed notification stays claimed before another pass may retry it
     /// (a replica that crashed between claim and send).
     pub claim_lease: Duration,
+    /// The SMTP hosts items may name (lower case; `*.example.com` for a domain's
+    /// hosts); empty: any host.
+    pub smtp_hosts: Vec<String>,
+}
+
+impl Notify {
+    /// Whether an SMTP server item may name `host`.
+    pub fn smtp_host_allowed(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.smtp_hosts.is_empty()
+            || self
+                .smtp_hosts
+                .iter()
+                .any(|allowed| match allowed.strip_prefix("*.") {
+                    Some(domain) => host
+                        .strip_suffix(domain)
+                        .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                    None => *allowed == host,
+                })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +61,7 @@ pub(super) struct RawNotify {
     #[serde(deserialize_with = "number")]
     concurrency: usize,
     claim_lease: String,
+    smtp_hosts: ListOrText,
 }
 
 impl Default for RawNotify {
@@ -52,6 +73,7 @@ impl Default for RawNotify {
             send_timeout: "30s".into(),
             concurrency: 4,
             claim_lease: "15m".into(),
+            smtp_hosts: ListOrText::Empty,
         }
     }
 }
@@ -131,6 +153,23 @@ impl RawNotify {
                 "must be at least twice notify.send_timeout, or a slow send could be repeated",
             ));
         }
+        let mut smtp_hosts = Vec::new();
+        for host in self.smtp_hosts.into_vec() {
+            let bare = host.strip_prefix("*.").unwrap_or(&host);
+            let valid = !bare.is_empty()
+                && bare.len() <= 253
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if !valid {
+                return Err(ConfigError::key(
+                    "notify.smtp_hosts",
+                    &host,
+                    "write host names or addresses (smtp.example.com, 10.0.0.25), or *.example.com for a domain's hosts",
+                ));
+            }
+            smtp_hosts.push(host.to_ascii_lowercase());
+        }
         Ok(Notify {
             daily_at,
             time_zone,
@@ -139,6 +178,7 @@ impl RawNotify {
             send_timeout,
             concurrency: self.concurrency,
             claim_lease,
+            smtp_hosts,
         })
     }
 }
@@ -157,6 +197,32 @@ fn parse_daily_at(text: &str) -> Option<jiff::civil::Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_hosts_allow_names_and_domains() {
+        let mut notify = RawNotify {
+            time_zone: "UTC".into(),
+            smtp_hosts: ListOrText::Text("smtp.example.com, *.corp.example".into()),
+            ..RawNotify::default()
+        }
+        .validate()
+        .unwrap();
+        assert!(notify.smtp_host_allowed("SMTP.example.com"));
+        assert!(notify.smtp_host_allowed("relay.eu.corp.example"));
+        assert!(!notify.smtp_host_allowed("corp.example"));
+        assert!(!notify.smtp_host_allowed("evilcorp.example"));
+        assert!(!notify.smtp_host_allowed("127.0.0.1"));
+        notify.smtp_hosts.clear();
+        assert!(notify.smtp_host_allowed("anything.example"));
+        let err = RawNotify {
+            time_zone: "UTC".into(),
+            smtp_hosts: ListOrText::Text("smtp example".into()),
+            ..RawNotify::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("notify.smtp_hosts"), "{err}");
+    }
 
     #[test]
     fn daily_at_reads_hours_and_minutes() {

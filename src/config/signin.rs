@@ -27,6 +27,9 @@ pub struct SignIn {
     pub failure_burst: u32,
     pub session_idle_timeout: Duration,
     pub session_absolute_timeout: Duration,
+    /// How long a password session's administrator rights hold before Deploy is asked
+    /// again (an administrator removed in Deploy loses them within this time).
+    pub admin_recheck: Duration,
 }
 
 /// OpenID Connect sign-in for SSO users.
@@ -41,11 +44,13 @@ pub struct Sso {
     /// Members of any of these roles (groups) are administrators.
     pub admin_roles: Vec<String>,
     pub scopes: Vec<String>,
-    /// The callback address registered with the provider; derived from the request's
-    /// host when not set.
-    pub redirect_url: Option<String>,
+    /// The callback address registered with the provider. Required: a callback built
+    /// from a request's `Host` would send codes wherever a client says.
+    pub redirect_url: String,
     /// Extra PEM CA bundle for the provider's https endpoints.
     pub ca_file: Option<PathBuf>,
+    /// SSO sign-ins one client address may start per minute (and at once).
+    pub starts_per_minute: u32,
 }
 
 impl std::fmt::Debug for Sso {
@@ -71,6 +76,7 @@ pub(super) struct RawSignIn {
     failure_burst: u32,
     session_idle_timeout: String,
     session_absolute_timeout: String,
+    admin_recheck: String,
 }
 
 impl Default for RawSignIn {
@@ -84,6 +90,7 @@ impl Default for RawSignIn {
             failure_burst: 10,
             session_idle_timeout: "30m".into(),
             session_absolute_timeout: "12h".into(),
+            admin_recheck: "5m".into(),
         }
     }
 }
@@ -101,6 +108,8 @@ pub(super) struct RawSso {
     scopes: ListOrText,
     redirect_url: String,
     ca_file: String,
+    #[serde(deserialize_with = "number")]
+    starts_per_minute: u32,
 }
 
 impl Default for RawSso {
@@ -116,6 +125,7 @@ impl Default for RawSso {
             scopes: ListOrText::Empty,
             redirect_url: String::new(),
             ca_file: String::new(),
+            starts_per_minute: 20,
         }
     }
 }
@@ -174,6 +184,14 @@ impl RawSignIn {
                 self.session_idle_timeout, self.session_absolute_timeout
             )));
         }
+        let admin_recheck = duration("signin.admin_recheck", &self.admin_recheck)?;
+        if admin_recheck < Duration::from_secs(1) || admin_recheck > Duration::from_secs(3600) {
+            return Err(ConfigError::key(
+                "signin.admin_recheck",
+                &self.admin_recheck,
+                "must be between 1s and 1h; Deploy is asked again this often whether an administrator still is one",
+            ));
+        }
         Ok(SignIn {
             deploy_check_path: path_key("signin.deploy_check_path", &self.deploy_check_path)?,
             deploy_admin_path: match self.deploy_admin_path.trim() {
@@ -186,6 +204,7 @@ impl RawSignIn {
             failure_burst: self.failure_burst,
             session_idle_timeout: idle,
             session_absolute_timeout: absolute,
+            admin_recheck,
         })
     }
 }
@@ -221,9 +240,27 @@ impl RawSso {
             scopes = vec!["openid".into(), "profile".into(), "email".into()];
         }
         let redirect_url = match self.redirect_url.trim() {
-            "" => None,
-            url => Some(http_url("sso.redirect_url", url)?),
+            "" => {
+                return Err(ConfigError(
+                    "sso.redirect_url: required with sso.issuer; write the callback URL registered with your provider, like https://deploy.example.com/patgate/sso/callback".into(),
+                ))
+            }
+            url => http_url("sso.redirect_url", url)?,
         };
+        if !redirect_url.ends_with("/patgate/sso/callback") {
+            return Err(ConfigError::key(
+                "sso.redirect_url",
+                &redirect_url,
+                "must end in /patgate/sso/callback, the gateway's callback route",
+            ));
+        }
+        if self.starts_per_minute == 0 {
+            return Err(ConfigError::key(
+                "sso.starts_per_minute",
+                "0",
+                "must be at least 1: the SSO sign-ins one client address may start per minute",
+            ));
+        }
         Ok(Some(Sso {
             issuer,
             client_id: self.client_id,
@@ -235,6 +272,68 @@ impl RawSso {
             scopes,
             redirect_url,
             ca_file: optional_path(&self.ca_file),
+            starts_per_minute: self.starts_per_minute,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{env, MINIMAL};
+    use super::super::Config;
+
+    const SSO: [(&str, &str); 3] = [
+        ("PATGATE_SSO__ISSUER", "https://login.example.com"),
+        ("PATGATE_SSO__CLIENT_ID", "patgate"),
+        ("PATGATE_SSO__CLIENT_SECRET", "s3cret"),
+    ];
+
+    fn load(extra: &[(&str, &str)]) -> Result<Config, String> {
+        let mut all = SSO.to_vec();
+        all.extend_from_slice(extra);
+        Config::from_yaml(MINIMAL, &env(&all)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sso_needs_the_registered_callback_url() {
+        // Built from a request's Host, a callback would go wherever a client says.
+        let err = load(&[]).unwrap_err();
+        assert!(err.contains("sso.redirect_url: required"), "{err}");
+        let err = load(&[(
+            "PATGATE_SSO__REDIRECT_URL",
+            "https://deploy.example.com/elsewhere",
+        )])
+        .unwrap_err();
+        assert!(err.contains("/patgate/sso/callback"), "{err}");
+        let cfg = load(&[(
+            "PATGATE_SSO__REDIRECT_URL",
+            "https://deploy.example.com/patgate/sso/callback",
+        )])
+        .unwrap();
+        assert_eq!(cfg.sso.unwrap().starts_per_minute, 20);
+        let err = load(&[
+            (
+                "PATGATE_SSO__REDIRECT_URL",
+                "https://deploy.example.com/patgate/sso/callback",
+            ),
+            ("PATGATE_SSO__STARTS_PER_MINUTE", "0"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("sso.starts_per_minute"), "{err}");
+    }
+
+    #[test]
+    fn admin_recheck_is_a_bounded_duration() {
+        let cfg = Config::from_yaml(MINIMAL, &env(&[])).unwrap();
+        assert_eq!(
+            cfg.signin.admin_recheck,
+            std::time::Duration::from_secs(300)
+        );
+        for bad in ["0s", "2h", "soon"] {
+            let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_SIGNIN__ADMIN_RECHECK", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("signin.admin_recheck"), "{bad}: {err}");
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! The ground floor: values and helpers that every other folder may use and that use
 //! nothing of the crate above them. The JSON error shape and response bodies, the client
-//! connection, instants, secret and text helpers, the TLS client configuration, and
+//! connection, the gateway's cookies, private files, instants, secret and text helpers, the TLS client configuration, and
 //! the token value types (format and hash, scope, address networks, refusals).
 //!
 //! May import: nothing of the crate outside `core/`.
 
 pub mod cidr;
 pub mod client;
+pub mod cookie;
 pub mod error;
+pub mod files;
 pub mod refusal;
 pub mod response;
 pub mod scope;

@@ -6,6 +6,11 @@
 //! Both paths send Deploy an `X-Forwarded-For` that starts with the address found here
 //! and ends with the peer's, and give the token check (failure limits, last-used
 //! address) the same address.
+//!
+//! The gateway's own routes also need the scheme and host the browser used: behind a
+//! proxy that terminates TLS the connection here is plain http, so a trusted proxy's
+//! `X-Forwarded-Proto` and `X-Forwarded-Host` say them ([`addressed`]); anyone else's
+//! are ignored.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -116,6 +121,44 @@ fn is_port(text: &str) -> bool {
     !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The scheme and host a client addressed: from a trusted proxy (`peer_trusted`), the
+/// first entry of its `X-Forwarded-Proto` and `X-Forwarded-Host` (the client-facing
+/// proxy's), falling back to this connection's TLS and `Host`; from anyone else, this
+/// connection's alone. Returns whether the scheme is https, and the host.
+pub fn addressed(
+    headers: &http::HeaderMap,
+    peer_trusted: bool,
+    tls: bool,
+) -> (bool, Option<String>) {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let own_host = || {
+        headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    if !peer_trusted {
+        return (tls, own_host());
+    }
+    let https = match first("x-forwarded-proto") {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => true,
+        Some(proto) if proto.eq_ignore_ascii_case("http") => false,
+        _ => tls,
+    };
+    let host = first("x-forwarded-host")
+        .filter(|h| crate::edge::headers::valid_host(h.as_bytes()))
+        .map(str::to_string)
+        .or_else(own_host);
+    (https, host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +173,28 @@ mod tests {
         let mut header = Vec::new();
         resolved.write(&mut header, peer.as_bytes());
         (resolved.ip.to_string(), String::from_utf8(header).unwrap())
+    }
+
+    #[test]
+    fn scheme_and_host_come_from_trusted_proxies_only() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "gw.internal:4516".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https, http".parse().unwrap());
+        headers.insert("x-forwarded-host", "deploy.example.com".parse().unwrap());
+        assert_eq!(
+            addressed(&headers, true, false),
+            (true, Some("deploy.example.com".into()))
+        );
+        assert_eq!(
+            addressed(&headers, false, false),
+            (false, Some("gw.internal:4516".into()))
+        );
+        headers.insert("x-forwarded-host", "evil/path".parse().unwrap());
+        headers.insert("x-forwarded-proto", "gopher".parse().unwrap());
+        assert_eq!(
+            addressed(&headers, true, true),
+            (true, Some("gw.internal:4516".into()))
+        );
     }
 
     #[test]

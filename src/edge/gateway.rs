@@ -18,7 +18,7 @@ use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
 use crate::edge::headers::{self, Rules};
 use crate::edge::proxy::{self, Peer, Proxy, StillValid, UpstreamWait};
-use crate::edge::{access, admission, endpoints, expiry, forward_auth};
+use crate::edge::{access, admission, endpoints, expiry, forward_auth, forwarded};
 use crate::identity::UpstreamIdentity;
 use crate::metrics::{Metrics, Route};
 use crate::store::Store;
@@ -214,9 +214,13 @@ impl Gateway {
                     .get_all("x-forwarded-for")
                     .iter()
                     .map(|v| v.as_bytes());
+                let (https, host) =
+                    forwarded::addressed(req.headers(), self.rules.trusts_proxy(peer.ip), peer.tls);
                 let client = ClientInfo {
                     ip: self.rules.client(peer.ip, forwarded).ip,
                     tls: peer.tls,
+                    https,
+                    host,
                     request_id: peer.request_id.to_string(),
                 };
                 return self.routes.answer(req, client).await;
@@ -270,6 +274,8 @@ impl Gateway {
                     .local()
                     .passed_through
                     .fetch_add(1, Ordering::Relaxed);
+                // The gateway's own cookies are for its routes, never Deploy's to see.
+                headers::strip_own_cookies(headers);
                 proxy.forward(req, peer, upgrade, None).await
             }
             Credential::Deploy if self.deploy_tokens == DeployTokens::Refuse => {

@@ -1,7 +1,8 @@
 //! Header rules both request paths apply, the fast path to raw header lines and the
 //! general path to a `HeaderMap`: the names only the gateway may write and their `_`
 //! look-alikes, the most header lines a message may have, what makes a `Host`
-//! acceptable, and the URL session ids a token request may not carry.
+//! acceptable, the URL session ids a token request may not carry, and the gateway's
+//! own cookies, which Deploy never sees.
 //!
 //! Everything here works on bytes in place; nothing allocates for an ordinary request.
 
@@ -390,9 +391,71 @@ pub fn strip_session_id(headers: &mut HeaderMap) {
     };
 }
 
+/// General path: removes the gateway's own cookies ([`crate::core::cookie::is_own`])
+/// from a request's `Cookie` headers, keeping every other cookie as it was; a header
+/// left with nothing goes. A request without them is not touched.
+pub fn strip_own_cookies(headers: &mut HeaderMap) {
+    let pairs = |value: &HeaderValue| -> Vec<Vec<u8>> {
+        value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let own = |pair: &[u8]| {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        crate::core::cookie::is_own(name.trim_ascii())
+    };
+    let carries_own = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|value| pairs(value).iter().any(|pair| own(pair)));
+    if !carries_own {
+        return;
+    }
+    let values: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    headers.remove(header::COOKIE);
+    for value in values {
+        let kept: Vec<Vec<u8>> = pairs(&value).into_iter().filter(|p| !own(p)).collect();
+        if kept.is_empty() {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            headers.append(header::COOKIE, value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_gateways_cookies_are_taken_out() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("SESSION_XLD=abc; patgate_session=s3cret;lang=en"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Secure-patgate_sso=b1nd"),
+        );
+        strip_own_cookies(&mut headers);
+        let left: Vec<&str> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, vec!["SESSION_XLD=abc; lang=en"]);
+
+        let mut untouched = HeaderMap::new();
+        untouched.insert(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
+        strip_own_cookies(&mut untouched);
+        assert_eq!(untouched[header::COOKIE], "a=1;b=2");
+    }
 
     #[test]
     fn look_alikes_read_as_the_real_name() {

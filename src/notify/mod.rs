@@ -86,8 +86,15 @@ impl Notifier {
             })
     }
 
-    /// A transport for an item, with its password opened.
+    /// A transport for an item, with its password opened; refused for a host outside
+    /// `notify.smtp_hosts`.
     pub fn mailer(&self, item: &SmtpServerRecord) -> Result<smtp::Mailer, smtp::SendFailure> {
+        if !self.config.smtp_host_allowed(&item.host) {
+            return Err(smtp::SendFailure {
+                kind: smtp::FailureKind::Configuration,
+                message: smtp_host_refused(&item.host),
+            });
+        }
         let password = item
             .password
             .as_ref()
@@ -100,10 +107,22 @@ impl Notifier {
         smtp::Mailer::new(item, password.as_ref(), self.config.send_timeout)
     }
 
+    /// Whether an item may name `host` (`notify.smtp_hosts`).
+    pub fn smtp_host_allowed(&self, host: &str) -> bool {
+        self.config.smtp_host_allowed(host)
+    }
+
     /// Why nothing would be sent now, or `None` when notifications are on and an SMTP
     /// server is chosen.
     pub async fn idle_reason(&self) -> Result<Option<String>, StoreError> {
         let settings = self.store.notify_settings().await?;
         Ok(pass::idle_reason(&settings).map(|(_, reason)| reason.to_string()))
     }
+}
+
+/// Why an item may not name `host`.
+pub fn smtp_host_refused(host: &str) -> String {
+    format!(
+        "SMTP host {host:?} is not one of notify.smtp_hosts, the hosts this gateway's operator allows; use one of them, or ask the operator to add it"
+    )
 }

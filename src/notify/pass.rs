@@ -190,11 +190,11 @@ impl Notifier {
                 )))
             }
         };
-        let templates = match Templates::new(settings.subject.as_deref(), settings.body.as_deref())
-        {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(("template_error", e))),
-        };
+        let templates =
+            match Templates::prepare(settings.subject.clone(), settings.body.clone()).await {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(("template_error", e))),
+            };
         Ok(Ok((Arc::new(mailer), Arc::new(templates))))
     }
 
@@ -342,7 +342,7 @@ impl Job {
             Ok(false) => return Outcome::ClaimedElsewhere,
             Err(e) => return Outcome::Failed(format!("could not claim in the database: {e}")),
         }
-        let outcome = match self.templates.render(&self.vars) {
+        let outcome = match self.templates.render_apart(&self.vars).await {
             Err(e) => Err(e),
             Ok(rendered) => {
                 let sending = Instant::now();

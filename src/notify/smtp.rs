@@ -1,6 +1,8 @@
 //! Talking to an SMTP server with lettre: the item's JavaMail properties turned into a
 //! transport (plain, STARTTLS or implicit TLS; AUTH; timeouts; trusted hosts), and the
-//! server's failures turned into words an administrator can act on.
+//! server's failures turned into words an administrator can act on. A password never
+//! crosses the network in clear unless the item says so (`patgate.smtp.auth.plaintext`),
+//! and what a peer sent is repeated only when it is an SMTP reply.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,9 +16,24 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::secret::Password;
 use crate::store::SmtpServerRecord;
 
+/// Lets an item authenticate over a connection without TLS (a relay on a trusted
+/// network); the gateway's own property, beside JavaMail's.
+pub const PLAINTEXT_AUTH: &str = "patgate.smtp.auth.plaintext";
+
+/// The properties that decide how the connection is protected: changing one of them (or
+/// the host or port) means the password must be given again.
+pub const TRANSPORT_PROPERTIES: [&str; 6] = [
+    "mail.smtp.starttls.enable",
+    "mail.smtp.starttls.required",
+    "mail.smtp.ssl.enable",
+    "mail.smtp.ssl.trust",
+    "mail.smtp.ssl.checkserveridentity",
+    PLAINTEXT_AUTH,
+];
+
 /// The JavaMail properties the gateway honours; every other key is kept on the item
 /// and reported back as ignored.
-pub const UNDERSTOOD: [&str; 10] = [
+pub const UNDERSTOOD: [&str; 11] = [
     "mail.smtp.starttls.enable",
     "mail.smtp.starttls.required",
     "mail.smtp.ssl.enable",
@@ -27,6 +44,7 @@ pub const UNDERSTOOD: [&str; 10] = [
     "mail.smtp.connectiontimeout",
     "mail.smtp.timeout",
     "mail.smtp.localhost",
+    PLAINTEXT_AUTH,
 ];
 
 /// How to connect, read from JavaMail properties.
@@ -46,6 +64,8 @@ pub struct Properties {
     pub check_server_identity: bool,
     /// Name sent in EHLO.
     pub localhost: Option<String>,
+    /// The item accepts that its password crosses the network without TLS.
+    pub plaintext_auth: bool,
 }
 
 impl Properties {
@@ -83,6 +103,7 @@ impl Properties {
                 "mail.smtp.starttls.required" => p.starttls_required = flag()?,
                 "mail.smtp.ssl.enable" => p.ssl_enable = flag()?,
                 "mail.smtp.auth" => p.auth = Some(flag()?),
+                PLAINTEXT_AUTH => p.plaintext_auth = flag()?,
                 "mail.smtp.ssl.checkserveridentity" => p.check_server_identity = flag()?,
                 "mail.smtp.connectiontimeout" => p.connection_timeout = Some(millis()?),
                 "mail.smtp.timeout" => p.timeout = Some(millis()?),
@@ -211,14 +232,25 @@ impl Mailer {
                 .build_rustls()
                 .map_err(|e| config(format!("TLS set-up for {}: {e}", item.host)))
         };
+        let username = item.username.as_deref().filter(|u| !u.is_empty());
+        let authenticate = properties.auth.unwrap_or(username.is_some());
+        // Credentials go over TLS only: opportunistic STARTTLS becomes required, and a
+        // plain connection is refused, unless the item allows it explicitly.
+        let in_clear_allowed = !authenticate || properties.plaintext_auth;
         let tls = if properties.ssl_enable {
             Tls::Wrapper(tls_parameters()?)
-        } else if properties.starttls_required {
+        } else if properties.starttls_required || (properties.starttls_enable && !in_clear_allowed)
+        {
             Tls::Required(tls_parameters()?)
         } else if properties.starttls_enable {
             Tls::Opportunistic(tls_parameters()?)
-        } else {
+        } else if in_clear_allowed {
             Tls::None
+        } else {
+            return Err(config(format!(
+                "the item authenticates, and its password would cross the network to {}:{} in clear: set mail.smtp.starttls.enable=true and mail.smtp.starttls.required=true (port 587) or mail.smtp.ssl.enable=true (port 465); for a relay on a trusted network, {PLAINTEXT_AUTH}=true allows it",
+                item.host, item.port
+            )));
         };
         // lettre applies one timeout to connecting and to each reply: the smaller one.
         let timeout = match (properties.connection_timeout, properties.timeout) {
@@ -233,8 +265,6 @@ impl Mailer {
         if let Some(name) = &properties.localhost {
             builder = builder.hello_name(ClientId::Domain(name.clone()));
         }
-        let username = item.username.as_deref().filter(|u| !u.is_empty());
-        let authenticate = properties.auth.unwrap_or(username.is_some());
         if authenticate {
             let Some(username) = username else {
                 return Err(config(
@@ -353,10 +383,12 @@ impl Mailer {
                 format!("authentication failed at {server}: {said}; the server offers no AUTH method the gateway can use (over plain text many servers offer none: set mail.smtp.starttls.enable=true)"),
             );
         }
-        if e.is_response() && (self.properties.ssl_enable || io_kind.is_none()) {
+        if e.is_response() {
+            // Whatever the peer sent is not an SMTP reply: it is not repeated (the item
+            // could point at any service).
             return SendFailure::new(
                 FailureKind::Other,
-                format!("{server} did not answer like an SMTP server: {said}; if it expects TLS from the start (port 465) set mail.smtp.ssl.enable=true"),
+                format!("{server} did not answer like an SMTP server; check host and port, and if it expects TLS from the start (port 465) set mail.smtp.ssl.enable=true"),
             );
         }
         SendFailure::new(
@@ -433,6 +465,8 @@ mod tests {
         assert_eq!(p.connection_timeout, Some(Duration::from_secs(5)));
         assert!(p.trusts("RELAY.internal") && !p.trusts("elsewhere"));
         assert_eq!(ignored, vec!["mail.debug".to_string()]);
+        let (p, ignored) = Properties::parse(&props(&[(PLAINTEXT_AUTH, "true")])).unwrap();
+        assert!(p.plaintext_auth && ignored.is_empty());
     }
 
     #[test]

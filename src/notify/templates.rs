@@ -1,9 +1,27 @@
 //! The e-mail's subject (plain text) and body (HTML, every inserted value escaped),
 //! rendered with minijinja, and the text/plain alternative rendered from the same data
 //! by a built-in template.
+//!
+//! Administrators write the templates, so their cost is bounded: each at most
+//! [`MAX_TEMPLATE_BYTES`], each render at most [`FUEL`] instructions and
+//! [`MAX_RENDERED_BYTES`] of output, and [`Templates::prepare`] and
+//! [`Templates::render_apart`] render on a blocking thread within [`RENDER_TIMEOUT`], so
+//! that a template never holds up the runtime that serves token checks.
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use std::sync::Arc;
+use std::time::Duration;
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
+
+/// Longest subject or body template.
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+/// Instructions one render may run: the built-in templates need a few hundred.
+pub const FUEL: u64 = 50_000;
+/// Longest rendered subject, body or text.
+pub const MAX_RENDERED_BYTES: usize = 256 * 1024;
+/// Longest a check or a render may take off the runtime.
+pub const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub const DEFAULT_SUBJECT: &str =
     "Your personal access token \"{{ token_name }}\" expires in {{ days_left }} day{% if days_left != 1 %}s{% endif %}";
@@ -92,7 +110,17 @@ impl Templates {
     /// Compiles the subject and body (`None`: the built-in ones) and renders them once
     /// with example values; a template that does not render is refused with its line.
     pub fn new(subject: Option<&str>, body: Option<&str>) -> Result<Templates, String> {
+        for (part, source) in [(Part::Subject, subject), (Part::Body, body)] {
+            if source.is_some_and(|s| s.len() > MAX_TEMPLATE_BYTES) {
+                return Err(format!(
+                    "{}: longer than {} KiB; shorten it",
+                    part.name(),
+                    MAX_TEMPLATE_BYTES / 1024
+                ));
+            }
+        }
         let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|name| match name {
             "body" => AutoEscape::Html,
@@ -113,15 +141,31 @@ impl Templates {
         Ok(templates)
     }
 
+    /// [`Self::new`] on a blocking thread, within [`RENDER_TIMEOUT`].
+    pub async fn prepare(
+        subject: Option<String>,
+        body: Option<String>,
+    ) -> Result<Templates, String> {
+        apart(move || Templates::new(subject.as_deref(), body.as_deref())).await
+    }
+
+    /// [`Self::render`] on a blocking thread, within [`RENDER_TIMEOUT`].
+    pub async fn render_apart(self: &Arc<Self>, vars: &Variables) -> Result<Rendered, String> {
+        let (templates, vars) = (self.clone(), vars.clone());
+        apart(move || templates.render(&vars)).await
+    }
+
     pub fn render(&self, vars: &Variables) -> Result<Rendered, String> {
         let render = |name: &str, part: Option<Part>| {
+            let mut out = Capped(Vec::new());
             self.env
                 .get_template(name)
-                .and_then(|t| t.render(vars))
+                .and_then(|t| t.render_captured_to(vars, &mut out).map(drop))
                 .map_err(|e| match part {
                     Some(part) => explain(part, &e),
                     None => format!("built-in text template: {e}"),
-                })
+                })?;
+            String::from_utf8(out.0).map_err(|_| format!("{name}: renders to invalid UTF-8"))
         };
         let subject = render("subject", Some(Part::Subject))?;
         // A header is one line.
@@ -137,8 +181,53 @@ impl Templates {
     }
 }
 
+/// Runs `work` on a blocking thread, giving up after [`RENDER_TIMEOUT`] (the thread
+/// then stops on its own when its fuel runs out).
+async fn apart<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::time::timeout(RENDER_TIMEOUT, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(_)) => Err("the templates could not be rendered".into()),
+        Err(_) => Err(format!(
+            "rendering took longer than {} s; simplify the template",
+            RENDER_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Output that refuses to grow past [`MAX_RENDERED_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("rendered text too long"));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `body, line 3: syntax error: unexpected end of input`.
 fn explain(part: Part, e: &minijinja::Error) -> String {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return format!(
+            "{}: needs more work to render than a notice may take (loops within loops?); simplify it",
+            part.name()
+        );
+    }
+    if e.kind() == ErrorKind::WriteFailure {
+        return format!(
+            "{}: renders to more than {} KiB; shorten it",
+            part.name(),
+            MAX_RENDERED_BYTES / 1024
+        );
+    }
     let reason = e
         .detail()
         .map(|d| format!("{}: {d}", e.kind()))
@@ -173,6 +262,25 @@ mod tests {
         );
         assert!(out.text.contains("<script>alert(1)</script>"));
         assert!(out.text.contains("https://deploy.example.com/patgate/"));
+    }
+
+    #[test]
+    fn costly_templates_are_stopped() {
+        let nested = "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}";
+        let started = std::time::Instant::now();
+        let err = Templates::new(None, Some(nested)).err().unwrap();
+        assert!(err.contains("simplify"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let huge = "{{ 'x' * 1000000 }}";
+        let err = Templates::new(None, Some(huge)).err().unwrap();
+        assert!(err.contains("KiB"), "{err}");
+        let long = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        let err = Templates::new(None, Some(&long)).err().unwrap();
+        assert!(err.starts_with("body: longer than 16 KiB"), "{err}");
     }
 
     #[test]

@@ -4,26 +4,56 @@
 //! `signin.admin_users`.
 //!
 //! A successful check is remembered for `signin.cache_ttl` under a keyed hash of the
-//! credentials, never the password. Failures are limited per client address and per
-//! username; Deploy unreachable is a 503, never "wrong password".
+//! credentials, never the password; a new session never uses that memory, so its
+//! administrator rights are Deploy's answer of now. Failures are limited hard per
+//! client address and per (user, address); per user they only slow the check down, so
+//! that nobody can lock another person out by guessing wrong. Deploy unreachable is a
+//! 503, never "wrong password". A personal access token is never sent to Deploy as a
+//! password or a name.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use moka::future::Cache;
 
+use super::failures::{FailureKey, FailureLog};
 use super::http_client::HttpClient;
-use crate::config::{self, Config};
+use crate::config::{self, Config, IdentityMode};
 use crate::core::error::ApiError;
-use crate::core::token::{TokenHash, TokenHasher};
+use crate::core::text::username_key;
+use crate::core::token::{contains_token, TokenHash, TokenHasher};
+use crate::identity::UpstreamIdentity;
 use crate::store::{AuditEvent, Store, UserSource};
 use crate::tokens::limiter::FailureLimiter;
+
+/// How long a check waits while the user's name is over its failure limit: guessing
+/// slows down, the right password still gets through.
+const SLOWDOWN: Duration = Duration::from_secs(1);
 
 /// What a successful password check found.
 #[derive(Debug, Clone, Copy)]
 pub struct Checked {
     pub admin: bool,
+}
+
+/// The user a successful check signed in, as the gateway knows them.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The name as stored (`alice` for a sign-in as `Alice`).
+    pub username: String,
+    pub source: UserSource,
+    pub admin: bool,
+}
+
+/// Why the password is being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A browser session starts: Deploy is asked now, whatever is remembered.
+    NewSession,
+    /// One API request with `Authorization: Basic`: a remembered answer will do.
+    Request,
 }
 
 pub struct DeployCheck {
@@ -35,11 +65,21 @@ pub struct DeployCheck {
     hasher: TokenHasher,
     cache: Option<Cache<TokenHash, Checked>>,
     by_address: FailureLimiter<IpAddr>,
+    by_user_address: FailureLimiter<(String, IpAddr)>,
     by_user: FailureLimiter<String>,
+    /// How the gateway asserts a user to Deploy, for asking Deploy again about an
+    /// administrator without their password; `None` in basic mode, where it cannot.
+    identity: Option<UpstreamIdentity>,
+    /// Failed sign-ins, written to the audit log once a minute.
+    pub failures: Arc<FailureLog>,
 }
 
 impl DeployCheck {
-    pub fn new(config: &Config, hasher: TokenHasher) -> anyhow::Result<DeployCheck> {
+    pub fn new(
+        config: &Config,
+        hasher: TokenHasher,
+        identity: Option<UpstreamIdentity>,
+    ) -> anyhow::Result<DeployCheck> {
         let signin = &config.signin;
         let limits = config::Limits {
             failures_per_second: signin.failures_per_minute / 60.0,
@@ -63,87 +103,148 @@ impl DeployCheck {
                     .build()
             }),
             by_address: FailureLimiter::new(&limits),
+            by_user_address: FailureLimiter::new(&limits),
             by_user: FailureLimiter::new(&limits),
+            identity: identity.filter(|_| config.upstream.identity.mode != IdentityMode::Basic),
+            failures: Arc::default(),
         })
     }
 
     /// Whether `username` is an administrator by configuration.
     pub fn configured_admin(&self, username: &str) -> bool {
-        self.admin_users.iter().any(|u| u == username)
+        let key = username_key(username);
+        self.admin_users.iter().any(|u| username_key(u) == key)
     }
 
     /// Checks a username and password; records the sign-in (and audits it when it was
-    /// checked with Deploy rather than remembered, or when `always_audit`).
+    /// checked with Deploy rather than remembered, or for a new session).
     pub async fn check(
         &self,
         store: &Store,
         username: &str,
         password: &str,
         ip: IpAddr,
-        always_audit: bool,
-    ) -> Result<Checked, ApiError> {
-        let user_key = username.to_lowercase();
-        if self.by_address.blocked(&ip).await || self.by_user.blocked(&user_key).await {
-            return Err(too_many());
+        purpose: Purpose,
+    ) -> Result<SignedIn, ApiError> {
+        if contains_token(username.as_bytes()) || contains_token(password.as_bytes()) {
+            return Err(ApiError::bad_request(
+                "token_not_password",
+                "this is a personal access token, not a Deploy password: API clients send it \
+                 as the password of an empty username (curl -u :TOKEN); sign in with your Deploy \
+                 username and password",
+            ));
         }
         let key = self.key(username, password);
-        let remembered = match &self.cache {
-            Some(cache) => cache.get(&key).await,
-            None => None,
+        let remembered = match (&self.cache, purpose) {
+            (Some(cache), Purpose::Request) => cache.get(&key).await,
+            _ => None,
         };
         let checked = match remembered {
             Some(checked) => checked,
-            None => match self.ask_deploy(username, password).await? {
-                Some(checked) => checked,
-                None => {
-                    let over = self.by_address.record_failure(ip).await
-                        | self.by_user.record_failure(user_key).await;
-                    store.audit_or_log(AuditEvent {
-                        actor: Some(username.to_string()),
-                        action: "signin.failed",
-                        username: Some(username.to_string()),
-                        ip: Some(ip.to_string()),
-                        detail: Some(serde_json::json!({"method": "password", "reason": "rejected by Deploy"})),
-                        ..AuditEvent::default()
-                    })
-                    .await;
-                    if over {
-                        return Err(too_many());
-                    }
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_credentials",
-                        "Deploy did not accept this username and password",
-                    ));
-                }
-            },
+            None => self.ask_limited(store, username, password, ip).await?,
         };
-        if let Some(user) = store.user(username).await? {
-            if user.disabled {
-                return Err(ApiError::forbidden(
-                    "your account is disabled in the gateway; ask an administrator",
-                ));
-            }
+        let user = store.user(username).await?;
+        if user.as_ref().is_some_and(|u| u.disabled) {
+            return Err(ApiError::forbidden(
+                "your account is disabled in the gateway; ask an administrator",
+            ));
         }
-        if remembered.is_none() || always_audit {
-            store
-                .record_sign_in(username, UserSource::Internal, checked.admin, None)
+        let source = user.as_ref().map_or(UserSource::Internal, |u| u.source);
+        let mut username = user.map_or_else(|| username.to_string(), |u| u.username);
+        if remembered.is_none() {
+            username = store
+                .record_sign_in(&username, UserSource::Internal, checked.admin, None)
                 .await?;
             store
                 .audit_or_log(AuditEvent {
-                    actor: Some(username.to_string()),
+                    actor: Some(username.clone()),
                     action: "signin.succeeded",
-                    username: Some(username.to_string()),
+                    username: Some(username.clone()),
                     ip: Some(ip.to_string()),
                     detail: Some(serde_json::json!({"method": "password"})),
                     ..AuditEvent::default()
                 })
                 .await;
+            if let Some(cache) = &self.cache {
+                cache.insert(key, checked).await;
+            }
         }
-        if let (None, Some(cache)) = (remembered, &self.cache) {
-            cache.insert(key, checked).await;
+        Ok(SignedIn {
+            username,
+            source,
+            admin: checked.admin,
+        })
+    }
+
+    /// Asks Deploy, within the failure limits: refused outright when this address, or
+    /// this name from this address, failed too often; slowed down when the name did.
+    async fn ask_limited(
+        &self,
+        store: &Store,
+        username: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<Checked, ApiError> {
+        let name = username_key(username);
+        let pair = (name.clone(), ip);
+        if self.by_address.blocked(&ip).await || self.by_user_address.blocked(&pair).await {
+            return Err(too_many());
         }
-        Ok(checked)
+        if self.by_user.blocked(&name).await {
+            tokio::time::sleep(SLOWDOWN).await;
+        }
+        if let Some(checked) = self.ask_deploy(username, password).await? {
+            return Ok(checked);
+        }
+        let over = self.by_address.record_failure(ip).await
+            | self.by_user_address.record_failure(pair).await;
+        self.by_user.record_failure(name).await;
+        // A name nobody has is never written down: it may be a password typed into the
+        // wrong field.
+        let known = store
+            .user(username)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.username);
+        self.failures.record(FailureKey {
+            ip,
+            method: "password",
+            reason: "rejected_by_deploy",
+            username: known,
+        });
+        if over {
+            return Err(too_many());
+        }
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Deploy did not accept this username and password",
+        ))
+    }
+
+    /// Asks Deploy again whether `username` is an administrator, asserting them as
+    /// their tokens' requests do (header or jwt mode), since the gateway never keeps a
+    /// password. `None` when Deploy cannot be asked: basic mode, or Deploy unreachable.
+    pub async fn recheck_admin(&self, store: &Store, username: &str) -> Option<bool> {
+        if self.configured_admin(username) {
+            return Some(true);
+        }
+        let Some(path) = &self.admin_path else {
+            return Some(false);
+        };
+        let identity = self.identity.as_ref()?;
+        let roles = store.user_roles(username).await.ok()?;
+        let mut headers = HeaderMap::new();
+        if let Err(e) = identity
+            .apply(&mut headers, &Arc::from(username), &roles)
+            .await
+        {
+            tracing::warn!(error = %e, "could not assert a user to Deploy for its admin check");
+            return None;
+        }
+        let answer = self.get(path, headers).await.ok()?;
+        Some(is_admin_answer(&answer))
     }
 
     fn key(&self, username: &str, password: &str) -> TokenHash {
@@ -162,7 +263,7 @@ impl DeployCheck {
         password: &str,
     ) -> Result<Option<Checked>, ApiError> {
         let basic = basic(username, password)?;
-        let answer = self.get(&self.check_path, &basic).await?;
+        let answer = self.get(&self.check_path, authorized(&basic)).await?;
         match answer.status() {
             s if s.is_success() => {}
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Ok(None),
@@ -173,8 +274,8 @@ impl DeployCheck {
         }
         let mut admin = self.configured_admin(username);
         if let (false, Some(path)) = (admin, &self.admin_path) {
-            let answer = self.get(path, &basic).await?;
-            admin = answer.status().is_success() && admin_answer(answer.body());
+            let answer = self.get(path, authorized(&basic)).await?;
+            admin = is_admin_answer(&answer);
         }
         Ok(Some(Checked { admin }))
     }
@@ -182,13 +283,13 @@ impl DeployCheck {
     async fn get(
         &self,
         path: &str,
-        authorization: &HeaderValue,
+        headers: HeaderMap,
     ) -> Result<http::Response<Vec<u8>>, ApiError> {
-        let request = Request::get(format!("{}{path}", self.base))
-            .header(http::header::AUTHORIZATION, authorization.clone())
+        let mut request = Request::get(format!("{}{path}", self.base))
             .header(http::header::ACCEPT, ADMIN_ANSWER_TYPE)
             .body(Vec::new())
             .map_err(|_| deploy_unavailable())?;
+        request.headers_mut().extend(headers);
         self.client.send(request).await.map_err(|e| {
             tracing::warn!(error = %e, "Deploy could not be asked to check a password");
             deploy_unavailable()
@@ -222,6 +323,17 @@ pub fn admin_answer(body: &[u8]) -> bool {
         .strip_prefix("<boolean>")
         .and_then(|rest| rest.strip_suffix("</boolean>"))
         .is_some_and(|value| value.trim() == "true")
+}
+
+/// Deploy's admin check said yes.
+fn is_admin_answer(answer: &http::Response<Vec<u8>>) -> bool {
+    answer.status().is_success() && admin_answer(answer.body())
+}
+
+fn authorized(value: &HeaderValue) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::AUTHORIZATION, value.clone());
+    headers
 }
 
 fn basic(username: &str, password: &str) -> Result<HeaderValue, ApiError> {

@@ -9,11 +9,16 @@
 //! use); no HTTP framework types: the API's extractor (`crate::api::caller`) and SSO
 //! handlers (`crate::api::sso`) sit on top of it.
 
+use std::net::IpAddr;
+
 use crate::config::Config;
 use crate::core::token::TokenHasher;
+use crate::identity::UpstreamIdentity;
 use crate::store::Store;
+use crate::tokens::limiter::FailureLimiter;
 
 pub mod deploy;
+pub mod failures;
 pub mod http_client;
 pub mod oidc;
 pub mod session;
@@ -23,14 +28,33 @@ pub struct SignIn {
     pub deploy: deploy::DeployCheck,
     pub sessions: session::Sessions,
     pub oidc: Option<oidc::Oidc>,
+    /// SSO sign-ins started per client address (`sso.starts_per_minute`).
+    sso_starts: FailureLimiter<IpAddr>,
 }
 
 impl SignIn {
-    pub fn new(config: &Config, store: Store, hasher: TokenHasher) -> anyhow::Result<SignIn> {
+    /// `identity` is how the gateway asserts users to Deploy, for asking Deploy again
+    /// whether an administrator still is one.
+    pub fn new(
+        config: &Config,
+        store: Store,
+        hasher: TokenHasher,
+        identity: Option<UpstreamIdentity>,
+    ) -> anyhow::Result<SignIn> {
+        let per_minute = config.sso.as_ref().map_or(20, |sso| sso.starts_per_minute);
         Ok(SignIn {
-            deploy: deploy::DeployCheck::new(config, hasher)?,
+            deploy: deploy::DeployCheck::new(config, hasher, identity)?,
             sessions: session::Sessions::new(&config.signin, store),
             oidc: config.sso.clone().map(oidc::Oidc::new).transpose()?,
+            sso_starts: FailureLimiter::new(&crate::config::Limits {
+                failures_per_second: f64::from(per_minute) / 60.0,
+                failure_burst: per_minute,
+            }),
         })
+    }
+
+    /// Failed sign-ins counted since the last call, for the audit log.
+    pub fn failures(&self) -> &failures::FailureLog {
+        &self.deploy.failures
     }
 }

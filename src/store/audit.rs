@@ -1,10 +1,38 @@
 //! The audit log: who did what, when, from where. Never a secret: callers pass names,
-//! ids, addresses and reason codes only.
+//! ids, addresses and reason codes only. Every entry is bounded whatever a caller
+//! passes: names and addresses at [`MAX_FIELD_CHARS`], each text in the detail at
+//! [`MAX_DETAIL_TEXT_CHARS`], so that no request can grow the log by more than a row.
 
 use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::core::time::now;
+
+/// Longest actor, username, token id or address kept.
+pub const MAX_FIELD_CHARS: usize = 255;
+/// Longest text kept in an entry's detail (a template, a server's answer).
+pub const MAX_DETAIL_TEXT_CHARS: usize = 2_000;
+
+fn cut(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+fn cut_detail(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(cut(text, MAX_DETAIL_TEXT_CHARS)),
+        Value::Array(items) => Value::Array(items.into_iter().map(cut_detail).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (cut(k, MAX_FIELD_CHARS), cut_detail(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
 
 /// One audit entry to write.
 #[derive(Debug, Clone, Default)]
@@ -65,12 +93,12 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(at)
-        .bind(event.actor)
+        .bind(event.actor.map(|a| cut(a, MAX_FIELD_CHARS)))
         .bind(event.action)
-        .bind(event.username)
-        .bind(event.token_id)
-        .bind(event.ip)
-        .bind(event.detail.map(|d| d.to_string()))
+        .bind(event.username.map(|u| cut(u, MAX_FIELD_CHARS)))
+        .bind(event.token_id.map(|t| cut(t, MAX_FIELD_CHARS)))
+        .bind(event.ip.map(|ip| cut(ip, MAX_FIELD_CHARS)))
+        .bind(event.detail.map(|d| cut_detail(d).to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -117,5 +145,27 @@ impl Store {
             });
         }
         Ok((entries, total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_everywhere_in_the_detail() {
+        let detail =
+            serde_json::json!({"reason": "x".repeat(60_000), "list": ["y".repeat(3_000), 7]});
+        let cut = cut_detail(detail);
+        assert_eq!(
+            cut["reason"].as_str().unwrap().chars().count(),
+            MAX_DETAIL_TEXT_CHARS + 1
+        );
+        assert_eq!(
+            cut["list"][0].as_str().unwrap().chars().count(),
+            MAX_DETAIL_TEXT_CHARS + 1
+        );
+        assert_eq!(cut["list"][1], 7);
+        assert_eq!(super::cut("short".into(), 10), "short");
     }
 }

@@ -27,10 +27,12 @@ mod sessions;
 mod settings;
 mod signing_keys;
 mod smtp_servers;
+mod sso;
 mod tokens;
 mod users;
 
 use crate::core::error::ApiError;
+use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
@@ -112,6 +114,21 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "scim",
         include_str!("../../migrations/sqlite/0006_scim.sql"),
     ),
+    (
+        7,
+        "user names",
+        include_str!("../../migrations/sqlite/0007_user_names.sql"),
+    ),
+    (
+        8,
+        "sso identities",
+        include_str!("../../migrations/sqlite/0008_sso_identities.sql"),
+    ),
+    (
+        9,
+        "session admin check",
+        include_str!("../../migrations/sqlite/0009_session_admin_check.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -143,6 +160,21 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "scim",
         include_str!("../../migrations/postgres/0006_scim.sql"),
+    ),
+    (
+        7,
+        "user names",
+        include_str!("../../migrations/postgres/0007_user_names.sql"),
+    ),
+    (
+        8,
+        "sso identities",
+        include_str!("../../migrations/postgres/0008_sso_identities.sql"),
+    ),
+    (
+        9,
+        "session admin check",
+        include_str!("../../migrations/postgres/0009_session_admin_check.sql"),
     ),
 ];
 
@@ -201,6 +233,7 @@ impl Store {
             url: url.to_string(),
         };
         store.migrate().await?;
+        store.fill_name_keys().await?;
         Ok(store)
     }
 
@@ -324,11 +357,26 @@ fn sqlite_url(url: &str, create: bool) -> Result<String, StoreError> {
         .parent()
         .filter(|d| create && !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        files::create_private_dir(dir).map_err(|e| {
             StoreError::Database(sqlx::Error::Configuration(
                 format!("database.url: creating directory {}: {e}", dir.display()).into(),
             ))
         })?;
+    }
+    // Private from the start: SQLite gives its -wal and -shm files the database's mode.
+    if create {
+        files::create_private_file(Path::new(path)).map_err(|e| {
+            StoreError::Database(sqlx::Error::Configuration(
+                format!("database.url: creating {path}: {e}").into(),
+            ))
+        })?;
+    }
+    if let Some(mode) = files::loose_mode(Path::new(path)) {
+        tracing::warn!(
+            path,
+            mode = format!("{mode:o}"),
+            "the database file can be read by other users of this machine (it holds token hashes and sealed secrets); make it private: chmod 600 {path} {path}-wal {path}-shm"
+        );
     }
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !params.iter().any(|p| p.starts_with("mode=")) {

@@ -22,7 +22,8 @@ pub struct ScimUser {
     pub updated_at: i64,
 }
 
-/// Which SCIM users to list: all, or the one with this exact username; a page of them.
+/// Which SCIM users to list: all, or the one with this username (in any case or form,
+/// as SCIM's `userName` is compared); a page of them.
 #[derive(Debug, Clone)]
 pub struct ScimUserQuery<'a> {
     pub username: Option<&'a str>,
@@ -80,16 +81,17 @@ impl Store {
         &self,
         query: ScimUserQuery<'_>,
     ) -> Result<(Vec<ScimUser>, i64), StoreError> {
-        const FILTER: &str = "scim_id IS NOT NULL AND ($1 IS NULL OR username = $1)";
+        const FILTER: &str = "scim_id IS NOT NULL AND ($1 IS NULL OR name_key = $1)";
+        let key = query.username.map(crate::core::text::username_key);
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {FILTER}"))
-            .bind(query.username)
+            .bind(key.as_deref())
             .fetch_one(&self.pool)
             .await?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM users WHERE {FILTER} \
              ORDER BY created_at, username LIMIT $2 OFFSET $3"
         ))
-        .bind(query.username)
+        .bind(key.as_deref())
         .bind(query.limit)
         .bind(query.offset)
         .fetch_all(&self.pool)
@@ -100,14 +102,18 @@ impl Store {
 
     /// Puts `username` under SCIM management with a new resource id: a new user is
     /// created as an SSO user; a known one (who signed in before being provisioned) is
-    /// taken over with its tokens. `None` if a SCIM resource has that username already.
+    /// taken over with its tokens. `None` if a SCIM resource has that username already,
+    /// or if the user the name finds is written differently (`ALICE` for `alice`): a
+    /// variant of a name never becomes a second user.
     pub async fn scim_link(
         &self,
         username: &str,
         external_id: Option<&str>,
         email: Option<&str>,
     ) -> Result<Option<ScimUser>, StoreError> {
-        self.ensure_user(username, UserSource::Sso, email).await?;
+        if self.ensure_user(username, UserSource::Sso, email).await? != username {
+            return Ok(None);
+        }
         let id = new_scim_id();
         let done = sqlx::query(
             "UPDATE users SET scim_id = $1, scim_external_id = $2, scim_updated_at = $3, \

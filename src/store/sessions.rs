@@ -33,6 +33,8 @@ pub struct SessionRecord {
     pub admin: bool,
     pub created_at: i64,
     pub last_seen_at: i64,
+    /// When the administrator rights were last confirmed (the start, at first).
+    pub admin_checked_at: i64,
 }
 
 /// A new session's facts.
@@ -50,6 +52,9 @@ pub struct PendingSso {
     pub nonce: String,
     pub pkce_verifier: String,
     pub created_at: i64,
+    /// Hash of the value in the starting browser's binding cookie; `None` for sign-ins
+    /// started before there was one, which cannot finish.
+    pub binding_hash: Option<String>,
 }
 
 impl Store {
@@ -57,7 +62,7 @@ impl Store {
         let at = now();
         sqlx::query(
             "INSERT INTO sessions (id_hash, username, csrf_token, method, admin, created_at, \
-             last_seen_at, ip) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+             last_seen_at, ip, admin_checked_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $6)",
         )
         .bind(session.id_hash)
         .bind(session.username)
@@ -75,7 +80,8 @@ impl Store {
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT s.username, u.source, s.csrf_token, s.method, \
-             CASE WHEN s.admin THEN 1 ELSE 0 END AS admin, s.created_at, s.last_seen_at \
+             CASE WHEN s.admin THEN 1 ELSE 0 END AS admin, s.created_at, s.last_seen_at, \
+             COALESCE(s.admin_checked_at, s.created_at) AS admin_checked_at \
              FROM sessions s JOIN users u ON u.username = s.username \
              WHERE s.id_hash = $1 AND NOT u.disabled",
         )
@@ -97,7 +103,23 @@ impl Store {
             admin: row.try_get::<i64, _>("admin")? != 0,
             created_at: row.try_get("created_at")?,
             last_seen_at: row.try_get("last_seen_at")?,
+            admin_checked_at: row.try_get("admin_checked_at")?,
         }))
+    }
+
+    /// Records what Deploy now says of a session's administrator rights.
+    pub async fn confirm_session_admin(
+        &self,
+        id_hash: &str,
+        admin: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET admin = $1, admin_checked_at = $2 WHERE id_hash = $3")
+            .bind(admin)
+            .bind(now())
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn touch_session(&self, id_hash: &str) -> Result<(), StoreError> {
@@ -146,20 +168,24 @@ impl Store {
         Ok(())
     }
 
+    /// Records a sign-in under way; `binding_hash` is the hash of the value in the
+    /// starting browser's cookie.
     pub async fn start_sso(
         &self,
         state: &str,
         nonce: &str,
         pkce_verifier: &str,
+        binding_hash: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sso_logins (state, nonce, pkce_verifier, created_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sso_logins (state, nonce, pkce_verifier, created_at, binding_hash) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(state)
         .bind(nonce)
         .bind(pkce_verifier)
         .bind(now())
+        .bind(binding_hash)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -168,7 +194,8 @@ impl Store {
     /// Takes (and deletes) the sign-in started with `state`: each can finish once.
     pub async fn finish_sso(&self, state: &str) -> Result<Option<PendingSso>, StoreError> {
         let row = sqlx::query(
-            "DELETE FROM sso_logins WHERE state = $1 RETURNING nonce, pkce_verifier, created_at",
+            "DELETE FROM sso_logins WHERE state = $1 \
+             RETURNING nonce, pkce_verifier, created_at, binding_hash",
         )
         .bind(state)
         .fetch_optional(&self.pool)
@@ -178,6 +205,7 @@ impl Store {
             nonce: row.try_get("nonce")?,
             pkce_verifier: row.try_get("pkce_verifier")?,
             created_at: row.try_get("created_at")?,
+            binding_hash: row.try_get("binding_hash")?,
         }))
     }
 }

@@ -1,6 +1,9 @@
 //! Users known to the gateway: where they come from, their e-mail, disabled or not.
+//! A user is found by the key of their name ([`username_key`]): `Alice` finds `alice`,
+//! and no second user can be made under a variant of a name.
 
 use super::{Store, StoreError};
+use crate::core::text::username_key;
 use crate::core::time::now;
 
 /// Where a user's identity comes from; decides which policies apply (SSO).
@@ -37,23 +40,75 @@ impl std::str::FromStr for UserSource {
 }
 
 impl Store {
-    /// Creates the user if unknown; an existing user keeps its source and e-mail.
+    /// Creates the user if no user has this name (in any case or Unicode form); an
+    /// existing user keeps its name, source and e-mail. Returns the user's name as
+    /// stored, which every later query uses.
     pub async fn ensure_user(
         &self,
         username: &str,
         source: UserSource,
         email: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
+        let key = username_key(username);
+        // No conflict target: a taken name or a taken key both leave the row as it is.
         sqlx::query(
-            "INSERT INTO users (username, source, email, disabled, created_at) \
-             VALUES ($1, $2, $3, FALSE, $4) ON CONFLICT (username) DO NOTHING",
+            "INSERT INTO users (username, name_key, source, email, disabled, created_at) \
+             VALUES ($1, $2, $3, $4, FALSE, $5) ON CONFLICT DO NOTHING",
         )
         .bind(username)
+        .bind(&key)
         .bind(source.as_str())
         .bind(email)
         .bind(now())
         .execute(&self.pool)
         .await?;
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT username FROM users WHERE name_key = $1")
+                .bind(&key)
+                .fetch_optional(&self.pool)
+                .await?;
+        stored.ok_or_else(|| StoreError::NoSuchUser(username.to_string()))
+    }
+
+    /// Gives rows made before names had keys their key. Should two old rows share one
+    /// (`alice` and `Alice`), the older keeps it and the other is logged: it can then
+    /// only be reached by its exact name, and an operator should disable or delete it.
+    /// Replicas starting at once may do this together: a row another one filled is
+    /// left as it is.
+    pub(super) async fn fill_name_keys(&self) -> Result<(), StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT username FROM users WHERE name_key IS NULL ORDER BY created_at, username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (username,) in rows {
+            let key = username_key(&username);
+            let set = |key: String| {
+                sqlx::query(
+                    "UPDATE users SET name_key = $1 WHERE username = $2 AND name_key IS NULL",
+                )
+                .bind(key)
+                .bind(username.clone())
+                .execute(&self.pool)
+            };
+            match set(key.clone()).await {
+                Ok(_) => continue,
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                Err(e) => return Err(e.into()),
+            }
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT username FROM users WHERE name_key = $1")
+                    .bind(&key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let holder = holder.unwrap_or_default();
+            tracing::warn!(
+                user = %username,
+                same_as = %holder,
+                "two users differ only in the case or form of their name; the older one keeps the name, this one is reached by its exact name only: disable it (patgate user disable) or move its tokens"
+            );
+            set(format!("{key} (same name as {holder}: {username})")).await?;
+        }
         Ok(())
     }
 
@@ -63,11 +118,15 @@ impl Store {
         username: &str,
         disabled: bool,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
-            .bind(disabled)
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(&format!(
+            "UPDATE users SET disabled = $1 WHERE username = ({})",
+            found_by_name(2, 3)
+        ))
+        .bind(disabled)
+        .bind(username)
+        .bind(username_key(username))
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NoSuchUser(username.to_string()));
         }
@@ -87,6 +146,15 @@ pub struct UserRecord {
     pub last_sign_in_at: Option<i64>,
     /// Tokens not revoked (expired ones included).
     pub live_tokens: i64,
+}
+
+/// A query for the stored name of the user a name finds: parameter `$name` exactly,
+/// else by its key, parameter `$key`.
+fn found_by_name(name: u8, key: u8) -> String {
+    format!(
+        "SELECT f.username FROM users f WHERE f.username = ${name} OR f.name_key = ${key} \
+         ORDER BY CASE WHEN f.username = ${name} THEN 0 ELSE 1 END LIMIT 1"
+    )
 }
 
 const USER_COLUMNS: &str = "u.username, u.source, u.email, \
@@ -111,11 +179,15 @@ fn user_record(row: &sqlx::any::AnyRow) -> Result<UserRecord, sqlx::Error> {
 }
 
 impl Store {
+    /// The user with this name, in any case or Unicode form (the one with exactly
+    /// this name first, should two older rows clash).
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1"
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = ({})",
+            found_by_name(1, 2)
         ))
         .bind(username)
+        .bind(username_key(username))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(user_record).transpose()?)
@@ -157,43 +229,37 @@ impl Store {
         Ok((users, total))
     }
 
-    /// Records a sign-in: creates the user if new; for SSO users also refreshes the
-    /// e-mail and groups from the provider's claims. Admin status is refreshed always.
+    /// Records a sign-in: creates the user if new (as `source`); for SSO users also
+    /// refreshes the e-mail and groups from the provider's claims. Admin status is
+    /// refreshed always. An existing user's source never changes here: an internal
+    /// user linked to an SSO identity stays internal, and keeps their own e-mail.
+    /// Returns the user's name as stored.
     pub async fn record_sign_in(
         &self,
         username: &str,
         source: UserSource,
         admin: bool,
         sso_claims: Option<(Option<&str>, &[String])>,
-    ) -> Result<(), StoreError> {
-        self.ensure_user(username, source, None).await?;
-        match sso_claims {
-            Some((email, roles)) => {
-                let roles = serde_json::to_string(roles).unwrap_or_else(|_| "[]".into());
-                sqlx::query(
-                    "UPDATE users SET admin = $1, last_sign_in_at = $2, email = $3, roles = $4, \
-                     source = 'sso' WHERE username = $5",
-                )
-                .bind(admin)
-                .bind(now())
-                .bind(email)
-                .bind(roles)
-                .bind(username)
-                .execute(&self.pool)
-                .await?;
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE users SET admin = $1, last_sign_in_at = $2 WHERE username = $3",
-                )
-                .bind(admin)
-                .bind(now())
-                .bind(username)
-                .execute(&self.pool)
-                .await?;
-            }
+    ) -> Result<String, StoreError> {
+        let username = self.ensure_user(username, source, None).await?;
+        if let Some((email, roles)) = sso_claims {
+            let roles = serde_json::to_string(roles).unwrap_or_else(|_| "[]".into());
+            sqlx::query(
+                "UPDATE users SET email = $1, roles = $2 WHERE username = $3 AND source = 'sso'",
+            )
+            .bind(email)
+            .bind(roles)
+            .bind(&username)
+            .execute(&self.pool)
+            .await?;
         }
-        Ok(())
+        sqlx::query("UPDATE users SET admin = $1, last_sign_in_at = $2 WHERE username = $3")
+            .bind(admin)
+            .bind(now())
+            .bind(&username)
+            .execute(&self.pool)
+            .await?;
+        Ok(username)
     }
 
     /// The user's roles as last seen at an SSO sign-in (none for others).

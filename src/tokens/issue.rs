@@ -38,8 +38,9 @@ pub enum IssueError {
 pub const SSO_CREATION_DISABLED: &str =
     "An administrator has disabled personal access token creation for SSO users.";
 
-/// A token name must be non-empty, at most [`MAX_NAME_CHARS`], without control
-/// characters or angle brackets (names appear in pages and e-mails).
+/// A token name must be non-empty, at most [`MAX_NAME_CHARS`], without control or
+/// Unicode format characters (a right-to-left override or a zero-width space makes one
+/// name read as another) or angle brackets (names appear in pages and e-mails).
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err(format!("{what} must not be empty"));
@@ -52,6 +53,11 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
     if name.chars().any(char::is_control) {
         return Err(format!("{what} must not contain control characters"));
+    }
+    if crate::core::text::has_format_chars(name) {
+        return Err(format!(
+            "{what} must not contain invisible formatting characters (right-to-left overrides, zero-width spaces)"
+        ));
     }
     if name.contains(['<', '>']) {
         return Err(format!("{what} must not contain < or >"));

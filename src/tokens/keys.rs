@@ -1,7 +1,8 @@
 //! Server secrets kept in files: the token HMAC key and the JWT signing key.
 //!
-//! On first start a missing key file is created with mode 0600 (parent directory too),
-//! so the embedded default needs no setup. Replicas must share the same token key:
+//! On first start a missing key file is created with mode 0600 (its directory 0700),
+//! so the embedded default needs no setup; an existing one that others may read is
+//! used, with a warning to make it private. Replicas must share the same token key:
 //! give them the same file or `secrets.token_key`.
 
 use std::io::Write;
@@ -108,7 +109,17 @@ fn read_or_create(
     make: impl FnOnce() -> anyhow::Result<Vec<u8>>,
 ) -> anyhow::Result<Vec<u8>> {
     match std::fs::read(path) {
-        Ok(bytes) if !bytes.is_empty() => return Ok(bytes),
+        Ok(bytes) if !bytes.is_empty() => {
+            if let Some(mode) = crate::core::files::loose_mode(path) {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "key file can be read by other users of this machine; make it private: chmod 600 {}",
+                    path.display()
+                );
+            }
+            return Ok(bytes);
+        }
         Ok(_) => anyhow::bail!(
             "key file {} is empty; remove it to have a new one created",
             path.display()
@@ -117,7 +128,7 @@ fn read_or_create(
         Err(e) => anyhow::bail!("key file {}: {e}", path.display()),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::core::files::create_private_dir(dir).map_err(|e| {
             anyhow::anyhow!("creating directory {} for key file: {e}", dir.display())
         })?;
     }

@@ -12,13 +12,11 @@
 
 use std::sync::LazyLock;
 
-use http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION,
-};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use sha2::Digest;
 
-use crate::core::response::{full, json_error, Body};
+use crate::core::response::{full, json_error, security_headers, Body};
 
 /// Where the pages live; `/patgate` without the slash redirects here.
 pub const HOME: &str = "/patgate/";
@@ -32,11 +30,6 @@ const PAGES: [&str; 6] = [
     "/patgate/admin/audit",
 ];
 const ASSETS: &str = "/patgate/assets/";
-
-/// Only this origin's own files; no inline script or style, no framing.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                   connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
-                   frame-ancestors 'none'";
 
 /// One embedded file with its content hash, which versions its URL.
 struct Asset {
@@ -172,14 +165,4 @@ fn asset(file: &Asset, query: Option<&str>, request: &HeaderMap) -> Response<Bod
     headers.insert(ETAG, HeaderValue::from_str(&etag).expect("hex digits"));
     security_headers(headers);
     response
-}
-
-fn security_headers(headers: &mut HeaderMap) {
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }

@@ -61,11 +61,15 @@ pub struct Security {
 
 /// Deploy's password and admin checks and the caller's role and permission lists, as
 /// the stand-in answers them to its accounts: `Some` for the paths the gateway asks,
-/// `None` for everything else.
+/// `None` for everything else. Like a Deploy whose users come from LDAP, it takes a
+/// username in any case; like a Deploy in header mode, it also takes the user the
+/// gateway names in `X-Deploy-User`. `admins` are the users it says are administrators
+/// now.
 pub fn deploy_check(
     path: &str,
     headers: &HeaderMap,
     security: Security,
+    admins: &[String],
 ) -> Option<Response<TestBody>> {
     use http_body_util::BodyExt;
     const PATHS: [&str; 4] = [
@@ -77,11 +81,20 @@ pub fn deploy_check(
     if !PATHS.contains(&path) {
         return None;
     }
-    let account = DEPLOY_ACCOUNTS.iter().find(|(user, password, _)| {
+    let by_password = DEPLOY_ACCOUNTS.iter().find(|(user, password, _)| {
         headers
             .get("authorization")
-            .is_some_and(|v| v.as_bytes() == basic(user, password).as_bytes())
+            .and_then(|v| basic_credentials(v.as_bytes()))
+            .is_some_and(|(u, p)| u.eq_ignore_ascii_case(user) && p == *password)
     });
+    let account = by_password
+        .map(|(user, _, _)| user.to_string())
+        .or_else(|| {
+            headers
+                .get("x-deploy-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
     let answer = |status: StatusCode, kind: &str, text: &str| {
         Response::builder()
             .status(status)
@@ -93,7 +106,7 @@ pub fn deploy_check(
             )
             .unwrap()
     };
-    let Some((user, _, admin)) = account else {
+    let Some(user) = account else {
         return Some(answer(
             StatusCode::UNAUTHORIZED,
             "text/plain",
@@ -105,7 +118,8 @@ pub fn deploy_check(
     if lists && security.without_lists {
         return Some(answer(StatusCode::NOT_FOUND, "text/plain", "Not Found"));
     }
-    let roles = deploy_roles(user);
+    let admin = admins.iter().any(|a| a.eq_ignore_ascii_case(&user));
+    let roles = deploy_roles(&user.to_ascii_lowercase());
     let mut permissions: Vec<(&str, Vec<&str>)> = Vec::new();
     for (scope, names) in roles.iter().flat_map(|r| granted(r)) {
         match permissions.iter_mut().find(|(s, _)| s == scope) {
@@ -187,6 +201,27 @@ pub fn deploy_check(
             )
         }
     })
+}
+
+/// The administrators of [`DEPLOY_ACCOUNTS`].
+pub fn deploy_admins() -> Vec<String> {
+    DEPLOY_ACCOUNTS
+        .iter()
+        .filter(|(_, _, admin)| *admin)
+        .map(|(user, _, _)| user.to_string())
+        .collect()
+}
+
+/// `(user, password)` of a `Basic` value.
+fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = value.strip_prefix(b"Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 /// Sends a request with an optional JSON body.

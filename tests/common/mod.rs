@@ -81,6 +81,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     security: Arc<Mutex<api::Security>>,
+    /// Who Deploy's admin check says is an administrator now.
+    admins: Arc<Mutex<Vec<String>>>,
     https: bool,
 }
 
@@ -97,6 +99,8 @@ impl Upstream {
         let security: Arc<Mutex<api::Security>> = Arc::default();
         let log = seen.clone();
         let wording = security.clone();
+        let admins = Arc::new(Mutex::new(api::deploy_admins()));
+        let admins_now = admins.clone();
         let https = tls.is_some();
         tokio::spawn(async move {
             loop {
@@ -105,11 +109,12 @@ impl Upstream {
                 };
                 let log = log.clone();
                 let wording = wording.clone();
+                let admins = admins_now.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let security = *wording.lock().unwrap();
-                        upstream_handle(req, log.clone(), security)
+                        upstream_handle(req, log.clone(), security, admins.clone())
                     });
                     let http = hyper::server::conn::http1::Builder::new();
                     match tls {
@@ -136,6 +141,7 @@ impl Upstream {
             addr,
             seen,
             security,
+            admins,
             https,
         }
     }
@@ -143,6 +149,15 @@ impl Upstream {
     /// How the stand-in answers about security from now on.
     pub fn set_security(&self, security: api::Security) {
         *self.security.lock().unwrap() = security;
+    }
+
+    /// Makes Deploy's admin check say yes (or no) for `user` from now on.
+    pub fn set_deploy_admin(&self, user: &str, admin: bool) {
+        let mut admins = self.admins.lock().unwrap();
+        admins.retain(|a| !a.eq_ignore_ascii_case(user));
+        if admin {
+            admins.push(user.to_string());
+        }
     }
 
     pub fn url(&self) -> String {
@@ -172,6 +187,7 @@ async fn upstream_handle(
     mut req: Request<Incoming>,
     log: Arc<Mutex<Vec<Seen>>>,
     security: api::Security,
+    admins: Arc<Mutex<Vec<String>>>,
 ) -> Result<Response<TestBody>, Infallible> {
     let path = req.uri().path().to_string();
     let target = req.uri().to_string();
@@ -186,7 +202,8 @@ async fn upstream_handle(
             body_len,
         })
     };
-    if let Some(answer) = api::deploy_check(&path, &headers, security) {
+    let admins_now = admins.lock().unwrap().clone();
+    if let Some(answer) = api::deploy_check(&path, &headers, security, &admins_now) {
         record(0);
         return Ok(answer);
     }

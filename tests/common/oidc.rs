@@ -19,6 +19,8 @@ pub struct Account {
     pub username: String,
     pub email: String,
     pub groups: Vec<String>,
+    /// The name typed at the provider's login form, when it is not `username`.
+    pub login: Option<String>,
 }
 
 impl Account {
@@ -28,7 +30,14 @@ impl Account {
             username: username.into(),
             email: email.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            login: None,
         }
+    }
+
+    /// The account signs in at the provider as `login` (its username claim stays).
+    pub fn logging_in_as(mut self, login: &str) -> Account {
+        self.login = Some(login.into());
+        self
     }
 }
 
@@ -64,12 +73,16 @@ impl Provider {
             .accounts
             .iter()
             .map(|a| {
-                serde_json::json!({
+                let mut account = serde_json::json!({
                     "sub": a.sub,
                     "preferred_username": a.username,
                     "email": a.email,
                     "groups": a.groups,
-                })
+                });
+                if let Some(login) = &a.login {
+                    account["login"] = login.as_str().into();
+                }
+                account
             })
             .collect();
         let auth = if opts.client_secret_post {

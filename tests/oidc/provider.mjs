@@ -70,7 +70,9 @@ if (!['client_secret_basic', 'client_secret_post'].includes(tokenAuth)) {
 }
 const accounts = json('OIDC_ACCOUNTS', setting('OIDC_ACCOUNTS', '[]'));
 const bySub = new Map(accounts.map((a) => [String(a.sub), a]));
-const byLogin = new Map(accounts.map((a) => [String(a.preferred_username), a]));
+// An account signs in with its login name, which is its preferred_username unless it has
+// a `login` of its own (two people claiming one username).
+const byLogin = new Map(accounts.map((a) => [String(a.login ?? a.preferred_username), a]));
 
 const SCOPES = ['openid', 'profile', 'email', 'groups'];
 

@@ -201,22 +201,14 @@ impl FromRequestParts<ApiRef> for Provisioner {
                 ));
             }
         }
-        let scheme = if client.is_some_and(|c| c.tls) {
-            "https"
-        } else {
-            "http"
-        };
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
+        // As the provider addressed the gateway (behind a trusted proxy, its forwarded
+        // scheme and host).
+        let (https, host) = client.map_or((false, None), |c| (c.https, c.host));
+        let host = host
             .filter(|h| crate::edge::headers::valid_host(h.as_bytes()))
-            .unwrap_or("localhost");
-        Ok(Provisioner {
-            origin: format!("{scheme}://{host}"),
-            api,
-            ip,
-        })
+            .unwrap_or_else(|| "localhost".to_string());
+        let origin = format!("{}://{host}", if https { "https" } else { "http" });
+        Ok(Provisioner { origin, api, ip })
     }
 }
 

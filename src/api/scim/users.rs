@@ -218,10 +218,13 @@ fn username(value: &Value) -> Result<String, ScimError> {
             "userName must be 1 to 255 characters",
         ));
     }
-    if name.trim() != name || name.chars().any(char::is_control) {
+    if name.trim() != name
+        || name.chars().any(char::is_control)
+        || crate::core::text::has_format_chars(name)
+    {
         return Err(ScimError::bad(
             "invalidValue",
-            "userName may not start or end with spaces or hold control characters",
+            "userName may not start or end with spaces or hold control or invisible formatting characters (right-to-left overrides, zero-width spaces)",
         ));
     }
     Ok(name.to_string())
@@ -407,10 +410,17 @@ pub async fn create(caller: Provisioner, ScimBody(body): ScimBody) -> Result<Res
         )
         .await?
     else {
+        let message = match caller.api.store.user(&wanted.username).await? {
+            Some(user) if user.username != wanted.username => format!(
+                "userName {:?} is user {:?} in another case or form; one person is one user: provision {:?}",
+                wanted.username, user.username, user.username
+            ),
+            _ => format!("a User with userName {:?} exists already", wanted.username),
+        };
         return Err(ScimError::new(
             StatusCode::CONFLICT,
             Some("uniqueness"),
-            format!("a User with userName {:?} exists already", wanted.username),
+            message,
         ));
     };
     caller

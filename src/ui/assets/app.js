@@ -753,7 +753,7 @@ function smtpForm(server, { close, saved }) {
   const ignored = server && server.ignored_properties && server.ignored_properties.length
     ? `Not acted on by the gateway (kept): ${server.ignored_properties.join(', ')}.` : 'JavaMail properties, one key=value per line.';
   const passwordField = field('Password', password, {
-    hint: server && server.password_set ? 'Write-only: leave empty to keep the stored password.' : 'Write-only: it is never shown again.',
+    hint: server && server.password_set ? 'Write-only: leave empty to keep the stored password (a new host, port or TLS setting needs it again).' : 'Write-only: it is never shown again.',
   });
   if (server && server.password_set) {
     passwordField.append(h('label', { class: 'check', for: 'smtp-remove-password' }, removePassword, 'Remove the stored password'));
