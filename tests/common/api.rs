@@ -87,11 +87,14 @@ pub fn deploy_check(
             .and_then(|v| basic_credentials(v.as_bytes()))
             .is_some_and(|(u, p)| u.eq_ignore_ascii_case(user) && p == *password)
     });
+    // The asserted user counts only when no credentials were sent, as in header mode:
+    // a wrong password is refused whatever else the request names.
     let account = by_password
         .map(|(user, _, _)| user.to_string())
         .or_else(|| {
             headers
                 .get("x-deploy-user")
+                .filter(|_| !headers.contains_key("authorization"))
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         });
