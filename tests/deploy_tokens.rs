@@ -12,11 +12,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::scripted::{raw_exchange, Scripted};
+use common::scripted::{exchange, status, Scripted, PATHS};
 use common::*;
 use patgate::core::token::Expiration;
 
@@ -30,31 +28,6 @@ fn deploy(_method: &str, path: &str) -> (Vec<u8>, bool) {
         body.len()
     );
     (answer.into_bytes(), false)
-}
-
-/// First on its connection (the fast path), or behind a gateway route (the general
-/// path).
-const PATHS: [(&str, &str); 2] = [
-    ("fast path", ""),
-    (
-        "general path",
-        "GET /patgate/healthz HTTP/1.1\r\nHost: gw.example\r\n\r\n",
-    ),
-];
-
-async fn exchange(addr: SocketAddr, before: &str, request: &str) -> String {
-    let answers = raw_exchange(addr, format!("{before}{request}").as_bytes()).await;
-    if before.is_empty() {
-        return answers;
-    }
-    let second = answers[1..]
-        .find("HTTP/1.1 ")
-        .map_or(answers.len(), |at| at + 1);
-    answers[second..].to_string()
-}
-
-fn status(answer: &str) -> &str {
-    answer.get(9..12).unwrap_or_default()
 }
 
 fn request(credential: &str) -> String {

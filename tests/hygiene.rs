@@ -10,12 +10,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::scripted::{raw_exchange, Scripted};
+use common::scripted::{exchange, status, Scripted, PATHS};
 use common::*;
 use patgate::core::token::{Expiration, PlainToken};
 
@@ -65,32 +64,6 @@ async fn setup(extra: &[(&str, &str)]) -> Setup {
         gw,
         token,
     }
-}
-
-/// The two ways to a request: first on its connection (a token request takes the fast
-/// path), or behind a gateway route, which puts the connection on the general path.
-const PATHS: [(&str, &str); 2] = [
-    ("fast path", ""),
-    (
-        "general path",
-        "GET /patgate/healthz HTTP/1.1\r\nHost: gw.example\r\n\r\n",
-    ),
-];
-
-/// Sends `request` after `before` and returns the gateway's answer to `request`.
-async fn exchange(addr: SocketAddr, before: &str, request: &str) -> String {
-    let answers = raw_exchange(addr, format!("{before}{request}").as_bytes()).await;
-    if before.is_empty() {
-        return answers;
-    }
-    let second = answers[1..]
-        .find("HTTP/1.1 ")
-        .map_or(answers.len(), |at| at + 1);
-    answers[second..].to_string()
-}
-
-fn status(answer: &str) -> &str {
-    answer.get(9..12).unwrap_or_default()
 }
 
 #[tokio::test]

@@ -115,3 +115,29 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
         .unwrap();
     answers
 }
+
+/// The two ways to a request: first on its connection (a token request takes the fast
+/// path), or behind a gateway route, which puts the connection on the general path.
+pub const PATHS: [(&str, &str); 2] = [
+    ("fast path", ""),
+    (
+        "general path",
+        "GET /patgate/healthz HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+    ),
+];
+
+/// Sends `request` after `before` and returns the gateway's answer to `request`.
+pub async fn exchange(addr: SocketAddr, before: &str, request: &str) -> String {
+    let answers = raw_exchange(addr, format!("{before}{request}").as_bytes()).await;
+    if before.is_empty() {
+        return answers;
+    }
+    let second = answers[1..]
+        .find("HTTP/1.1 ")
+        .map_or(answers.len(), |at| at + 1);
+    answers[second..].to_string()
+}
+
+pub fn status(answer: &str) -> &str {
+    answer.get(9..12).unwrap_or_default()
+}
