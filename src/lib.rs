@@ -4,7 +4,7 @@
 //! below it, bottom to top:
 //!
 //! `core` < `config` < `metrics` < `logging` < `store` < `tokens` < `identity` <
-//! `signin` < `notify` < `accounts` < `edge` < `api` < `ui` < `app` < `cli`
+//! `signin` < `notify` < `accounts` < `edge` < `api` < `ui` < `app` < `demo` < `cli`
 //!
 //! `tests/layers.rs` reads every `crate::` path in `src/` and fails, naming the file and
 //! line, on any import of a floor above. Each folder's `mod.rs` says what it holds and
@@ -46,6 +46,7 @@
 //!   else.
 //! - [`app`]: the composition root: start-up, opening the store, preflight checks,
 //!   `check-deploy`, housekeeping.
+//! - [`demo`]: `patgate demo-deploy`, a stand-in for Deploy to try the gateway with.
 //! - [`metrics`], [`logging`], [`cli`]: counters, logs and the command line.
 #![forbid(unsafe_code)]
 
@@ -55,6 +56,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod edge;
 pub mod identity;
 pub mod logging;

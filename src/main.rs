@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         }
     };
     let path = cli::config_path(args.config);
+    if let Command::DemoDeploy(demo) = &args.command {
+        return demo_deploy(&path, demo);
+    }
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::JwtKey(k) => admin(Admin::JwtKey(k), &mut stdout),
         Command::TokenKey(k) => admin(Admin::TokenKey(k), &mut stdout),
         Command::CheckDeploy { user } => admin(Admin::CheckDeploy { user }, &mut stdout),
+        Command::DemoDeploy(_) => unreachable!("demo-deploy runs before the configuration is read"),
         Command::Notify(n) => runtime.block_on(async {
             let line = cli::run_notify(&config, n).await?;
             cli::write_line(&mut stdout, &line)?;
@@ -98,6 +102,64 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `demo-deploy`: the stand-in believes what the gateway of this configuration
+/// asserts, and listens where it expects Deploy. Without a usable configuration it
+/// takes the defaults (header mode, `X-Deploy-User`, 127.0.0.1:14516).
+fn demo_deploy(path: &std::path::Path, args: &cli::DemoArgs) -> ExitCode {
+    let users = match cli::demo_users(args) {
+        Ok(users) => users,
+        Err(e) => {
+            say(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            say(&format!(
+                "demo-deploy: {e}; using the defaults (header mode, X-Deploy-User)"
+            ));
+            match Config::from_yaml(DEMO_DEFAULTS, &Default::default()) {
+                Ok(config) => config,
+                Err(e) => {
+                    say(&e.to_string());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let listen = args
+        .listen
+        .unwrap_or_else(|| patgate::demo::default_listen(Some(&config)));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            say(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let identity = config.upstream.identity.clone();
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = patgate::demo::run(listen, users, identity) => result,
+            _ = shutdown_signal() => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration `demo-deploy` assumes when none can be read.
+const DEMO_DEFAULTS: &str = "listen: 127.0.0.1:4516\nupstream:\n  url: http://127.0.0.1:14516\n  identity:\n    allow_header_without_secret: true\ndatabase:\n  url: sqlite://unused.db\n";
 
 /// `check-config`: every check `serve` makes before it opens a socket; with `connect`,
 /// the database and Deploy are reached too.
@@ -124,7 +186,8 @@ async fn check_config(config: &Config, connect: bool) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let mut running = app::start(config).await?;
+    let mut running = app::start(config.clone()).await?;
+    tokio::spawn(app::first_steps(config, running.local_addr));
     tokio::select! {
         result = running.wait() => return result,
         _ = shutdown_signal() => tracing::info!("shutdown signal received"),

@@ -100,6 +100,43 @@ async fn password_sign_in_is_checked_by_deploy(db: TestDb) {
     let answer = as_user("GET", &down.url(ME), "alice", "alice-pw", None).await;
     assert_eq!(answer.status, 503, "{:?}", answer.body);
     assert_eq!(answer.error_code(), "deploy_unavailable");
+    assert!(answer.json()["message"].to_string().contains(&dead));
+
+    // Something answers at the upstream address, but not as Deploy would: said so, with
+    // the status and the path asked, not "unreachable".
+    let (code, wrong) = answering_404().await;
+    let odd = Gateway::start(config(&db, &wrong, &[])).await;
+    let answer = as_user("GET", &odd.url(ME), "alice", "alice-pw", None).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.error_code(), "deploy_unexpected_answer");
+    let message = answer.json()["message"].to_string();
+    assert!(
+        message.contains("status 404 at /deployit/server/info"),
+        "{message}"
+    );
+    assert!(!message.contains("alice-pw"));
+    code.abort();
+}
+
+/// A server that answers every request with 404, as a web server in Deploy's place would.
+async fn answering_404() -> (tokio::task::JoinHandle<()>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (task, url)
 }
 
 async fn deploys_admin_check_counts_in_xml_or_json(db: TestDb) {

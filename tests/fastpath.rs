@@ -172,6 +172,8 @@ async fn broken_answers_become_502() {
         let answer = ask(&mut client, "GET", path, Some(&s.token)).await;
         assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{path}");
         assert_eq!(answer.error_code(), "upstream_unreachable");
+        let message = answer.json()["message"].to_string();
+        assert!(message.contains("upstream.url"), "{message}");
     }
     let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
     assert_eq!(answer.body, "path=/next");

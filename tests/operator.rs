@@ -310,7 +310,7 @@ async fn check_config_connect_reaches_the_database_and_deploy() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no file yet; serve creates it"), "{out}");
     assert!(
-        out.contains(&format!("Deploy at {}/: answered", upstream.url())),
+        out.contains(&format!("Deploy at {}: answered", upstream.url())),
         "{out}"
     );
     assert!(
@@ -485,7 +485,7 @@ async fn a_second_gateway_on_the_same_port_is_refused_unless_asked_for() {
     .await;
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("another process already serves this port") && err.contains("share_port"),
+        err.contains("another gateway already serves this port") && err.contains("share_port"),
         "{err}"
     );
 
@@ -493,6 +493,27 @@ async fn a_second_gateway_on_the_same_port_is_refused_unless_asked_for() {
     assert_eq!(overlapping.addr.port(), port);
     overlapping.terminate().await;
     first.terminate().await;
+}
+
+#[tokio::test]
+async fn a_port_held_by_something_else_is_named_without_the_share_port_hint() {
+    // An ordinary listener (no SO_REUSEPORT), as most servers are.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let upstream = Upstream::start().await;
+    let site = Site::with(&upstream.url(), &format!("127.0.0.1:{port}"), "");
+    let (code, _, err) = run_in(
+        &site.root,
+        &["--config", site.config.to_str().unwrap(), "serve"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another process holds this port") && !err.contains("share_port"),
+        "{err}"
+    );
+    drop(holder);
 }
 
 /// Sends raw bytes and returns the whole answer as text.

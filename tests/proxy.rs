@@ -261,6 +261,12 @@ async fn upstream_down_gives_502_and_slow_upstream_gives_504() {
     let answer = get(&gw.url("/x"), &[]).await;
     assert_eq!(answer.status, 502);
     assert_eq!(answer.error_code(), "upstream_unreachable");
+    // The answer names where the gateway looked and the key that says so.
+    let message = answer.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&dead) && message.contains("upstream.url"),
+        "{message}"
+    );
     assert_eq!(
         get(&gw.url("/patgate/healthz"), &[]).await.status,
         200,

@@ -80,7 +80,16 @@ async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
         "/patgate/admin/users",
         "/patgate/admin/audit",
     ] {
-        let page = get(&gw.url(path), &[]).await;
+        // Without a session the server itself sends the browser to sign in, and back
+        // afterwards, so that a client without JavaScript gets there too.
+        if path != "/patgate/signin" {
+            let away = get(&gw.url(&format!("{path}?view=a&b=1")), &[]).await;
+            assert_eq!(away.status, 303, "{path}");
+            let back = format!("/patgate/signin?next={}%3Fview%3Da%26b%3D1", path);
+            assert_eq!(away.headers["location"], back.as_str(), "{path}");
+            assert!(away.headers.contains_key("content-security-policy"));
+        }
+        let page = get(&gw.url(path), &[("cookie", "patgate_session=anything")]).await;
         assert_eq!(page.status, 200, "{path}");
         assert_eq!(page.headers["cache-control"], "no-store", "{path}");
         assert!(page.headers["content-type"]
@@ -110,7 +119,8 @@ async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
     assert_eq!(me.headers["cache-control"], "no-store");
 
     // Assets: versioned URLs are kept for a year, revalidated by ETag otherwise.
-    let html = String::from_utf8_lossy(&get(&gw.url("/patgate/"), &[]).await.body).to_string();
+    let html =
+        String::from_utf8_lossy(&get(&gw.url("/patgate/signin"), &[]).await.body).to_string();
     let script = html
         .split('"')
         .find(|s| s.starts_with("/patgate/assets/app.js?v="))

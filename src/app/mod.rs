@@ -14,5 +14,5 @@ pub mod preflight;
 pub mod start;
 pub mod store;
 
-pub use start::{start, Running};
+pub use start::{first_steps, start, Running};
 pub use store::{open_existing_store, open_store};

@@ -76,16 +76,22 @@ pub async fn reach_database(config: &Config) -> anyhow::Result<String> {
     Ok(format!("database {database}: reached"))
 }
 
-/// `check-config --connect`: asks Deploy for its server information; any answer, even
-/// 401, shows that Deploy is reachable.
+/// The `User-Agent` of the one request that asks whether Deploy answers.
+pub const START_CHECK_AGENT: &str = "patgate (start-up check)";
+
+/// `check-config --connect` and the start of `serve`: asks Deploy for its server
+/// information; any answer, even 401, shows that Deploy is reachable.
 pub async fn reach_deploy(config: &Config) -> anyhow::Result<String> {
     let client = crate::signin::http_client::HttpClient::new(
         config.upstream.ca_file.as_deref(),
         config.upstream.connect_timeout.max(Duration::from_secs(1)) * 2,
     )?;
-    let base = config.upstream.url.to_string();
-    let url = format!("{}/deployit/server/info", base.trim_end_matches('/'));
-    let request = http::Request::get(url.as_str()).body(Vec::new())?;
+    let base = config.upstream.address();
+    let url = format!("{base}/deployit/server/info");
+    // Named, so that whoever reads Deploy's access log sees what asked.
+    let request = http::Request::get(url.as_str())
+        .header(http::header::USER_AGENT, START_CHECK_AGENT)
+        .body(Vec::new())?;
     let answer = client
         .send(request)
         .await

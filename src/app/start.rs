@@ -241,3 +241,34 @@ impl OwnRoutes for Routes {
         })
     }
 }
+
+/// What to do next, said once when `patgate serve` has started: where the pages are,
+/// how to make a token, and whether Deploy answers at the upstream address (one
+/// request, not a loop: a Deploy that comes up later is simply used).
+pub async fn first_steps(config: Config, local: SocketAddr) {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = if local.ip().is_unspecified() {
+        format!("localhost:{}", local.port())
+    } else {
+        local.to_string()
+    };
+    tracing::info!("sign in to the token pages at {scheme}://{host}/patgate/");
+    let named = match &config.source {
+        Some(path) => format!(" --config {}", path.display()),
+        None => String::new(),
+    };
+    tracing::info!(
+        "or create a token from a shell: patgate{named} token create --user NAME --name NAME --expires 30d"
+    );
+    match super::preflight::reach_deploy(&config).await {
+        Ok(answer) => tracing::info!("{answer}"),
+        Err(e) => tracing::warn!(
+            "{e:#}; requests for Deploy get 502 until it answers there. Set upstream.url to \
+             Deploy's address, or start a stand-in to try the gateway: patgate demo-deploy"
+        ),
+    }
+}

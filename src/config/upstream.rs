@@ -21,6 +21,18 @@ pub struct Upstream {
     pub identity: Identity,
 }
 
+impl Upstream {
+    /// Where Deploy is, for messages: scheme, host and port, never user information.
+    pub fn address(&self) -> String {
+        let scheme = self.url.scheme_str().unwrap_or("http");
+        let host = self.url.host().unwrap_or("");
+        match self.url.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub mode: IdentityMode,

@@ -47,6 +47,8 @@ pub struct Proxy {
     pool: Pool,
     authority: Authority,
     read_timeout: Duration,
+    /// Deploy's address for the 502 answer, as `upstream.url` names it.
+    shown: Arc<str>,
     metrics: Arc<Metrics>,
 }
 
@@ -60,6 +62,7 @@ impl Proxy {
                 .cloned()
                 .expect("validated upstream.url has a host"),
             read_timeout: settings.read_timeout,
+            shown: settings.address().into(),
             metrics,
         })
     }
@@ -149,7 +152,7 @@ impl Proxy {
                     .upstream_unreachable
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(request_id = peer.request_id, error = %error_chain(&e), "upstream request failed");
-                return unreachable();
+                return unreachable(&self.shown);
             }
             None => {
                 self.metrics
@@ -196,12 +199,16 @@ impl Proxy {
     }
 }
 
-/// 502: Deploy could not be reached or broke off the exchange.
-pub fn unreachable() -> Response<Body> {
+/// 502: Deploy could not be reached or broke off the exchange. The answer names the
+/// address tried and the key that sets it: the operator's setting, not a secret, and
+/// the first thing to check when every request fails this way.
+pub fn unreachable(address: &str) -> Response<Body> {
     json_error(
         StatusCode::BAD_GATEWAY,
         "upstream_unreachable",
-        "Deploy could not be reached; try again shortly",
+        &format!(
+            "Deploy could not be reached at {address} (upstream.url); try again shortly, or check that Deploy runs there"
+        ),
     )
 }
 

@@ -99,8 +99,20 @@ pub fn bind(
         let probe = new_socket()?;
         if let Err(e) = probe.bind(&address.into()) {
             if e.kind() == std::io::ErrorKind::AddrInUse {
+                // Whoever holds the port shares it (SO_REUSEPORT, as a gateway does) only
+                // if a second socket with the option can join; only then can share_port
+                // help, so only then is it suggested.
+                let sharer = new_socket()?;
+                let shares =
+                    sharer.set_reuse_port(true).is_ok() && sharer.bind(&address.into()).is_ok();
+                drop(sharer);
+                if shares {
+                    anyhow::bail!(
+                        "listen {address}: another gateway already serves this port; stop it first, or set share_port: true to overlap on purpose during a zero-downtime restart"
+                    );
+                }
                 anyhow::bail!(
-                    "listen {address}: another process already serves this port (perhaps another patgate); stop it first, or set share_port: true to overlap on purpose during a zero-downtime restart"
+                    "listen {address}: another process holds this port (not a patgate: it does not share it); stop it, or set listen to another address"
                 );
             }
             return Err(fail(e));

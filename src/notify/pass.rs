@@ -152,6 +152,12 @@ impl Notifier {
                 cause = report.cause,
                 "notification pass finished"
             ),
+            // Off by choice (the default): nothing an operator must act on.
+            "disabled" => tracing::debug!(
+                cause = report.cause,
+                "notification pass sent nothing: {}",
+                report.reason.as_deref().unwrap_or("")
+            ),
             outcome => tracing::info!(
                 outcome,
                 cause = report.cause,

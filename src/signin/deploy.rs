@@ -59,6 +59,8 @@ pub enum Purpose {
 pub struct DeployCheck {
     client: HttpClient,
     base: String,
+    /// `base` without user information, for messages.
+    address: String,
     check_path: String,
     admin_path: Option<String>,
     admin_users: Vec<String>,
@@ -92,6 +94,7 @@ impl DeployCheck {
                 config.upstream.connect_timeout + Duration::from_secs(10),
             )?,
             base: url.trim_end_matches('/').to_string(),
+            address: config.upstream.address(),
             check_path: signin.deploy_check_path.clone(),
             admin_path: signin.deploy_admin_path.clone(),
             admin_users: signin.admin_users.clone(),
@@ -269,7 +272,7 @@ impl DeployCheck {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Ok(None),
             other => {
                 tracing::warn!(status = other.as_u16(), path = %self.check_path, "Deploy's password check answered unexpectedly");
-                return Err(deploy_unavailable());
+                return Err(deploy_unexpected(other, &self.check_path));
             }
         }
         let mut admin = self.configured_admin(username);
@@ -288,11 +291,11 @@ impl DeployCheck {
         let mut request = Request::get(format!("{}{path}", self.base))
             .header(http::header::ACCEPT, ADMIN_ANSWER_TYPE)
             .body(Vec::new())
-            .map_err(|_| deploy_unavailable())?;
+            .map_err(|_| deploy_unavailable(&self.address))?;
         request.headers_mut().extend(headers);
         self.client.send(request).await.map_err(|e| {
             tracing::warn!(error = %e, "Deploy could not be asked to check a password");
-            deploy_unavailable()
+            deploy_unavailable(&self.address)
         })
     }
 }
@@ -346,11 +349,29 @@ fn basic(username: &str, password: &str) -> Result<HeaderValue, ApiError> {
     Ok(value)
 }
 
-fn deploy_unavailable() -> ApiError {
+/// Deploy did not answer at all: the address is named (it is the operator's setting,
+/// not a secret) so that a wrong `upstream.url` is found at once.
+fn deploy_unavailable(base: &str) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "deploy_unavailable",
-        "Deploy could not be reached to check your password; try again later",
+        format!(
+            "Deploy could not be reached at {base} to check your password (upstream.url); try again later"
+        ),
+    )
+}
+
+/// Deploy answered, but neither yes nor no: a wrong `signin.deploy_check_path`, or
+/// something else than Deploy at the upstream address.
+fn deploy_unexpected(status: StatusCode, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "deploy_unexpected_answer",
+        format!(
+            "Deploy answered unexpectedly (status {} at {path}) when asked to check your password; \
+             check upstream.url and signin.deploy_check_path",
+            status.as_u16()
+        ),
     )
 }
 

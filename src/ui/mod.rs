@@ -23,7 +23,7 @@ pub const HOME: &str = "/patgate/";
 /// The paths that answer with a page (the script picks the view from the path).
 const PAGES: [&str; 6] = [
     HOME,
-    "/patgate/signin",
+    SIGN_IN,
     "/patgate/admin/settings",
     "/patgate/admin/smtp-servers",
     "/patgate/admin/users",
@@ -121,7 +121,47 @@ pub fn handle<B>(req: &Request<B>) -> Response<Body> {
             ),
         };
     }
+    if path != SIGN_IN && !has_session_cookie(req.headers()) {
+        return to_sign_in(req.uri());
+    }
     page(assets.shell.as_bytes())
+}
+
+/// The sign-in page, where a browser without a session is sent.
+const SIGN_IN: &str = "/patgate/signin";
+
+/// Whether the request carries a session cookie at all (its value is the API's to
+/// judge; the script still sends a stale one to sign-in).
+fn has_session_cookie(headers: &HeaderMap) -> bool {
+    use crate::core::cookie;
+    [false, true]
+        .iter()
+        .any(|&https| cookie::read(headers, &cookie::name(cookie::SESSION, https)).is_some())
+}
+
+/// `303 See Other` to the sign-in page, which comes back to `uri` afterwards: answered
+/// by the server, so that a client without JavaScript (curl -L, a headless check) gets
+/// there too.
+fn to_sign_in(uri: &http::Uri) -> Response<Body> {
+    let back = uri.path_and_query().map_or(HOME, |p| p.as_str());
+    let mut location = format!("{SIGN_IN}?next=");
+    for byte in back.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            location.push(byte as char);
+        } else {
+            location.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    let mut response = Response::new(full(""));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    headers.insert(
+        LOCATION,
+        HeaderValue::from_str(&location).expect("percent-encoded ASCII"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    security_headers(headers);
+    response
 }
 
 /// Every page is the same shell; it may show a token once, so it is never stored.

@@ -61,6 +61,8 @@ pub struct Forwarder {
     address: String,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// Deploy's address for the 502 answer, as `upstream.url` names it.
+    shown: Arc<str>,
     metrics: Arc<Metrics>,
 }
 
@@ -87,6 +89,7 @@ impl Forwarder {
             address,
             connect_timeout: settings.connect_timeout,
             read_timeout: settings.read_timeout,
+            shown: settings.address().into(),
             metrics,
         })
     }
@@ -314,7 +317,7 @@ impl Forwarder {
                             .upstream_unreachable
                             .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(request_id = id, error = %e, "upstream request failed");
-                        proxy::unreachable()
+                        proxy::unreachable(&self.shown)
                     }
                     Failure::TimedOut => {
                         self.metrics
