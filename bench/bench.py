@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 PATGATE = os.path.join(RELEASE, "patgate")
 LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
-SEED = os.path.join(RELEASE, "examples", "seed")
+FILL_TOKENS = os.path.join(RELEASE, "examples", "fill_tokens")
 NOTIFY_DUE = os.path.join(RELEASE, "examples", "notify_due")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -330,11 +330,11 @@ def scenario_access(work, args, results):
     )
 
 
-def seed(config, count, out, *flags):
-    log(f"seeding {count} tokens ...")
+def fill_tokens(config, count, out, *flags):
+    log(f"writing {count} tokens ...")
     started = time.time()
-    subprocess.run([SEED, "--config", config, "--count", str(count), "--out", out, *flags], check=True)
-    log(f"seeded in {time.time() - started:.0f} s")
+    subprocess.run([FILL_TOKENS, "--config", config, "--count", str(count), "--out", out, *flags], check=True)
+    log(f"written in {time.time() - started:.0f} s")
 
 
 def pg_database(args, name):
@@ -353,7 +353,7 @@ def scenario_miss(work, args, results):
     for name, url in backends:
         config = write_config(work, f"miss-{name}", PATGATE_PORT, url)
         tokens = os.path.join(work, f"tokens-{name}.txt")
-        seed(config, args.tokens, tokens)
+        fill_tokens(config, args.tokens, tokens)
         gw = Patgate(config, PATGATE_PORT)
         # Spread over the whole file: every request is the first for its token.
         out = run_json(loadgen(PATGATE_PORT, "unique", args.miss_rate, args.duration * 2, 64, tokens))
@@ -426,7 +426,7 @@ def scenario_memory(work, args, results):
     # The default cache size (200,000), as an operator would run it.
     config = write_config(work, "memory", PATGATE_PORT, f"sqlite://{work}/memory.db", max_tokens=200_000)
     tokens = os.path.join(work, "tokens-memory.txt")
-    seed(config, 100_000, tokens)
+    fill_tokens(config, 100_000, tokens)
     gw = Patgate(config, PATGATE_PORT)
     idle = rss_kib(gw.proc.pid)
     out = run_json(loadgen(PATGATE_PORT, "unique", 0, 120, 32, tokens, max_requests=100_000))
@@ -533,7 +533,7 @@ def scenario_notify(work, args, results):
         backends.append(("PostgreSQL", pg_database(args, "patgate_bench_notify")))
     for name, url in backends:
         config = write_config(work, f"notify-{name}", PATGATE_PORT, url)
-        seed(config, args.tokens, os.path.join(work, f"notify-tokens-{name}.txt"), "--expiring")
+        fill_tokens(config, args.tokens, os.path.join(work, f"notify-tokens-{name}.txt"), "--expiring")
         for days in (7, 30):
             out = run_json([NOTIFY_DUE, "--config", config, "--days", str(days), "--rounds", str(args.rounds)])
             results["notify"][f"{name}-{days}d"] = out

@@ -45,10 +45,11 @@ fn nginx_server(
         other => panic!("no nginx block for {other} mode"),
     };
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/forward-auth.md"))
+            .unwrap();
     let after = &readme[readme
         .find(marker)
-        .expect("the README's forward-auth section")..];
+        .expect("the forward-auth page's nginx section")..];
     let block = after
         .split_once("```nginx\n")
         .and_then(|(_, rest)| rest.split_once("\n```"))

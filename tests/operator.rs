@@ -848,25 +848,6 @@ async fn the_json_access_log_names_every_field_and_no_secret() {
     gateway.terminate().await;
 }
 
-#[test]
-fn the_readme_first_token_steps_name_the_command_they_use() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let first_token = readme
-        .split("## First token")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .unwrap();
-    assert!(
-        first_token.contains("cargo install --locked --path ."),
-        "{first_token}"
-    );
-    assert!(
-        first_token.contains("patgate token create"),
-        "{first_token}"
-    );
-}
-
 #[tokio::test]
 async fn ordinary_headers_reach_deploy_and_claimed_identities_are_removed_and_logged() {
     let upstream = Upstream::start().await;

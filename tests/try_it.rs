@@ -1,7 +1,8 @@
 //! The README's "Try it" section, as a newcomer runs it: the repository's own
 //! `gateway.yaml`, `patgate demo-deploy` in Deploy's place, `patgate serve`, and the
-//! calls the walkthrough shows, from signing in to deleting the token. Ports are picked
-//! free rather than 4516 and 14516, so that tests can run side by side.
+//! calls the walkthrough shows, from signing in to deleting the token; the README's
+//! shell block is run as written. Ports are picked free rather than 4516 and 14516, so
+//! that tests can run side by side.
 
 mod common;
 
@@ -335,4 +336,62 @@ async fn the_stand_in_takes_its_users_from_flags_and_believes_only_the_gateways_
     .await;
     assert_eq!(proven.status, 200, "{:?}", proven.body);
     assert_eq!(proven.json()["headers"]["x-patgate-secret"], "(hidden)");
+}
+
+/// The shell block the README marks as run by this test.
+fn readme_commands() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let after = readme
+        .split("<!-- try-it:")
+        .nth(1)
+        .expect("the README marks its try-it commands");
+    after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .expect("a sh block after the mark")
+        .0
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_commands_work_as_written() {
+    let dir = checkout();
+    let demo = Demo::start(dir.path(), &[]).await;
+    let gateway = serve(dir.path(), &demo.url).await;
+    said(&gateway, "Deploy at").await;
+    let commands = readme_commands();
+    assert!(commands.contains("http://localhost:4516/"), "{commands}");
+    // Only the address differs from what a reader types.
+    let script = commands.replace("http://localhost:4516/", &gateway.url("/"));
+    let bin = Path::new(binary()).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // What the comments under each command say it answers.
+    let answers: Vec<&str> = stdout.lines().collect();
+    assert_eq!(answers.len(), 4, "{stdout}");
+    let echo: serde_json::Value = serde_json::from_str(answers[0]).unwrap();
+    assert_eq!(echo["user"], "alice");
+    assert_eq!(
+        echo["authenticated_by"],
+        "asserted by the gateway in x-deploy-user"
+    );
+    assert_eq!(echo["headers"]["x-deploy-user"], "alice");
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    let listed: serde_json::Value = serde_json::from_str(answers[1]).unwrap();
+    assert_eq!(listed[0]["name"], "ci");
+    assert_eq!(listed[0]["expires_in"]["days"], 30);
+    assert_eq!(answers[2], "204");
+    let refused: serde_json::Value = serde_json::from_str(answers[3]).unwrap();
+    assert_eq!(refused["error"], "invalid_token", "{stdout}");
+    gateway.terminate().await;
 }

@@ -82,14 +82,14 @@ pub(super) fn explain(error: DeError, file: &Value, overrides: &[Override]) -> C
                     "environment variable {var}: no setting {key}; did you mean {OVERRIDE_PREFIX}{better}? ({hint})"
                 )),
                 None => ConfigError(format!(
-                    "environment variable {var}: no setting {key} ({hint}); see the configuration reference in README.md"
+                    "environment variable {var}: no setting {key} ({hint}); see the configuration reference in docs/configuration.md"
                 )),
             };
         }
     }
     let key = error.path().to_string();
     ConfigError(format!(
-        "key {key}: {}; see the configuration reference in README.md",
+        "key {key}: {}; see the configuration reference in docs/configuration.md",
         error.into_inner()
     ))
 }

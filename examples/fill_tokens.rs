@@ -2,7 +2,7 @@
 //! plaintexts (one per line) for the load generator.
 //!
 //! ```text
-//! seed --config gateway.yaml --count 1000000 --out tokens.txt [--users 1000] [--expiring]
+//! fill_tokens --config gateway.yaml --count 1000000 --out tokens.txt [--users 1000] [--expiring]
 //! ```
 //! Uses the configured database and token key, so the gateway accepts the tokens.
 //! With `--expiring`, tokens expire spread evenly over the coming year (instead of
@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
             let token = PlainToken::generate();
             writeln!(file, "{}", token.expose())?;
             rows.push((
-                format!("seed{run}x{k}"),
+                format!("fill{run}x{k}"),
                 format!("bench{}", k % users),
                 format!("t{run}-{k}"),
                 hex(&hasher.hash(token.expose().as_bytes())),
@@ -111,12 +111,12 @@ async fn main() -> anyhow::Result<()> {
         query.execute(&pool).await?;
         done += n;
         if done % 100_000 == 0 {
-            eprintln!("seeded {done} tokens");
+            eprintln!("wrote {done} tokens");
         }
     }
     file.flush()?;
     eprintln!(
-        "seeded {count} tokens into {}",
+        "wrote {count} tokens into {}",
         patgate::config::redact_url(&config.database.url)
     );
     Ok(())
