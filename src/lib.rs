@@ -4,7 +4,7 @@
 //! below it, bottom to top:
 //!
 //! `core` < `config` < `metrics` < `logging` < `store` < `tokens` < `identity` <
-//! `signin` < `notify` < `accounts` < `edge` < `api` < `ui` < `app` < `demo` < `cli`
+//! `signin` < `notify` < `accounts` < `exchange` < `edge` < `api` < `ui` < `app` < `demo` < `cli`
 //!
 //! `tests/layers.rs` reads every `crate::` path in `src/` and fails, naming the file and
 //! line, on any import of a floor above. Each folder's `mod.rs` says what it holds and
@@ -38,6 +38,8 @@
 //! - [`signin`]: who is calling the API (Deploy's password check, sessions, OpenID
 //!   Connect), with no HTTP framework types.
 //! - [`notify`]: the expiry notifier, a side task of `serve`.
+//! - [`exchange`]: the CI token exchange (trust policies, identity tokens checked
+//!   against their issuers' keys, short-lived tokens issued).
 //! - [`accounts`]: operations on users and their tokens that the API, SCIM, the CLI and
 //!   housekeeping share (disable, enable, delete tokens, leaked-token revocation).
 //! - [`api`]: the self-service and admin API under `/patgate/api/v1/`, the `Caller`
@@ -58,6 +60,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod edge;
+pub mod exchange;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

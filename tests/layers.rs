@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may use `crate::X` only for an `X` listed before it.
-const FLOORS: [&str; 16] = [
+const FLOORS: [&str; 17] = [
     "core", "config", "metrics", "logging", "store", "tokens", "identity", "signin", "notify",
-    "accounts", "edge", "api", "ui", "app", "demo", "cli",
+    "accounts", "exchange", "edge", "api", "ui", "app", "demo", "cli",
 ];
 
 fn rank(module: &str) -> Option<usize> {

@@ -49,6 +49,7 @@ pub mod settings;
 pub mod smtp_servers;
 pub mod sso;
 pub mod tokens;
+pub mod trust;
 pub mod users;
 
 /// Largest request body the API reads.
@@ -73,6 +74,8 @@ pub struct Api {
     pub leaked_secret: Option<String>,
     /// SCIM provisioning's secret; `None` while SCIM is off.
     pub scim: Option<crate::config::Scim>,
+    /// The CI token exchange and the issuers' keys.
+    pub exchanger: crate::exchange::Exchanger,
     /// The main runtime, where the database connections live.
     runtime: tokio::runtime::Handle,
     router: Router,
@@ -88,6 +91,8 @@ impl Api {
         identity: Option<UpstreamIdentity>,
     ) -> anyhow::Result<Arc<Api>> {
         let signin = SignIn::new(config, store.clone(), hasher.clone(), identity)?;
+        let exchanger =
+            crate::exchange::Exchanger::new(&config.exchange, store.clone(), hasher.clone())?;
         Ok(Arc::new_cyclic(|me: &std::sync::Weak<Api>| Api {
             store,
             tokens,
@@ -96,6 +101,7 @@ impl Api {
             notifier,
             leaked_secret: config.leaked.secret.clone(),
             scim: config.scim.clone(),
+            exchanger,
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),
         }))
@@ -242,6 +248,18 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             post(smtp_servers::send_test),
         )
         .route("/patgate/api/v1/notifications", get(notifications::status))
+        .route(
+            "/patgate/api/v1/trust-policies",
+            get(trust::list).post(trust::create),
+        )
+        .route(
+            "/patgate/api/v1/trust-policies/{name}",
+            get(trust::one).put(trust::replace).delete(trust::remove),
+        )
+        .route(
+            "/patgate/api/v1/token-exchange",
+            post(trust::token_exchange),
+        )
         .route("/patgate/api/v1/openapi.json", get(openapi::document))
         .route("/patgate/sso/login", get(sso::login))
         .route("/patgate/sso/callback", get(sso::callback))

@@ -259,6 +259,9 @@ fn issue_error(e: IssueError) -> ApiError {
         }
         e @ IssueError::InvalidGrace(_) => ApiError::bad_request("invalid_grace", e.to_string()),
         e @ IssueError::Expired => ApiError::bad_request("token_expired", e.to_string()),
+        e @ IssueError::Exchanged => {
+            ApiError::new(StatusCode::CONFLICT, "exchanged_token", e.to_string())
+        }
         IssueError::Store(e) => e.into(),
     }
 }

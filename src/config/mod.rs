@@ -22,6 +22,7 @@ use values::{duration, flag, list, number};
 mod cache;
 mod database;
 mod env;
+mod exchange;
 mod jwt;
 mod load;
 mod log;
@@ -37,6 +38,7 @@ mod values;
 use crate::core::cidr::IpNet;
 pub use cache::{Cache, Limits};
 pub use database::{redact_url, Database};
+pub use exchange::Exchange;
 pub use jwt::{JwtAlgorithm, JwtSettings};
 pub use log::Log;
 pub use notify::Notify;
@@ -112,6 +114,8 @@ pub struct Config {
     pub webhooks: Webhooks,
     /// The signing secret of leaked-token reports.
     pub leaked: Leaked,
+    /// How CI identity tokens are checked for a token exchange.
+    pub exchange: Exchange,
 }
 
 /// The whole file as written, overrides applied; each section's part is in its own file.
@@ -157,6 +161,8 @@ struct Raw {
     webhooks: token_rules::RawWebhooks,
     #[serde(default)]
     leaked: token_rules::RawLeaked,
+    #[serde(default)]
+    exchange: exchange::RawExchange,
 }
 
 impl Raw {
@@ -196,6 +202,7 @@ impl Raw {
             webhooks: self.webhooks.validate()?,
             leaked: self.leaked.validate()?,
             scim: self.scim.validate()?,
+            exchange: self.exchange.validate()?,
         })
     }
 }

@@ -121,6 +121,11 @@ pub struct Counters {
     pub invalidations: AtomicU64,
     /// Expiry notification e-mails the SMTP server accepted.
     pub notify_sent: AtomicU64,
+    /// Token exchanges: issued, and refused (bad or untrusted identity token).
+    pub exchanges_issued: AtomicU64,
+    pub exchanges_refused: AtomicU64,
+    /// Exchanges refused because an issuer's keys could not be fetched.
+    pub exchanges_unavailable: AtomicU64,
     /// Expiry notification e-mails that failed (retried on the next pass).
     pub notify_failed: AtomicU64,
     /// Request durations, by route and outcome.
@@ -302,6 +307,15 @@ impl Metrics {
             &[
                 ("{result=\"sent\"}", get!(notify_sent)),
                 ("{result=\"failed\"}", get!(notify_failed)),
+            ],
+        );
+        counter(
+            "patgate_token_exchanges_total",
+            "CI identity tokens exchanged for gateway tokens, by result.",
+            &[
+                ("{result=\"issued\"}", get!(exchanges_issued)),
+                ("{result=\"refused\"}", get!(exchanges_refused)),
+                ("{result=\"unavailable\"}", get!(exchanges_unavailable)),
             ],
         );
         let mut gauge = |name: &str, help: &str, value: String| {

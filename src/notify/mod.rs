@@ -74,6 +74,11 @@ impl Notifier {
         })
     }
 
+    /// The counters it reports to (shared with the rest of the gateway).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// The zone's name as shown to people.
     pub fn zone_name(&self) -> String {
         self.config

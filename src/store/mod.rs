@@ -29,6 +29,7 @@ mod signing_keys;
 mod smtp_servers;
 mod sso;
 mod tokens;
+mod trust;
 mod users;
 
 use crate::core::error::ApiError;
@@ -45,6 +46,7 @@ pub use settings::Settings;
 pub use signing_keys::StoredKey;
 pub use smtp_servers::{SealedPassword, SmtpServerRecord};
 pub use tokens::{AuthRecord, LeakOutcome, NewToken, Rotated, TokenRecord, Usage};
+pub use trust::TrustPolicyRecord;
 pub use users::{UserRecord, UserSource};
 
 /// Which SQL database the store runs on.
@@ -69,6 +71,10 @@ pub enum StoreError {
     SmtpServerNameTaken(String),
     #[error("SMTP server {0:?} is the one notifications are sent through")]
     SmtpServerInUse(String),
+    #[error("no trust policy {0:?}")]
+    NoSuchTrustPolicy(String),
+    #[error("a trust policy named {0:?} exists already; pick another name")]
+    TrustPolicyNameTaken(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
@@ -129,6 +135,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "session admin check",
         include_str!("../../migrations/sqlite/0009_session_admin_check.sql"),
     ),
+    (
+        10,
+        "trust policies",
+        include_str!("../../migrations/sqlite/0010_trust_policies.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -175,6 +186,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "session admin check",
         include_str!("../../migrations/postgres/0009_session_admin_check.sql"),
+    ),
+    (
+        10,
+        "trust policies",
+        include_str!("../../migrations/postgres/0010_trust_policies.sql"),
     ),
 ];
 
@@ -404,6 +420,14 @@ impl From<StoreError> for ApiError {
                 StatusCode::CONFLICT,
                 "name_taken",
                 format!("an SMTP server named {name:?} exists already; pick another name"),
+            ),
+            StoreError::NoSuchTrustPolicy(name) => {
+                ApiError::not_found(format!("no trust policy {name:?}"))
+            }
+            StoreError::TrustPolicyNameTaken(name) => ApiError::new(
+                StatusCode::CONFLICT,
+                "name_taken",
+                format!("a trust policy named {name:?} exists already; pick another name"),
             ),
             StoreError::SmtpServerInUse(id) => ApiError::new(
                 StatusCode::CONFLICT,

@@ -158,6 +158,7 @@ impl Store {
              JOIN users u ON u.username = t.username \
              LEFT JOIN notifications n ON n.token_id = t.id \
              WHERE t.revoked_at IS NULL AND t.replaced_by IS NULL \
+             AND (t.expiration IS NULL OR t.expiration <> 'exchange') \
              AND t.expires_at >= $4 AND (t.expires_at > $4 OR t.id > $5) \
              AND t.expires_at <= $1 \
              AND u.disabled = FALSE \

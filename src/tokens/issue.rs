@@ -30,6 +30,8 @@ pub enum IssueError {
     InvalidGrace(i64),
     #[error("the token has expired; an expired token cannot be rotated, create a new one")]
     Expired,
+    #[error("the token was issued by a token exchange: it cannot be rotated; exchange a new identity token instead")]
+    Exchanged,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -186,6 +188,9 @@ pub async fn rotate(
     if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(IssueError::InvalidGrace(grace_secs));
     }
+    if old.expiration.as_deref() == Some(EXCHANGED) {
+        return Err(IssueError::Exchanged);
+    }
     if old
         .expires_at
         .is_some_and(|at| at <= crate::core::time::now())
@@ -226,4 +231,41 @@ pub async fn rotate(
         )
         .await?;
     Ok((rotated, token, expiration))
+}
+
+/// The `expiration` a token issued by a token exchange is stored with: its lifetime is
+/// the policy's, in minutes, and it is never rotated, extended or sent a reminder.
+pub const EXCHANGED: &str = "exchange";
+
+/// Issues the short-lived token of a token exchange under `policy`: named after the
+/// policy and a random suffix (pipelines run side by side), living `lifetime_secs`
+/// from `now`. The administrators' maximum and the SSO switch do not apply: the
+/// policy is the administrators' own decision.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_exchanged(
+    store: &Store,
+    hasher: &TokenHasher,
+    username: &str,
+    policy: &str,
+    now: i64,
+    lifetime_secs: i64,
+    scope: Scope,
+    allowed: &[IpNet],
+) -> Result<(TokenRecord, PlainToken), StoreError> {
+    let token = PlainToken::generate();
+    let name = format!("{policy} exchange {}", crate::core::text::random_text(5));
+    let new = NewToken {
+        username,
+        name: &name,
+        key_id: Some(hasher.key_id()),
+        created_at: now,
+        expires_at: Some(now + lifetime_secs),
+        expiration: Some(EXCHANGED),
+        scope,
+        allowed_addresses: allowed,
+    };
+    let record = store
+        .create_token_with(&new, &hasher.hash(token.expose().as_bytes()))
+        .await?;
+    Ok((record, token))
 }
