@@ -69,6 +69,8 @@ impl std::fmt::Debug for BasicAccount {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
+    /// Empty when not written, so that a missing URL gets the same message as an empty one.
+    #[serde(default)]
     url: String,
     #[serde(default = "default_connect_timeout")]
     connect_timeout: String,
@@ -147,6 +149,19 @@ struct RawBasic {
 
 impl RawUpstream {
     pub(super) fn validate(self) -> Result<Upstream, ConfigError> {
+        if self.url.trim().is_empty() {
+            let missing = ConfigError::key(
+                "upstream.url",
+                &self.url,
+                "not set; set PATGATE_UPSTREAM__URL (or upstream.url) to Deploy's address as \
+                 the gateway reaches it, http://HOST:PORT",
+            );
+            // One start names everything missing, not one thing per restart.
+            return Err(match self.identity.validate() {
+                Ok(_) => missing,
+                Err(identity) => ConfigError(format!("{missing}; and {identity}")),
+            });
+        }
         let url: http::Uri = self.url.parse().map_err(|_| {
             ConfigError::key(
                 "upstream.url",
@@ -232,10 +247,12 @@ impl RawIdentity {
         {
             return Err(ConfigError(format!(
                 "upstream.identity.shared_secret \"\": header mode needs a shared secret: \
-                 without one, Deploy cannot tell the gateway's {0} from a {0} sent by anything \
-                 else that reaches it; set PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET (e.g. \
-                 openssl rand -hex 32) and have Deploy check it (deploy/README.md), or set \
-                 upstream.identity.allow_header_without_secret: true to run without one",
+                 without one, Deploy cannot tell the gateway's {0} from one sent by anything else \
+                 that reaches it; set PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET (e.g. \
+                 openssl rand -hex 32) and have Deploy check it (deploy/README.md), or choose \
+                 another mode with PATGATE_UPSTREAM__IDENTITY__MODE (jwt for a stock Deploy; \
+                 basic with PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME and __PASSWORD), or \
+                 set upstream.identity.allow_header_without_secret: true to run without one",
                 self.header
             )));
         }
@@ -250,7 +267,7 @@ impl RawIdentity {
         };
         if mode == IdentityMode::Basic && basic.is_none() {
             return Err(ConfigError(
-                "upstream.identity.mode \"basic\": set upstream.identity.basic.username and .password (the service account)".into(),
+                "upstream.identity.mode \"basic\": set upstream.identity.basic.username and .password, the service account (PATGATE_UPSTREAM__IDENTITY__BASIC__USERNAME and PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD)".into(),
             ));
         }
 
@@ -290,6 +307,42 @@ mod tests {
         assert!(err.contains("upstream.url"), "{err}");
         assert!(err.contains("htp://x"), "{err}");
         assert!(err.contains("use http or https"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_url_names_the_key_the_variable_and_what_else_is_missing() {
+        let no_url = MINIMAL.replace("  url: http://127.0.0.1:14516\n", "");
+        for (yaml, env_pairs) in [
+            (no_url.as_str(), &[][..]),
+            (MINIMAL, &[("PATGATE_UPSTREAM__URL", "")][..]),
+        ] {
+            let err = Config::from_yaml(yaml, &env(env_pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("upstream.url \"\": not set;"), "{err}");
+            assert!(err.contains("PATGATE_UPSTREAM__URL"), "{err}");
+            assert!(!err.contains("shared_secret"), "{err}");
+        }
+        let bare = MINIMAL
+            .replace("http://127.0.0.1:14516", "\"\"")
+            .replace("  identity:\n    allow_header_without_secret: true\n", "");
+        let err = Config::from_yaml(&bare, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("PATGATE_UPSTREAM__URL"), "{err}");
+        assert!(
+            err.contains("PATGATE_UPSTREAM__IDENTITY__SHARED_SECRET"),
+            "{err}"
+        );
+        let err = Config::from_yaml(
+            &bare,
+            &env(&[("PATGATE_UPSTREAM__IDENTITY__MODE", "basic")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PATGATE_UPSTREAM__URL"), "{err}");
+        assert!(
+            err.contains("PATGATE_UPSTREAM__IDENTITY__BASIC__PASSWORD"),
+            "{err}"
+        );
     }
 
     #[test]

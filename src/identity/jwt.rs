@@ -412,7 +412,7 @@ fn import(settings: &JwtSettings, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     };
     ring_key(settings.algorithm, &der, 0).map_err(|e| {
         anyhow::anyhow!(
-            "upstream.identity.jwt.key_file {}: {e}; it must hold a {} key, or remove it to have one created",
+            "upstream.identity.jwt.key_file {}: {e}; it must hold an {} key, or remove it to have one created",
             settings.key_file.display(),
             settings.algorithm.as_str()
         )
