@@ -79,6 +79,7 @@ async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
         "/patgate/admin/smtp-servers",
         "/patgate/admin/users",
         "/patgate/admin/audit",
+        "/patgate/admin/trust-policies",
     ] {
         // Without a session the server itself sends the browser to sign in, and back
         // afterwards, so that a client without JavaScript gets there too.
@@ -803,4 +804,63 @@ async fn measure_first_load_with_50_tokens() {
     for entry in each {
         println!("| `{}` | {} |", entry[0].as_str().unwrap(), entry[1]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_write_ci_trust_policies_on_their_page() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let driver = Driver::start(None).await;
+    let admin = driver.browser(1280, 1000).await;
+    admin.sign_in(&gw.url(""), "admin", "admin-pw").await;
+    admin
+        .click("nav a[href='/patgate/admin/trust-policies']")
+        .await;
+    admin.ready().await;
+    admin
+        .wait_text("main", "No trust policies yet")
+        .await;
+    admin.click("#trust-new").await;
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
+    admin.fill("#trust-name", "deploy-app").await;
+    admin.fill("#trust-audience", "https://deploy.example.com").await;
+    admin.fill("#trust-user", "ci-deploy-app").await;
+    // A condition that names no value is refused by the API, beside the button.
+    admin.fill("#trust-claims", "repository=*").await;
+    admin.click("#trust-save").await;
+    admin.wait_text("#trust-form", "not only wildcards").await;
+    admin
+        .fill("#trust-claims", "repository=octo-org/deploy-app\nref=refs/heads/main")
+        .await;
+    admin.select("#trust-scope", "read").await;
+    admin.click("#trust-save").await;
+    let row = admin.wait_text("#trust-policies", "deploy-app").await;
+    assert!(row.contains("token.actions.githubusercontent.com"), "{row}");
+    assert!(row.contains("ref = refs/heads/main"), "{row}");
+    assert!(row.contains("Never"), "not used yet: {row}");
+    admin.screenshot("admin-trust-policies-1280").await;
+    let stored = common::api::as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/trust-policies/deploy-app"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await;
+    assert_eq!(stored.json()["scope"], "read");
+    assert_eq!(stored.json()["lifetime"], "15m");
+
+    // Ordinary users neither see the link nor the page.
+    let alice = driver.browser(1280, 800).await;
+    alice.sign_in(&gw.url(""), "alice", "alice-pw").await;
+    assert!(alice
+        .find_all("nav a[href='/patgate/admin/trust-policies']")
+        .await
+        .is_empty());
+    alice.goto(&gw.url("/patgate/admin/trust-policies")).await;
+    alice.wait_text("main", "for administrators").await;
 }

@@ -217,6 +217,7 @@ const NAV = [
   { href: '/patgate/admin/smtp-servers', text: 'SMTP servers', admin: true },
   { href: '/patgate/admin/users', text: 'Users', admin: true },
   { href: '/patgate/admin/audit', text: 'Audit log', admin: true },
+  { href: '/patgate/admin/trust-policies', text: 'CI trust', admin: true },
 ];
 
 function renderShell() {
@@ -830,6 +831,133 @@ function testMailForm(server, close) {
   return form;
 }
 
+// ------------------------------------------------------------------ CI trust policies
+
+async function renderTrustPolicies() {
+  document.title = 'CI trust policies · Digital.ai Deploy';
+  const create = h('button', { type: 'button', class: 'btn btn-primary', id: 'trust-new' }, 'New trust policy');
+  const formSlot = h('div', {});
+  const listError = messageSlot();
+  const list = h('div', {});
+  setMain(
+    pageHead('CI trust policies', 'Pipelines exchange their CI system’s identity token for a token that lives minutes: no secret is stored in CI.', create),
+    formSlot,
+    h('section', { class: 'card', 'aria-labelledby': 'trust-title' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'trust-title' }, 'Policies'), listError),
+      list));
+  const reload = async () => {
+    try {
+      const policies = await api('GET', '/trust-policies');
+      list.replaceChildren(trustTable(policies, reload));
+      showError(listError, null);
+    } catch (e) {
+      showError(listError, e);
+    }
+  };
+  create.addEventListener('click', () => {
+    formSlot.replaceChildren(trustForm({
+      close: () => formSlot.replaceChildren(),
+      saved: async () => { formSlot.replaceChildren(); await reload(); },
+    }));
+    formSlot.querySelector('input').focus();
+  });
+  await reload();
+}
+
+function trustTable(policies, reload) {
+  if (!policies.length) return h('p', { class: 'empty' }, 'No trust policies yet. Create one to let a pipeline exchange its identity token.');
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'trust-policies' },
+    h('thead', {}, h('tr', {}, ['Name', 'Issuer', 'Conditions', 'Acts as', 'Lifetime', 'Exchanges', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, policies.map((p) => {
+      const del = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', 'aria-label': `Delete ${p.name}` }, 'Delete');
+      del.addEventListener('click', () => confirmDialog({
+        title: 'Delete trust policy?',
+        body: h('p', {}, 'Pipelines matching ', h('strong', {}, p.name), ' can no longer exchange tokens. Tokens it issued live out their minutes.'),
+        confirmText: 'Delete',
+        returnFocus: document.getElementById('trust-new'),
+        action: async () => {
+          await api('DELETE', `/trust-policies/${encodeURIComponent(p.name)}`);
+          await reload();
+        },
+      }));
+      const conditions = Object.entries(p.claims).map(([k, v]) => h('div', { class: 'mono' }, `${k} = ${v}`));
+      return h('tr', { 'data-name': p.name },
+        h('td', { class: 'name', 'data-label': 'Name' }, p.name),
+        h('td', { 'data-label': 'Issuer' }, h('span', { class: 'mono' }, p.issuer), h('span', { class: 'sub mono' }, `aud ${p.audience}`)),
+        h('td', { 'data-label': 'Conditions' }, conditions),
+        h('td', { 'data-label': 'Acts as' }, p.user, ' ', h('span', { class: 'pill pill-neutral' }, p.scope)),
+        h('td', { 'data-label': 'Lifetime' }, p.lifetime),
+        h('td', { 'data-label': 'Exchanges' }, String(p.exchanges)),
+        h('td', { 'data-label': 'Last used' }, time(p.last_used_at, 'Never')),
+        h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, del)));
+    }))));
+}
+
+function trustForm({ close, saved }) {
+  const name = h('input', { type: 'text', id: 'trust-name', autocomplete: 'off', placeholder: 'deploy-app' });
+  const preset = h('select', { id: 'trust-preset' },
+    h('option', { value: 'github' }, 'GitHub Actions'),
+    h('option', { value: 'gitlab' }, 'GitLab.com'),
+    h('option', { value: '' }, 'Another issuer'));
+  const issuer = h('input', { type: 'url', id: 'trust-issuer', autocomplete: 'off', placeholder: 'https://jenkins.example.com/oidc', disabled: true });
+  preset.addEventListener('change', () => { issuer.disabled = preset.value !== ''; });
+  const audience = h('input', { type: 'text', id: 'trust-audience', autocomplete: 'off', placeholder: 'https://deploy.example.com' });
+  const claims = h('textarea', { id: 'trust-claims', rows: 3, class: 'mono', placeholder: 'repository=octo-org/deploy-app\nref=refs/heads/main' });
+  const user = h('input', { type: 'text', id: 'trust-user', autocomplete: 'off', placeholder: 'ci-deploy-app' });
+  const scope = h('select', { id: 'trust-scope' },
+    h('option', { value: 'full' }, 'Full access'),
+    h('option', { value: 'read' }, 'Read only'),
+    h('option', { value: 'webhook' }, 'Webhooks only'));
+  const lifetime = h('input', { type: 'text', id: 'trust-lifetime', value: '15m' });
+  const error = messageSlot();
+  const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'trust-save' }, 'Create');
+  const form = h('form', { class: 'panel', id: 'trust-form', novalidate: true, 'aria-labelledby': 'trust-form-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'trust-form-title' }, 'New trust policy')),
+    h('div', { class: 'card-body form-grid' },
+      field('Name', name, { required: true }),
+      field('CI system', preset),
+      field('Issuer', issuer, { hint: 'Only for another issuer: its iss, served over https.' }),
+      field('Audience', audience, { required: true, hint: 'The aud the job asks its CI system for.' }),
+      field('Conditions', claims, { wide: true, required: true, hint: 'One claim=value per line; * and ? are wildcards; all must match.' }),
+      field('Acts as user', user, { required: true }),
+      field('Scope', scope),
+      field('Token lifetime', lifetime, { hint: '1m to 1h.' })),
+    h('div', { class: 'card-foot' }, save, h('button', { type: 'button', class: 'btn', onclick: close }, 'Cancel'), error));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    const conditions = {};
+    for (const line of claims.value.split('\n').map((l) => l.trim()).filter(Boolean)) {
+      const at = line.indexOf('=');
+      if (at <= 0) {
+        showError(error, new Error(`Conditions: write each as claim=value (“${line}”).`));
+        claims.focus();
+        return;
+      }
+      conditions[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    }
+    const body = {
+      name: name.value.trim(),
+      audience: audience.value.trim(),
+      claims: conditions,
+      user: user.value.trim(),
+      scope: scope.value,
+      lifetime: lifetime.value.trim(),
+    };
+    if (preset.value) body.preset = preset.value;
+    else body.issuer = issuer.value.trim();
+    await busy(save, async () => {
+      try {
+        await api('POST', '/trust-policies', body);
+        await saved();
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
+  return form;
+}
+
 // ------------------------------------------------------------------ Users
 
 async function renderUsers() {
@@ -960,6 +1088,7 @@ const VIEWS = {
   '/patgate/admin/smtp-servers': renderSmtpServers,
   '/patgate/admin/users': renderUsers,
   '/patgate/admin/audit': renderAudit,
+  '/patgate/admin/trust-policies': renderTrustPolicies,
 };
 
 async function start() {
