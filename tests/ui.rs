@@ -817,9 +817,7 @@ async fn administrators_write_ci_trust_policies_on_their_page() {
         .click("nav a[href='/patgate/admin/trust-policies']")
         .await;
     admin.ready().await;
-    admin
-        .wait_text("main", "No trust policies yet")
-        .await;
+    admin.wait_text("main", "No trust policies yet").await;
     admin.click("#trust-new").await;
     assert!(
         admin.unlabelled_fields().await.is_empty(),
@@ -827,14 +825,19 @@ async fn administrators_write_ci_trust_policies_on_their_page() {
         admin.unlabelled_fields().await
     );
     admin.fill("#trust-name", "deploy-app").await;
-    admin.fill("#trust-audience", "https://deploy.example.com").await;
+    admin
+        .fill("#trust-audience", "https://deploy.example.com")
+        .await;
     admin.fill("#trust-user", "ci-deploy-app").await;
     // A condition that names no value is refused by the API, beside the button.
     admin.fill("#trust-claims", "repository=*").await;
     admin.click("#trust-save").await;
     admin.wait_text("#trust-form", "not only wildcards").await;
     admin
-        .fill("#trust-claims", "repository=octo-org/deploy-app\nref=refs/heads/main")
+        .fill(
+            "#trust-claims",
+            "repository=octo-org/deploy-app\nref=refs/heads/main",
+        )
         .await;
     admin.select("#trust-scope", "read").await;
     admin.click("#trust-save").await;
