@@ -317,11 +317,7 @@ pub async fn run_admin_to(
     command: Admin,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (store, hasher) = app::open_existing_store(config).await?;
-    let result = admin(config, &store, &hasher, command, out).await;
-    store.close().await;
-    let changed = result?;
-    if changed {
+    if run_quietly(config, command, out).await? {
         say(&format!(
             "changed database {} (configuration {})",
             config::redact_url(&config.database.url),
@@ -335,8 +331,17 @@ pub async fn run_admin_to(
 /// embed the command line, and tests).
 pub async fn run_admin(config: &Config, command: Admin) -> anyhow::Result<String> {
     let mut out = Vec::new();
-    run_admin_to(config, command, &mut out).await?;
+    run_quietly(config, command, &mut out).await?;
     Ok(String::from_utf8_lossy(&out).trim_end().to_string())
+}
+
+/// Runs the command without the "changed database" line (a program that embeds the
+/// command line knows which database it named); `Ok(true)` when it changed it.
+async fn run_quietly(config: &Config, command: Admin, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let (store, hasher) = app::open_existing_store(config).await?;
+    let result = admin(config, &store, &hasher, command, out).await;
+    store.close().await;
+    result
 }
 
 /// One administrative command; `Ok(true)` when it changed the database.

@@ -671,7 +671,43 @@ async fn policies_are_checked_on_save_and_kept_to_administrators(db: TestDb) {
     gw.shutdown().await;
 }
 
+async fn keys_older_than_their_bound_are_never_used(db: TestDb) {
+    let (_upstream, gw, issuer) = setup(
+        &db,
+        &[
+            ("PATGATE_EXCHANGE__JWKS_MAX_AGE", "2s"),
+            ("PATGATE_EXCHANGE__JWKS_REFRESH", "1s"),
+        ],
+    )
+    .await;
+    let aud = "https://deploy.example.com";
+    let first = issuer.mint(github_claims(aud), "key").await;
+    assert_eq!(exchange_token(&gw, &first).await.status, 200);
+    assert_eq!(
+        issuer.post("/down", json!({"down": true})).await.status,
+        200
+    );
+    // Within the bound, the keys fetched before still serve while the issuer is down.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = issuer.mint(github_claims(aud), "key").await;
+    let answer = exchange_token(&gw, &second).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    // Past it, they are not used: 503 until the issuer answers again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let third = issuer.mint(github_claims(aud), "key").await;
+    let refused = exchange_token(&gw, &third).await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    assert_eq!(refused.json()["error"], "temporarily_unavailable");
+    assert_eq!(
+        issuer.post("/down", json!({"down": false})).await.status,
+        200
+    );
+    assert_eq!(exchange_token(&gw, &third).await.status, 200);
+    gw.shutdown().await;
+}
+
 on_both_backends!(
+    keys_older_than_their_bound_are_never_used,
     a_matching_token_exchanges_and_works_on_both_paths_until_it_expires,
     the_issued_token_stops_at_its_expiry,
     every_bad_identity_token_is_refused_and_nothing_is_issued,
