@@ -900,9 +900,18 @@ function trustForm({ close, saved }) {
     h('option', { value: 'gitlab' }, 'GitLab.com'),
     h('option', { value: '' }, 'Another issuer'));
   const issuer = h('input', { type: 'url', id: 'trust-issuer', autocomplete: 'off', placeholder: 'https://jenkins.example.com/oidc', disabled: true });
-  preset.addEventListener('change', () => { issuer.disabled = preset.value !== ''; });
+  // What each preset's jobs are usually matched on (GitHub's and GitLab's claim names).
+  const presetClaims = {
+    github: 'repository=octo-org/deploy-app\nref=refs/heads/main',
+    gitlab: 'project_path=group/deploy-app\nref_protected=true',
+    '': 'sub=…',
+  };
   const audience = h('input', { type: 'text', id: 'trust-audience', autocomplete: 'off', placeholder: 'https://deploy.example.com' });
-  const claims = h('textarea', { id: 'trust-claims', rows: 3, class: 'mono', placeholder: 'repository=octo-org/deploy-app\nref=refs/heads/main' });
+  const claims = h('textarea', { id: 'trust-claims', rows: 3, class: 'mono', placeholder: presetClaims.github });
+  preset.addEventListener('change', () => {
+    issuer.disabled = preset.value !== '';
+    claims.placeholder = presetClaims[preset.value];
+  });
   const user = h('input', { type: 'text', id: 'trust-user', autocomplete: 'off', placeholder: 'ci-deploy-app' });
   const scope = h('select', { id: 'trust-scope' },
     h('option', { value: 'full' }, 'Full access'),
