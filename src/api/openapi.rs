@@ -26,7 +26,8 @@ answer is `{\"error\": code, \"message\": text}`. A status 400 means the request
 follow this document; a request that does is refused only for the reasons each \
 operation lists (403, 404, 409, 422, and 401, 429 and 503 as every route may answer).
 
-Other routes of the gateway, specified elsewhere:
+Other routes of the gateway (the SSO and forward-auth ones are described here as paths \
+too):
 
 - SCIM 2.0 provisioning at `/patgate/scim/v2` (`/Users`, `/ServiceProviderConfig`, \
 `/ResourceTypes`, `/Schemas`), as RFC 7643 and RFC 7644 specify; the server describes \
@@ -61,6 +62,8 @@ The project's docs/api-contract.md tells how this document is checked against th
         smtp_servers::remove, smtp_servers::send_test,
         notifications::status,
         openapi_document,
+        super::sso::login, super::sso::callback,
+        forward_auth,
     ),
     components(schemas(ErrorBody, notifications::OutcomeStatus)),
     modifiers(&Schemes),
@@ -71,6 +74,8 @@ The project's docs/api-contract.md tells how this document is checked against th
         (name = "admin", description = "administrators only"),
         (name = "leaked", description = "reports of leaked tokens, signed with leaked.secret"),
         (name = "document", description = "this description"),
+        (name = "sso", description = "sign-in with OpenID Connect, for browsers"),
+        (name = "forward-auth", description = "for a proxy in front of Deploy: nginx auth_request, Traefik ForwardAuth, Envoy ext_authz"),
     )
 )]
 pub struct ApiDoc;
@@ -127,6 +132,41 @@ pub async fn openapi_document() -> Json<Value> {
     Json(DOCUMENT.clone())
 }
 
+/// The forward-auth answer's body.
+#[derive(Serialize, ToSchema)]
+pub struct ForwardAuthUser {
+    /// The token's owner, as Deploy is told in the identity headers.
+    pub user: String,
+}
+
+/// Forward authentication ([`crate::edge::forward_auth`], answered on the gateway's
+/// own port before the API): the proxy passes on the client's credential and says what
+/// the client asked for; the answer is the gateway's own decision. Any method is
+/// answered, and paths below `/patgate/auth` too (Envoy appends the original path).
+/// Only callers in `trusted_proxies` are answered.
+#[utoipa::path(get, path = "/patgate/auth", tag = "forward-auth", operation_id = "forward_auth_check",
+    security(("password" = []), ("token" = [])),
+    params(
+        ("X-Original-URI" = Option<String>, Header, description = "nginx: what the client asked for"),
+        ("X-Original-Method" = Option<String>, Header, description = "nginx: the client's method"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "Traefik: what the client asked for"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Traefik: the client's method"),
+        ("X-Forwarded-For" = Option<String>, Header, description = "the client's address, as on the gateway's own port")),
+    responses(
+        (status = 200, body = ForwardAuthUser,
+            description = "the token is good: the identity headers for Deploy (`X-Deploy-User`, the shared secret header, and `Authorization` in jwt or basic mode) are in the answer"),
+        (status = 400, description = "`missing_original_uri`: the proxy did not say what the client asked for"),
+        (status = 401, description = "anything about the credential: `missing_credentials`, `malformed_credentials`, `malformed_token`, `invalid_token`, `token_expired`, `user_disabled`, `sso_tokens_disabled`, `deploy_token_not_checked`"),
+        (status = 403, description = "anything about the request: `untrusted_caller` (not in trusted_proxies), `method_not_allowed`, `session_id_in_url`, a token's scope or address allowlist"),
+        (status = 429, description = "too many failed token uses from the client's address"),
+        (status = 500, description = "the identity for Deploy could not be made (see the gateway's log)"),
+        (status = 503, description = "the token could not be checked: the database could not be reached")))]
+#[expect(
+    dead_code,
+    reason = "edge::forward_auth answers; this is only its description"
+)]
+fn forward_auth() {}
+
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
     finish(&mut doc);
@@ -173,7 +213,11 @@ pub fn finish(doc: &mut Value) {
                 continue;
             };
             for (method, op) in item.iter_mut() {
-                shared_answers(method, op);
+                // Forward-auth is answered before the API: its answers are its own.
+                if op["operationId"] != "forward_auth_check" {
+                    shared_answers(method, op);
+                }
+                json_errors(op);
                 if let Some(body) = op.get_mut("requestBody") {
                     collect_refs(body, &mut request_refs);
                     keep_nul_out(body);
@@ -257,10 +301,18 @@ fn shared_answers(method: &str, op: &mut Value) {
             answer["description"] = Value::String(joined);
         }
     }
+}
+
+/// Gives every error answer without a body of its own the JSON error; a 400 has it
+/// always, since a body that cannot be read is refused before any route.
+fn json_errors(op: &mut Value) {
+    let Some(responses) = op["responses"].as_object_mut() else {
+        return;
+    };
     for (status, answer) in responses.iter_mut() {
-        if status.as_str() >= "400" && answer.get("content").is_none() {
-            answer["content"] = json!({"application/json": {"schema": {
-                "$ref": "#/components/schemas/ErrorBody"}}});
+        if status.as_str() >= "400" && (answer.get("content").is_none() || status == "400") {
+            answer["content"]["application/json"] =
+                json!({"schema": {"$ref": "#/components/schemas/ErrorBody"}});
         }
     }
 }

@@ -61,6 +61,12 @@ def before_call(context, case, kwargs):
         digest = hmac.new(LEAKED_SECRET, body, hashlib.sha256).hexdigest()
         case.headers["X-Patgate-Signature"] = f"sha256={digest}"
         return
-    if operation in ("session_options", "session_sign_in", "openapi_document"):
+    if operation in (
+        "session_options",
+        "session_sign_in",
+        "openapi_document",
+        "sso_login",
+        "sso_callback",
+    ):
         return
     case.headers["Authorization"] = BASIC
