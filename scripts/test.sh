@@ -29,6 +29,7 @@ bash scripts/node-setup.sh
 bash scripts/smtp-setup.sh
 # The SCIM tests run a compliance checker (scim2-cli, Python; tests/scim).
 bash scripts/scim-setup.sh
+bash scripts/openapi-setup.sh  # the API contract test: openapi-spec-validator, schemathesis (tests/openapi)
 # The forward-auth tests put a real nginx (auth_request) in front of the gateway.
 bash scripts/nginx-setup.sh
 # The page tests drive headless Chromium through chromedriver (tests/ui.rs).

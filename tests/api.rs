@@ -30,6 +30,7 @@ on_both_backends!(
     a_name_in_another_case_or_form_is_the_same_user,
     password_callers_are_governed_by_their_stored_source,
     names_that_clashed_before_the_upgrade_stay_reachable_by_their_exact_name,
+    what_the_document_forbids_is_refused_and_what_it_allows_is_taken,
 );
 
 const ME: &str = "/patgate/api/v1/me";
@@ -341,7 +342,8 @@ async fn maximum_expiration_limits_every_choice(db: TestDb) {
                     answer.body
                 );
             } else {
-                assert_eq!(answer.status, 400, "{choice} over max {max}");
+                // The request is well formed; the policy forbids it.
+                assert_eq!(answer.status, 403, "{choice} over max {max}");
                 assert_eq!(answer.error_code(), "over_maximum_expiration");
                 let message = answer.json()["message"].as_str().unwrap().to_string();
                 assert!(message.contains(&format!("({max})")), "{message}");
@@ -1488,4 +1490,135 @@ async fn names_that_clashed_before_the_upgrade_stay_reachable_by_their_exact_nam
     let (_, total) = store.users(Some("alice"), 0, 10).await.unwrap();
     assert_eq!(total, 2);
     store.close().await;
+}
+
+/// Rules the OpenAPI document states, held on both backends: NUL is a clear 400
+/// (PostgreSQL keeps no NUL in text), a leap second is not an instant, `25.0` is the
+/// integer 25, names and addresses are exact (no spaces around them, ASCII addresses),
+/// a grace is a number and one unit, and JSON bodies must say they are JSON.
+async fn what_the_document_forbids_is_refused_and_what_it_allows_is_taken(db: TestDb) {
+    let (_upstream, gw) = start(&db, &[("PATGATE_LEAKED__SECRET", &"k".repeat(40))]).await;
+    let admin = |method: &'static str, path: &str, body: Option<Value>| {
+        let url = gw.url(&format!("/patgate/api/v1{path}"));
+        async move { as_user(method, &url, "admin", "admin-pw", body.as_ref()).await }
+    };
+    let alice = |method: &'static str, path: &str, body: Option<Value>| {
+        let url = gw.url(&format!("/patgate/api/v1{path}"));
+        async move { as_user(method, &url, "alice", "alice-pw", body.as_ref()).await }
+    };
+    assert_eq!(alice("GET", "/me", None).await.status, 200);
+
+    // NUL anywhere in text: in a body, a path, a query.
+    let nul = admin(
+        "PUT",
+        "/settings",
+        Some(json!({"notifications": {"subject": "a\u{0}b"}})),
+    )
+    .await;
+    assert_eq!(nul.status, 400, "{:?}", nul.body);
+    assert_eq!(nul.error_code(), "invalid_body");
+    assert!(nul.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("notifications.subject"));
+    for path in ["/users/al%00ice", "/users?search=a%00", "/audit?user=%00"] {
+        let answer = admin("GET", path, None).await;
+        assert_eq!(answer.status, 400, "{path}: {:?}", answer.body);
+        assert_eq!(answer.error_code(), "invalid_request", "{path}");
+    }
+    let subject = admin("GET", "/settings", None).await.json()["notifications"]["subject"].clone();
+    assert!(!subject.as_str().unwrap().contains('\0'));
+
+    // Instants: RFC 3339 with seconds up to 59, real dates.
+    for bad in [
+        "2026-12-31T23:59:60Z",
+        "2026-02-30T00:00:00Z",
+        "2026-01-01%2000:00:00Z",
+    ] {
+        let answer = admin("GET", &format!("/audit?since={bad}"), None).await;
+        assert_eq!(answer.status, 400, "{bad}");
+    }
+    let before_epoch = admin("GET", "/audit?since=1969-12-31T23:00:00-01:00", None).await;
+    assert_eq!(before_epoch.status, 200, "{:?}", before_epoch.body);
+
+    // 25.0 is an integer.
+    let whole = admin(
+        "PUT",
+        "/settings",
+        Some(json!({"notifications": {"days_before": 9.0}})),
+    )
+    .await;
+    assert_eq!(whole.status, 200, "{:?}", whole.body);
+    assert_eq!(whole.json()["notifications"]["days_before"], 9);
+    let fraction = admin(
+        "PUT",
+        "/settings",
+        Some(json!({"notifications": {"days_before": 9.5}})),
+    )
+    .await;
+    assert_eq!(fraction.status, 400);
+
+    // Token names: no spaces at either end.
+    for name in [" ci", "ci ", "\u{a0}ci"] {
+        let answer = create(&gw, "alice", "alice-pw", name, "7d").await;
+        assert_eq!(answer.status, 400, "{name:?}");
+        assert_eq!(answer.error_code(), "invalid_name");
+    }
+    let made = create(&gw, "alice", "alice-pw", "ci build", "7d").await;
+    assert_eq!(made.status, 201);
+    let id = made.json()["id"].as_str().unwrap().to_string();
+
+    // A grace is a whole number and one unit.
+    for grace in ["1h 30m", "90 m", "1.5h", "2d", "01m"] {
+        let answer = alice(
+            "POST",
+            &format!("/tokens/{id}/rotate"),
+            Some(json!({"grace": grace})),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{grace}");
+        assert_eq!(answer.error_code(), "invalid_grace");
+    }
+    let rotated = alice(
+        "POST",
+        &format!("/tokens/{id}/rotate"),
+        Some(json!({"grace": "90m"})),
+    )
+    .await;
+    assert_eq!(rotated.status, 201, "{:?}", rotated.body);
+    let id = rotated.json()["id"].as_str().unwrap().to_string();
+
+    // Addresses: ASCII, nothing around them.
+    for email in [
+        "jos\u{e9}@example.com",
+        " alice@example.com",
+        "alice@example",
+    ] {
+        let answer = alice("PUT", "/me", Some(json!({"email": email}))).await;
+        assert_eq!(answer.status, 400, "{email:?}");
+        assert_eq!(answer.error_code(), "invalid_email");
+    }
+    let email = alice(
+        "PUT",
+        "/me",
+        Some(json!({"email": "alice.l+pat@example.com"})),
+    )
+    .await;
+    assert_eq!(email.json()["email"], "alice.l+pat@example.com");
+
+    // Every body that is there must be sent as JSON, the optional ones too.
+    let auth = basic("alice", "alice-pw");
+    let rotate_url = gw.url(&format!("/patgate/api/v1/tokens/{id}/rotate"));
+    let leaked_url = gw.url("/patgate/api/v1/leaked");
+    for url in [&rotate_url, &leaked_url] {
+        let answer = common::oidc::request(
+            "POST",
+            url,
+            &[("authorization", &auth), ("content-type", "text/plain")],
+            bytes::Bytes::from(r#"{"grace": "0s"}"#),
+        )
+        .await;
+        assert_eq!(answer.status, 415, "{url}: {:?}", answer.body);
+        assert_eq!(answer.error_code(), "unsupported_media_type");
+    }
 }

@@ -170,7 +170,9 @@ async fn smtp_server_items_are_checked_and_never_show_their_password(db: TestDb)
         ),
     ] {
         let refused = admin(&gw, "POST", SERVERS, Some(&body)).await;
-        assert_eq!(refused.status, 400, "{body}: {:?}", refused.body);
+        // A property's value is a rule the document can only name: 422, not 400.
+        let status = if field == "mail.smtp.auth" { 422 } else { 400 };
+        assert_eq!(refused.status, status, "{body}: {:?}", refused.body);
         let message = refused.json()["message"].as_str().unwrap().to_string();
         assert!(message.contains(field), "{field} not named in {message:?}");
     }
@@ -403,7 +405,8 @@ async fn send_test_mail_over_plain_starttls_and_implicit_tls_with_and_without_au
 
     let no_address = create_item(&gw, &json!({"name": "no-test-address", "host": "127.0.0.1", "port": port, "from_address": "deploy@example.com"})).await;
     let refused = admin(&gw, "POST", &format!("{}/test", path_of(&no_address)), None).await;
-    assert_eq!(refused.status, 400);
+    // Well formed, but the item as it stands has nowhere to send to.
+    assert_eq!(refused.status, 409);
     assert_eq!(refused.error_code(), "no_test_address");
     held.abort();
 }
@@ -752,7 +755,13 @@ async fn settings_refuse_bad_templates_and_unknown_servers(db: TestDb) {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(refused.status, 400, "{body}: {:?}", refused.body);
+        // What the document's schema states is 400; a template that does not render
+        // and an id that names nothing are 422.
+        let status = match code {
+            "invalid_template" | "unknown_smtp_server" => 422,
+            _ => 400,
+        };
+        assert_eq!(refused.status, status, "{body}: {:?}", refused.body);
         assert_eq!(refused.error_code(), code, "{body}: {:?}", refused.body);
         let message = refused.json()["message"].as_str().unwrap().to_string();
         assert!(message.contains(words), "{words:?} not in {message:?}");
@@ -1035,7 +1044,7 @@ async fn a_stored_smtp_password_goes_nowhere_else_and_never_in_clear(db: TestDb)
     let id = create_item(&gw, &careless).await;
     let test = format!("{}/test", path_of(&id));
     let refused = admin(&gw, "POST", &test, None).await;
-    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
     assert_eq!(refused.error_code(), "smtp_configuration");
     assert!(refused.json()["message"]
         .as_str()
@@ -1076,7 +1085,7 @@ async fn a_stored_smtp_password_goes_nowhere_else_and_never_in_clear(db: TestDb)
             "mail.smtp.ssl.trust": "*"}}),
     ] {
         let answer = admin(&gw, "PUT", &path_of(&id), Some(&change)).await;
-        assert_eq!(answer.status, 400, "{change}: {:?}", answer.body);
+        assert_eq!(answer.status, 409, "{change}: {:?}", answer.body);
         assert_eq!(answer.error_code(), "password_required", "{change}");
     }
     let kept = admin(
@@ -1161,7 +1170,8 @@ async fn smtp_hosts_can_be_limited_and_other_services_are_not_echoed() {
         Some(&item("elsewhere", 25, Mode::Plain, None)),
     )
     .await;
-    assert_eq!(refused.status, 400, "{:?}", refused.body);
+    // The operator's limit forbids it.
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
     assert_eq!(refused.error_code(), "smtp_host_not_allowed");
     assert!(refused.json()["message"]
         .as_str()
@@ -1171,6 +1181,7 @@ async fn smtp_hosts_can_be_limited_and_other_services_are_not_echoed() {
     listed["host"] = "relay.eu.corp.example".into();
     create_item(&limited, &listed).await;
     let old = admin(&limited, "POST", &format!("{}/test", path_of(&id)), None).await;
-    assert_eq!(old.status, 400, "{:?}", old.body);
+    // The item as stored can no longer be used here: a conflict, not a bad request.
+    assert_eq!(old.status, 409, "{:?}", old.body);
     assert_eq!(old.error_code(), "smtp_configuration");
 }

@@ -602,7 +602,8 @@ async fn policies_are_checked_on_save_and_kept_to_administrators(db: TestDb) {
             }
         }
         let answer = admin(&gw, "POST", POLICIES, Some(body)).await;
-        assert_eq!(answer.status, 400, "{field}: {:?}", answer.body);
+        assert_eq!(answer.status, 422, "{field}: {:?}", answer.body);
+        assert_eq!(answer.json()["error"], "invalid_trust_policy");
         let message = answer.json()["message"].as_str().unwrap().to_string();
         assert!(message.contains(says), "{field}: {message}");
     }

@@ -39,12 +39,11 @@ pub async fn link(
     subject: &str,
     by: Requester,
 ) -> Result<String, LinkError> {
-    let issuer = issuer.ok_or(LinkError::NoSso)?;
-    let subject = subject.trim();
-    if subject.is_empty() || subject.chars().count() > 255 || subject.chars().any(char::is_control)
-    {
+    if !crate::core::pattern::is_subject(subject) {
         return Err(LinkError::BadSubject);
     }
+    let subject = subject.trim();
+    let issuer = issuer.ok_or(LinkError::NoSso)?;
     let user = store
         .user(username)
         .await?

@@ -10,12 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::{query, ApiRef, Page};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
+use crate::core::pattern;
 use crate::core::time::parse_instant;
 use crate::core::time::rfc3339;
 use crate::store::AuditQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// The user an entry concerns.
     pub user: Option<String>,
@@ -23,11 +25,15 @@ pub struct AuditParams {
     /// `token.refused`, `token.used_from_new_address`, `signin.succeeded`,
     /// `signin.failed`, `settings.changed`, `user.disabled`, `user.enabled`.
     pub action: Option<String>,
-    /// RFC 3339; entries at or after.
+    /// RFC 3339 (`2026-01-31T00:00:00Z`); entries at or after.
+    #[param(schema_with = pattern::instant_schema)]
     pub since: Option<String>,
-    /// RFC 3339; entries at or before.
+    /// RFC 3339 (`2026-01-31T00:00:00Z`); entries at or before.
+    #[param(schema_with = pattern::instant_schema)]
     pub until: Option<String>,
+    #[param(schema_with = pattern::page_schema)]
     pub page: Option<i64>,
+    #[param(schema_with = pattern::per_page_schema)]
     pub per_page: Option<i64>,
 }
 
@@ -41,7 +47,8 @@ pub struct AuditView {
     pub user: Option<String>,
     pub token_id: Option<String>,
     pub ip: Option<String>,
-    #[schema(value_type = Object)]
+    /// What the action concerned; null when nothing more is known.
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<serde_json::Value>,
 }
 
@@ -54,9 +61,9 @@ pub struct AuditPage {
 }
 
 /// Audit entries, newest first.
-#[utoipa::path(get, path = "/patgate/api/v1/audit", tag = "admin", params(AuditParams),
-    responses((status = 200, body = AuditPage), (status = 400, description = "bad query"),
-        (status = 403, description = "not an administrator")))]
+#[utoipa::path(get, path = "/patgate/api/v1/audit", tag = "admin", operation_id = "audit_list",
+    params(AuditParams), security(("password" = []), ("session" = [])),
+    responses((status = 200, body = AuditPage), (status = 400, description = "a query parameter is invalid")))]
 pub async fn list(
     State(api): State<ApiRef>,
     caller: Caller,

@@ -39,6 +39,32 @@ pub enum Reported {
     },
 }
 
+/// A report: at most [`MAX_REPORTED`] tokens.
+pub struct ReportBody;
+
+impl utoipa::PartialSchema for ReportBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("Reported"))
+            .max_items(Some(MAX_REPORTED))
+            .into()
+    }
+}
+
+impl ToSchema for ReportBody {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "Reported".into(),
+            <Reported as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 /// What became of one reported token, in the order reported.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LeakResult {
@@ -55,12 +81,15 @@ pub struct LeakReport {
 }
 
 /// Revokes every reported token that exists; needs `X-Patgate-Signature`.
-#[utoipa::path(post, path = "/patgate/api/v1/leaked", tag = "leaked",
-    request_body(content = Vec<Reported>, description = "a JSON array of token strings or of objects with `token`"),
+#[utoipa::path(post, path = "/patgate/api/v1/leaked", tag = "leaked", operation_id = "leaked_report",
+    security(()),
+    params(("X-Patgate-Signature" = String, Header, pattern = "^sha256=[0-9a-f]{64}$",
+        description = "`sha256=` and the hex HMAC-SHA256 of the raw body under `leaked.secret`")),
+    request_body(content = ReportBody, description = "a JSON array of token strings or of objects with `token`"),
     responses((status = 200, body = LeakReport),
-        (status = 400, description = "not a JSON array of tokens"),
-        (status = 401, description = "missing or wrong signature"),
-        (status = 404, description = "leaked.secret is not configured")))]
+        (status = 400, description = "not a JSON array of at most 1000 tokens"),
+        (status = 401, description = "`invalid_signature`: missing or wrong signature"),
+        (status = 404, description = "`leaked_reports_off`: leaked.secret is not configured")))]
 pub async fn report(
     State(api): State<ApiRef>,
     headers: HeaderMap,
@@ -75,12 +104,17 @@ pub async fn report(
             "reports of leaked tokens are not accepted here: leaked.secret is not configured",
         ));
     };
+    if !super::is_json(&headers) {
+        return Err(super::not_json());
+    }
     verify_signature(secret, &headers, &body)?;
-    let reported: Vec<Reported> = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_body",
-            format!("expected a JSON array of token strings or of objects with \"token\": {e}"),
-        )
+    let reported: Vec<Reported> = super::parse_json_value(&body).and_then(|value| {
+        serde_json::from_value(value).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("expected a JSON array of token strings or of objects with \"token\": {e}"),
+            )
+        })
     })?;
     if reported.len() > MAX_REPORTED {
         return Err(ApiError::bad_request(

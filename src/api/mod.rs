@@ -137,6 +137,13 @@ impl Api {
                 )
             }
         };
+        if has_nul(&parts.uri) {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the path or query holds a NUL character (%00), which no text here may hold",
+            );
+        }
         let cross_site = caller::check_origin(&parts.method, &parts.headers, &client).err();
         let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
         req.extensions_mut().insert(client);
@@ -260,10 +267,13 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             "/patgate/api/v1/token-exchange",
             post(trust::token_exchange),
         )
-        .route("/patgate/api/v1/openapi.json", get(openapi::document))
+        .route(
+            "/patgate/api/v1/openapi.json",
+            get(openapi::openapi_document),
+        )
         .route("/patgate/sso/login", get(sso::login))
         .route("/patgate/sso/callback", get(sso::callback))
-        .route(DEPLOY_TOKENS_ROUTE, get(tokens::list))
+        .route(DEPLOY_TOKENS_ROUTE, get(tokens::deploy_list))
         .nest(crate::api::scim::BASE, crate::api::scim::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -304,8 +314,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// An optional JSON request body: an empty one stands for `T::default()`; anything
-/// else must say `Content-Type: application/json` and parse as [`JsonBody`] does.
+/// An optional JSON request body: an empty one, or JSON `null`, stands for
+/// `T::default()`; anything else must say `Content-Type: application/json` and parse as
+/// [`JsonBody`] does.
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
@@ -322,11 +333,24 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
         if !is_json {
             return Err(not_json());
         }
+        if parse_json_value(&bytes)?.is_null() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
         parse_json(&bytes).map(OptionalJsonBody)
     }
 }
 
-fn is_json(headers: &http::HeaderMap) -> bool {
+/// Whether the path or query holds an encoded NUL, which no database keeps in text.
+fn has_nul(uri: &http::Uri) -> bool {
+    let nul = |text: &str| {
+        text.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+    };
+    nul(uri.path()) || uri.query().is_some_and(nul)
+}
+
+pub(crate) fn is_json(headers: &http::HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -334,7 +358,7 @@ fn is_json(headers: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn not_json() -> ApiError {
+pub(crate) fn not_json() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
@@ -342,10 +366,63 @@ fn not_json() -> ApiError {
     )
 }
 
+/// A JSON body as a value: text without NUL characters (no database keeps them), and
+/// numbers with nothing after the point (`25.0`) as the integers JSON Schema takes
+/// them for.
+pub fn parse_json_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))?;
+    if let Some(path) = settle(&mut value, "") {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{path}: text may not hold a NUL character (\\u0000)"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Turns whole floats into integers in place; returns where a NUL was found, if one was.
+fn settle(value: &mut serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if at.is_empty() {
+            ".".to_string()
+        } else {
+            at.to_string()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here()),
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *value = Value::from(f as i64);
+                }
+            }
+            None
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, item)| settle(item, &format!("{at}[{i}]"))),
+        Value::Object(fields) => fields.iter_mut().find_map(|(key, item)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            if key.contains('\0') {
+                return Some(format!("{path} (the key)"));
+            }
+            settle(item, &path)
+        }),
+        _ => None,
+    }
+}
+
 /// Parses a JSON body, which must be an object, naming the offending field in errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))?;
+    let value = parse_json_value(bytes)?;
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -379,11 +456,11 @@ pub struct Page {
 }
 
 impl Page {
-    pub const MAX_PER_PAGE: i64 = 200;
+    pub const MAX_PER_PAGE: i64 = crate::core::pattern::PER_PAGE_MAX;
 
     pub fn new(page: Option<i64>, per_page: Option<i64>) -> Result<Page, ApiError> {
         let page = page.unwrap_or(1);
-        let per_page = per_page.unwrap_or(50);
+        let per_page = per_page.unwrap_or(crate::core::pattern::PER_PAGE_DEFAULT);
         if page < 1 {
             return Err(ApiError::bad_request(
                 "invalid_query",
@@ -400,6 +477,6 @@ impl Page {
     }
 
     pub fn offset(self) -> i64 {
-        (self.page - 1) * self.per_page
+        (self.page - 1).saturating_mul(self.per_page)
     }
 }

@@ -11,16 +11,28 @@ use utoipa::{IntoParams, ToSchema};
 use super::{query, ApiRef};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
+use crate::core::pattern;
 use crate::core::time::rfc3339;
 use crate::store::{NotificationRecord, PassRecord, NOTIFICATION_STATUSES};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationsQuery {
     /// Only outcomes of this status: claimed, sent or failed.
+    #[param(value_type = Option<OutcomeStatus>)]
     pub status: Option<String>,
-    /// Outcomes listed, newest first: 1 to 500, 50 by default.
+    #[param(schema_with = pattern::outcomes_schema)]
     pub limit: Option<i64>,
+}
+
+/// The status of one notification's outcome.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum OutcomeStatus {
+    Claimed,
+    Sent,
+    Failed,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,9 +116,10 @@ pub struct NotificationsView {
 }
 
 /// Notification status and outcomes.
-#[utoipa::path(get, path = "/patgate/api/v1/notifications", tag = "admin", params(NotificationsQuery),
-    responses((status = 200, body = NotificationsView), (status = 400, description = "bad query"),
-        (status = 403, description = "not an administrator")))]
+#[utoipa::path(get, path = "/patgate/api/v1/notifications", tag = "admin",
+    operation_id = "notifications_status", params(NotificationsQuery),
+    security(("password" = []), ("session" = [])),
+    responses((status = 200, body = NotificationsView), (status = 400, description = "a query parameter is invalid")))]
 pub async fn status(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -123,8 +136,8 @@ pub async fn status(
             ));
         }
     }
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
+    let limit = params.limit.unwrap_or(pattern::OUTCOMES_DEFAULT);
+    if !(1..=pattern::OUTCOMES_MAX).contains(&limit) {
         return Err(ApiError::bad_request(
             "invalid_query",
             "limit: between 1 and 500",

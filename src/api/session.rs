@@ -14,7 +14,7 @@ use super::{ApiRef, JsonBody};
 use crate::api::caller::{Caller, Via};
 use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
-use crate::core::text::has_format_chars;
+use crate::core::pattern;
 use crate::signin::deploy::Purpose;
 use crate::signin::session;
 use crate::store::{AuditEvent, SignInMethod};
@@ -31,8 +31,8 @@ pub struct SignInOptions {
 }
 
 /// How one may sign in: password always, SSO when OpenID Connect is configured.
-#[utoipa::path(get, path = "/patgate/api/v1/session", tag = "session",
-    responses((status = 200, body = SignInOptions)))]
+#[utoipa::path(get, path = "/patgate/api/v1/session", tag = "session", operation_id = "session_options",
+    security(()), responses((status = 200, body = SignInOptions)))]
 pub async fn options(State(api): State<ApiRef>) -> Result<Json<SignInOptions>, ApiError> {
     let api = api.get()?;
     let sso = api.signin.oidc.is_some();
@@ -47,19 +47,24 @@ pub async fn options(State(api): State<ApiRef>) -> Result<Json<SignInOptions>, A
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
+    #[schema(schema_with = pattern::username_schema)]
     pub username: String,
+    #[schema(schema_with = pattern::password_schema)]
     pub password: String,
 }
 
 /// Signs in with a Deploy username and password; answers what `GET /me` answers, with
 /// the session's CSRF token, and sets the session cookie. Deploy is asked every time:
 /// a new session's administrator rights are never an earlier answer's.
-#[utoipa::path(post, path = "/patgate/api/v1/session", tag = "session", request_body = SignInRequest,
-    responses((status = 200, body = Me),
-        (status = 400, description = "no usable username or password, or a personal access token given as one (token_not_password)"),
+#[utoipa::path(post, path = "/patgate/api/v1/session", tag = "session", operation_id = "session_sign_in",
+    request_body = SignInRequest, security(()),
+    responses((status = 200, body = Me,
+            headers(("Set-Cookie" = String, description = "the session cookie, `patgate_session` (`__Secure-patgate_session` over https)"))),
+        (status = 400, description = "no usable username or password, or a personal access token given as one (`token_not_password`)"),
         (status = 401, description = "Deploy refused the credentials"),
         (status = 403, description = "the user is disabled, or the request came from another site"),
-        (status = 429, description = "too many failed sign-ins from this address"), (status = 503, description = "Deploy unreachable")))]
+        (status = 429, description = "too many failed sign-ins from this address"),
+        (status = 503, description = "`deploy_unavailable`: Deploy could not be asked")))]
 pub async fn sign_in(
     State(api): State<ApiRef>,
     Extension(client): Extension<ClientInfo>,
@@ -67,13 +72,7 @@ pub async fn sign_in(
 ) -> Result<impl IntoResponse, ApiError> {
     let api = api.get()?;
     let username = body.username.trim();
-    if username.is_empty()
-        || body.password.is_empty()
-        || username.contains(':')
-        || username.chars().count() > 255
-        || username.chars().any(char::is_control)
-        || has_format_chars(username)
-    {
+    if !pattern::is_username(&body.username) || body.password.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_body",
             "give a username (at most 255 characters, without ':', control or invisible \
@@ -122,8 +121,10 @@ pub async fn sign_in(
 }
 
 /// Ends the caller's session everywhere and clears the cookie.
-#[utoipa::path(delete, path = "/patgate/api/v1/session", tag = "session",
-    responses((status = 204, description = "signed out"), (status = 400, description = "no session to end")))]
+#[utoipa::path(delete, path = "/patgate/api/v1/session", tag = "session", operation_id = "session_sign_out",
+    security(("session" = [])),
+    responses((status = 204, description = "signed out; the cookie is cleared"),
+        (status = 400, description = "`no_session`: the request carries no session to end")))]
 pub async fn sign_out(
     State(api): State<ApiRef>,
     Extension(client): Extension<ClientInfo>,

@@ -4,12 +4,14 @@
 
 use axum::extract::State;
 use axum::Json;
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiRef, JsonBody};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
+use crate::core::pattern;
 use crate::core::token::Expiration;
 use crate::notify::templates::{Templates, DEFAULT_BODY, DEFAULT_SUBJECT};
 use crate::store::{AuditEvent, NotifySettings, Settings, StoreError};
@@ -20,7 +22,7 @@ use crate::store::{AuditEvent, NotifySettings, Settings, StoreError};
 pub struct SettingsBody {
     /// The longest expiration users may choose; `never` means no maximum. Tokens made
     /// before a lower maximum keep their expiry.
-    #[schema(value_type = Option<String>, example = "60d")]
+    #[schema(example = "60d")]
     pub max_token_expiration: Option<Expiration>,
     /// Whether SSO users may create tokens, and whether their existing tokens work.
     pub sso_pat_creation_enabled: Option<bool>,
@@ -33,16 +35,20 @@ pub struct SettingsBody {
 #[serde(deny_unknown_fields)]
 pub struct NotificationsBody {
     pub enabled: Option<bool>,
-    /// Tokens expiring within this many days get their e-mail: 1 to 365.
+    #[schema(schema_with = pattern::days_before_schema)]
     pub days_before: Option<i64>,
-    /// The SMTP server item to send through; `null` for none.
+    /// The SMTP server item to send through (its id, as `GET /smtp-servers` lists it);
+    /// `null` or `""` for none. An id that names no item is 422 `unknown_smtp_server`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, example = "Configuration/SMTPSERVERTEST")]
     pub smtp_server_id: Option<Option<String>>,
     /// Subject template (plain text, minijinja). Variables: user, email, token_name,
-    /// token_id, expires_at_utc, expires_at_local, time_zone, days_left, tokens_url.
+    /// token_id, expires_at_utc, expires_at_local, time_zone, days_left, tokens_url. One
+    /// that does not render is 422 `invalid_template`, with its line and the reason.
     pub subject: Option<String>,
-    /// Body template (HTML, minijinja; every inserted value is escaped), same variables.
+    /// Body template (HTML, minijinja; every inserted value is escaped), same variables;
+    /// 422 `invalid_template` as for the subject. Each template is at most 16 KiB and
+    /// must render within bounded work (422 `invalid_template` otherwise).
     pub body: Option<String>,
 }
 
@@ -93,7 +99,7 @@ async fn notify_settings(
         after.enabled = enabled;
     }
     if let Some(days) = body.days_before {
-        if !(1..=365).contains(&days) {
+        if !(pattern::DAYS_BEFORE_MIN..=pattern::DAYS_BEFORE_MAX).contains(&days) {
             return Err(ApiError::bad_request(
                 "invalid_settings",
                 format!("notifications.days_before {days}: between 1 and 365"),
@@ -107,7 +113,8 @@ async fn notify_settings(
             match api.store.smtp_server(id).await {
                 Ok(_) => {}
                 Err(StoreError::NoSuchSmtpServer(_)) => {
-                    return Err(ApiError::bad_request(
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
                         "unknown_smtp_server",
                         format!(
                             "notifications.smtp_server_id {id:?}: no such SMTP server; list them with GET /patgate/api/v1/smtp-servers"
@@ -128,14 +135,19 @@ async fn notify_settings(
     Templates::prepare(after.subject.clone(), after.body.clone())
         .await
         .map_err(|reason| {
-            ApiError::bad_request("invalid_template", format!("notifications.{reason}"))
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_template",
+                format!("notifications.{reason}"),
+            )
         })?;
     Ok(after)
 }
 
 /// The current policies.
-#[utoipa::path(get, path = "/patgate/api/v1/settings", tag = "admin",
-    responses((status = 200, body = SettingsBody), (status = 403, description = "not an administrator")))]
+#[utoipa::path(get, path = "/patgate/api/v1/settings", tag = "admin", operation_id = "settings_get",
+    security(("password" = []), ("session" = [])),
+    responses((status = 200, body = SettingsBody)))]
 pub async fn get_settings(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -149,9 +161,11 @@ pub async fn get_settings(
 
 /// Changes the policies; every replica applies them within a second. A template that
 /// does not render is refused with its line and the reason.
-#[utoipa::path(put, path = "/patgate/api/v1/settings", tag = "admin", request_body = SettingsBody,
-    responses((status = 200, body = SettingsBody), (status = 400, description = "invalid value"),
-        (status = 403, description = "not an administrator")))]
+#[utoipa::path(put, path = "/patgate/api/v1/settings", tag = "admin", operation_id = "settings_update",
+    request_body = SettingsBody, security(("password" = []), ("session" = [])),
+    responses((status = 200, body = SettingsBody),
+        (status = 422, description = "`unknown_smtp_server`: no SMTP server item has that id; \
+            `invalid_template`: a template does not render")))]
 pub async fn put_settings(
     State(api): State<ApiRef>,
     caller: Caller,

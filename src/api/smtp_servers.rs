@@ -16,10 +16,10 @@ use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use super::me::check_email;
 use super::{ApiRef, JsonBody, OptionalJsonBody};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
+use crate::core::pattern;
 use crate::core::time::rfc3339;
 use crate::notify::secret::Password;
 use crate::notify::smtp::{FailureKind, Mail, Properties, TRANSPORT_PROPERTIES};
@@ -82,12 +82,15 @@ impl From<&SmtpServerRecord> for SmtpServerView {
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpServerBody {
+    #[schema(schema_with = name_or_null)]
     pub name: Option<String>,
     /// Must be `notification.PatSmtpServer` when given.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<SmtpServerType>)]
     pub kind: Option<String>,
+    #[schema(schema_with = host_or_null)]
     pub host: Option<String>,
-    /// 1 to 65535: 25 plain, 465 implicit TLS, 587 STARTTLS.
+    #[schema(schema_with = pattern::port_schema)]
     pub port: Option<i64>,
     /// `null` or empty removes it.
     #[serde(default, deserialize_with = "present")]
@@ -97,12 +100,13 @@ pub struct SmtpServerBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub password: Option<Option<String>>,
+    #[schema(schema_with = pattern::mailbox_or_null_schema)]
     pub from_address: Option<String>,
+    /// Where Send Test Mail writes by default; `null` or `""` removes it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = pattern::mailbox_or_nothing_schema)]
     pub test_address: Option<Option<String>>,
-    /// JavaMail properties; values are text (true/false and numbers are accepted too).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = pattern::properties_schema)]
     pub smtp_properties: Option<BTreeMap<String, serde_json::Value>>,
     // Read-only fields of the GET answer, accepted and ignored.
     #[serde(default)]
@@ -120,6 +124,54 @@ pub struct SmtpServerBody {
     #[serde(default)]
     #[schema(ignore)]
     pub updated_at: Option<serde_json::Value>,
+}
+
+/// A new item: what [`SmtpServerBody`] holds, with the fields an item cannot do without.
+/// (The document's name for the body of `POST /smtp-servers`.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "only the document names it; the body is read as SmtpServerBody"
+)]
+pub struct NewSmtpServer {
+    #[schema(schema_with = pattern::smtp_name_schema_required)]
+    name: String,
+    /// Must be `notification.PatSmtpServer` when given.
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<SmtpServerType>)]
+    kind: Option<String>,
+    #[schema(schema_with = pattern::host_schema_required)]
+    host: String,
+    #[schema(schema_with = pattern::port_schema_required)]
+    port: i64,
+    #[schema(value_type = Option<String>)]
+    username: Option<String>,
+    /// Write-only; `null` or empty: none.
+    #[schema(value_type = Option<String>)]
+    password: Option<String>,
+    #[schema(schema_with = pattern::mailbox_schema)]
+    from_address: String,
+    /// Where Send Test Mail writes by default; `null` or `""`: none.
+    #[schema(schema_with = pattern::mailbox_or_nothing_schema)]
+    test_address: Option<String>,
+    #[schema(schema_with = pattern::properties_schema)]
+    smtp_properties: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// The one type of SMTP server item.
+#[derive(ToSchema)]
+pub enum SmtpServerType {
+    #[schema(rename = "notification.PatSmtpServer")]
+    PatSmtpServer,
+}
+
+fn name_or_null() -> utoipa::openapi::schema::Object {
+    pattern::smtp_name_schema(true)
+}
+
+fn host_or_null() -> utoipa::openapi::schema::Object {
+    pattern::host_schema(true)
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -145,27 +197,17 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name: give a name of 1 to 100 characters"));
-    }
-    if name.contains('/') || name.chars().any(char::is_control) {
+    if !pattern::is_smtp_name(name) {
         return Err(invalid(format!(
-            "name {name:?}: no '/' or control characters; it becomes the last part of the id"
+            "name {name:?}: 1 to 100 characters, no '/' or control characters, no spaces at \
+             either end; it becomes the last part of the id"
         )));
     }
     Ok(name.to_string())
 }
 
 fn check_host(host: &str) -> Result<String, ApiError> {
-    let host = host.trim();
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))
-        && !host.starts_with(['.', '-']);
-    if !ok {
+    if !pattern::is_host(host) {
         return Err(invalid(format!(
             "host {host:?}: write a host name or IP address, like smtp.example.com"
         )));
@@ -181,19 +223,10 @@ fn check_port(port: i64) -> Result<u16, ApiError> {
     })
 }
 
-/// An address, optionally with a display name: `Deploy <deploy@example.com>`.
+/// An address, optionally with a display name: `Deploy <deploy@example.com>`
+/// ([`pattern::is_mailbox`]).
 fn check_address(field: &str, value: &str) -> Result<String, ApiError> {
-    let value = value.trim();
-    let address = match (value.rfind('<'), value.ends_with('>')) {
-        (Some(open), true) => &value[open + 1..value.len() - 1],
-        _ => value,
-    };
-    check_email(address).map_err(|_| {
-        invalid(format!(
-            "{field} {value:?}: not an e-mail address like deploy@example.com"
-        ))
-    })?;
-    if value.parse::<lettre::message::Mailbox>().is_err() {
+    if !pattern::is_mailbox(value) || value.parse::<lettre::message::Mailbox>().is_err() {
         return Err(invalid(format!(
             "{field} {value:?}: not an e-mail address like deploy@example.com"
         )));
@@ -216,14 +249,22 @@ fn properties(
                 )))
             }
         };
-        if key.trim().is_empty() || key.len() > 200 || text.len() > 1000 {
+        if !pattern::is_property_key(&key)
+            || text.chars().count() > pattern::PROPERTY_VALUE_MAX_CHARS
+        {
             return Err(invalid(format!(
                 "smtp_properties {key:?}: key or value too long"
             )));
         }
         out.insert(key.trim().to_string(), text);
     }
-    Properties::parse(&out).map_err(|m| ApiError::bad_request("invalid_smtp_properties", m))?;
+    Properties::parse(&out).map_err(|m| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_smtp_properties",
+            m,
+        )
+    })?;
     Ok(out)
 }
 
@@ -250,7 +291,8 @@ fn apply(
     if let Some(host) = &body.host {
         item.host = check_host(host)?;
         if !api.notifier.smtp_host_allowed(&item.host) {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
                 "smtp_host_not_allowed",
                 crate::notify::smtp_host_refused(&item.host),
             ));
@@ -266,7 +308,8 @@ fn apply(
         item.from_address = check_address("from_address", from)?;
     }
     if let Some(test) = body.test_address {
-        item.test_address = optional(test)
+        item.test_address = test
+            .filter(|t| !t.is_empty())
             .map(|t| check_address("test_address", &t))
             .transpose()?;
     }
@@ -306,8 +349,9 @@ async fn audit(api: &super::Api, caller: &Caller, action: &'static str, detail: 
 }
 
 /// Every SMTP server item, by name.
-#[utoipa::path(get, path = "/patgate/api/v1/smtp-servers", tag = "admin",
-    responses((status = 200, body = [SmtpServerView]), (status = 403, description = "not an administrator")))]
+#[utoipa::path(get, path = "/patgate/api/v1/smtp-servers", tag = "admin", operation_id = "smtp_servers_list",
+    security(("password" = []), ("session" = [])),
+    responses((status = 200, body = [SmtpServerView])))]
 pub async fn list(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -319,9 +363,12 @@ pub async fn list(
 }
 
 /// Creates an item; its id is generated from the name.
-#[utoipa::path(post, path = "/patgate/api/v1/smtp-servers", tag = "admin", request_body = SmtpServerBody,
-    responses((status = 201, body = SmtpServerView), (status = 400, description = "invalid field"),
-        (status = 403, description = "not an administrator"), (status = 409, description = "name taken")))]
+#[utoipa::path(post, path = "/patgate/api/v1/smtp-servers", tag = "admin", operation_id = "smtp_servers_create",
+    request_body = NewSmtpServer, security(("password" = []), ("session" = [])),
+    responses((status = 201, body = SmtpServerView),
+        (status = 403, description = "`smtp_host_not_allowed`: the host is not among `notify.smtp_hosts`"),
+        (status = 409, description = "`name_taken`: another item has this name"),
+        (status = 422, description = "`invalid_smtp_properties`: a property the gateway acts on has a value it cannot use")))]
 pub async fn create(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -364,10 +411,10 @@ pub async fn create(
 }
 
 /// One item.
-#[utoipa::path(get, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin",
+#[utoipa::path(get, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin", operation_id = "smtp_servers_get",
+    security(("password" = []), ("session" = [])),
     params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
-    responses((status = 200, body = SmtpServerView), (status = 403, description = "not an administrator"),
-        (status = 404, description = "no such item")))]
+    responses((status = 200, body = SmtpServerView), (status = 404, description = "no such item")))]
 pub async fn one(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -380,11 +427,15 @@ pub async fn one(
 }
 
 /// Changes an item; fields left out keep their value, the password included.
-#[utoipa::path(put, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin", request_body = SmtpServerBody,
+#[utoipa::path(put, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin", operation_id = "smtp_servers_update",
+    request_body = SmtpServerBody, security(("password" = []), ("session" = [])),
     params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
-    responses((status = 200, body = SmtpServerView), (status = 400, description = "invalid field"),
-        (status = 403, description = "not an administrator"), (status = 404, description = "no such item"),
-        (status = 409, description = "name taken")))]
+    responses((status = 200, body = SmtpServerView),
+        (status = 403, description = "`smtp_host_not_allowed`: the host is not among `notify.smtp_hosts`"),
+        (status = 404, description = "no such item"),
+        (status = 409, description = "`name_taken`: another item has this name; `password_required`: \
+            the host, port or transport security changed and the stored password was not given again"),
+        (status = 422, description = "`invalid_smtp_properties`: a property the gateway acts on has a value it cannot use")))]
 pub async fn update(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -397,7 +448,8 @@ pub async fn update(
     let password_changed = body.password.is_some();
     let after = apply(&api, before.clone(), body)?;
     if before.password.is_some() && !password_changed && moves_password(&before, &after) {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
             "password_required",
             "the host, port or transport security changed: send the password again (or null to \
              remove it), so that a stored password never goes to a server it was not given for",
@@ -438,10 +490,11 @@ fn moves_password(before: &SmtpServerRecord, after: &SmtpServerRecord) -> bool {
 }
 
 /// Deletes an item, unless notifications are sent through it.
-#[utoipa::path(delete, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin",
+#[utoipa::path(delete, path = "/patgate/api/v1/smtp-servers/{id}", tag = "admin", operation_id = "smtp_servers_delete",
+    security(("password" = []), ("session" = [])),
     params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
-    responses((status = 204, description = "deleted"), (status = 403, description = "not an administrator"),
-        (status = 404, description = "no such item"), (status = 409, description = "chosen for notifications")))]
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such item"),
+        (status = 409, description = "`smtp_server_in_use`: notifications are sent through it")))]
 pub async fn remove(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -465,6 +518,8 @@ pub async fn remove(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestMailBody {
+    /// The recipient; `null`, `""` or absent: the item's `test_address`.
+    #[schema(schema_with = pattern::mailbox_or_nothing_schema)]
     pub to: Option<String>,
 }
 
@@ -477,12 +532,14 @@ pub struct TestMailSent {
 
 /// Send Test Mail: sends a short e-mail through the item, now. Failures carry the SMTP
 /// conversation's own reason (authentication, TLS, refused connection, timeout).
-#[utoipa::path(post, path = "/patgate/api/v1/smtp-servers/{id}/test", tag = "admin",
+#[utoipa::path(post, path = "/patgate/api/v1/smtp-servers/{id}/test", tag = "admin", operation_id = "smtp_servers_send_test",
+    security(("password" = []), ("session" = [])),
     request_body(content = Option<TestMailBody>, description = "optional; the item's test_address by default"),
     params(("id" = String, Path, description = "the full id URL-encoded, or its last segment")),
     responses((status = 200, body = TestMailSent),
-        (status = 400, description = "no recipient, or the item cannot be used"),
-        (status = 403, description = "not an administrator"), (status = 404, description = "no such item"),
+        (status = 404, description = "no such item"),
+        (status = 409, description = "`no_test_address`: no recipient given and the item has no \
+            test_address; or the item cannot be used as it is configured"),
         (status = 502, description = "the SMTP server failed: smtp_authentication_failed, smtp_tls_failed, smtp_connection_refused, smtp_rejected, smtp_failed"),
         (status = 504, description = "smtp_timeout: the SMTP server did not answer in time")))]
 pub async fn send_test(
@@ -494,10 +551,15 @@ pub async fn send_test(
     let api = api.get()?;
     caller.require_admin()?;
     let item = api.store.smtp_server(&resolve_id(&id)).await?;
-    let to = match optional(body.to).or_else(|| item.test_address.clone()) {
+    let to = match body
+        .to
+        .filter(|to| !to.is_empty())
+        .or_else(|| item.test_address.clone())
+    {
         Some(to) => check_address("to", &to)?,
         None => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
                 "no_test_address",
                 "the item has no test_address; set one, or send {\"to\": \"you@example.com\"}",
             ))
@@ -505,7 +567,7 @@ pub async fn send_test(
     };
     let failed = |e: crate::notify::smtp::SendFailure| {
         let status = match e.kind {
-            FailureKind::Configuration => StatusCode::BAD_REQUEST,
+            FailureKind::Configuration => StatusCode::CONFLICT,
             FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };

@@ -15,7 +15,20 @@ use crate::core::client::ClientInfo;
 use crate::core::text::escape_html;
 use crate::signin::oidc::{clear_binding_cookie, Failure, AFTER_SIGN_IN};
 
-/// `GET /patgate/sso/login`: off to the provider.
+/// Starts an SSO sign-in: redirects the browser to the OpenID provider (authorization
+/// code flow with PKCE), setting a cookie that binds the sign-in to this browser. A
+/// sign-in that cannot start is an HTML page with the reason.
+#[utoipa::path(get, path = "/patgate/sso/login", tag = "sso", operation_id = "sso_login",
+    security(()),
+    responses(
+        (status = 303, description = "to the provider",
+            headers(("Location" = String, description = "the provider's authorization endpoint"),
+                ("Set-Cookie" = String, description = "the sign-in's binding cookie"))),
+        (status = 404, description = "`sso_off`: SSO is not configured", content_type = "text/html", body = String),
+        (status = 429, description = "too many SSO sign-ins started from this address", content_type = "text/html", body = String),
+        (status = 500, description = "`provider_unusable`: sso.issuer or sso.redirect_url is not a URL", content_type = "text/html", body = String),
+        (status = 502, description = "`provider_unusable`: the provider's discovery failed", content_type = "text/html", body = String),
+        (status = 503, description = "the gateway is stopping, or its database could not be reached", content_type = "text/html", body = String)))]
 pub async fn login(
     State(api): State<ApiRef>,
     Extension(client): Extension<ClientInfo>,
@@ -30,8 +43,26 @@ pub async fn login(
     }
 }
 
-/// `GET /patgate/sso/callback`: the provider sends the browser back here. Whatever
-/// happens, the binding cookie has served.
+/// Where the provider sends the browser back: the code is exchanged, the ID token
+/// checked, the user signed in with a session cookie and sent to the pages. Whatever
+/// happens, the binding cookie has served; a failure is an HTML page with the reason.
+#[utoipa::path(get, path = "/patgate/sso/callback", tag = "sso", operation_id = "sso_callback",
+    security(()),
+    params(
+        ("code" = Option<String>, Query, description = "the authorization code"),
+        ("state" = Option<String>, Query, description = "the state the sign-in started with"),
+        ("error" = Option<String>, Query, description = "the provider's error, instead of a code"),
+        ("error_description" = Option<String>, Query, description = "the provider's words about it")),
+    responses(
+        (status = 303, description = "signed in: to the pages",
+            headers(("Location" = String), ("Set-Cookie" = String, description = "the session cookie"))),
+        (status = 400, description = "no code or state, or the provider's own error", content_type = "text/html", body = String),
+        (status = 401, description = "the sign-in was not started in this browser, or the code or ID token was refused", content_type = "text/html", body = String),
+        (status = 403, description = "the user may not sign in with SSO (disabled, or a name an internal or LDAP user holds)", content_type = "text/html", body = String),
+        (status = 404, description = "`sso_off`: SSO is not configured, or no such sign-in", content_type = "text/html", body = String),
+        (status = 500, description = "`provider_unusable`: sso.issuer or sso.redirect_url is not a URL", content_type = "text/html", body = String),
+        (status = 502, description = "the provider could not be used", content_type = "text/html", body = String),
+        (status = 503, description = "the gateway is stopping, or its database could not be reached", content_type = "text/html", body = String)))]
 pub async fn callback(
     State(api): State<ApiRef>,
     Extension(client): Extension<ClientInfo>,

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::{ApiRef, JsonBody, OptionalJsonBody};
 use crate::api::caller::{Caller, Via};
 use crate::core::error::ApiError;
+use crate::core::pattern;
 use crate::core::scope::Scope;
 use crate::core::time::rfc3339;
 use crate::core::token::Expiration;
@@ -21,19 +22,18 @@ use crate::tokens::issue::{self, IssueError, TokenRules};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// 1 to 100 characters; no control characters, `<` or `>`; unique among your live tokens.
+    #[schema(schema_with = pattern::token_name_schema)]
     pub name: String,
-    /// One of the choices `GET /me` offers.
-    #[schema(value_type = String, example = "30d")]
+    /// One of the choices `GET /me` offers: a choice over the administrators' maximum is
+    /// 403 `over_maximum_expiration`.
+    #[schema(example = "30d")]
     pub expiration: Expiration,
     /// `full` (default: everything you may do), `read` (only GET, HEAD and OPTIONS) or
     /// `webhook` (only the paths under `webhooks.paths`). Cannot be changed later.
     #[serde(default)]
     pub scope: Scope,
-    /// Addresses or CIDR networks the token may be used from (at most 64); absent or
-    /// empty: anywhere.
     #[serde(default)]
-    #[schema(example = json!(["10.1.0.0/16", "2001:db8::/32", "192.0.2.7"]))]
+    #[schema(schema_with = pattern::allowed_addresses_schema)]
     pub allowed_addresses: Vec<String>,
 }
 
@@ -41,9 +41,8 @@ pub struct CreateToken {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateToken {
-    /// A duration from `0s` to `24h` (`90s`, `15m`, `1h`); default `0s`: the old token
-    /// stops at once, and a later use of it revokes the new one.
     #[serde(default)]
+    #[schema(schema_with = pattern::grace_schema)]
     pub grace: Option<String>,
 }
 
@@ -181,8 +180,9 @@ impl CreatedToken {
 }
 
 /// Lists the caller's tokens, newest first (expired included, deleted not).
-#[utoipa::path(get, path = "/patgate/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = [TokenView]), (status = 401, description = "not signed in")))]
+#[utoipa::path(get, path = "/patgate/api/v1/tokens", tag = "tokens", operation_id = "tokens_list",
+    security(("password" = []), ("session" = []), ("token" = [])),
+    responses((status = 200, body = [TokenView])))]
 pub async fn list(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -196,11 +196,15 @@ pub async fn list(
 }
 
 /// Creates a token for the caller; needs a password or a session, not a token.
-#[utoipa::path(post, path = "/patgate/api/v1/tokens", tag = "tokens", request_body = CreateToken,
+#[utoipa::path(post, path = "/patgate/api/v1/tokens", tag = "tokens", operation_id = "tokens_create",
+    request_body = CreateToken, security(("password" = []), ("session" = [])),
     responses((status = 201, body = CreatedToken),
-        (status = 400, description = "invalid name, or an expiration over the maximum"),
-        (status = 403, description = "creation disabled for SSO users, or a token was used to ask"),
-        (status = 409, description = "a live token with this name exists")))]
+        (status = 403, description = "`over_maximum_expiration`: the expiration is over the \
+            administrators' maximum; `sso_creation_disabled`: creation is disabled for SSO users; \
+            or a token was used to ask"),
+        (status = 409, description = "`name_taken`: a live token of yours has this name"),
+        (status = 422, description = "`invalid_allowed_addresses`: an entry is not an address \
+            or network, or has address bits set past its prefix")))]
 pub async fn create(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -246,19 +250,25 @@ pub async fn create(
 fn issue_error(e: IssueError) -> ApiError {
     match e {
         IssueError::InvalidName(message) => ApiError::bad_request("invalid_name", message),
-        e @ IssueError::OverMaximum { .. } => {
-            ApiError::bad_request("over_maximum_expiration", e.to_string())
-        }
+        e @ IssueError::OverMaximum { .. } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "over_maximum_expiration",
+            e.to_string(),
+        ),
         e @ IssueError::SsoDisabled => ApiError::new(
             StatusCode::FORBIDDEN,
             "sso_creation_disabled",
             e.to_string(),
         ),
-        IssueError::InvalidAllowlist(message) => {
-            ApiError::bad_request("invalid_allowed_addresses", message)
-        }
+        IssueError::InvalidAllowlist(message) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_allowed_addresses",
+            message,
+        ),
         e @ IssueError::InvalidGrace(_) => ApiError::bad_request("invalid_grace", e.to_string()),
-        e @ IssueError::Expired => ApiError::bad_request("token_expired", e.to_string()),
+        e @ IssueError::Expired => {
+            ApiError::new(StatusCode::CONFLICT, "token_expired", e.to_string())
+        }
         e @ IssueError::Exchanged => {
             ApiError::new(StatusCode::CONFLICT, "exchanged_token", e.to_string())
         }
@@ -271,12 +281,14 @@ fn issue_error(e: IssueError) -> ApiError {
 /// maximum). The old token works for the grace asked for; a use after that revokes
 /// the new one too.
 #[utoipa::path(post, path = "/patgate/api/v1/tokens/{id}/rotate", tag = "tokens",
+    operation_id = "tokens_rotate", security(("password" = []), ("session" = [])),
     params(("id" = String, Path, description = "the token's id")),
-    request_body(content = RotateToken, description = "optional; an empty body means no grace"),
+    request_body(content = Option<RotateToken>, description = "optional; an empty body means no grace"),
     responses((status = 201, body = CreatedToken),
-        (status = 400, description = "invalid grace, or the token has expired"),
-        (status = 403, description = "creation disabled for SSO users, or a token was used to ask"),
-        (status = 404, description = "no such live token of yours")))]
+        (status = 403, description = "`sso_creation_disabled`: creation is disabled for SSO users, \
+            or a token was used to ask"),
+        (status = 404, description = "no such live token of yours"),
+        (status = 409, description = "`token_expired`: the token has expired; create a new one")))]
 pub async fn rotate(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -328,7 +340,8 @@ pub async fn rotate(
 
 /// Deletes one of the caller's tokens (administrators: anyone's). It stops working
 /// within a second on every replica.
-#[utoipa::path(delete, path = "/patgate/api/v1/tokens/{id}", tag = "tokens",
+#[utoipa::path(delete, path = "/patgate/api/v1/tokens/{id}", tag = "tokens", operation_id = "tokens_delete",
+    security(("password" = []), ("session" = []), ("token" = [])),
     params(("id" = String, Path, description = "the token's id")),
     responses((status = 204, description = "deleted"), (status = 404, description = "no such token of yours")))]
 pub async fn remove(
@@ -358,6 +371,17 @@ pub async fn remove(
     })
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /deployit/tokens/users`: the seed's example route, answered as `GET /tokens`.
+#[utoipa::path(get, path = "/deployit/tokens/users", tag = "tokens", operation_id = "deploy_tokens_list",
+    security(("password" = []), ("session" = []), ("token" = [])),
+    responses((status = 200, body = [TokenView])))]
+pub async fn deploy_list(
+    state: State<ApiRef>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    list(state, caller).await
 }
 
 fn no_such_token() -> ApiError {

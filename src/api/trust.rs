@@ -101,9 +101,20 @@ pub struct TrustPolicyBody {
     pub updated_at: Option<String>,
 }
 
+/// A body that follows the schema but not the rules of a policy (422, as the document
+/// says): a missing field, a glob, an issuer, a lifetime out of range.
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_trust_policy", message)
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_trust_policy",
+        message,
+    )
 }
+
+const RULES: &str = "`invalid_trust_policy`: a field breaks the rules of a policy (the message names it): \
+    name, audience and user required on create; issuer https (or http on loopback) or a preset; \
+    at least one claim condition that names a value, globs of `*` and `?` only, no iss/aud/exp/nbf/iat/jti; \
+    lifetime 1m to 1h";
 
 /// The record a body describes, checked; `name` from the path on `PUT`.
 pub fn policy_of(
@@ -171,9 +182,8 @@ async fn audit(api: &super::Api, caller: &Caller, action: &'static str, detail: 
 
 /// Every trust policy, by name.
 #[utoipa::path(get, path = "/patgate/api/v1/trust-policies", tag = "admin",
-    operation_id = "trust_policies_list",
-    responses((status = 200, body = [TrustPolicyView]), (status = 401, description = "not signed in"),
-        (status = 403, description = "not an administrator")))]
+    operation_id = "trust_policies_list", security(("password" = []), ("session" = [])),
+    responses((status = 200, body = [TrustPolicyView])))]
 pub async fn list(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -186,12 +196,11 @@ pub async fn list(
 
 /// Creates a trust policy.
 #[utoipa::path(post, path = "/patgate/api/v1/trust-policies", tag = "admin",
-    operation_id = "trust_policies_create",
+    operation_id = "trust_policies_create", security(("password" = []), ("session" = [])),
     request_body = TrustPolicyBody,
     responses((status = 201, body = TrustPolicyView),
-        (status = 400, description = "a field is missing or wrong; the message names it"),
-        (status = 403, description = "not an administrator"),
-        (status = 409, description = "a policy of that name exists")))]
+        (status = 409, description = "`name_taken`: a policy of that name exists"),
+        (status = 422, description = RULES)))]
 pub async fn create(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -216,10 +225,9 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/patgate/api/v1/trust-policies/{name}", tag = "admin",
-    operation_id = "trust_policies_get",
-    params(("name" = String, Path)),
-    responses((status = 200, body = TrustPolicyView), (status = 403, description = "not an administrator"),
-        (status = 404, description = "no such policy")))]
+    operation_id = "trust_policies_get", security(("password" = []), ("session" = [])),
+    params(("name" = String, Path, description = "the policy's name")),
+    responses((status = 200, body = TrustPolicyView), (status = 404, description = "no such policy")))]
 pub async fn one(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -232,11 +240,11 @@ pub async fn one(
 
 /// Replaces a trust policy (its counts are kept).
 #[utoipa::path(put, path = "/patgate/api/v1/trust-policies/{name}", tag = "admin",
-    operation_id = "trust_policies_replace",
-    params(("name" = String, Path)), request_body = TrustPolicyBody,
+    operation_id = "trust_policies_replace", security(("password" = []), ("session" = [])),
+    params(("name" = String, Path, description = "the policy's name")), request_body = TrustPolicyBody,
     responses((status = 200, body = TrustPolicyView),
-        (status = 400, description = "a field is missing or wrong; the message names it"),
-        (status = 403, description = "not an administrator"), (status = 404, description = "no such policy")))]
+        (status = 404, description = "no such policy"),
+        (status = 422, description = RULES)))]
 pub async fn replace(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -266,10 +274,10 @@ pub async fn replace(
 }
 
 #[utoipa::path(delete, path = "/patgate/api/v1/trust-policies/{name}", tag = "admin",
-    operation_id = "trust_policies_delete",
-    params(("name" = String, Path)),
+    operation_id = "trust_policies_delete", security(("password" = []), ("session" = [])),
+    params(("name" = String, Path, description = "the policy's name")),
     responses((status = 204, description = "deleted; tokens it issued live out their few minutes"),
-        (status = 403, description = "not an administrator"), (status = 404, description = "no such policy")))]
+        (status = 404, description = "no such policy")))]
 pub async fn remove(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -286,6 +294,27 @@ pub async fn remove(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// RFC 8693's request, as a form.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "read by form_fields; this is its description")]
+pub struct ExchangeForm {
+    #[schema(pattern = "^urn:ietf:params:oauth:grant-type:token-exchange$")]
+    grant_type: String,
+    /// The CI system's identity token (a JWS in compact form, at most 16 KiB).
+    #[schema(
+        pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+        max_length = 16384
+    )]
+    subject_token: String,
+    #[schema(pattern = "^urn:ietf:params:oauth:token-type:(jwt|id_token)$")]
+    subject_token_type: String,
+    /// Only `urn:ietf:params:oauth:token-type:access_token` is issued.
+    #[schema(pattern = "^urn:ietf:params:oauth:token-type:access_token$")]
+    requested_token_type: Option<String>,
+    /// The name of the trust policy to use; without it, the first that matches.
+    audience: Option<String>,
 }
 
 /// RFC 8693's successful answer.
@@ -323,9 +352,9 @@ fn refused(refusal: Refusal) -> Response {
 
 /// Exchanges a CI identity token (RFC 8693 form fields) for a short-lived gateway token.
 #[utoipa::path(post, path = "/patgate/api/v1/token-exchange", tag = "exchange",
-    operation_id = "token_exchange",
-    request_body(content_type = "application/x-www-form-urlencoded",
-        description = "grant_type=urn:ietf:params:oauth:grant-type:token-exchange, subject_token=<the CI system's JWT>, subject_token_type=urn:ietf:params:oauth:token-type:jwt, and optionally audience=<a trust policy's name>"),
+    operation_id = "token_exchange", security(()),
+    request_body(content = ExchangeForm, content_type = "application/x-www-form-urlencoded",
+        description = "RFC 8693's fields as a form"),
     responses((status = 200, body = ExchangeAnswer),
         (status = 400, description = "invalid_request, unsupported_grant_type, invalid_grant (the message names what did not match) or invalid_target"),
         (status = 503, description = "temporarily_unavailable: the issuer's keys or the database cannot be reached")))]

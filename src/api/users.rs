@@ -16,17 +16,19 @@ use crate::accounts::access;
 use crate::accounts::sso_link::{self, LinkError, Requester};
 use crate::api::caller::Caller;
 use crate::core::error::ApiError;
+use crate::core::pattern;
 use crate::core::time::rfc3339;
 use crate::store::UserRecord;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsersQuery {
     /// Part of a username or e-mail address, any case.
     pub search: Option<String>,
-    /// From 1.
+    #[param(schema_with = pattern::page_schema)]
     pub page: Option<i64>,
-    /// 1 to 200; 50 by default.
+    #[param(schema_with = pattern::per_page_schema)]
     pub per_page: Option<i64>,
 }
 
@@ -67,9 +69,9 @@ pub struct UserPage {
 }
 
 /// Users, by name, searchable and paginated.
-#[utoipa::path(get, path = "/patgate/api/v1/users", tag = "admin", params(UsersQuery),
-    responses((status = 200, body = UserPage), (status = 400, description = "bad query"),
-        (status = 403, description = "not an administrator")))]
+#[utoipa::path(get, path = "/patgate/api/v1/users", tag = "admin", operation_id = "users_list",
+    params(UsersQuery), security(("password" = []), ("session" = [])),
+    responses((status = 200, body = UserPage), (status = 400, description = "a query parameter is invalid")))]
 pub async fn list(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -105,6 +107,7 @@ async fn existing(api: &super::Api, username: &str) -> Result<UserRecord, ApiErr
 
 /// One user.
 #[utoipa::path(get, path = "/patgate/api/v1/users/{username}", tag = "admin",
+    operation_id = "users_get", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)),
     responses((status = 200, body = UserView), (status = 404, description = "no such user")))]
 pub async fn one(
@@ -119,6 +122,7 @@ pub async fn one(
 
 /// A user's tokens, newest first.
 #[utoipa::path(get, path = "/patgate/api/v1/users/{username}/tokens", tag = "admin",
+    operation_id = "users_tokens_list", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)),
     responses((status = 200, body = [TokenView]), (status = 404, description = "no such user")))]
 pub async fn tokens(
@@ -138,6 +142,7 @@ pub async fn tokens(
 
 /// Deletes every token of a user.
 #[utoipa::path(delete, path = "/patgate/api/v1/users/{username}/tokens", tag = "admin",
+    operation_id = "users_tokens_delete_all", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)),
     responses((status = 204, description = "all deleted"), (status = 404, description = "no such user")))]
 pub async fn revoke_all(
@@ -163,7 +168,8 @@ async fn set_disabled(
     caller.require_admin()?;
     let username = existing(&api, &username).await?.username;
     if disabled && username == caller.username {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
             "cannot_disable_self",
             "you cannot disable your own account",
         ));
@@ -183,8 +189,10 @@ async fn set_disabled(
 
 /// Disables a user: their tokens are refused within a second and their sessions end.
 #[utoipa::path(post, path = "/patgate/api/v1/users/{username}/disable", tag = "admin",
+    operation_id = "users_disable", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)),
-    responses((status = 200, body = UserView), (status = 404, description = "no such user")))]
+    responses((status = 200, body = UserView), (status = 404, description = "no such user"),
+        (status = 403, description = "`cannot_disable_self`: you cannot disable your own account")))]
 pub async fn disable(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -195,6 +203,7 @@ pub async fn disable(
 
 /// Enables a user again.
 #[utoipa::path(post, path = "/patgate/api/v1/users/{username}/enable", tag = "admin",
+    operation_id = "users_enable", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)),
     responses((status = 200, body = UserView), (status = 404, description = "no such user")))]
 pub async fn enable(
@@ -211,6 +220,7 @@ pub async fn enable(
 pub struct SsoLinkBody {
     /// The provider's subject for the person (the ID token's `sub`); a refused SSO
     /// sign-in shows it.
+    #[schema(schema_with = pattern::subject_schema)]
     pub subject: String,
 }
 
@@ -229,7 +239,9 @@ fn link_error(e: LinkError) -> ApiError {
         LinkError::SubjectTaken { .. } | LinkError::UserLinked { .. } => {
             ApiError::new(StatusCode::CONFLICT, "already_linked", e.to_string())
         }
-        LinkError::NoSso => ApiError::bad_request("sso_not_configured", e.to_string()),
+        LinkError::NoSso => {
+            ApiError::new(StatusCode::NOT_FOUND, "sso_not_configured", e.to_string())
+        }
         LinkError::BadSubject => ApiError::bad_request("invalid_body", e.to_string()),
     }
 }
@@ -238,10 +250,11 @@ fn link_error(e: LinkError) -> ApiError {
 /// this user, even an internal or LDAP one (whose source stays as it is). Without a
 /// link an SSO sign-in under an internal or LDAP user's name is refused.
 #[utoipa::path(put, path = "/patgate/api/v1/users/{username}/sso-link", tag = "admin",
+    operation_id = "users_sso_link_set", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)), request_body = SsoLinkBody,
-    responses((status = 200, body = SsoLinkView), (status = 404, description = "no such user"),
-        (status = 409, description = "the subject or the user is linked already"),
-        (status = 400, description = "SSO is not configured, or no subject")))]
+    responses((status = 200, body = SsoLinkView),
+        (status = 404, description = "no such user, or `sso_not_configured`: SSO is not configured"),
+        (status = 409, description = "`already_linked`: the subject or the user is linked already")))]
 pub async fn link(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -272,9 +285,10 @@ pub async fn link(
 
 /// Removes a user's link to an SSO identity.
 #[utoipa::path(delete, path = "/patgate/api/v1/users/{username}/sso-link", tag = "admin",
+    operation_id = "users_sso_link_delete", security(("password" = []), ("session" = [])),
     params(("username" = String, Path,)),
-    responses((status = 204, description = "unlinked"), (status = 404, description = "no such user, or not linked"),
-        (status = 400, description = "SSO is not configured")))]
+    responses((status = 204, description = "unlinked"),
+        (status = 404, description = "no such user, not linked, or `sso_not_configured`: SSO is not configured")))]
 pub async fn unlink(
     State(api): State<ApiRef>,
     caller: Caller,

@@ -16,18 +16,15 @@ pub fn rfc3339(secs: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
-/// Parses an RFC 3339 instant given in a query; names the parameter in the error.
+/// Parses an RFC 3339 instant given in a query ([`crate::core::pattern::parse_instant`]);
+/// names the parameter in the error.
 pub fn parse_instant(name: &str, value: &str) -> Result<i64, ApiError> {
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                format!("{name} {value:?}: write an RFC 3339 instant like 2026-01-31T00:00:00Z"),
-            )
-        })
+    crate::core::pattern::parse_instant(value).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{name} {value:?}: write an RFC 3339 instant like 2026-01-31T00:00:00Z"),
+        )
+    })
 }
 
 /// Writes `secs` as RFC 3339 in UTC (`2027-01-01T05:55:00Z`) onto `out`, allocating

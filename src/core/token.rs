@@ -251,6 +251,20 @@ impl Expiration {
     }
 }
 
+impl utoipa::PartialSchema for Expiration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Expiration::ALL.map(Expiration::as_str)))
+            .description(Some(
+                "A token lifetime: Deploy's choices, 7, 30, 45 or 60 days, a year, or never.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Expiration {}
+
 impl serde::Serialize for Expiration {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())

@@ -3,13 +3,14 @@
 //! tokens for SSO users while administrators have switched that off.
 
 use crate::core::cidr::IpNet;
+use crate::core::pattern;
 use crate::core::scope::Scope;
 use crate::core::token::{Expiration, PlainToken, TokenHasher};
 use crate::store::{NewToken, Rotated, Settings, Store, StoreError, TokenRecord, UserSource};
 use crate::tokens::rules;
 
 /// Longest token name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_NAME_CHARS: usize = pattern::TOKEN_NAME_MAX_CHARS;
 
 /// Why a token was not issued.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +43,12 @@ pub const SSO_CREATION_DISABLED: &str =
 
 /// A token name must be non-empty, at most [`MAX_NAME_CHARS`], without control or
 /// Unicode format characters (a right-to-left override or a zero-width space makes one
-/// name read as another) or angle brackets (names appear in pages and e-mails).
+/// name read as another) or angle brackets (names appear in pages and e-mails): the
+/// rule of [`pattern::is_token_name`], which the API's document states too.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if pattern::is_token_name(name) {
+        return Ok(());
+    }
     if name.trim().is_empty() {
         return Err(format!("{what} must not be empty"));
     }
@@ -61,10 +66,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
             "{what} must not contain invisible formatting characters (right-to-left overrides, zero-width spaces)"
         ));
     }
-    if name.contains(['<', '>']) {
-        return Err(format!("{what} must not contain < or >"));
-    }
-    Ok(())
+    Err(format!("{what} must not contain < or >"))
 }
 
 /// Whether the policies let a user of `source` create a token with `expiration`.
@@ -100,16 +102,17 @@ pub struct TokenRules {
 }
 
 /// Longest grace a rotated-away token may keep working.
-pub const MAX_GRACE_SECS: i64 = 24 * 3600;
+pub const MAX_GRACE_SECS: i64 = pattern::GRACE_MAX_SECS;
 
-/// Parses a grace such as `0s`, `15m` or `1h` (at most 24 hours) into seconds.
+/// Parses a grace such as `0s`, `15m` or `1h` (a whole number and one unit, at most 24
+/// hours) into seconds.
 pub fn parse_grace(text: &str) -> Result<i64, String> {
-    let grace = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("grace {text:?}: {e}; write a duration such as 0s, 15m or 1h"))?;
-    if grace > std::time::Duration::from_secs(MAX_GRACE_SECS as u64) {
-        return Err(format!("grace {text:?}: at most 24h"));
-    }
-    Ok(grace.as_secs() as i64)
+    pattern::parse_grace(text).ok_or_else(|| {
+        format!(
+            "grace {text:?}: write a whole number and one unit, s, m or h, from 0s to 24h \
+             (such as 90s, 15m or 1h)"
+        )
+    })
 }
 
 /// Creates a token for an existing user under the current policies. The plaintext is

@@ -93,6 +93,11 @@ pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpNet>, String> {
     entries
         .iter()
         .map(|e| {
+            if e.trim() != e {
+                return Err(format!(
+                    "allowed_addresses entry {e:?}: remove the spaces around it"
+                ));
+            }
             e.parse::<IpNet>()
                 .map_err(|problem| format!("allowed_addresses entry {e:?}: {problem}"))
         })
@@ -100,7 +105,7 @@ pub fn parse_allowlist(entries: &[String]) -> Result<Vec<IpNet>, String> {
 }
 
 /// Most entries in one token's allowlist.
-pub const MAX_ALLOWED_ADDRESSES: usize = 64;
+pub const MAX_ALLOWED_ADDRESSES: usize = crate::core::pattern::MAX_ALLOWED_ADDRESSES;
 
 #[cfg(test)]
 mod tests {
