@@ -182,6 +182,24 @@ impl Api {
     pub async fn audit(&self, event: AuditEvent) {
         self.store.audit_or_log(event).await
     }
+
+    /// Audits what a caller did to something that is not a user or a token (an SMTP
+    /// server item, a trust policy), with its facts in `detail`.
+    pub async fn audit_change(
+        &self,
+        caller: &caller::Caller,
+        action: &'static str,
+        detail: serde_json::Value,
+    ) {
+        self.audit(AuditEvent {
+            actor: Some(caller.username.clone()),
+            action,
+            ip: Some(caller.ip.to_string()),
+            detail: Some(detail),
+            ..AuditEvent::default()
+        })
+        .await
+    }
 }
 
 /// The API's state as handlers see it: the router holds a weak reference (the API owns

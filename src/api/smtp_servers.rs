@@ -23,7 +23,7 @@ use crate::core::pattern;
 use crate::core::time::rfc3339;
 use crate::notify::secret::Password;
 use crate::notify::smtp::{FailureKind, Mail, Properties, TRANSPORT_PROPERTIES};
-use crate::store::{AuditEvent, SmtpServerRecord};
+use crate::store::SmtpServerRecord;
 
 /// The seed's type name; the only one there is.
 pub const TYPE: &str = "notification.PatSmtpServer";
@@ -337,17 +337,6 @@ fn apply(
     Ok(item)
 }
 
-async fn audit(api: &super::Api, caller: &Caller, action: &'static str, detail: serde_json::Value) {
-    api.audit(AuditEvent {
-        actor: Some(caller.username.clone()),
-        action,
-        ip: Some(caller.ip.to_string()),
-        detail: Some(detail),
-        ..AuditEvent::default()
-    })
-    .await;
-}
-
 /// Every SMTP server item, by name.
 #[utoipa::path(get, path = "/patgate/api/v1/smtp-servers", tag = "admin", operation_id = "smtp_servers_list",
     security(("password" = []), ("session" = [])),
@@ -400,8 +389,7 @@ pub async fn create(
     };
     let item = apply(&api, empty, body)?;
     api.store.create_smtp_server(&item).await?;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "smtp_server.created",
         serde_json::json!({"id": item.id, "name": item.name}),
@@ -457,8 +445,7 @@ pub async fn update(
     }
     api.store.update_smtp_server(&after).await?;
     let after = api.store.smtp_server(&after.id).await?;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "smtp_server.changed",
         serde_json::json!({
@@ -504,8 +491,7 @@ pub async fn remove(
     caller.require_admin()?;
     let id = resolve_id(&id);
     api.store.delete_smtp_server(&id).await?;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "smtp_server.deleted",
         serde_json::json!({"id": id}),
@@ -592,8 +578,7 @@ pub async fn send_test(
             text,
         })
         .await;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "smtp_server.test_mail",
         serde_json::json!({"id": item.id, "to": to, "error": sent.as_ref().err().map(|e| &e.message)}),

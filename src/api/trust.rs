@@ -169,17 +169,6 @@ pub fn policy_of(
     Ok(policy)
 }
 
-async fn audit(api: &super::Api, caller: &Caller, action: &'static str, detail: serde_json::Value) {
-    api.audit(AuditEvent {
-        actor: Some(caller.username.clone()),
-        action,
-        ip: Some(caller.ip.to_string()),
-        detail: Some(detail),
-        ..AuditEvent::default()
-    })
-    .await;
-}
-
 /// Every trust policy, by name.
 #[utoipa::path(get, path = "/patgate/api/v1/trust-policies", tag = "admin",
     operation_id = "trust_policies_list", security(("password" = []), ("session" = [])),
@@ -214,8 +203,7 @@ pub async fn create(
         .ok_or_else(|| invalid("name is required"))?;
     let policy = policy_of(body, name, crate::core::time::now())?;
     api.store.create_trust_policy(&policy).await?;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "trust_policy.created",
         serde_json::json!({"name": policy.name, "issuer": policy.issuer, "user": policy.username}),
@@ -263,8 +251,7 @@ pub async fn replace(
     api.store.update_trust_policy(&policy).await?;
     policy.exchanges = old.exchanges;
     policy.last_used_at = old.last_used_at;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "trust_policy.changed",
         serde_json::json!({"name": policy.name, "issuer": policy.issuer, "user": policy.username}),
@@ -286,8 +273,7 @@ pub async fn remove(
     let api = api.get()?;
     caller.require_admin()?;
     api.store.delete_trust_policy(&name).await?;
-    audit(
-        &api,
+    api.audit_change(
         &caller,
         "trust_policy.deleted",
         serde_json::json!({"name": name}),
