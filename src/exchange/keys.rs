@@ -2,7 +2,8 @@
 //! it names, fetched over https (plain http only for an issuer on a loopback address),
 //! cached, fetched again after `exchange.jwks_refresh` or when a token names a key the
 //! cache does not hold, but never more often than `exchange.jwks_min_refresh`. A key set
-//! older than `exchange.jwks_max_age` is never used.
+//! older than `exchange.jwks_max_age` is never used. Fetches for one issuer wait for
+//! each other (one fetch at a time per issuer); other issuers are not held up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,7 +41,9 @@ pub enum KeyError {
 pub struct IssuerKeys {
     client: HttpClient,
     settings: Exchange,
-    entries: Mutex<HashMap<String, Entry>>,
+    /// One entry per issuer, each behind its own lock: a slow issuer holds up only the
+    /// exchanges for it.
+    entries: std::sync::Mutex<HashMap<String, Arc<Mutex<Entry>>>>,
 }
 
 /// Whether `issuer` may be fetched: https, or http on a loopback address.
@@ -76,7 +79,7 @@ impl IssuerKeys {
         Ok(IssuerKeys {
             client: HttpClient::new(None, Duration::from_secs(10))?,
             settings: settings.clone(),
-            entries: Mutex::new(HashMap::new()),
+            entries: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -86,8 +89,14 @@ impl IssuerKeys {
         issuer: &str,
         token: &Unverified,
     ) -> Result<Arc<Vec<Jwk>>, KeyError> {
-        let mut entries = self.entries.lock().await;
-        let entry = entries.entry(issuer.to_string()).or_default();
+        let shared = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(issuer.to_string())
+            .or_default()
+            .clone();
+        let mut entry = shared.lock().await;
         let now = Instant::now();
         let fresh = entry.fetched.as_ref().filter(|f| {
             now.duration_since(f.at) < self.settings.jwks_refresh && token.key_known(&f.keys)
