@@ -395,3 +395,43 @@ async fn the_readme_commands_work_as_written() {
     assert_eq!(refused["error"], "invalid_token", "{stdout}");
     gateway.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_the_walkthrough_reaches_a_signed_in_access_tokens_page() {
+    use common::browser::Driver;
+    let dir = checkout();
+    let demo = Demo::start(dir.path(), &[]).await;
+    let gateway = serve(dir.path(), &demo.url).await;
+    let driver = Driver::start(None).await;
+    let browser = driver.browser(1280, 900).await;
+    // Step 4 as written: open /patgate/, get sent to sign in, sign in as alice.
+    browser.goto(&gateway.url("/patgate/")).await;
+    browser.ready().await;
+    assert_eq!(browser.path().await, "/patgate/signin");
+    browser.fill("input[name='username']", "alice").await;
+    browser.fill("input[name='password']", "alice").await;
+    browser.click("#sign-in").await;
+    browser.find("#user-menu-button").await;
+    browser.ready().await;
+    assert_eq!(browser.path().await, "/patgate/");
+    browser
+        .wait_text("main", "You have no personal access tokens yet.")
+        .await;
+    browser.click("#generate-open").await;
+    browser.fill("#token-name", "from the page").await;
+    browser.click("#generate").await;
+    let shown = browser.find("#new-token-value").await;
+    let token = shown.prop("value").await.unwrap().unwrap();
+    browser.wait_text("#tokens td.name", "from the page").await;
+    browser.screenshot("try-it-access-tokens-1280").await;
+    // The token from the page works against the stand-in, as alice.
+    let used = get(
+        &gateway.url("/deployit/server/info"),
+        &[("authorization", &basic("", &token))],
+    )
+    .await;
+    assert_eq!(used.status, 200, "{:?}", used.body);
+    assert_eq!(used.json()["user"], "alice");
+    browser.close().await;
+    gateway.terminate().await;
+}
