@@ -607,6 +607,23 @@ async fn policies_are_checked_on_save_and_kept_to_administrators(db: TestDb) {
         let message = answer.json()["message"].as_str().unwrap().to_string();
         assert!(message.contains(says), "{field}: {message}");
     }
+    // On a public CI service anyone can run jobs: a policy must pin an owner.
+    for claims in [
+        json!({"ref": "refs/heads/main"}),
+        json!({"repository": "octo-org*"}),
+        json!({"sub": "repo:*"}),
+    ] {
+        let answer = admin(
+            &gw,
+            "POST",
+            POLICIES,
+            Some(json!({"name": "open", "preset": "github", "audience": "a", "claims": claims, "user": "ci"})),
+        )
+        .await;
+        assert_eq!(answer.status, 422, "{claims}: {:?}", answer.body);
+        let message = answer.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains("pin the owner"), "{message}");
+    }
     // A preset fills in the issuer.
     let mut preset = good.clone();
     preset.as_object_mut().unwrap().remove("issuer");

@@ -448,7 +448,7 @@ pub async fn token_exchange(
             response
         }
         Err(refusal) => {
-            tracing::info!(error = refusal.error, reason = %refusal.description, "token exchange refused");
+            tracing::info!(error = refusal.error, reason = ?refusal.description, "token exchange refused");
             api.audit(AuditEvent {
                 actor: None,
                 action: "token.exchange_refused",

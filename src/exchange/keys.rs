@@ -124,7 +124,7 @@ impl IssuerKeys {
                         .is_some_and(|f| now.duration_since(f.at) < self.settings.jwks_max_age);
                     if !usable {
                         return Err(KeyError::Unavailable(format!(
-                            "the keys of issuer {issuer} cannot be fetched ({e}); try again later"
+                            "the keys of issuer {issuer} cannot be fetched; try again later"
                         )));
                     }
                 }
@@ -169,6 +169,18 @@ impl IssuerKeys {
             .as_str()
             .ok_or("its discovery document has no jwks_uri")?;
         fetchable(jwks_uri).map_err(|e| format!("jwks_uri: {e}"))?;
+        // The keys come from the issuer's own host: a discovery document cannot send the
+        // gateway elsewhere (another service, this machine).
+        let host = |url: &str| {
+            url.parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.authority().map(|a| a.as_str().to_string()))
+        };
+        if host(jwks_uri) != host(issuer) {
+            return Err(format!(
+                "its jwks_uri {jwks_uri} is not on the issuer's host"
+            ));
+        }
         let set: JwkSet = serde_json::from_value(self.get_json(jwks_uri).await?)
             .map_err(|e| format!("its JWKS is not a key set: {e}"))?;
         Ok(set.keys)

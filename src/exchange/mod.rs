@@ -28,6 +28,8 @@ pub const ISSUED_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 pub const DEFAULT_LIFETIME_SECS: i64 = 15 * 60;
 pub const MAX_LIFETIME_SECS: i64 = 3600;
 const MIN_LIFETIME_SECS: i64 = 60;
+/// How far ahead an identity token's times may lie.
+const MAX_TOKEN_AGE: i64 = 24 * 3600;
 /// At most this many claim conditions per policy.
 const MAX_CONDITIONS: usize = 20;
 
@@ -58,6 +60,44 @@ pub const PRESETS: [(&str, &str, &[&str]); 2] = [
         ],
     ),
 ];
+
+/// Claims that say whose job it is, per preset issuer: on a public CI service anyone can
+/// run a job, so a policy for one must pin one of these to an owner.
+const OWNER_CLAIMS: [(&str, &[&str]); 2] = [
+    (
+        "https://token.actions.githubusercontent.com",
+        &[
+            "repository",
+            "repository_owner",
+            "repository_id",
+            "repository_owner_id",
+            "sub",
+        ],
+    ),
+    (
+        "https://gitlab.com",
+        &[
+            "project_path",
+            "namespace_path",
+            "project_id",
+            "namespace_id",
+            "sub",
+        ],
+    ),
+];
+
+/// Whether a pattern pins an owner: no wildcard at all, or a literal part before the
+/// first wildcard that ends a path segment (`octo-org/*`, `repo:octo-org/app:*`), so that
+/// `octo-org*` (which `octo-org-evil/x` matches) does not count.
+fn pins_owner(pattern: &str) -> bool {
+    match pattern.find(['*', '?']) {
+        None => true,
+        Some(at) => {
+            let literal = &pattern[..at];
+            literal.contains('/') && literal.ends_with(['/', ':'])
+        }
+    }
+}
 
 /// The issuer of a preset.
 pub fn preset_issuer(name: &str) -> Option<&'static str> {
@@ -96,12 +136,12 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -157,6 +197,22 @@ pub fn check_policy(p: &TrustPolicyRecord) -> Result<(), String> {
         .all(|pattern| pattern.chars().all(|c| c == '*' || c == '?'))
     {
         return Err("claims: at least one condition must name a value, not only wildcards".into());
+    }
+    if let Some((_, owners)) = OWNER_CLAIMS
+        .iter()
+        .find(|(issuer, _)| p.issuer.trim_end_matches('/') == *issuer)
+    {
+        let pinned = p
+            .claims
+            .iter()
+            .any(|(claim, pattern)| owners.contains(&claim.as_str()) && pins_owner(pattern));
+        if !pinned {
+            return Err(format!(
+                "claims: anyone can run jobs at {}; pin the owner with one of {} (exact, or up to a / such as octo-org/*)",
+                p.issuer,
+                owners.join(", ")
+            ));
+        }
     }
     crate::tokens::issue::check_name("user", &p.username)?;
     crate::tokens::rules::parse_allowlist(&p.allowed_addresses)
@@ -244,6 +300,15 @@ impl Exchanger {
         client_ip: Option<String>,
     ) -> Result<Exchanged, Refusal> {
         let grant = |m: String| Refusal::new("invalid_grant", m);
+        if subject_token.len() > jwt::MAX_TOKEN_BYTES {
+            return Err(Refusal::new(
+                "invalid_request",
+                format!(
+                    "subject_token is longer than {} KiB",
+                    jwt::MAX_TOKEN_BYTES / 1024
+                ),
+            ));
+        }
         let token = jwt::parse(subject_token.trim()).map_err(grant)?;
         let issuer = token
             .claims
@@ -263,15 +328,6 @@ impl Exchanger {
             .trust_policies_of(&issuer)
             .await
             .map_err(store_down)?;
-        if let Some(name) = wanted {
-            policies.retain(|p| p.name == name);
-            if policies.is_empty() {
-                return Err(Refusal::new(
-                    "invalid_target",
-                    format!("no trust policy {name:?} for issuer {issuer}"),
-                ));
-            }
-        }
         if policies.is_empty() {
             return Err(grant(format!(
                 "no trust policy accepts tokens of issuer {issuer}"
@@ -289,6 +345,16 @@ impl Exchanger {
             return Err(grant(format!(
                 "the identity token's signature does not verify with the keys of {issuer}"
             )));
+        }
+        // Which policies exist is said only to a caller whose token the issuer signed.
+        if let Some(name) = wanted {
+            policies.retain(|p| p.name == name);
+            if policies.is_empty() {
+                return Err(Refusal::new(
+                    "invalid_target",
+                    format!("no trust policy {name:?} for this issuer"),
+                ));
+            }
         }
         let now = crate::core::time::now();
         let exp = self.times(&token.claims, now).map_err(grant)?;
@@ -318,7 +384,14 @@ impl Exchanger {
                 "this identity token (jti {jti:?}) was exchanged already; ask the CI system for a new one"
             )));
         }
-        let issued = self.issue(policy, now).await?;
+        let issued = match self.issue(policy, now).await {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                // Nothing was issued: the identity token may be tried again.
+                let _ = self.store.forget_identity_token(&issuer, &jti).await;
+                return Err(refusal);
+            }
+        };
         let matched: BTreeMap<&String, String> = policy
             .claims
             .keys()
@@ -352,14 +425,21 @@ impl Exchanger {
         claims: &serde_json::Map<String, serde_json::Value>,
         now: i64,
     ) -> Result<i64, String> {
+        // Whole seconds within a day of now: an identity token lives minutes or hours,
+        // and nothing further off can be compared without overflow.
         let number = |name: &str| -> Result<Option<i64>, String> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .as_f64()
-                    .map(|f| Some(f as i64))
-                    .ok_or(format!("the identity token's {name} claim is not a number")),
+            let Some(v) = claims.get(name) else {
+                return Ok(None);
+            };
+            let f = v
+                .as_f64()
+                .ok_or(format!("the identity token's {name} claim is not a number"))?;
+            if f.fract() != 0.0 || !(0.0..=(now + MAX_TOKEN_AGE) as f64).contains(&f) {
+                return Err(format!(
+                    "the identity token's {name} claim is not a time within a day of now"
+                ));
             }
+            Ok(Some(f as i64))
         };
         let exp = number("exp")?.ok_or("the identity token has no exp claim")?;
         if exp + self.skew <= now {
@@ -444,22 +524,19 @@ fn choose<'a>(
     let mut nearest: Option<(usize, String)> = None;
     for policy in policies {
         let mut misses = Vec::new();
+        // What the caller's own token says, never what a policy asks: the caller may be
+        // anyone with a token of a public CI service.
         if !audiences.contains(&policy.audience) {
             misses.push(format!(
-                "aud is {audiences:?}, policy {} wants {:?}",
-                policy.name, policy.audience
+                "aud {audiences:?} is not the audience of a matching policy"
             ));
         }
         for (claim, pattern) in &policy.claims {
             match claims.get(claim) {
-                None => misses.push(format!(
-                    "claim {claim} is missing, policy {} wants {pattern:?}",
-                    policy.name
-                )),
+                None => misses.push(format!("claim {claim} is missing")),
                 Some(value) if !glob_matches(pattern, &claim_text(value)) => misses.push(format!(
-                    "claim {claim} is {:?}, policy {} wants {pattern:?}",
-                    claim_text(value),
-                    policy.name
+                    "claim {claim} is {:?}, which the policy does not accept",
+                    claim_text(value)
                 )),
                 Some(_) => {}
             }
@@ -490,6 +567,13 @@ mod tests {
         assert!(!glob_matches("octo-org/*", "evil-org/octo-org/x"));
         assert!(glob_matches("*", ""));
         assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(
+            glob_matches("a*", "a*b"),
+            "a literal * in the value is matched by *"
+        );
+        assert!(pins_owner("octo-org/*") && pins_owner("octo-org/app"));
+        assert!(pins_owner("repo:octo-org/app:*"));
+        assert!(!pins_owner("octo-org*") && !pins_owner("*/app") && !pins_owner("repo:*"));
         assert!(!glob_matches("a*b*c", "axxbyy"));
         assert!(check_glob("[ab]").is_err());
         assert!(check_glob("").is_err());

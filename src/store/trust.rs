@@ -39,15 +39,17 @@ fn record(row: &AnyRow) -> Result<TrustPolicyRecord, sqlx::Error> {
         name: row.try_get("name")?,
         issuer: row.try_get("issuer")?,
         audience: row.try_get("audience")?,
-        // A row that cannot be read matches nothing: an impossible claim.
-        claims: serde_json::from_str(&claims)
-            .unwrap_or_else(|_| BTreeMap::from([(String::new(), String::from("\u{0}"))])),
+        // A row that cannot be read has no conditions, and such a policy is never used
+        // (see `trust_policies_of`).
+        claims: serde_json::from_str(&claims).unwrap_or_default(),
         username: row.try_get("username")?,
         scope: scope.parse().unwrap_or(Scope::Read),
-        allowed_addresses: row
-            .try_get::<Option<String>, _>("allowed_addresses")?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default(),
+        // One that cannot be read allows nowhere: the entry below is refused on issue.
+        allowed_addresses: match row.try_get::<Option<String>, _>("allowed_addresses")? {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text)
+                .unwrap_or_else(|_| vec![String::from("unreadable stored allowlist")]),
+        },
         lifetime_seconds: row.try_get("lifetime_seconds")?,
         exchanges: row.try_get("exchanges")?,
         last_used_at: row.try_get("last_used_at")?,
@@ -81,7 +83,18 @@ impl Store {
         .bind(issuer)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+        let policies: Vec<TrustPolicyRecord> = rows.iter().map(record).collect::<Result<_, _>>()?;
+        // A stored policy always has conditions; one whose cannot be read matches nothing.
+        Ok(policies
+            .into_iter()
+            .filter(|p| {
+                let readable = !p.claims.is_empty();
+                if !readable {
+                    tracing::warn!(policy = %p.name, "a trust policy's stored conditions cannot be read; it is not used");
+                }
+                readable
+            })
+            .collect())
     }
 
     pub async fn trust_policy(&self, name: &str) -> Result<TrustPolicyRecord, StoreError> {
@@ -170,6 +183,17 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets an identity token whose exchange issued nothing, so that it can be tried
+    /// again.
+    pub async fn forget_identity_token(&self, issuer: &str, jti: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM exchanged_identity_tokens WHERE issuer = $1 AND jti = $2")
+            .bind(issuer)
+            .bind(jti)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records an identity token as exchanged; `false` when it was already (a replay).
     /// Entries past their expiry are dropped on the way.
     pub async fn first_use_of_identity_token(
@@ -179,8 +203,10 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
+        // Kept five minutes past expiry, the most `exchange.clock_skew` allows: a replica
+        // whose clock runs ahead must not forget a jti that another still accepts.
         sqlx::query("DELETE FROM exchanged_identity_tokens WHERE expires_at < $1")
-            .bind(now)
+            .bind(now - 300)
             .execute(&self.pool)
             .await?;
         let done = sqlx::query(

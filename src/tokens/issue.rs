@@ -256,7 +256,9 @@ pub async fn issue_exchanged(
     allowed: &[IpNet],
 ) -> Result<(TokenRecord, PlainToken), StoreError> {
     let token = PlainToken::generate();
-    let name = format!("{policy} exchange {}", crate::core::text::random_text(5));
+    // Within the name limit whatever the policy's name (up to 100 characters).
+    let short: String = policy.chars().take(MAX_NAME_CHARS - 20).collect();
+    let name = format!("{short} exchange {}", crate::core::text::random_text(5));
     let new = NewToken {
         username,
         name: &name,
