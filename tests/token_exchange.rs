@@ -724,7 +724,27 @@ async fn keys_older_than_their_bound_are_never_used(db: TestDb) {
     gw.shutdown().await;
 }
 
+async fn a_rotation_seen_within_the_refetch_pause_is_retryable(db: TestDb) {
+    let (_upstream, gw, issuer) = setup(&db, &[("PATGATE_EXCHANGE__JWKS_MIN_REFRESH", "1h")]).await;
+    let aud = "https://deploy.example.com";
+    let first = issuer.mint(github_claims(aud), "key").await;
+    assert_eq!(exchange_token(&gw, &first).await.status, 200);
+    // The issuer rotates; the gateway may not fetch again yet: a retryable 503, not a
+    // refusal of a good token.
+    assert_eq!(issuer.post("/rotate", json!({})).await.status, 200);
+    let rotated = issuer.mint(github_claims(aud), "key").await;
+    let answer = exchange_token(&gw, &rotated).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.json()["error"], "temporarily_unavailable");
+    assert!(answer.json()["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("try again in"));
+    gw.shutdown().await;
+}
+
 on_both_backends!(
+    a_rotation_seen_within_the_refetch_pause_is_retryable,
     keys_older_than_their_bound_are_never_used,
     a_matching_token_exchanges_and_works_on_both_paths_until_it_expires,
     the_issued_token_stops_at_its_expiry,

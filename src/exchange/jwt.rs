@@ -81,6 +81,9 @@ pub fn parse(token: &str) -> Result<Unverified, String> {
             ALGORITHMS.join(", ")
         ));
     }
+    if header.get("kid").is_some_and(|kid| !kid.is_string()) {
+        return Err("the identity token's kid is not a string".into());
+    }
     if header.get("crit").is_some() {
         return Err("the identity token names critical header parameters (crit)".into());
     }
@@ -211,6 +214,14 @@ mod tests {
             assert!(err.contains("accepted: RS256"), "{alg}: {err}");
         }
         assert!(parse("a.b").is_err());
+        let numbered = format!(
+            "{}.{}.",
+            encode(&serde_json::json!({"alg": "RS256", "kid": 7})),
+            encode(&serde_json::json!({"iss": "x"}))
+        );
+        assert!(parse(&numbered)
+            .unwrap_err()
+            .contains("kid is not a string"));
         assert!(parse(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
     }
 

@@ -137,6 +137,12 @@ impl IssuerKeys {
                 )))
             }
             Some(f) if token.key_known(&f.keys) => Ok(f.keys.clone()),
+            // The issuer may have published the key since: say when to try again.
+            Some(_) if !may_fetch => Err(KeyError::Unavailable(format!(
+                "issuer {issuer}'s keys were fetched moments ago without the key this token names; \
+                 try again in {} s",
+                self.settings.jwks_min_refresh.as_secs().max(1)
+            ))),
             Some(_) => Err(KeyError::UnknownKey(format!(
                 "issuer {issuer} publishes no {} key {}",
                 token.alg,
