@@ -6,6 +6,9 @@
 //! one JSON object with `--json`); every failure is one line on stderr and a non-zero
 //! exit.
 //!
+//! Beside this file: `listing` (how tokens are printed, `token revoke --leaked`),
+//! `trust_policy` (`patgate trust-policy`), `demo` (the arguments of `demo-deploy`).
+//!
 //! May import: every floor (it is the top one).
 
 use std::io::Write;
@@ -18,8 +21,18 @@ use crate::app;
 use crate::config::{self, Config};
 use crate::core::scope::Scope;
 use crate::core::token::{Expiration, TokenHasher};
-use crate::store::{self, TokenRecord, UserSource};
+use crate::store::{self, UserSource};
 use crate::tokens::issue::{self, TokenRules};
+
+mod demo;
+mod listing;
+mod trust_policy;
+
+pub use demo::{demo_users, DemoArgs};
+pub use listing::rfc3339;
+use listing::{record_json, revoke_leaked, table};
+use trust_policy::trust_policy;
+pub use trust_policy::{TrustPolicyArgs, TrustPolicyCommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,92 +89,6 @@ pub enum Command {
     /// passwords, answers the admin check and echoes what the gateway sends. Not Deploy.
     #[command(name = "demo-deploy")]
     DemoDeploy(DemoArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TrustPolicyCommand {
-    /// Create a trust policy.
-    Create(TrustPolicyArgs),
-    /// List the trust policies, with their use.
-    List {
-        /// One JSON array instead of lines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a trust policy; tokens it issued live out their minutes.
-    Delete {
-        /// The policy's name.
-        name: String,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct TrustPolicyArgs {
-    /// The policy's name.
-    #[arg(long)]
-    pub name: String,
-    /// The CI system's token issuer, e.g. https://token.actions.githubusercontent.com.
-    #[arg(long, required_unless_present = "preset")]
-    pub issuer: Option<String>,
-    /// github or gitlab: the issuer of GitHub Actions or GitLab.com.
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// The aud claim the pipeline asks its CI system for.
-    #[arg(long)]
-    pub audience: String,
-    /// A condition CLAIM=VALUE (VALUE may use * and ?); repeat, all must match.
-    #[arg(long = "claim", value_name = "CLAIM=VALUE", required = true)]
-    pub claims: Vec<String>,
-    /// The Deploy user the issued tokens act as.
-    #[arg(long)]
-    pub user: String,
-    /// full, read or webhook.
-    #[arg(long, default_value = "full")]
-    pub scope: String,
-    /// An address or network the issued tokens may be used from; repeat for more.
-    #[arg(long = "allow-from", value_name = "CIDR")]
-    pub allow_from: Vec<String>,
-    /// How long an issued token lives, 1m to 1h.
-    #[arg(long, default_value = "15m")]
-    pub lifetime: String,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Where to listen [default: the configuration's upstream.url when it is on this
-    /// machine, else 127.0.0.1:14516].
-    #[arg(long, value_name = "ADDRESS")]
-    pub listen: Option<std::net::SocketAddr>,
-    /// A demo user as NAME:PASSWORD; repeat for more.
-    #[arg(long = "user", value_name = "NAME:PASSWORD")]
-    pub users: Vec<String>,
-    /// A demo administrator as NAME:PASSWORD; repeat for more.
-    #[arg(long = "admin", value_name = "NAME:PASSWORD")]
-    pub admins: Vec<String>,
-    /// A file of demo users, one NAME:PASSWORD or NAME:PASSWORD:admin per line.
-    #[arg(long, value_name = "PATH")]
-    pub users_file: Option<PathBuf>,
-}
-
-/// `demo-deploy`: the users named by flags and file, or the two defaults (alice, and
-/// admin as administrator, each with their name as password).
-pub fn demo_users(args: &DemoArgs) -> Result<Vec<crate::demo::DemoUser>, String> {
-    use crate::demo::{default_users, read_users, DemoUser};
-    let mut users = Vec::new();
-    for text in &args.users {
-        users.push(DemoUser::parse(text, false).map_err(|e| format!("--user {e}"))?);
-    }
-    for text in &args.admins {
-        users.push(DemoUser::parse(text, true).map_err(|e| format!("--admin {e}"))?);
-    }
-    if let Some(path) = &args.users_file {
-        users.extend(read_users(path)?);
-    }
-    Ok(if users.is_empty() {
-        default_users()
-    } else {
-        users
-    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -690,205 +617,5 @@ async fn audit(store: &store::Store, action: &'static str, username: &str, token
     };
     if let Err(e) = store.audit(event).await {
         tracing::warn!(error = %e, "could not write an audit entry");
-    }
-}
-
-/// RFC 3339 in UTC, or `null`.
-pub fn rfc3339(secs: Option<i64>) -> serde_json::Value {
-    match secs {
-        Some(s) if s >= 0 => {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s as u64);
-            humantime::format_rfc3339_seconds(at).to_string().into()
-        }
-        _ => serde_json::Value::Null,
-    }
-}
-
-fn record_json(r: &TokenRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "user": r.username,
-        "name": r.name,
-        "created_at": rfc3339(Some(r.created_at)),
-        "expires_at": rfc3339(r.expires_at),
-        "revoked_at": rfc3339(r.revoked_at),
-        "last_used_at": rfc3339(r.last_used_at),
-        "last_used_ip": r.last_used_ip,
-        "scope": r.scope,
-        "allowed_addresses": r.allowed_addresses,
-        "rotated_from": r.rotated_from,
-        "replaced_by": r.replaced_by.as_deref().filter(|s| !s.is_empty()),
-        "grace_until": rfc3339(r.grace_until),
-    })
-}
-
-/// `token revoke --leaked`: the tokens on standard input, one per line, revoked as the
-/// leaked-token endpoint would; one line of output per token, never whose it was.
-async fn revoke_leaked(
-    config: &Config,
-    store: &store::Store,
-    hasher: &TokenHasher,
-) -> anyhow::Result<(String, bool)> {
-    let input = tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
-        .await?
-        .map_err(|e| anyhow::anyhow!("could not read tokens from standard input: {e}"))?;
-    let lines: Vec<&str> = input
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    if lines.is_empty() {
-        anyhow::bail!("no tokens on standard input; give one per line");
-    }
-    let notifier = crate::notify::Notifier::new(
-        config,
-        store.clone(),
-        std::sync::Arc::new(crate::metrics::Metrics::default()),
-    )?;
-    let mut out = Vec::new();
-    let mut changed = false;
-    for (i, line) in lines.iter().enumerate() {
-        let detail = serde_json::json!({"via": "patgate-cli"});
-        let (result, revoked) =
-            crate::accounts::leaked::revoke(store, hasher, line, None, detail).await?;
-        if let Some(record) = revoked {
-            changed = true;
-            if let Err(e) = notifier.tell_leaked(&record).await {
-                say(&format!("line {}: could not e-mail the owner: {e}", i + 1));
-            }
-        }
-        out.push(format!("line {}: {result}", i + 1));
-    }
-    Ok((out.join("\n"), changed))
-}
-
-fn table(records: &[TokenRecord]) -> String {
-    let show = |v: serde_json::Value| v.as_str().unwrap_or("-").to_string();
-    let mut out = format!(
-        "{:<14} {:<24} {:<22} {:<22} {:<8} {:<7}",
-        "ID", "NAME", "CREATED", "EXPIRES", "STATE", "SCOPE"
-    );
-    for r in records {
-        let state = if r.revoked_at.is_some() {
-            "revoked"
-        } else if r.grace_until.is_some_and(|g| g <= crate::core::time::now()) {
-            "rotated"
-        } else if r.expires_at.is_some_and(|e| e <= crate::core::time::now()) {
-            "expired"
-        } else {
-            "active"
-        };
-        let expires = if r.expires_at.is_none() {
-            "never".to_string()
-        } else {
-            show(rfc3339(r.expires_at))
-        };
-        out.push_str(&format!(
-            "\n{:<14} {:<24} {:<22} {:<22} {:<8} {:<7}",
-            r.id,
-            r.name,
-            show(rfc3339(Some(r.created_at))),
-            expires,
-            state,
-            r.scope.as_str()
-        ));
-    }
-    out
-}
-
-/// `patgate trust-policy …`; `Ok(true)` when it changed the database.
-async fn trust_policy(
-    store: &store::Store,
-    command: TrustPolicyCommand,
-    out: &mut dyn Write,
-) -> anyhow::Result<bool> {
-    use crate::api::trust::{policy_of, TrustPolicyBody, TrustPolicyView};
-    match command {
-        TrustPolicyCommand::Create(args) => {
-            let mut claims = std::collections::BTreeMap::new();
-            for condition in &args.claims {
-                let Some((claim, value)) = condition.split_once('=') else {
-                    anyhow::bail!(
-                        "--claim {condition:?}: write CLAIM=VALUE, e.g. repository=octo-org/app"
-                    );
-                };
-                claims.insert(claim.trim().to_string(), value.to_string());
-            }
-            let body = TrustPolicyBody {
-                preset: args.preset,
-                issuer: args.issuer,
-                audience: Some(args.audience),
-                claims,
-                user: Some(args.user),
-                scope: Some(args.scope),
-                allowed_addresses: args.allow_from,
-                lifetime: Some(args.lifetime),
-                ..TrustPolicyBody::default()
-            };
-            let policy = policy_of(body, args.name, crate::core::time::now())
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            store.create_trust_policy(&policy).await?;
-            store
-                .audit_or_log(store::AuditEvent {
-                    actor: Some("patgate-cli".into()),
-                    action: "trust_policy.created",
-                    detail: Some(serde_json::json!({"name": policy.name, "issuer": policy.issuer, "user": policy.username})),
-                    ..store::AuditEvent::default()
-                })
-                .await;
-            write_line(
-                out,
-                &format!(
-                    "created trust policy {}: tokens of {} for {} act as {} for {}",
-                    policy.name,
-                    policy.issuer,
-                    policy.audience,
-                    policy.username,
-                    TrustPolicyView::from(&policy).lifetime
-                ),
-            )?;
-            Ok(true)
-        }
-        TrustPolicyCommand::List { json } => {
-            let policies = store.trust_policies().await?;
-            let views: Vec<TrustPolicyView> = policies.iter().map(TrustPolicyView::from).collect();
-            let text = if json {
-                serde_json::to_string(&views)?
-            } else if views.is_empty() {
-                "no trust policies".to_string()
-            } else {
-                views
-                    .iter()
-                    .map(|v| {
-                        format!(
-                            "{}  issuer {}  audience {}  user {}  lifetime {}  exchanges {}  last used {}",
-                            v.name,
-                            v.issuer,
-                            v.audience,
-                            v.user,
-                            v.lifetime,
-                            v.exchanges,
-                            v.last_used_at.as_deref().unwrap_or("never")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
-            write_line(out, &text)?;
-            Ok(false)
-        }
-        TrustPolicyCommand::Delete { name } => {
-            store.delete_trust_policy(&name).await?;
-            store
-                .audit_or_log(store::AuditEvent {
-                    actor: Some("patgate-cli".into()),
-                    action: "trust_policy.deleted",
-                    detail: Some(serde_json::json!({"name": name})),
-                    ..store::AuditEvent::default()
-                })
-                .await;
-            write_line(out, &format!("deleted trust policy {name}"))?;
-            Ok(true)
-        }
     }
 }
