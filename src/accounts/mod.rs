@@ -2,8 +2,12 @@
 //! handlers, SCIM provisioning, the command line and the housekeeping task all call
 //! these rather than each other.
 //!
-//! May import: `core`, `config`, `store`, `tokens`, `notify` (and what they import).
+//! `revalidation` is the side task that asks the SSO provider again about each SSO
+//! user (roles, status) with the refresh token their sign-in brought.
+//!
+//! May import: `core`, `config`, `metrics`, `store`, `tokens`, `signin`, `notify` (and what they import).
 
 pub mod access;
 pub mod leaked;
+pub mod revalidation;
 pub mod sso_link;

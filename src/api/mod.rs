@@ -67,7 +67,7 @@ pub struct Api {
     pub store: Store,
     pub tokens: Arc<TokenCheck>,
     pub hasher: TokenHasher,
-    pub signin: SignIn,
+    pub signin: Arc<SignIn>,
     /// The expiry notifier: SMTP items' passwords, test mails, passes.
     pub notifier: Arc<Notifier>,
     /// `leaked.secret`: the key reports of leaked tokens are signed with.
@@ -90,7 +90,12 @@ impl Api {
         notifier: Arc<Notifier>,
         identity: Option<UpstreamIdentity>,
     ) -> anyhow::Result<Arc<Api>> {
-        let signin = SignIn::new(config, store.clone(), hasher.clone(), identity)?;
+        let signin = Arc::new(SignIn::new(
+            config,
+            store.clone(),
+            hasher.clone(),
+            identity,
+        )?);
         let exchanger =
             crate::exchange::Exchanger::new(&config.exchange, store.clone(), hasher.clone())?;
         Ok(Arc::new_cyclic(|me: &std::sync::Weak<Api>| Api {

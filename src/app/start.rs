@@ -135,6 +135,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(api_identity),
     )?;
     let housekeeping = tokio::spawn(housekeeping::run(api.clone(), stop_rx.clone()));
+    let revalidation = tokio::spawn(crate::accounts::revalidation::run(
+        store.clone(),
+        api.signin.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let notify_task = notifier
         .schedule()
         .map(|schedule| tokio::spawn(schedule::run(notifier, schedule, stop_rx.clone())));
@@ -193,6 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         let _ = feed.await;
         let _ = housekeeping.await;
+        let _ = revalidation.await;
         if let Some(task) = notify_task {
             let _ = task.await;
         }

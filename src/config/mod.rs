@@ -45,7 +45,7 @@ pub use notify::Notify;
 pub use scim::Scim;
 pub use secrets::Secrets;
 pub use server::{DeployTokens, TlsFiles, UnderscoreHeaders};
-pub use signin::{SignIn, Sso};
+pub use signin::{OfflineAccess, SignIn, Sso};
 pub use token_rules::{Leaked, Webhooks};
 pub use upstream::{BasicAccount, Identity, IdentityMode, Upstream};
 

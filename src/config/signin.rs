@@ -51,6 +51,21 @@ pub struct Sso {
     pub ca_file: Option<PathBuf>,
     /// SSO sign-ins one client address may start per minute (and at once).
     pub starts_per_minute: u32,
+    /// How often each SSO user is asked again at the provider with the refresh token
+    /// kept at sign-in; `None`: never (roles as of the last sign-in, or SCIM's).
+    pub revalidate_every: Option<Duration>,
+    /// Whether sign-ins ask for `offline_access` (what most providers need to issue a
+    /// refresh token).
+    pub offline_access: OfflineAccess,
+}
+
+/// When sign-ins ask for the `offline_access` scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineAccess {
+    /// When the provider's discovery document lists it.
+    Auto,
+    Always,
+    Never,
 }
 
 impl std::fmt::Debug for Sso {
@@ -110,6 +125,8 @@ pub(super) struct RawSso {
     ca_file: String,
     #[serde(deserialize_with = "number")]
     starts_per_minute: u32,
+    revalidate_every: String,
+    offline_access: String,
 }
 
 impl Default for RawSso {
@@ -126,6 +143,8 @@ impl Default for RawSso {
             redirect_url: String::new(),
             ca_file: String::new(),
             starts_per_minute: 20,
+            revalidate_every: "15m".into(),
+            offline_access: "auto".into(),
         }
     }
 }
@@ -261,6 +280,30 @@ impl RawSso {
                 "must be at least 1: the SSO sign-ins one client address may start per minute",
             ));
         }
+        let revalidate_every = match self.revalidate_every.trim() {
+            "off" | "0" | "0s" => None,
+            text => {
+                let every = duration("sso.revalidate_every", text)?;
+                if every < Duration::from_secs(1) || every > Duration::from_secs(86_400) {
+                    return Err(ConfigError::key(
+                        "sso.revalidate_every",
+                        text,
+                        "must be between 1s and 24h, or off: how often each SSO user's roles and status are asked again at the provider",
+                    ));
+                }
+                Some(every)
+            }
+        };
+        let offline_access = match self.offline_access.trim() {
+            "auto" => OfflineAccess::Auto,
+            "always" | "true" => OfflineAccess::Always,
+            "never" | "false" => OfflineAccess::Never,
+            other => return Err(ConfigError::key(
+                "sso.offline_access",
+                other,
+                "write auto (ask for offline_access when the provider lists it), always or never",
+            )),
+        };
         Ok(Some(Sso {
             issuer,
             client_id: self.client_id,
@@ -273,6 +316,8 @@ impl RawSso {
             redirect_url,
             ca_file: optional_path(&self.ca_file),
             starts_per_minute: self.starts_per_minute,
+            revalidate_every,
+            offline_access,
         }))
     }
 }

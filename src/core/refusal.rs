@@ -18,6 +18,10 @@ pub enum Refusal {
     /// The owner signs in with SSO and administrators have switched SSO users' tokens off.
     #[error("personal access tokens of SSO users are switched off by an administrator")]
     SsoDisabled,
+    /// The SSO provider refused to re-validate the owner (their access there was
+    /// revoked); the token works again once they sign in through SSO.
+    #[error("the token's owner lost access at the SSO provider (it refused to re-validate them); the token works again once they sign in through SSO")]
+    SsoSuspended,
     #[error("the store could not be reached to check the token; try again")]
     Unavailable,
     /// This address sent too many bad tokens recently.
@@ -40,6 +44,7 @@ impl Refusal {
             Refusal::Expired => "token_expired",
             Refusal::UserDisabled => "user_disabled",
             Refusal::SsoDisabled => "sso_tokens_disabled",
+            Refusal::SsoSuspended => "sso_suspended",
             Refusal::Unavailable => "token_check_unavailable",
             Refusal::TooManyFailures => "too_many_failures",
             Refusal::ScopeDenied(_) => "scope_denied",

@@ -104,6 +104,7 @@ pub struct Counters {
     pub refused_expired: AtomicU64,
     pub refused_disabled: AtomicU64,
     pub refused_sso: AtomicU64,
+    pub refused_suspended: AtomicU64,
     pub refused_unavailable: AtomicU64,
     pub refused_limited: AtomicU64,
     pub refused_scope: AtomicU64,
@@ -126,6 +127,11 @@ pub struct Counters {
     pub exchanges_refused: AtomicU64,
     /// Exchanges refused because an issuer's keys could not be fetched.
     pub exchanges_unavailable: AtomicU64,
+    /// SSO users re-validated with the provider: still valid, refused (suspended),
+    /// and not asked because the provider could not be reached.
+    pub revalidations_ok: AtomicU64,
+    pub revalidations_refused: AtomicU64,
+    pub revalidations_unreachable: AtomicU64,
     /// Expiry notification e-mails that failed (retried on the next pass).
     pub notify_failed: AtomicU64,
     /// Request durations, by route and outcome.
@@ -209,6 +215,7 @@ impl Metrics {
             Refusal::Expired => &local.refused_expired,
             Refusal::UserDisabled => &local.refused_disabled,
             Refusal::SsoDisabled => &local.refused_sso,
+            Refusal::SsoSuspended => &local.refused_suspended,
             Refusal::Unavailable => &local.refused_unavailable,
             Refusal::TooManyFailures => &local.refused_limited,
             Refusal::ScopeDenied(_) => &local.refused_scope,
@@ -254,6 +261,7 @@ impl Metrics {
                 ("{reason=\"token_expired\"}", get!(refused_expired)),
                 ("{reason=\"user_disabled\"}", get!(refused_disabled)),
                 ("{reason=\"sso_tokens_disabled\"}", get!(refused_sso)),
+                ("{reason=\"sso_suspended\"}", get!(refused_suspended)),
                 ("{reason=\"scope_denied\"}", get!(refused_scope)),
                 ("{reason=\"address_not_allowed\"}", get!(refused_address)),
                 (
@@ -316,6 +324,15 @@ impl Metrics {
                 ("{result=\"issued\"}", get!(exchanges_issued)),
                 ("{result=\"refused\"}", get!(exchanges_refused)),
                 ("{result=\"unavailable\"}", get!(exchanges_unavailable)),
+            ],
+        );
+        counter(
+            "patgate_sso_revalidations_total",
+            "SSO users asked again at the provider, by result (refused: suspended; unreachable: nobody suspended, asked again later).",
+            &[
+                ("{result=\"ok\"}", get!(revalidations_ok)),
+                ("{result=\"refused\"}", get!(revalidations_refused)),
+                ("{result=\"unreachable\"}", get!(revalidations_unreachable)),
             ],
         );
         let mut gauge = |name: &str, help: &str, value: String| {

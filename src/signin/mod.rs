@@ -21,6 +21,7 @@ pub mod deploy;
 pub mod failures;
 pub mod http_client;
 pub mod oidc;
+pub mod refresh;
 pub mod session;
 
 /// Sign-in state shared by the API: Deploy's password check and sessions.
@@ -30,6 +31,8 @@ pub struct SignIn {
     pub oidc: Option<oidc::Oidc>,
     /// SSO sign-ins started per client address (`sso.starts_per_minute`).
     sso_starts: FailureLimiter<IpAddr>,
+    /// Seals the providers' refresh tokens kept for re-validation.
+    sealer: crate::core::sealed::Sealer,
 }
 
 impl SignIn {
@@ -41,6 +44,7 @@ impl SignIn {
         hasher: TokenHasher,
         identity: Option<UpstreamIdentity>,
     ) -> anyhow::Result<SignIn> {
+        let sealer = crate::core::sealed::Sealer::new(hasher.raw_keys());
         let per_minute = config.sso.as_ref().map_or(20, |sso| sso.starts_per_minute);
         Ok(SignIn {
             deploy: deploy::DeployCheck::new(config, hasher, identity)?,
@@ -50,6 +54,7 @@ impl SignIn {
                 failures_per_second: f64::from(per_minute) / 60.0,
                 failure_burst: per_minute,
             }),
+            sealer,
         })
     }
 

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use tokio::sync::RwLock;
 
 use super::failures::FailureKey;
 use super::http_client::HttpClient;
 use super::SignIn;
-use crate::config::Sso;
+use crate::config::{OfflineAccess, Sso};
 use crate::core::client::ClientInfo;
 use crate::core::cookie;
 use crate::core::text::{has_format_chars, outside_text, random_text, same_secret, sha256_hex};
@@ -40,7 +40,7 @@ const BINDING_PATH: &str = "/patgate/sso/";
 pub const AFTER_SIGN_IN: &str = "/patgate/";
 
 pub struct Oidc {
-    settings: Sso,
+    pub(super) settings: Sso,
     http: HttpClient,
     discovered: RwLock<Option<(Instant, CoreProviderMetadata)>>,
 }
@@ -91,7 +91,7 @@ impl Oidc {
         })
     }
 
-    async fn metadata(&self) -> Result<CoreProviderMetadata, Failure> {
+    pub(super) async fn metadata(&self) -> Result<CoreProviderMetadata, Failure> {
         if let Some((at, metadata)) = &*self.discovered.read().await {
             if at.elapsed() < DISCOVERY_TTL {
                 return Ok(metadata.clone());
@@ -123,7 +123,7 @@ impl Oidc {
         Ok(metadata)
     }
 
-    fn http_fn(
+    pub(super) fn http_fn(
         &self,
     ) -> impl Fn(
         openidconnect::HttpRequest,
@@ -146,7 +146,7 @@ impl Oidc {
         self.settings.issuer.trim_end_matches('/')
     }
 
-    fn redirect_url(&self) -> Result<RedirectUrl, Failure> {
+    pub(super) fn redirect_url(&self) -> Result<RedirectUrl, Failure> {
         RedirectUrl::new(self.settings.redirect_url.clone()).map_err(|e| {
             Failure::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,7 +156,7 @@ impl Oidc {
         })
     }
 
-    fn client(
+    pub(super) fn client(
         &self,
         metadata: CoreProviderMetadata,
         redirect: RedirectUrl,
@@ -216,6 +216,16 @@ impl SignIn {
             ));
         }
         let metadata = oidc.metadata().await?;
+        let offline = match oidc.settings.offline_access {
+            OfflineAccess::Always => true,
+            OfflineAccess::Never => false,
+            OfflineAccess::Auto => {
+                oidc.settings.revalidate_every.is_some()
+                    && metadata
+                        .scopes_supported()
+                        .is_some_and(|s| s.iter().any(|s| s.as_str() == "offline_access"))
+            }
+        };
         let oidc_client = oidc.client(metadata, oidc.redirect_url()?);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = oidc_client
@@ -226,9 +236,12 @@ impl SignIn {
             )
             .set_pkce_challenge(challenge);
         for scope in &oidc.settings.scopes {
-            if scope != "openid" {
+            if scope != "openid" && !(offline && scope == "offline_access") {
                 request = request.add_scope(Scope::new(scope.clone()));
             }
+        }
+        if offline {
+            request = request.add_scope(Scope::new("offline_access".into()));
         }
         let (url, state, nonce) = request.url();
         let binding = random_text(32);
@@ -416,19 +429,9 @@ impl SignIn {
                 )
             })?
             .to_string();
-        let email = claims
-            .get(&settings.email_claim)
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let roles: Vec<String> = match claims.get(&settings.roles_claim) {
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            Some(serde_json::Value::String(one)) => vec![one.clone()],
-            _ => Vec::new(),
-        };
+        let (email, claimed_roles) = super::refresh::read_claims(settings, &claims);
         let username = sso_user(store, &issuer, &subject, &claimed).await?;
+        let mut sso_source = true;
         if let Some(user) = store.user(&username).await.map_err(unavailable)? {
             if user.disabled {
                 return Err(Failure::new(
@@ -438,18 +441,49 @@ impl SignIn {
                 )
                 .of(&username));
             }
+            sso_source = user.source == UserSource::Sso;
         }
-        let admin = self.deploy.configured_admin(&username)
-            || roles.iter().any(|r| settings.admin_roles.contains(r));
+        // Roles SCIM Groups pushed are the provider's word as of now; a sign-in's ID
+        // token may be older, so it leaves them as they are.
+        let roles = if sso_source
+            && self
+                .roles_pushed_by_scim(store, &username)
+                .await
+                .map_err(unavailable)?
+        {
+            store
+                .roles_and_source(&username)
+                .await
+                .map_err(unavailable)?
+                .0
+        } else {
+            claimed_roles
+        };
+        let admin = self.admin_for(&username, &roles);
         store
-            .record_sign_in(
+            .record_sign_in(&username, UserSource::Sso, admin, Some(email.as_deref()))
+            .await
+            .map_err(unavailable)?;
+        if sso_source {
+            self.apply_roles(
+                store,
                 &username,
-                UserSource::Sso,
-                admin,
-                Some((email.as_deref(), &roles)),
+                &roles,
+                crate::store::FROM_SIGNIN,
+                Some(username.clone()),
+                Some(client.ip.to_string()),
             )
             .await
             .map_err(unavailable)?;
+        }
+        self.after_sso_sign_in(
+            store,
+            &username,
+            tokens.refresh_token().map(|t| t.secret().as_str()),
+            &client.ip.to_string(),
+        )
+        .await
+        .map_err(unavailable)?;
         let (cookie, _) = self
             .sessions
             .create(&username, SignInMethod::Sso, admin, client.ip, client.https)
@@ -546,7 +580,7 @@ async fn sso_user(
 }
 
 /// The claims of a compact JWS (its middle part), as JSON.
-fn payload(jwt: &str) -> Option<serde_json::Value> {
+pub(super) fn payload(jwt: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let middle = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -556,7 +590,7 @@ fn payload(jwt: &str) -> Option<serde_json::Value> {
 }
 
 /// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -20,6 +20,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
 mod audit;
+mod freshness;
+mod groups;
 mod invalidations;
 mod notifications;
 mod scim;
@@ -35,12 +37,17 @@ mod users;
 use crate::core::error::ApiError;
 use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
+pub use freshness::{
+    DueRevalidation, FreshnessSummary, RevalidationResult, UserFreshness, FROM_REVALIDATION,
+    FROM_SCIM, FROM_SIGNIN,
+};
+pub use groups::{group_name_key, GroupChange, GroupMember, GroupWrite, Replaced, ScimGroup};
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
 };
-pub use scim::{ScimUser, ScimUserQuery};
+pub use scim::{new_scim_id, ScimUser, ScimUserQuery};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
 pub use signing_keys::StoredKey;

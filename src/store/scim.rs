@@ -50,7 +50,7 @@ fn scim_user(row: &AnyRow) -> Result<ScimUser, sqlx::Error> {
 
 /// A new resource id: 128 random bits written as a UUID (version 4), as providers
 /// expect ids to look.
-fn new_scim_id() -> String {
+pub fn new_scim_id() -> String {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b).expect("the operating system's random source failed");
     b[6] = (b[6] & 0x0f) | 0x40;

@@ -78,7 +78,10 @@ pub struct AuthRecord {
     pub user_disabled: bool,
     /// The owner is an SSO user and administrators have switched SSO users' tokens off.
     pub sso_blocked: bool,
-    /// The owner's roles as last seen at an SSO sign-in.
+    /// The SSO provider refused to re-validate the owner: refused until they sign in
+    /// through SSO again.
+    pub sso_suspended: bool,
+    /// The owner's roles: from SCIM Groups, a re-validation or the last SSO sign-in.
     pub roles: Vec<String>,
     pub last_used_at: Option<i64>,
     pub scope: Scope,
@@ -519,6 +522,7 @@ impl Store {
             "SELECT t.id, t.username, t.expires_at, t.revoked_at, t.last_used_at, u.roles, \
              t.scope, t.allowed_addresses, t.grace_until, \
              CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled, \
+             CASE WHEN u.sso_suspended_at IS NULL THEN 0 ELSE 1 END AS suspended, \
              CASE WHEN u.source = 'sso' AND NOT s.sso_pat_creation_enabled THEN 1 ELSE 0 END \
              AS sso_blocked \
              FROM tokens t JOIN users u ON u.username = t.username \
@@ -536,6 +540,7 @@ impl Store {
             last_used_at: row.try_get("last_used_at")?,
             user_disabled: row.try_get::<i64, _>("disabled")? != 0,
             sso_blocked: row.try_get::<i64, _>("sso_blocked")? != 0,
+            sso_suspended: row.try_get::<i64, _>("suspended")? != 0,
             roles: row
                 .try_get::<Option<String>, _>("roles")?
                 .and_then(|r| serde_json::from_str(&r).ok())

@@ -230,28 +230,25 @@ impl Store {
     }
 
     /// Records a sign-in: creates the user if new (as `source`); for SSO users also
-    /// refreshes the e-mail and groups from the provider's claims. Admin status is
-    /// refreshed always. An existing user's source never changes here: an internal
-    /// user linked to an SSO identity stays internal, and keeps their own e-mail.
-    /// Returns the user's name as stored.
+    /// refreshes the e-mail from the provider's claims (their roles are set by
+    /// `SignIn::apply_roles`, which audits a change). Admin status is refreshed always.
+    /// An existing user's source never changes here: an internal user linked to an SSO
+    /// identity stays internal, and keeps their own e-mail. Returns the user's name as
+    /// stored.
     pub async fn record_sign_in(
         &self,
         username: &str,
         source: UserSource,
         admin: bool,
-        sso_claims: Option<(Option<&str>, &[String])>,
+        sso_email: Option<Option<&str>>,
     ) -> Result<String, StoreError> {
         let username = self.ensure_user(username, source, None).await?;
-        if let Some((email, roles)) = sso_claims {
-            let roles = serde_json::to_string(roles).unwrap_or_else(|_| "[]".into());
-            sqlx::query(
-                "UPDATE users SET email = $1, roles = $2 WHERE username = $3 AND source = 'sso'",
-            )
-            .bind(email)
-            .bind(roles)
-            .bind(&username)
-            .execute(&self.pool)
-            .await?;
+        if let Some(email) = sso_email {
+            sqlx::query("UPDATE users SET email = $1 WHERE username = $2 AND source = 'sso'")
+                .bind(email)
+                .bind(&username)
+                .execute(&self.pool)
+                .await?;
         }
         sqlx::query("UPDATE users SET admin = $1, last_sign_in_at = $2 WHERE username = $3")
             .bind(admin)

@@ -1,12 +1,14 @@
 //! The discovery documents (RFC 7644 §4): what this server supports
-//! (`/ServiceProviderConfig`), the one resource type it serves (`/ResourceTypes`) and
-//! that type's schema (`/Schemas`), each as a SCIM client reads them before anything else.
+//! (`/ServiceProviderConfig`), the resource types it serves, User and Group
+//! (`/ResourceTypes`), and their schemas (`/Schemas`), each as a SCIM client reads them
+//! before anything else.
 
 use axum::extract::Path;
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use super::groups::GROUP_SCHEMA;
 use super::users::USER_SCHEMA;
 use super::{scim_json, Provisioner, ScimError, BASE, MAX_RESULTS};
 
@@ -69,9 +71,24 @@ fn user_type(origin: &str) -> Value {
     })
 }
 
+fn group_type(origin: &str) -> Value {
+    json!({
+        "schemas": [RESOURCE_TYPE_SCHEMA],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "A group of Users; its displayName is a role its members carry to Deploy",
+        "schema": GROUP_SCHEMA,
+        "meta": {
+            "resourceType": "ResourceType",
+            "location": format!("{origin}{BASE}/ResourceTypes/Group"),
+        },
+    })
+}
+
 /// `GET /ResourceTypes`.
 pub async fn resource_types(caller: Provisioner) -> Response {
-    list(vec![user_type(&caller.origin)])
+    list(vec![user_type(&caller.origin), group_type(&caller.origin)])
 }
 
 /// `GET /ResourceTypes/{name}`.
@@ -79,14 +96,15 @@ pub async fn resource_type(
     caller: Provisioner,
     Path(name): Path<String>,
 ) -> Result<Response, ScimError> {
-    if name != "User" {
-        return Err(ScimError::new(
+    match name.as_str() {
+        "User" => Ok(scim_json(StatusCode::OK, &user_type(&caller.origin))),
+        "Group" => Ok(scim_json(StatusCode::OK, &group_type(&caller.origin))),
+        _ => Err(ScimError::new(
             StatusCode::NOT_FOUND,
             None,
-            format!("no resource type {name:?}; this server serves User"),
-        ));
+            format!("no resource type {name:?}; this server serves User and Group"),
+        )),
     }
-    Ok(scim_json(StatusCode::OK, &user_type(&caller.origin)))
 }
 
 fn attribute(name: &str, kind: &str, description: &str) -> Value {
@@ -127,15 +145,64 @@ fn user_schema(origin: &str) -> Value {
     );
     emails["multiValued"] = true.into();
     emails["subAttributes"] = json!([attribute("value", "string", "An e-mail address")]);
+    let mut groups = attribute(
+        "groups",
+        "complex",
+        "The Groups the user is in (set through /Groups); their displayNames are the user's roles",
+    );
+    groups["multiValued"] = true.into();
+    groups["mutability"] = "readOnly".into();
+    groups["subAttributes"] = json!([
+        read_only(attribute("value", "string", "The Group's id")),
+        read_only(attribute("display", "string", "The Group's displayName")),
+    ]);
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": USER_SCHEMA,
         "name": "User",
         "description": "User Account",
-        "attributes": [username, active, emails],
+        "attributes": [username, active, emails, groups],
         "meta": {
             "resourceType": "Schema",
             "location": format!("{origin}{BASE}/Schemas/{USER_SCHEMA}"),
+        },
+    })
+}
+
+fn read_only(mut attribute: Value) -> Value {
+    attribute["mutability"] = "readOnly".into();
+    attribute
+}
+
+/// The Group schema as this server keeps it.
+fn group_schema(origin: &str) -> Value {
+    let mut name = attribute(
+        "displayName",
+        "string",
+        "The group's name: the role its members carry to Deploy (unique in any case)",
+    );
+    name["required"] = true.into();
+    name["uniqueness"] = "server".into();
+    let mut members = attribute("members", "complex", "The Users in the group");
+    members["multiValued"] = true.into();
+    let mut value = attribute("value", "string", "A User's id");
+    value["mutability"] = "immutable".into();
+    let mut reference = read_only(attribute("$ref", "reference", "The User's address"));
+    reference["referenceTypes"] = json!(["User"]);
+    members["subAttributes"] = json!([
+        value,
+        read_only(attribute("display", "string", "The User's userName")),
+        reference,
+    ]);
+    json!({
+        "schemas": [SCHEMA_SCHEMA],
+        "id": GROUP_SCHEMA,
+        "name": "Group",
+        "description": "Group",
+        "attributes": [name, members],
+        "meta": {
+            "resourceType": "Schema",
+            "location": format!("{origin}{BASE}/Schemas/{GROUP_SCHEMA}"),
         },
     })
 }
@@ -152,16 +219,22 @@ pub async fn search_all(_caller: Provisioner) -> ScimError {
 
 /// `GET /Schemas`.
 pub async fn schemas(caller: Provisioner) -> Response {
-    list(vec![user_schema(&caller.origin)])
+    list(vec![
+        user_schema(&caller.origin),
+        group_schema(&caller.origin),
+    ])
 }
 
 /// `GET /Schemas/{urn}`.
 pub async fn schema(caller: Provisioner, Path(urn): Path<String>) -> Result<Response, ScimError> {
+    if urn == GROUP_SCHEMA {
+        return Ok(scim_json(StatusCode::OK, &group_schema(&caller.origin)));
+    }
     if urn != USER_SCHEMA {
         return Err(ScimError::new(
             StatusCode::NOT_FOUND,
             None,
-            format!("no schema {urn:?}; this server describes {USER_SCHEMA}"),
+            format!("no schema {urn:?}; this server describes {USER_SCHEMA} and {GROUP_SCHEMA}"),
         ));
     }
     Ok(scim_json(StatusCode::OK, &user_schema(&caller.origin)))

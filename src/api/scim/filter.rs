@@ -1,31 +1,48 @@
-//! The one SCIM filter the identity providers send to find a user before creating it,
-//! `userName eq "…"` (RFC 7644 §3.4.2.2); anything else is refused as `invalidFilter`.
+//! The one SCIM filter the identity providers send to find a resource before creating
+//! it (RFC 7644 §3.4.2.2): `userName eq "…"` for Users, `displayName eq "…"` for
+//! Groups; anything else is refused as `invalidFilter`.
 
 use super::ScimError;
 
 const USER_URN_PREFIX: &str = "urn:ietf:params:scim:schemas:core:2.0:User:";
+const GROUP_URN_PREFIX: &str = "urn:ietf:params:scim:schemas:core:2.0:Group:";
 
 /// Reads `userName eq "value"` (attribute and operator in any case, the attribute
 /// optionally with its schema URN) and returns the value.
 pub fn username_eq(filter: &str) -> Result<String, ScimError> {
+    attribute_eq(filter, USER_URN_PREFIX, "userName")
+}
+
+/// Reads `displayName eq "value"`, as [`username_eq`] does `userName`.
+pub fn display_name_eq(filter: &str) -> Result<String, ScimError> {
+    attribute_eq(filter, GROUP_URN_PREFIX, "displayName")
+}
+
+/// Reads `value eq "…"`, the filter of a PATCH path such as `members[value eq "…"]`.
+pub fn value_eq(filter: &str) -> Result<String, ScimError> {
+    attribute_eq(filter, "", "value")
+}
+
+fn attribute_eq(filter: &str, urn_prefix: &str, name: &str) -> Result<String, ScimError> {
     let refuse = |why: &str| {
         ScimError::bad(
             "invalidFilter",
-            format!("filter {filter:?}: {why}; this server supports only userName eq \"…\""),
+            format!("filter {filter:?}: {why}; this server supports only {name} eq \"…\""),
         )
     };
     let text = filter.trim();
     let (attribute, rest) = text
         .split_once(|c: char| c.is_ascii_whitespace())
         .ok_or_else(|| refuse("expected an attribute, an operator and a value"))?;
-    let attribute = if attribute.len() > USER_URN_PREFIX.len()
-        && attribute[..USER_URN_PREFIX.len()].eq_ignore_ascii_case(USER_URN_PREFIX)
+    let attribute = if attribute.len() > urn_prefix.len()
+        && attribute.is_char_boundary(urn_prefix.len())
+        && attribute[..urn_prefix.len()].eq_ignore_ascii_case(urn_prefix)
     {
-        &attribute[USER_URN_PREFIX.len()..]
+        &attribute[urn_prefix.len()..]
     } else {
         attribute
     };
-    if !attribute.eq_ignore_ascii_case("userName") {
+    if !attribute.eq_ignore_ascii_case(name) {
         return Err(refuse(&format!(
             "attribute {attribute:?} cannot be filtered on"
         )));
@@ -69,6 +86,12 @@ mod tests {
             "bob@example.com"
         );
         assert_eq!(username_eq("  userName  eq  \"x y\"  ").unwrap(), "x y");
+        assert_eq!(
+            display_name_eq(r#"displayName eq "Deploy Admins""#).unwrap(),
+            "Deploy Admins"
+        );
+        assert!(display_name_eq(r#"userName eq "a""#).is_err());
+        assert!(username_eq(r#"displayName eq "a""#).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! SCIM 2.0 provisioning at `/patgate/scim/v2` (RFC 7643, RFC 7644): the part of
 //! `/Users` that Okta and Azure AD use to create, find, change, deactivate and delete
-//! users, and the discovery documents that describe it.
+//! users, `/Groups`, whose memberships become users' roles, and the discovery
+//! documents that describe both.
 //!
 //! What an identity provider changes here reaches the request path through the store:
 //! `active: false` or a delete disables the user by the admin API's own path
@@ -23,6 +24,7 @@ use crate::core::client::ClientInfo;
 
 mod discovery;
 mod filter;
+mod groups;
 mod users;
 
 /// Where SCIM is served.
@@ -44,6 +46,14 @@ pub fn router() -> Router<ApiRef> {
                 .put(users::replace)
                 .patch(users::patch)
                 .delete(users::delete),
+        )
+        .route("/Groups", get(groups::list).post(groups::create))
+        .route(
+            "/Groups/{id}",
+            get(groups::one)
+                .put(groups::replace)
+                .patch(groups::patch)
+                .delete(groups::delete),
         )
         .route(
             "/ServiceProviderConfig",

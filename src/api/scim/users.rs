@@ -25,8 +25,8 @@ const ACTOR: &str = "scim";
 /// Attributes every answer carries whatever `attributes` asks (RFC 7643 `returned: always`).
 const ALWAYS: [&str; 2] = ["schemas", "id"];
 
-/// What a User is, as SCIM writes it.
-fn resource(user: &ScimUser, origin: &str) -> Value {
+/// What a User is, as SCIM writes it, with the Groups it is in (`(id, displayName)`).
+fn resource(user: &ScimUser, groups: &[(String, String)], origin: &str) -> Value {
     let mut out = json!({
         "schemas": [USER_SCHEMA],
         "id": user.id,
@@ -45,27 +45,52 @@ fn resource(user: &ScimUser, origin: &str) -> Value {
     if let Some(email) = &user.email {
         out["emails"] = json!([{ "value": email }]);
     }
+    if !groups.is_empty() {
+        out["groups"] = groups
+            .iter()
+            .map(|(id, name)| {
+                json!({
+                    "value": id,
+                    "display": name,
+                    "type": "direct",
+                    "$ref": format!("{origin}{BASE}/Groups/{id}"),
+                })
+            })
+            .collect();
+    }
     out
+}
+
+/// A User's answer, with its groups read from the store.
+async fn answer(caller: &Provisioner, user: &ScimUser) -> Result<Value, ScimError> {
+    let groups = caller
+        .api
+        .store
+        .groups_of(&[user.username.as_str()])
+        .await?
+        .remove(&user.username)
+        .unwrap_or_default();
+    Ok(resource(user, &groups, &caller.origin))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
-    filter: Option<String>,
-    start_index: Option<i64>,
-    count: Option<i64>,
-    attributes: Option<String>,
-    excluded_attributes: Option<String>,
+    pub(super) filter: Option<String>,
+    pub(super) start_index: Option<i64>,
+    pub(super) count: Option<i64>,
+    pub(super) attributes: Option<String>,
+    pub(super) excluded_attributes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OneQuery {
-    attributes: Option<String>,
-    excluded_attributes: Option<String>,
+    pub(super) attributes: Option<String>,
+    pub(super) excluded_attributes: Option<String>,
 }
 
-fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, ScimError> {
+pub(super) fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, ScimError> {
     parsed
         .map(|q| q.0)
         .map_err(|e| ScimError::bad("invalidValue", e.body_text()))
@@ -74,13 +99,23 @@ fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, ScimError> {
 /// Keeps the top-level attributes `attributes` names, or drops those
 /// `excludedAttributes` names (RFC 7644 §3.4.2.5); names in any case, sub-attributes
 /// counted as their parent.
-fn project(mut resource: Value, attributes: Option<&str>, excluded: Option<&str>) -> Value {
+fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>) -> Value {
+    project_as(resource, USER_SCHEMA, attributes, excluded)
+}
+
+/// [`project`] for a resource of any schema.
+pub(super) fn project_as(
+    mut resource: Value,
+    schema: &str,
+    attributes: Option<&str>,
+    excluded: Option<&str>,
+) -> Value {
     let names = |list: &str| -> Vec<String> {
         list.split(',')
             .map(|a| {
                 let a = a.trim();
                 let a = a
-                    .strip_prefix(USER_SCHEMA)
+                    .strip_prefix(schema)
                     .and_then(|rest| rest.strip_prefix(':'))
                     .unwrap_or(a);
                 a.split('.').next().unwrap_or_default().to_ascii_lowercase()
@@ -125,11 +160,17 @@ pub async fn list(
             limit: count,
         })
         .await?;
+    let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    let groups = caller.api.store.groups_of(&names).await?;
     let resources: Vec<Value> = users
         .iter()
         .map(|u| {
             project(
-                resource(u, &caller.origin),
+                resource(
+                    u,
+                    groups.get(&u.username).map_or(&[][..], Vec::as_slice),
+                    &caller.origin,
+                ),
                 params.attributes.as_deref(),
                 params.excluded_attributes.as_deref(),
             )
@@ -167,7 +208,7 @@ pub async fn one(
     Ok(scim_json(
         StatusCode::OK,
         &project(
-            resource(&user, &caller.origin),
+            answer(&caller, &user).await?,
             params.attributes.as_deref(),
             params.excluded_attributes.as_deref(),
         ),
@@ -230,7 +271,7 @@ fn username(value: &Value) -> Result<String, ScimError> {
     Ok(name.to_string())
 }
 
-fn external_id(value: &Value) -> Result<Option<String>, ScimError> {
+pub(super) fn external_id(value: &Value) -> Result<Option<String>, ScimError> {
     match value {
         Value::Null => Ok(None),
         Value::String(s) if s.chars().count() <= 255 && !s.chars().any(char::is_control) => {
@@ -436,7 +477,7 @@ pub async fn create(caller: Provisioner, ScimBody(body): ScimBody) -> Result<Res
         .await;
     // `active` left out means active, for a taken-over (perhaps disabled) user too.
     let user = store(&caller, &linked, &wanted).await?;
-    let mut response = scim_json(StatusCode::CREATED, &resource(&user, &caller.origin));
+    let mut response = scim_json(StatusCode::CREATED, &answer(&caller, &user).await?);
     if let Ok(location) =
         http::HeaderValue::from_str(&format!("{}{BASE}/Users/{}", caller.origin, user.id))
     {
@@ -456,7 +497,7 @@ pub async fn replace(
     let user = existing(&caller, &id).await?;
     let wanted = read_user(&body, Wanted::from(&user), true)?;
     let user = store(&caller, &user, &wanted).await?;
-    Ok(scim_json(StatusCode::OK, &resource(&user, &caller.origin)))
+    Ok(scim_json(StatusCode::OK, &answer(&caller, &user).await?))
 }
 
 /// The attribute a PATCH path names (`active`, `emails[type eq "work"].value`,
@@ -549,7 +590,7 @@ pub async fn patch(
         }
     }
     let user = store(&caller, &user, &wanted).await?;
-    Ok(scim_json(StatusCode::OK, &resource(&user, &caller.origin)))
+    Ok(scim_json(StatusCode::OK, &answer(&caller, &user).await?))
 }
 
 /// `DELETE /Users/{id}`: deprovisions the user for good. They are disabled (tokens
@@ -577,6 +618,7 @@ pub async fn delete(caller: Provisioner, Path(id): Path<String>) -> Result<Statu
         Some(VIA),
     )
     .await?;
+    caller.api.store.leave_all_groups(&user.username).await?;
     caller.api.store.scim_unlink(&user.id).await?;
     caller
         .api

@@ -35,6 +35,8 @@ pub struct CachedToken {
     pub user_disabled: bool,
     /// An SSO user's token while administrators have SSO users' tokens switched off.
     pub sso_blocked: bool,
+    /// The SSO provider refused to re-validate the owner.
+    pub sso_suspended: bool,
     /// The owner's roles from SSO, for a JWT upstream.
     pub roles: Arc<[String]>,
     pub scope: Scope,
@@ -63,6 +65,7 @@ impl CachedToken {
             revoked: r.revoked,
             user_disabled: r.user_disabled,
             sso_blocked: r.sso_blocked,
+            sso_suspended: r.sso_suspended,
             roles: r.roles.into(),
             scope: r.scope,
             allowed: r.allowed_addresses.map(Vec::into_boxed_slice),
@@ -253,6 +256,9 @@ impl TokenCheck {
         }
         if entry.sso_blocked {
             return Err(Refusal::SsoDisabled);
+        }
+        if entry.sso_suspended {
+            return Err(Refusal::SsoSuspended);
         }
         self.rules
             .permits(entry.scope, entry.allowed.as_deref(), attempt, client_ip)
