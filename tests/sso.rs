@@ -10,7 +10,9 @@
 mod common;
 
 use common::api::{call, Session};
-use common::oidc::{self, Account, Provider, ProviderOptions};
+use common::oidc::{
+    self, back, binding_cookie, login_at_provider, sign_in, Account, Provider, ProviderOptions,
+};
 use common::*;
 use patgate::cli;
 use serde_json::json;
@@ -85,59 +87,6 @@ async fn start_with(db: &TestDb, issuer_override: Option<&str>, extra: &[(&str, 
         upstream,
         gw,
     }
-}
-
-/// Where the provider sends a browser back, and the binding cookie that browser got
-/// when it started (`name=value`, for a `Cookie` header).
-struct Callback {
-    url: String,
-    cookie: String,
-}
-
-/// `GET /patgate/sso/login` → the provider's login → the callback URL it sends back.
-async fn login_at_provider(gw: &Gateway, user: &str) -> Callback {
-    let start = get(&gw.url("/patgate/sso/login"), &[]).await;
-    assert_eq!(start.status, 303, "{:?}", start.body);
-    let location = start.headers["location"].to_str().unwrap().to_string();
-    assert!(
-        location.contains("code_challenge_method=S256"),
-        "{location}"
-    );
-    let cookie = binding_cookie(&start).expect("the start sets the binding cookie");
-    Callback {
-        url: oidc::login(&location, user).await.callback_url,
-        cookie,
-    }
-}
-
-/// The `patgate_sso` cookie an answer sets, as `name=value`.
-fn binding_cookie(answer: &Answer) -> Option<String> {
-    answer
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("patgate_sso="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .filter(|pair| pair != "patgate_sso=")
-}
-
-/// The callback, from the browser that started the sign-in.
-async fn back(callback: &Callback) -> Answer {
-    get(&callback.url, &[("cookie", &callback.cookie)]).await
-}
-
-async fn sign_in(gw: &Gateway, user: &str) -> Session {
-    let callback = login_at_provider(gw, user).await;
-    let answer = back(&callback).await;
-    assert_eq!(
-        answer.status,
-        303,
-        "callback: {:?}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    assert_eq!(answer.headers["location"], "/patgate/");
-    Session::from_answer(&gw.url(""), &answer).with_csrf().await
 }
 
 /// A callback that must be refused: its page, which sets no session.

@@ -39,6 +39,7 @@ use crate::tokens::check::TokenCheck;
 
 pub mod audit;
 pub mod caller;
+pub mod freshness;
 pub mod leaked;
 pub mod me;
 pub mod notifications;

@@ -28,6 +28,10 @@ pub struct SettingsBody {
     pub sso_pat_creation_enabled: Option<bool>,
     /// Token expiry e-mails.
     pub notifications: Option<NotificationsBody>,
+    /// How fresh SSO users' roles and status are (read-only: ignored when sent).
+    #[schema(read_only)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_roles_freshness: Option<super::freshness::RolesFreshness>,
 }
 
 /// Token expiry e-mails: one per expiring token, sent by the daily pass.
@@ -79,6 +83,7 @@ impl SettingsBody {
             max_token_expiration: Some(s.max_token_expiration),
             sso_pat_creation_enabled: Some(s.sso_pat_creation_enabled),
             notifications: Some(n.into()),
+            sso_roles_freshness: None,
         }
     }
 }
@@ -156,7 +161,9 @@ pub async fn get_settings(
     caller.require_admin()?;
     let settings = api.store.settings().await?;
     let notify = api.store.notify_settings().await?;
-    Ok(Json(SettingsBody::new(&settings, &notify)))
+    let mut body = SettingsBody::new(&settings, &notify);
+    body.sso_roles_freshness = Some(super::freshness::roles_freshness(&api).await?);
+    Ok(Json(body))
 }
 
 /// Changes the policies; every replica applies them within a second. A template that
@@ -206,5 +213,7 @@ pub async fn put_settings(
         })
         .await;
     }
-    Ok(Json(SettingsBody::new(&after, &notify_after)))
+    let mut body = SettingsBody::new(&after, &notify_after);
+    body.sso_roles_freshness = Some(super::freshness::roles_freshness(&api).await?);
+    Ok(Json(body))
 }

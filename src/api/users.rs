@@ -43,6 +43,8 @@ pub struct UserView {
     pub last_sign_in_at: Option<String>,
     /// Tokens not deleted (expired included).
     pub tokens: i64,
+    /// For SSO users: their roles and how fresh they are (`null` for others).
+    pub sso: Option<super::freshness::UserRolesView>,
 }
 
 impl From<UserRecord> for UserView {
@@ -56,8 +58,23 @@ impl From<UserRecord> for UserView {
             created_at: rfc3339(u.created_at),
             last_sign_in_at: u.last_sign_in_at.map(rfc3339),
             tokens: u.live_tokens,
+            sso: None,
         }
     }
+}
+
+/// Fills in the SSO users' roles and freshness.
+async fn with_freshness(api: &super::Api, users: &mut [UserView]) -> Result<(), ApiError> {
+    let names: Vec<&str> = users
+        .iter()
+        .filter(|u| u.source == "sso")
+        .map(|u| u.username.as_str())
+        .collect();
+    let mut found = api.store.user_freshness(&names).await?;
+    for user in users.iter_mut() {
+        user.sso = found.remove(&user.username).map(Into::into);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -90,8 +107,10 @@ pub async fn list(
         .store
         .users(search, page.offset(), page.per_page)
         .await?;
+    let mut users: Vec<UserView> = users.into_iter().map(UserView::from).collect();
+    with_freshness(&api, &mut users).await?;
     Ok(Json(UserPage {
-        users: users.into_iter().map(UserView::from).collect(),
+        users,
         total,
         page: page.page,
         per_page: page.per_page,
@@ -117,7 +136,10 @@ pub async fn one(
 ) -> Result<Json<UserView>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    Ok(Json(existing(&api, &username).await?.into()))
+    let mut user = [UserView::from(existing(&api, &username).await?)];
+    with_freshness(&api, &mut user).await?;
+    let [user] = user;
+    Ok(Json(user))
 }
 
 /// A user's tokens, newest first.

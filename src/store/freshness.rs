@@ -142,7 +142,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO sso_revalidation (username, refresh_token, next_at) VALUES ($1, $2, $3) \
              ON CONFLICT (username) DO UPDATE SET refresh_token = excluded.refresh_token, \
-             next_at = excluded.next_at",
+             next_at = excluded.next_at, last_result = NULL, last_error = NULL",
         )
         .bind(username)
         .bind(sealed)

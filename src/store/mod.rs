@@ -147,6 +147,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "trust policies",
         include_str!("../../migrations/sqlite/0010_trust_policies.sql"),
     ),
+    (
+        11,
+        "sso freshness",
+        include_str!("../../migrations/sqlite/0011_sso_freshness.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -198,6 +203,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "trust policies",
         include_str!("../../migrations/postgres/0010_trust_policies.sql"),
+    ),
+    (
+        11,
+        "sso freshness",
+        include_str!("../../migrations/postgres/0011_sso_freshness.sql"),
     ),
 ];
 

@@ -136,9 +136,97 @@ impl Provider {
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
+
+    /// The test-only control routes, at the server's root.
+    fn control(&self, path: &str) -> String {
+        let rest = self.issuer.strip_prefix("http://").unwrap_or(&self.issuer);
+        let host = rest.split('/').next().unwrap_or(rest);
+        format!("http://{host}/__control/{path}")
+    }
+
+    /// Changes an account's groups; its next ID token (a refresh, a sign-in) says them.
+    pub async fn set_groups(&self, sub: &str, groups: &[&str]) {
+        let body = serde_json::to_vec(groups).unwrap();
+        let answer = request(
+            "POST",
+            &self.control(&format!("groups?sub={sub}")),
+            &[("content-type", "application/json")],
+            Bytes::from(body),
+        )
+        .await;
+        assert_eq!(answer.status, 204, "set groups of {sub}");
+    }
+
+    /// Revokes every grant of an account: its refresh tokens are refused with
+    /// `invalid_grant` from now on; it can still sign in again.
+    pub async fn revoke(&self, sub: &str) {
+        let answer = request(
+            "POST",
+            &self.control(&format!("revoke?sub={sub}")),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(answer.status, 204, "revoke grants of {sub}");
+    }
 }
 
 // ---------------------------------------------------------------- browser-less login
+
+/// Where the provider sends a browser back, and the binding cookie that browser got
+/// when it started (`name=value`, for a `Cookie` header).
+pub struct Callback {
+    pub url: String,
+    pub cookie: String,
+}
+
+/// `GET /patgate/sso/login` → the provider's login → the callback URL it sends back.
+pub async fn login_at_provider(gw: &super::Gateway, user: &str) -> Callback {
+    let start = super::get(&gw.url("/patgate/sso/login"), &[]).await;
+    assert_eq!(start.status, 303, "{:?}", start.body);
+    let location = start.headers["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("code_challenge_method=S256"),
+        "{location}"
+    );
+    let cookie = binding_cookie(&start).expect("the start sets the binding cookie");
+    Callback {
+        url: login(&location, user).await.callback_url,
+        cookie,
+    }
+}
+
+/// The `patgate_sso` cookie an answer sets, as `name=value`.
+pub fn binding_cookie(answer: &super::Answer) -> Option<String> {
+    answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("patgate_sso="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .filter(|pair| pair != "patgate_sso=")
+}
+
+/// The callback, from the browser that started the sign-in.
+pub async fn back(callback: &Callback) -> super::Answer {
+    super::get(&callback.url, &[("cookie", &callback.cookie)]).await
+}
+
+pub async fn sign_in(gw: &super::Gateway, user: &str) -> super::api::Session {
+    let callback = login_at_provider(gw, user).await;
+    let answer = back(&callback).await;
+    assert_eq!(
+        answer.status,
+        303,
+        "callback: {:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.headers["location"], "/patgate/");
+    super::api::Session::from_answer(&gw.url(""), &answer)
+        .with_csrf()
+        .await
+}
 
 /// Where the provider sent the browser back to: the client's redirect URI with the answer.
 #[derive(Debug, Clone)]

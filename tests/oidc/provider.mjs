@@ -17,6 +17,15 @@
 // client's redirect URI with code and state. Consent is never asked. An unknown login name
 // gets 401 and the form again.
 //
+// Refresh tokens: the client may use grant_type=refresh_token; every sign-in gets one
+// (with or without offline_access). A refresh reads the account again, so its ID token
+// carries the groups as they are now.
+//
+// Control routes for the tests, outside the issuer (no authentication, loopback only):
+//   POST /__control/groups?sub=S   body: JSON list of groups  -> the account's groups
+//   POST /__control/revoke?sub=S   destroys the account's grants: its refresh tokens are
+//                                  refused with invalid_grant; a new sign-in works
+//
 // Prints `READY <issuer>` on stdout once listening; everything else goes to stderr.
 // Exits on SIGTERM, SIGINT, or when stdin closes.
 
@@ -74,7 +83,9 @@ const bySub = new Map(accounts.map((a) => [String(a.sub), a]));
 // a `login` of its own (two people claiming one username).
 const byLogin = new Map(accounts.map((a) => [String(a.login ?? a.preferred_username), a]));
 
-const SCOPES = ['openid', 'profile', 'email', 'groups'];
+const SCOPES = ['openid', 'profile', 'email', 'groups', 'offline_access'];
+// Grants made per account, so that the tests can revoke them.
+const grantsBySub = new Map();
 
 // The request handler is set once the provider exists; the provider needs the port first.
 let handler = (_req, res) => {
@@ -102,7 +113,7 @@ const provider = new Provider(issuer, {
       client_id: clientId,
       client_secret: clientSecret,
       redirect_uris: redirectUris,
-      grant_types: ['authorization_code'],
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: tokenAuth,
     },
@@ -118,6 +129,10 @@ const provider = new Provider(issuer, {
   scopes: SCOPES,
   // The claims of the requested scopes go into the ID token too, not only to userinfo.
   conformIdTokenClaims: false,
+  // A refresh token at every sign-in, as providers that issue them for offline_access
+  // do without a consent prompt (Okta, Entra ID, Keycloak).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
   ttl: {
     AccessToken: 600,
     AuthorizationCode: 60,
@@ -125,6 +140,7 @@ const provider = new Provider(issuer, {
     IdToken: 600,
     Interaction: 600,
     Session: 3600,
+    RefreshToken: 86400,
   },
   async renderError(ctx, out) {
     ctx.type = 'text/plain; charset=utf-8';
@@ -167,13 +183,16 @@ const provider = new Provider(issuer, {
       accountId: ctx.oidc.session.accountId,
     });
     grant.addOIDCScope(SCOPES.join(' '));
-    await grant.save();
+    const id = await grant.save();
+    const sub = String(ctx.oidc.session.accountId);
+    if (!grantsBySub.has(sub)) grantsBySub.set(sub, new Set());
+    grantsBySub.get(sub).add(id);
     return grant;
   },
 });
 
 // Errors by name and description only: no tokens, codes or secrets.
-for (const event of ['server_error', 'authorization.error', 'grant.error', 'userinfo.error']) {
+for (const event of ['server_error', 'authorization.error', 'userinfo.error']) {
   provider.on(event, (_ctx, err) => {
     process.stderr.write(`provider: ${event}: ${err.name} ${err.error_description ?? err.message}\n`);
   });
@@ -250,10 +269,45 @@ async function interaction(req, res, uid) {
   res.end(`unexpected prompt ${name}\n`);
 }
 
+async function control(req, res, url) {
+  const sub = url.searchParams.get('sub') ?? '';
+  const account = bySub.get(sub);
+  if (req.method !== 'POST' || !account) {
+    res.statusCode = account ? 405 : 404;
+    res.end();
+    return;
+  }
+  if (url.pathname === '/__control/groups') {
+    const body = [];
+    for await (const chunk of req) body.push(chunk);
+    account.groups = JSON.parse(Buffer.concat(body).toString('utf8'));
+  } else if (url.pathname === '/__control/revoke') {
+    for (const id of grantsBySub.get(sub) ?? []) {
+      const grant = await provider.Grant.find(id);
+      if (grant) await grant.destroy();
+    }
+    grantsBySub.delete(sub);
+  } else {
+    res.statusCode = 404;
+    res.end();
+    return;
+  }
+  res.statusCode = 204;
+  res.end();
+}
+
 const callback = provider.callback();
 const interactionPath = new RegExp(`^${mount.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/interaction/([^/?]+)$`);
 handler = (req, res) => {
   const path = req.url.split('?')[0];
+  if (path.startsWith('/__control/')) {
+    control(req, res, new URL(req.url, 'http://127.0.0.1')).catch((err) => {
+      process.stderr.write(`provider: control: ${err.name} ${err.message}\n`);
+      res.statusCode = 500;
+      res.end();
+    });
+    return;
+  }
   const match = interactionPath.exec(path);
   if (match) {
     interaction(req, res, match[1]).catch((err) => {
