@@ -11,19 +11,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::api::{as_user, Session};
 use common::oidc::request;
+use common::scim::{okta_user, scim, scim_as, PATCH_SCHEMA, SECRET, USER_SCHEMA};
 use common::*;
 use patgate::core::token::Expiration;
-use serde_json::{json, Value};
+use serde_json::json;
 
 on_both_backends!(
-    a_scim_compliance_checker_finds_the_user_endpoints_conforming,
+    a_scim_compliance_checker_finds_the_user_and_group_endpoints_conforming,
     deactivation_and_deletion_stop_tokens_and_sessions_within_a_second,
     bad_input_gets_a_scim_error_and_changes_nothing,
 );
-
-const SECRET: &str = "scim-test-secret-0123456789abcdef0123";
-const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 async fn start(db: &TestDb) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
@@ -34,46 +31,6 @@ async fn start(db: &TestDb) -> (Upstream, Gateway) {
     ))
     .await;
     (upstream, gw)
-}
-
-/// A SCIM request to `base` + `/patgate/scim/v2` + `path` with the given Authorization.
-async fn scim_as(
-    authorization: Option<&str>,
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Answer {
-    let mut headers = vec![("content-type", "application/scim+json")];
-    if let Some(value) = authorization {
-        headers.push(("authorization", value));
-    }
-    let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-    request(
-        method,
-        &format!("{base}/patgate/scim/v2{path}"),
-        &headers,
-        bytes,
-    )
-    .await
-}
-
-/// A SCIM request with the configured secret.
-async fn scim(base: &str, method: &str, path: &str, body: Option<&Value>) -> Answer {
-    let bearer = format!("Bearer {SECRET}");
-    scim_as(Some(&bearer), base, method, path, body).await
-}
-
-/// What Okta sends to provision a user.
-fn okta_user(username: &str) -> Value {
-    json!({
-        "schemas": [USER_SCHEMA],
-        "userName": username,
-        "externalId": format!("00u-{username}"),
-        "name": {"givenName": "Alice", "familyName": "Liddell"},
-        "emails": [{"primary": true, "value": format!("{username}@example.com"), "type": "work"}],
-        "active": true,
-    })
 }
 
 /// The status a token request gets on the fast path and on the general path
@@ -100,7 +57,7 @@ async fn both_paths_become(gw: &Gateway, token: &str, status: u16) -> bool {
     .is_some()
 }
 
-async fn a_scim_compliance_checker_finds_the_user_endpoints_conforming(db: TestDb) {
+async fn a_scim_compliance_checker_finds_the_user_and_group_endpoints_conforming(db: TestDb) {
     let (_upstream, gw) = start(&db).await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let scim2 = root.join("tests/scim/.venv/bin/scim2");
@@ -154,6 +111,14 @@ async fn a_scim_compliance_checker_finds_the_user_endpoints_conforming(db: TestD
             passed.iter().any(|p| p == check),
             "{check} did not pass:\n{report}"
         );
+    }
+    // Groups are checked as Users are: made, found, replaced, patched and deleted.
+    for done in [
+        "created Group object",
+        "replaced Group object",
+        "deleted Group object",
+    ] {
+        assert!(report.contains(done), "no check {done}:\n{report}");
     }
     // The one refusal is deliberate: `active` cannot be removed, only set true or false.
     failed.retain(|f| !f.contains("Failed to remove attribute 'active'"));

@@ -152,9 +152,17 @@ fn user_schema(origin: &str) -> Value {
     );
     groups["multiValued"] = true.into();
     groups["mutability"] = "readOnly".into();
+    let mut group_ref = read_only(attribute("$ref", "reference", "The Group's address"));
+    group_ref["referenceTypes"] = json!(["Group"]);
     groups["subAttributes"] = json!([
         read_only(attribute("value", "string", "The Group's id")),
         read_only(attribute("display", "string", "The Group's displayName")),
+        group_ref,
+        read_only(attribute(
+            "type",
+            "string",
+            "direct: the user is a member of the Group itself"
+        )),
     ]);
     json!({
         "schemas": [SCHEMA_SCHEMA],
@@ -187,13 +195,13 @@ fn group_schema(origin: &str) -> Value {
     members["multiValued"] = true.into();
     let mut value = attribute("value", "string", "A User's id");
     value["mutability"] = "immutable".into();
-    let mut reference = read_only(attribute("$ref", "reference", "The User's address"));
+    let mut reference = attribute("$ref", "reference", "The User's address");
+    reference["mutability"] = "immutable".into();
     reference["referenceTypes"] = json!(["User"]);
-    members["subAttributes"] = json!([
-        value,
-        read_only(attribute("display", "string", "The User's userName")),
-        reference,
-    ]);
+    let mut kind = attribute("type", "string", "User: members are Users");
+    kind["mutability"] = "immutable".into();
+    kind["canonicalValues"] = json!(["User"]);
+    members["subAttributes"] = json!([value, reference, kind,]);
     json!({
         "schemas": [SCHEMA_SCHEMA],
         "id": GROUP_SCHEMA,

@@ -32,7 +32,6 @@ fn resource(group: &ScimGroup, origin: &str) -> Value {
         .map(|m| {
             json!({
                 "value": m.scim_id,
-                "display": m.username,
                 "type": "User",
                 "$ref": format!("{origin}{BASE}/Users/{}", m.scim_id),
             })
