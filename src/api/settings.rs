@@ -28,10 +28,14 @@ pub struct SettingsBody {
     pub sso_pat_creation_enabled: Option<bool>,
     /// Token expiry e-mails.
     pub notifications: Option<NotificationsBody>,
-    /// How fresh SSO users' roles and status are (read-only: ignored when sent).
-    #[schema(read_only)]
+    /// How fresh SSO users' roles and status are: `mode` (`scim`, `revalidation`,
+    /// `sign-in`), `summary`, `bound_seconds`, `revalidate_every`, `last_run_at`,
+    /// `sso_users`, `scim_groups`, `roles_by_source`, `suspended`,
+    /// `without_refresh_token`, `unreachable`. Read-only: any value sent is ignored, so
+    /// that what `GET` answers can be sent back.
+    #[schema(value_type = Value)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sso_roles_freshness: Option<super::freshness::RolesFreshness>,
+    pub sso_roles_freshness: Option<serde_json::Value>,
 }
 
 /// Token expiry e-mails: one per expiring token, sent by the daily pass.
@@ -162,7 +166,8 @@ pub async fn get_settings(
     let settings = api.store.settings().await?;
     let notify = api.store.notify_settings().await?;
     let mut body = SettingsBody::new(&settings, &notify);
-    body.sso_roles_freshness = Some(super::freshness::roles_freshness(&api).await?);
+    body.sso_roles_freshness =
+        serde_json::to_value(super::freshness::roles_freshness(&api).await?).ok();
     Ok(Json(body))
 }
 
@@ -214,6 +219,7 @@ pub async fn put_settings(
         .await;
     }
     let mut body = SettingsBody::new(&after, &notify_after);
-    body.sso_roles_freshness = Some(super::freshness::roles_freshness(&api).await?);
+    body.sso_roles_freshness =
+        serde_json::to_value(super::freshness::roles_freshness(&api).await?).ok();
     Ok(Json(body))
 }
