@@ -170,14 +170,6 @@ async fn nginx_auth_request_lets_through_only_valid_tokens_with_their_identity(d
     gw.shutdown().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn nginx_passes_on_the_gateways_jwt_in_jwt_mode_and_never_the_token(db: TestDb) {
     // Deploy (the jose stand-in) verifies the gateway's JWTs with the gateway's JWKS.
     let port = free_port();

@@ -28,16 +28,6 @@ on_both_backends!(
     a_flood_of_provider_errors_and_starts_costs_one_audit_row,
 );
 
-/// A free loopback port for the gateway, so that its callback can be registered with
-/// the provider before either starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Sso {
     provider: Provider,
     upstream: Upstream,

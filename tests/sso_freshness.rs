@@ -28,14 +28,6 @@ const PERIOD: Duration = Duration::from_secs(2);
 /// two-core machine that runs other tests at the same time.
 const BOUND: Duration = Duration::from_millis(3_500);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Sso {
     /// `None` once the test has stopped it.
     provider: Option<Provider>,
@@ -134,8 +126,9 @@ async fn admin_get(gw: &Gateway, path: &str) -> Value {
     answer.json()
 }
 
-async fn roles_and_status_follow_the_provider_within_one_period(db: TestDb) {
-    let sso = start(&db).await;
+/// sam signs in through SSO and makes a token.
+async fn signed_in_with_token(db: &TestDb) -> (Sso, common::api::Session, String) {
+    let sso = start(db).await;
     let sam = sign_in(&sso.gw, "sam").await;
     let made = sam
         .send(
@@ -146,6 +139,11 @@ async fn roles_and_status_follow_the_provider_within_one_period(db: TestDb) {
         .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     let token = made.json()["token"].as_str().unwrap().to_string();
+    (sso, sam, token)
+}
+
+async fn roles_and_status_follow_the_provider_within_one_period(db: TestDb) {
+    let (sso, sam, token) = signed_in_with_token(&db).await;
     assert_eq!(
         use_token(&sso, &token).await,
         (200, Some(json!(["deployers"])))
@@ -265,16 +263,7 @@ async fn roles_and_status_follow_the_provider_within_one_period(db: TestDb) {
 }
 
 async fn a_provider_that_is_down_suspends_nobody(db: TestDb) {
-    let sso = start(&db).await;
-    let sam = sign_in(&sso.gw, "sam").await;
-    let made = sam
-        .send(
-            "POST",
-            "/patgate/api/v1/tokens",
-            Some(&json!({"name": "ci", "expiration": "7d"})),
-        )
-        .await;
-    let token = made.json()["token"].as_str().unwrap().to_string();
+    let (sso, _sam, token) = signed_in_with_token(&db).await;
     assert_eq!(use_token(&sso, &token).await.0, 200);
     let mut sso = sso;
     drop(sso.provider.take());

@@ -19,14 +19,6 @@ use patgate::core::token::Expiration;
 
 const HS_SECRET: &str = "0123456789abcdef0123456789abcdef-shared";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A gateway in jwt mode in front of a validating stand-in.
 struct Pair {
     deploy: JwtDeploy,

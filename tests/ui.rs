@@ -586,14 +586,6 @@ async fn sso_users_see_the_message_or_the_banner() {
     drop(provider);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_servers_users_and_the_audit_log() {
     let stack = stack(&[]).await;

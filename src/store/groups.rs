@@ -70,6 +70,22 @@ fn group_row(row: &AnyRow) -> Result<ScimGroup, sqlx::Error> {
     })
 }
 
+/// Puts these users in a group, inside the caller's transaction.
+async fn add_members(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    usernames: &[String],
+) -> Result<(), StoreError> {
+    for username in usernames {
+        sqlx::query("INSERT INTO scim_group_members (group_id, username) VALUES ($1, $2)")
+            .bind(id)
+            .bind(username)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     async fn with_members(&self, mut groups: Vec<ScimGroup>) -> Result<Vec<ScimGroup>, StoreError> {
         for group in &mut groups {
@@ -185,13 +201,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        for username in group.members {
-            sqlx::query("INSERT INTO scim_group_members (group_id, username) VALUES ($1, $2)")
-                .bind(id)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
-        }
+        add_members(&mut tx, id, group.members).await?;
         tx.commit().await?;
         Ok(Some(GroupChange {
             group: self.scim_group(id).await?,
@@ -234,13 +244,7 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        for username in group.members {
-            sqlx::query("INSERT INTO scim_group_members (group_id, username) VALUES ($1, $2)")
-                .bind(id)
-                .bind(username)
-                .execute(&mut *tx)
-                .await?;
-        }
+        add_members(&mut tx, id, group.members).await?;
         tx.commit().await?;
         let mut touched: Vec<String> = before.into_iter().map(|(u,)| u).collect();
         touched.extend(group.members.iter().cloned());

@@ -36,7 +36,7 @@ pub struct Driver {
 impl Driver {
     /// Starts chromedriver; browsers it starts run in `time_zone` (`TZ`), UTC by default.
     pub async fn start(time_zone: Option<&str>) -> Driver {
-        let port = free_port();
+        let port = super::free_port();
         let child = tokio::process::Command::new(chromedriver())
             .arg(format!("--port={port}"))
             .env("TZ", time_zone.unwrap_or("UTC"))
@@ -89,14 +89,6 @@ fn chromedriver() -> String {
 
 fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One browser session.

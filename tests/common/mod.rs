@@ -440,6 +440,16 @@ fn replace_database(url: &str, name: &str) -> String {
     out
 }
 
+/// A free loopback port, for a server whose address must be known before it starts
+/// (a callback registered with a provider, a browser's driver).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn random_suffix() -> String {
     let mut b = [0u8; 6];
     getrandom::getrandom(&mut b).unwrap();

@@ -21,7 +21,6 @@ use crate::store::{GroupWrite, Replaced, ScimGroup, FROM_SCIM};
 
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The actor of SCIM changes in the audit log.
 const ACTOR: &str = "scim";
 
@@ -518,18 +517,7 @@ pub async fn patch(
     Path(id): Path<String>,
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
-    let declared = body.get("schemas").and_then(Value::as_array);
-    if declared.is_some_and(|s| !s.iter().any(|v| v == PATCH_SCHEMA)) {
-        return Err(ScimError::bad(
-            "invalidSyntax",
-            format!("a PATCH body's schemas must name {PATCH_SCHEMA}"),
-        ));
-    }
-    let operations = body
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("operations"))
-        .and_then(|(_, v)| v.as_array())
-        .ok_or_else(|| ScimError::bad("invalidSyntax", "a PATCH body needs an Operations list"))?;
+    let operations = super::patch_operations(&body)?;
     let group = existing(&caller, &id).await?;
     let mut wanted = Wanted::from(&group);
     for operation in operations {

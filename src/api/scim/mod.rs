@@ -152,6 +152,26 @@ impl IntoResponse for ScimError {
     }
 }
 
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// The operations of a PATCH body (RFC 7644 §3.5.2): its `schemas`, when given, must
+/// name the PatchOp message; `Operations` (any case) must be a list.
+pub(super) fn patch_operations(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<&Vec<serde_json::Value>, ScimError> {
+    let declared = body.get("schemas").and_then(serde_json::Value::as_array);
+    if declared.is_some_and(|s| !s.iter().any(|v| v == PATCH_SCHEMA)) {
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            format!("a PATCH body's schemas must name {PATCH_SCHEMA}"),
+        ));
+    }
+    body.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("operations"))
+        .and_then(|(_, v)| v.as_array())
+        .ok_or_else(|| ScimError::bad("invalidSyntax", "a PATCH body needs an Operations list"))
+}
+
 /// A SCIM answer: JSON as `application/scim+json`.
 pub fn scim_json(status: StatusCode, body: &serde_json::Value) -> axum::response::Response {
     let mut response = (status, body.to_string()).into_response();
