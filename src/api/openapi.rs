@@ -161,7 +161,7 @@ pub struct ForwardAuthUser {
         (status = 200, body = ForwardAuthUser,
             description = "the token is good: the identity headers for Deploy (`X-Deploy-User`, the shared secret header, and `Authorization` in jwt or basic mode) are in the answer"),
         (status = 400, description = "`missing_original_uri`: the proxy did not say what the client asked for"),
-        (status = 401, description = "anything about the credential: `missing_credentials`, `malformed_credentials`, `malformed_token`, `invalid_token`, `token_expired`, `user_disabled`, `sso_tokens_disabled`, `deploy_token_not_checked`"),
+        (status = 401, description = "anything about the credential: `missing_credentials`, `malformed_credentials`, `malformed_token`, `invalid_token`, `token_expired`, `user_disabled`, `sso_tokens_disabled`, `sso_suspended`, `deploy_token_not_checked`"),
         (status = 403, description = "anything about the request: `untrusted_caller` (not in trusted_proxies), `method_not_allowed`, `session_id_in_url`, a token's scope or address allowlist"),
         (status = 429, description = "too many failed token uses from the client's address"),
         (status = 500, description = "the identity for Deploy could not be made (see the gateway's log)"),
