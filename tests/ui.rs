@@ -529,6 +529,8 @@ async fn sso_users_see_the_message_or_the_banner() {
             ("PATGATE_SSO__CLIENT_ID", "patgate"),
             ("PATGATE_SSO__CLIENT_SECRET", "client-secret-for-tests"),
             ("PATGATE_SSO__SCOPES", "openid,profile,email,groups"),
+            ("PATGATE_SSO__REVALIDATE_EVERY", "2s"),
+            ("PATGATE_SCIM__SECRET", common::scim::SECRET),
         ],
     ))
     .await;
@@ -583,6 +585,73 @@ async fn sso_users_see_the_message_or_the_banner() {
     nia.resize(390, 844).await;
     nia.screenshot("tokens-sso-banner-390").await;
     nia.close().await;
+
+    // The administrator sees how fresh SSO users' roles are. The provider refuses sam
+    // from now on: the next re-validation suspends him, and the users page says so.
+    provider.revoke("u-sam").await;
+    let admin_page = driver.browser(1280, 900).await;
+    admin_page.sign_in(&gw.url(""), "admin", "admin-pw").await;
+    admin_page.goto(&gw.url("/patgate/admin/settings")).await;
+    admin_page.wait_text("#sso-freshness", "Re-validated").await;
+    admin_page
+        .wait_text("#sso-freshness-summary", "re-validated every 2 s")
+        .await;
+    admin_page.screenshot("settings-sso-freshness-1280").await;
+    // Both are asked again within a period (2 s) of their last sign-in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (sam_row, nia_row) = loop {
+        admin_page.goto(&gw.url("/patgate/admin/users")).await;
+        admin_page.find("#users tr[data-user='sam']").await;
+        let sam = admin_page.text("#users tr[data-user='sam']").await;
+        let nia = admin_page.text("#users tr[data-user='nia']").await;
+        if sam.contains("Suspended") && nia.contains("re-validated") {
+            break (sam, nia);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sam not shown suspended or nia not re-validated:\n{sam}\n{nia}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(sam_row.contains("refused by the provider"), "{sam_row}");
+    assert!(nia_row.contains("deployers"), "{nia_row}");
+    assert!(nia_row.contains("Active"), "{nia_row}");
+    admin_page.screenshot("users-sso-roles-1280").await;
+
+    // Once SCIM pushes groups, the settings say so; the users page shows the source.
+    let base = gw.url("");
+    let linked = common::scim::scim(
+        &base,
+        "POST",
+        "/Users",
+        Some(&common::scim::okta_user("nia")),
+    )
+    .await;
+    assert_eq!(linked.status, 201, "{:?}", linked.body);
+    let nia_id = linked.json()["id"].as_str().unwrap().to_string();
+    let group = common::scim::scim(
+        &base,
+        "POST",
+        "/Groups",
+        Some(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "release-managers",
+            "members": [{"value": nia_id}],
+        })),
+    )
+    .await;
+    assert_eq!(group.status, 201, "{:?}", group.body);
+    admin_page.goto(&gw.url("/patgate/admin/settings")).await;
+    admin_page
+        .wait_text("#sso-freshness", "Pushed by SCIM")
+        .await;
+    admin_page.goto(&gw.url("/patgate/admin/users")).await;
+    admin_page
+        .wait_text("#users tr[data-user='nia']", "release-managers")
+        .await;
+    let nia_row = admin_page.text("#users tr[data-user='nia']").await;
+    assert!(nia_row.contains("pushed by SCIM"), "{nia_row}");
+    admin_page.close().await;
     drop(provider);
 }
 

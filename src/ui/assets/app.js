@@ -14,7 +14,7 @@ const PILL_CLASS = {
 const AUDIT_ACTIONS = [
   'token.created', 'token.deleted', 'token.expired', 'token.used_from_new_address', 'token.refused',
   'signin.succeeded', 'signin.failed', 'signout', 'settings.changed', 'user.disabled', 'user.enabled',
-  'user.email_changed', 'smtp_server.created', 'smtp_server.changed', 'smtp_server.deleted', 'smtp_server.test_mail',
+  'user.email_changed', 'user.roles_changed', 'user.suspended', 'user.reinstated', 'smtp_server.created', 'smtp_server.changed', 'smtp_server.deleted', 'smtp_server.test_mail',
 ];
 
 let me = null;
@@ -589,7 +589,8 @@ async function renderSettings() {
       h('div', { class: 'card-head' }, h('h2', { id: 'pat-settings' }, 'Personal access tokens')),
       h('div', { class: 'card-body narrow' },
         field('Maximum token expiration', max, { hint: 'The longest expiration users may choose. Tokens made earlier keep their expiry.' }),
-        sso.row)),
+        sso.row,
+        rolesFreshness(settings.sso_roles_freshness))),
     h('section', { class: 'card', 'aria-labelledby': 'notify-settings' },
       h('div', { class: 'card-head' }, h('h2', { id: 'notify-settings' }, 'Expiry notifications'), notifyStatus(status)),
       h('div', { class: 'card-body narrow' },
@@ -632,6 +633,36 @@ async function renderSettings() {
     });
   });
   setMain(pageHead('System settings', 'Policies for personal access tokens and their expiry e-mails.'), form);
+}
+
+const FRESHNESS_MODES = { scim: 'Pushed by SCIM', revalidation: 'Re-validated', 'sign-in': 'As of last sign-in' };
+
+/** How fresh SSO users' roles and status are: pushed by SCIM, re-validated with the
+ * provider, or as of each user's last sign-in (read-only; the switch above keeps its
+ * meaning whatever the mode). */
+function rolesFreshness(f) {
+  if (!f) return null;
+  const bound = f.bound_seconds == null ? 'No bound: until each user signs in again.'
+    : `A change at the provider reaches tokens within ${f.bound_seconds < 120 ? `${f.bound_seconds} s` : `${Math.round(f.bound_seconds / 60)} min`}.`;
+  return h('div', { class: 'field', id: 'sso-freshness' },
+    h('span', { class: 'label' }, 'SSO users\' roles and status'),
+    h('p', {},
+      h('span', { class: `pill ${f.mode === 'sign-in' ? 'pill-warning' : 'pill-ok'}`, 'data-mode': f.mode }, FRESHNESS_MODES[f.mode] || f.mode), ' ',
+      h('span', { id: 'sso-freshness-summary' }, freshnessText(f))),
+    h('span', { class: 'hint' }, bound, f.sso_users ? ` ${f.sso_users} SSO user${f.sso_users === 1 ? '' : 's'}.` : ''));
+}
+
+/** The summary in words, with the last run in the browser's time zone. */
+function freshnessText(f) {
+  if (!f.revalidate_every) return f.summary;
+  const every = f.revalidate_every.replace(/^(\d+)([smh])$/, (_, n, unit) => `${n} ${{ s: 's', m: 'min', h: 'h' }[unit]}`);
+  const parts = [f.last_run_at ? ['last run ', time(f.last_run_at)] : 'not run yet', `${f.suspended} suspended`];
+  if (f.without_refresh_token) parts.push(`${f.without_refresh_token} without a refresh token: as of their last sign-in`);
+  if (f.unreachable) parts.push(`${f.unreachable} not reached at the last attempt`);
+  const joined = parts.flatMap((p, i) => (i ? [', ', p] : [p]));
+  const revalidated = [`re-validated every ${every} (`, joined, ')'];
+  if (f.mode === 'scim') return [`pushed by SCIM (${f.scim_groups} group${f.scim_groups === 1 ? '' : 's'}): a change reaches every replica within 1 s; users outside SCIM `, revalidated];
+  return revalidated;
 }
 
 /** Whether expiry e-mails are going out, and the last and next daily pass. */
@@ -999,7 +1030,7 @@ async function renderUsers() {
 function usersTable(users, reload, error) {
   if (!users.length) return h('p', { class: 'empty' }, 'No users found.');
   return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'users' },
-    h('thead', {}, h('tr', {}, ['User', 'Source', 'Status', 'Tokens', 'Last sign-in', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['User', 'Source', 'Status', 'Roles', 'Tokens', 'Last sign-in', ''].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, users.map((u) => {
       const toggle = h('button', { type: 'button', class: `btn btn-small${u.disabled ? '' : ' btn-ghost-danger'}` }, u.disabled ? 'Enable' : 'Disable');
       toggle.setAttribute('aria-label', `${u.disabled ? 'Enable' : 'Disable'} ${u.username}`);
@@ -1027,11 +1058,42 @@ function usersTable(users, reload, error) {
         h('td', { class: 'name', 'data-label': 'User' }, u.username, u.admin ? h('span', { class: 'sub' }, 'administrator') : null,
           u.email ? h('span', { class: 'sub' }, u.email) : null),
         h('td', { 'data-label': 'Source' }, sourceName(u.source)),
-        h('td', { 'data-label': 'Status' }, h('span', { class: `pill ${u.disabled ? 'pill-expired' : 'pill-ok'}` }, u.disabled ? 'Disabled' : 'Active')),
+        h('td', { 'data-label': 'Status' }, userStatus(u)),
+        h('td', { class: 'roles', 'data-label': 'Roles' }, userRoles(u.sso)),
         h('td', { 'data-label': 'Tokens' }, String(u.tokens)),
         h('td', { class: 'nowrap', 'data-label': 'Last sign-in' }, time(u.last_sign_in_at, 'Never')),
         h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, toggle, revoke)));
     }))));
+}
+
+function userStatus(u) {
+  if (u.disabled) return h('span', { class: 'pill pill-expired' }, 'Disabled');
+  if (u.sso && u.sso.suspended_at) {
+    const el = h('span', { class: 'pill pill-expired' }, 'Suspended');
+    el.title = 'The SSO provider refused this user; their tokens work again after an SSO sign-in.';
+    return h('span', {}, el, h('span', { class: 'sub' }, 'since ', time(u.sso.suspended_at)));
+  }
+  return h('span', { class: 'pill pill-ok' }, 'Active');
+}
+
+const ROLES_SOURCES = { scim: 'pushed by SCIM', revalidation: 're-validated', signin: 'from sign-in' };
+const REVALIDATION_RESULTS = {
+  ok: 're-validated', refused: 'refused by the provider', unreachable: 'provider not reached', no_refresh_token: 'no refresh token: as of last sign-in',
+};
+
+/** An SSO user's roles, who set them and when, and the last re-validation when it says
+ * more than that; `—` for other users. */
+function userRoles(sso) {
+  if (!sso) return h('span', { class: 'muted' }, '—');
+  const roles = sso.roles.length ? sso.roles.join(', ') : h('span', { class: 'muted' }, 'none');
+  const source = sso.roles_source ? [ROLES_SOURCES[sso.roles_source] || sso.roles_source, ' ', time(sso.roles_updated_at)] : null;
+  const same = sso.revalidation === 'ok' && sso.roles_source === 'revalidation';
+  const check = sso.revalidation && !same
+    ? [REVALIDATION_RESULTS[sso.revalidation] || sso.revalidation, sso.revalidated_at ? [' ', time(sso.revalidated_at)] : null]
+    : null;
+  return h('span', {}, roles,
+    source ? h('span', { class: 'sub', 'data-field': 'roles-source' }, source) : null,
+    check ? h('span', { class: 'sub', 'data-field': 'revalidation' }, check) : null);
 }
 
 function pager(data, go) {
