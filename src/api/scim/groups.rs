@@ -222,7 +222,10 @@ fn member_ids(value: &Value) -> Result<Vec<String>, ScimError> {
     };
     list.iter()
         .map(|item| match item.get("value") {
-            Some(Value::String(id)) if !id.is_empty() && id.len() <= 255 => Ok(id.clone()),
+            // A NUL is in no id, and PostgreSQL refuses it in any text it is sent.
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= 255 && !id.contains('\0') => {
+                Ok(id.clone())
+            }
             _ => Err(ScimError::bad(
                 "invalidValue",
                 "each member needs a value: the id of a User of this server",
