@@ -1,8 +1,9 @@
 //! SCIM Groups as Okta and Entra ID push them, on SQLite and PostgreSQL, with the
 //! gateway telling Deploy who a token's user is by JWT: each membership change (create,
 //! Okta and Entra PATCHes, PUT, DELETE) reaches the `groups` claim within a second, on
-//! one gateway and on two replicas; membership of an `sso.admin_roles` group makes an
-//! administrator; bad input gets a SCIM error and changes nothing.
+//! one gateway and on two replicas; PATCHes of one group sent at once all take effect;
+//! membership of an `sso.admin_roles` group makes an administrator; bad input gets a
+//! SCIM error and changes nothing.
 
 #[macro_use]
 mod common;
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 
 on_both_backends!(
     membership_patches_reach_the_jwt_within_a_second,
+    patches_of_one_group_at_once_all_take_effect,
     bad_group_input_gets_a_scim_error_and_changes_nothing,
 );
 
@@ -411,6 +413,80 @@ async fn two_replicas_on_postgres_carry_membership_changes_within_a_second() {
     both_carry(&[]).await.unwrap();
     one.terminate().await;
     two.terminate().await;
+}
+
+/// Sends these PATCHes of one group all at once; their statuses.
+async fn at_once(base: &str, id: &str, operations: Vec<Value>) -> Vec<u16> {
+    let sent: Vec<_> = operations
+        .into_iter()
+        .map(|operations| {
+            let (base, path) = (base.to_string(), format!("/Groups/{id}"));
+            tokio::spawn(async move {
+                scim(&base, "PATCH", &path, Some(&patch_body(operations)))
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for answer in sent {
+        statuses.push(answer.await.unwrap());
+    }
+    statuses
+}
+
+async fn patches_of_one_group_at_once_all_take_effect(db: TestDb) {
+    let (_upstream, gw) = start(&db, false).await;
+    let base = gw.url("");
+    let names: Vec<String> = (1..=8).map(|i| format!("user{i}")).collect();
+    let mut ids = Vec::new();
+    for name in &names {
+        ids.push(provision(&base, name).await);
+    }
+    let team = create_group(&base, "team", &[]).await;
+    let roles_of_all = || async {
+        let mut all = Vec::new();
+        for name in &names {
+            let user = admin_get(&gw, &format!("/patgate/api/v1/users/{name}")).await;
+            all.push(user["sso"]["roles"].clone());
+        }
+        all
+    };
+
+    // As Okta pushes a group: one PATCH per member, sent together.
+    let statuses = at_once(&base, &team, ids.iter().map(|id| okta_add(id)).collect()).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let group = scim(&base, "GET", &format!("/Groups/{team}"), None)
+        .await
+        .json();
+    assert_eq!(
+        group["members"].as_array().unwrap().len(),
+        ids.len(),
+        "a member was lost: {group}"
+    );
+    assert_eq!(roles_of_all().await, vec![json!(["team"]); names.len()]);
+
+    let statuses = at_once(
+        &base,
+        &team,
+        ids.iter().map(|id| entra_remove(id)).collect(),
+    )
+    .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let group = scim(&base, "GET", &format!("/Groups/{team}"), None)
+        .await
+        .json();
+    assert_eq!(group["members"], json!([]), "a removal was lost");
+    assert_eq!(roles_of_all().await, vec![json!([]); names.len()]);
+
+    // A delete while members are added: whoever was in the group loses its role.
+    let statuses = at_once(&base, &team, ids.iter().map(|id| okta_add(id)).collect()).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let deleted = scim(&base, "DELETE", &format!("/Groups/{team}"), None).await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    assert_eq!(roles_of_all().await, vec![json!([]); names.len()]);
+    gw.shutdown().await;
 }
 
 /// Asserts a SCIM error answer: its status, in the body as a string too, and its
