@@ -2,7 +2,7 @@
 //! `displayName` is the role its members carry upstream; members are users under SCIM
 //! management, kept by username and shown by their SCIM id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -50,6 +50,8 @@ pub enum Replaced {
     NoSuchGroup,
     /// Another group has the new name.
     NameTaken,
+    /// The members were no longer those the caller said it read: nothing written.
+    Stale,
 }
 
 /// The key of a group's name: one group per name, whatever its case.
@@ -209,18 +211,17 @@ impl Store {
         }))
     }
 
-    /// Replaces a group's name, external id and members.
+    /// Replaces a group's name, external id and members; with `read`, only if its
+    /// members (by username) are still those.
     pub async fn scim_group_replace(
         &self,
         id: &str,
         group: GroupWrite<'_>,
+        read: Option<&BTreeSet<String>>,
     ) -> Result<Replaced, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let before: Vec<(String,)> =
-            sqlx::query_as("SELECT username FROM scim_group_members WHERE group_id = $1")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
+        // The row is updated first: that waits for any other write of the group to
+        // commit (SQLite: takes the write lock), so the members read next are current.
         let updated = sqlx::query(
             "UPDATE scim_groups SET display_name = $1, name_key = $2, external_id = $3, \
              updated_at = $4 WHERE id = $5",
@@ -240,13 +241,29 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        let before: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT m.username, u.scim_id FROM scim_group_members m \
+             JOIN users u ON u.username = m.username WHERE m.group_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        // As `with_members` shows them: members who are SCIM users.
+        let shown: BTreeSet<String> = before
+            .iter()
+            .filter(|(_, scim_id)| scim_id.is_some())
+            .map(|(u, _)| u.clone())
+            .collect();
+        if read.is_some_and(|read| *read != shown) {
+            return Ok(Replaced::Stale);
+        }
         sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         add_members(&mut tx, id, group.members).await?;
         tx.commit().await?;
-        let mut touched: Vec<String> = before.into_iter().map(|(u,)| u).collect();
+        let mut touched: Vec<String> = before.into_iter().map(|(u, _)| u).collect();
         touched.extend(group.members.iter().cloned());
         touched.sort();
         touched.dedup();
@@ -259,22 +276,25 @@ impl Store {
     /// Deletes a group; the users who were in it. `None`: no such group.
     pub async fn scim_group_delete(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The group's row first, as a replace takes it: two writes of one group take
+        // turns (rather than deadlock), and the members deleted are the current ones.
+        let locked = sqlx::query("UPDATE scim_groups SET updated_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Ok(None);
+        }
         let members: Vec<(String,)> =
-            sqlx::query_as("SELECT username FROM scim_group_members WHERE group_id = $1")
+            sqlx::query_as("DELETE FROM scim_group_members WHERE group_id = $1 RETURNING username")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?;
-        sqlx::query("DELETE FROM scim_group_members WHERE group_id = $1")
+        sqlx::query("DELETE FROM scim_groups WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let done = sqlx::query("DELETE FROM scim_groups WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
         tx.commit().await?;
         Ok(Some(members.into_iter().map(|(u,)| u).collect()))
     }

@@ -67,6 +67,10 @@ fn attribute_eq(filter: &str, urn_prefix: &str, name: &str) -> Result<String, Sc
     if !value[stream.byte_offset()..].trim().is_empty() {
         return Err(refuse("nothing may follow the value (no and, or, not)"));
     }
+    // No name or id here holds one, and PostgreSQL refuses it in any text it is sent.
+    if parsed.contains('\0') {
+        return Err(refuse("the value holds a NUL character (\\u0000)"));
+    }
     Ok(parsed)
 }
 
@@ -105,6 +109,7 @@ mod tests {
             r#"userName eq "alice" or userName eq "bob""#,
             r#"userName eq "unterminated"#,
             r#"(userName eq "alice")"#,
+            r#"userName eq "a\u0000b""#,
         ] {
             let err = username_eq(bad).unwrap_err();
             assert_eq!(err.status, 400, "{bad}");

@@ -222,7 +222,10 @@ fn member_ids(value: &Value) -> Result<Vec<String>, ScimError> {
     };
     list.iter()
         .map(|item| match item.get("value") {
-            Some(Value::String(id)) if !id.is_empty() && id.len() <= 255 => Ok(id.clone()),
+            // A NUL is in no id, and PostgreSQL refuses it in any text it is sent.
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= 255 && !id.contains('\0') => {
+                Ok(id.clone())
+            }
             _ => Err(ScimError::bad(
                 "invalidValue",
                 "each member needs a value: the id of a User of this server",
@@ -408,25 +411,47 @@ fn name_taken(name: &str) -> ScimError {
 
 /// Sets each touched user's roles to the groups they are in now.
 async fn reapply_roles(caller: &Provisioner, usernames: &[String]) -> Result<(), ScimError> {
-    let names: Vec<&str> = usernames.iter().map(String::as_str).collect();
-    let groups = caller.api.store.groups_of(&names).await?;
-    for (username, groups) in groups {
-        let roles: Vec<String> = groups.into_iter().map(|(_, name)| name).collect();
-        caller
-            .api
-            .signin
-            .apply_roles(
-                &caller.api.store,
-                &username,
-                &roles,
-                FROM_SCIM,
-                Some(ACTOR.into()),
-                Some(caller.ip.clone()),
-            )
-            .await?;
+    let mut names: Vec<&str> = usernames.iter().map(String::as_str).collect();
+    let mut groups = caller.api.store.groups_of(&names).await?;
+    // A write of another group at the same time may set roles it read before this
+    // one's change: whoever finds the groups changed after setting sets them again.
+    for _ in 0..REAPPLY_ATTEMPTS {
+        for (username, groups) in &groups {
+            let roles: Vec<String> = groups.iter().map(|(_, name)| name.clone()).collect();
+            caller
+                .api
+                .signin
+                .apply_roles(
+                    &caller.api.store,
+                    username,
+                    &roles,
+                    FROM_SCIM,
+                    Some(ACTOR.into()),
+                    Some(caller.ip.clone()),
+                )
+                .await?;
+        }
+        let now = caller.api.store.groups_of(&names).await?;
+        let changed: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| now.get(*name) != groups.get(*name))
+            .collect();
+        if changed.is_empty() {
+            break;
+        }
+        names = changed;
+        groups = now
+            .into_iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .collect();
     }
     Ok(())
 }
+
+/// How often [`reapply_roles`] sets a user's roles again when their groups changed
+/// meanwhile.
+const REAPPLY_ATTEMPTS: usize = 20;
 
 /// `POST /Groups`.
 pub async fn create(caller: Provisioner, ScimBody(body): ScimBody) -> Result<Response, ScimError> {
@@ -475,7 +500,14 @@ async fn audit(caller: &Provisioner, action: &'static str, id: &str, name: &str)
         .await;
 }
 
-async fn write(caller: &Provisioner, id: &str, wanted: &Wanted) -> Result<ScimGroup, ScimError> {
+/// Writes `wanted`; with `read` (the members' usernames it was computed from), only
+/// if those are still the members: `None` when they are not, and nothing was written.
+async fn write(
+    caller: &Provisioner,
+    id: &str,
+    wanted: &Wanted,
+    read: Option<&BTreeSet<String>>,
+) -> Result<Option<ScimGroup>, ScimError> {
     let members = member_names(caller, wanted).await?;
     let change = match caller
         .api
@@ -487,15 +519,17 @@ async fn write(caller: &Provisioner, id: &str, wanted: &Wanted) -> Result<ScimGr
                 external_id: wanted.external_id.as_deref(),
                 members: &members,
             },
+            read,
         )
         .await?
     {
         Replaced::Done(change) => change,
         Replaced::NoSuchGroup => return Err(no_group(id)),
         Replaced::NameTaken => return Err(name_taken(&wanted.display_name)),
+        Replaced::Stale => return Ok(None),
     };
     reapply_roles(caller, &change.touched).await?;
-    change.group.ok_or_else(|| no_group(id))
+    change.group.ok_or_else(|| no_group(id)).map(Some)
 }
 
 /// `PUT /Groups/{id}`: replaces the Group.
@@ -506,7 +540,9 @@ pub async fn replace(
 ) -> Result<Response, ScimError> {
     existing(&caller, &id).await?;
     let wanted = read_group(&body)?;
-    let group = write(&caller, &id, &wanted).await?;
+    let group = write(&caller, &id, &wanted, None)
+        .await?
+        .ok_or_else(|| no_group(&id))?;
     Ok(scim_json(StatusCode::OK, &resource(&group, &caller.origin)))
 }
 
@@ -518,14 +554,28 @@ pub async fn patch(
     ScimBody(body): ScimBody,
 ) -> Result<Response, ScimError> {
     let operations = super::patch_operations(&body)?;
-    let group = existing(&caller, &id).await?;
-    let mut wanted = Wanted::from(&group);
-    for operation in operations {
-        apply(&mut wanted, operation)?;
+    // Providers send PATCHes of one group at once (a member each): each is applied to
+    // the members as they are when it is written, read again if another came first.
+    for _ in 0..PATCH_ATTEMPTS {
+        let group = existing(&caller, &id).await?;
+        let read: BTreeSet<String> = group.members.iter().map(|m| m.username.clone()).collect();
+        let mut wanted = Wanted::from(&group);
+        for operation in operations {
+            apply(&mut wanted, operation)?;
+        }
+        if let Some(group) = write(&caller, &id, &wanted, Some(&read)).await? {
+            return Ok(scim_json(StatusCode::OK, &resource(&group, &caller.origin)));
+        }
     }
-    let group = write(&caller, &id, &wanted).await?;
-    Ok(scim_json(StatusCode::OK, &resource(&group, &caller.origin)))
+    Err(ScimError::new(
+        StatusCode::CONFLICT,
+        None,
+        format!("Group {id:?} was changed by {PATCH_ATTEMPTS} other requests while this PATCH was applied; send it again"),
+    ))
 }
+
+/// How often a PATCH is applied again when other writes of the group came first.
+const PATCH_ATTEMPTS: usize = 50;
 
 /// `DELETE /Groups/{id}`: the group is gone, and with it the role of its members.
 pub async fn delete(caller: Provisioner, Path(id): Path<String>) -> Result<StatusCode, ScimError> {
