@@ -16,6 +16,10 @@ Scenarios (see BENCHMARKS.md for the targets):
             and revoked with the CLI.
   notify    the expiry notifier finding the tokens due for an e-mail among --tokens
             tokens expiring over the coming year, on SQLite and PostgreSQL.
+  revalidation
+            --sso-users SSO users (10,000) all due for re-validation at once against the
+            test OpenID provider (tests/oidc, on Node): how long until every one has been
+            asked, and the proxy's p99 at a fixed rate before and while it runs.
 """
 
 import argparse
@@ -37,12 +41,14 @@ PATGATE = os.path.join(RELEASE, "patgate")
 LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
 FILL_TOKENS = os.path.join(RELEASE, "examples", "fill_tokens")
 NOTIFY_DUE = os.path.join(RELEASE, "examples", "notify_due")
+FILL_SSO_USERS = os.path.join(RELEASE, "examples", "fill_sso_users")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 UPSTREAM_PORT = 18080
 NGINX_PORT = 18081
 PATGATE_PORT = 18082
 REPLICA_PORTS = (18083, 18084)
+PROVIDER_PORT = 18085
 
 
 def log(msg):
@@ -546,8 +552,104 @@ def scenario_notify(work, args, results):
     )
 
 
+def scenario_revalidation(work, args, results):
+    """Every SSO user due for re-validation at once (the worst case: they all signed in
+    together and the spread did not help), against the test OpenID provider."""
+    n = args.sso_users
+    callback = f"http://127.0.0.1:{PATGATE_PORT}/patgate/sso/callback"
+    env = dict(os.environ, OIDC_CLIENT_ID="patgate", OIDC_CLIENT_SECRET="bench-client-secret",
+               OIDC_REDIRECT_URIS=callback, OIDC_PORT=str(PROVIDER_PORT))
+    env.pop("OIDC_ISSUER", None)
+    provider_log = open(os.path.join(work, "provider.log"), "w")
+    # The provider stands in for a service on other machines: it runs at a lower
+    # priority so that its CPU comes second to the gateway's on the shared cores.
+    provider = subprocess.Popen(["nice", "-n", "10", "node", os.path.join(ROOT, "tests", "oidc", "provider.mjs")],
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=provider_log, text=True)
+    gw = None
+    try:
+        ready = provider.stdout.readline().split()
+        if len(ready) != 2 or ready[0] != "READY":
+            raise RuntimeError(f"the provider did not start: {open(os.path.join(work, 'provider.log')).read()}")
+        issuer = ready[1]
+        request = urllib.request.Request(f"http://127.0.0.1:{PROVIDER_PORT}/__control/mint?count={n}&prefix=sso", method="POST")
+        minted = os.path.join(work, "minted.json")
+        with open(minted, "wb") as f:
+            f.write(urllib.request.urlopen(request, timeout=120).read())
+        db = os.path.join(work, "revalidation.db")
+        extra = f"""sso:
+  issuer: {issuer}
+  client_id: patgate
+  client_secret: bench-client-secret
+  redirect_url: {callback}
+  scopes: [openid, profile, email, groups]
+  revalidate_every: {args.revalidate_every}
+"""
+        config = write_config(work, "revalidation", PATGATE_PORT, f"sqlite://{db}", extra)
+        started = time.time()
+        subprocess.run([FILL_SSO_USERS, "--config", config, "--issuer", issuer, "--input", minted, "--due-in", "86400"],
+                       check=True, capture_output=True)
+        log(f"revalidation: {n} SSO users written in {time.time() - started:.1f} s")
+        gw = Patgate(config, PATGATE_PORT)
+        token = cli(config, "token", "create", "--user", "bench", "--name", "revalidation", "--expires", "7d")
+        tokens = os.path.join(work, "revalidation-token.txt")
+        open(tokens, "w").write(token + "\n")
+        rate = args.valid_rate or 5000
+
+        def asked():
+            m = metrics(PATGATE_PORT)
+            return sum(v for k, v in m.items() if k.startswith("patgate_sso_revalidations_total")), m
+
+        quiet = []
+        for _ in range(args.rounds):
+            quiet.append(run_json(loadgen(PATGATE_PORT, "fixed", rate, args.duration, 64, tokens)))
+        before, _ = asked()
+        # Everyone due now, as the gateway would find them after a mass sign-in.
+        import sqlite3
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE sso_revalidation SET next_at = ?", (int(time.time()),))
+        due_at = time.time()
+        busy, done_at, last = [], None, None
+        while done_at is None and time.time() - due_at < 3600:
+            busy.append(run_json(loadgen(PATGATE_PORT, "fixed", rate, args.duration, 64, tokens)))
+            count, last = asked()
+            log(f"revalidation: {int(count - before)} of {n} asked after {time.time() - due_at:.0f} s; p99 {busy[-1]['p99_us']} us")
+            if count - before >= n:
+                done_at = time.time()
+        # The time the last user was asked, to within a quarter of a second.
+        finished = None
+        if done_at is not None:
+            finished = done_at - due_at
+        for out in quiet + busy:
+            if out["errors"] or set(out["status"]) != {"200"}:
+                raise RuntimeError(f"the proxy failed requests: {out}")
+        by_result = {k.split('"')[1]: int(v) for k, v in (last or {}).items() if k.startswith("patgate_sso_revalidations_total")}
+        q = med([o["p99_us"] for o in quiet])
+        b = med([o["p99_us"] for o in busy])
+        worst = max(o["p99_us"] for o in busy)
+        results["revalidation"] = {"sso_users": n, "rate": rate, "seconds_upper_bound": finished, "quiet": quiet, "busy": busy,
+                                   "results": by_result, "period": args.revalidate_every}
+        return table(
+            f"Re-validation: {n:,} SSO users due at once against the test provider (Node, nice 10); proxy at {rate} req/s, 64 connections",
+            ["measure", "value"],
+            [
+                ["every user asked within (upper bound: the load rounds are " + str(args.duration) + " s)", f"{finished:.0f} s" if finished else "not finished"],
+                ["period (sso.revalidate_every)", args.revalidate_every],
+                ["answers", json.dumps(by_result)],
+                ["proxy p99 before (median of rounds)", f"{q} µs"],
+                ["proxy p99 while re-validating (median of rounds; worst)", f"{b} µs; {worst} µs"],
+                ["**p99 ratio while / before**", f"**{b / max(q, 1):.2f}**"],
+            ],
+        )
+    finally:
+        if gw:
+            gw.stop()
+        provider.stdin.close()
+        provider.terminate()
+        provider.wait(timeout=10)
+
+
 SCENARIOS = {"hot": scenario_hot, "access": scenario_access, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout,
-             "notify": scenario_notify}
+             "notify": scenario_notify, "revalidation": scenario_revalidation}
 
 
 def main():
@@ -561,6 +663,8 @@ def main():
     parser.add_argument("--scaleout-seconds", type=int, default=60)
     parser.add_argument("--valid-rate", type=int, default=0,
                         help="valid clients' rate in the flood scenario (default: half the hot-path maximum)")
+    parser.add_argument("--sso-users", type=int, default=10_000, help="SSO users in the re-validation scenario")
+    parser.add_argument("--revalidate-every", default="15m", help="sso.revalidate_every in the re-validation scenario")
     parser.add_argument("--postgres", default=os.environ.get("PATGATE_TEST_POSTGRES_URL", ""),
                         help="base PostgreSQL URL (a database may be created there)")
     args = parser.parse_args()

@@ -11,7 +11,10 @@
 //! - the provider unreachable: nothing changes for anyone; counted and logged.
 //!
 //! Each user comes due one period after the last time, less up to a fifth at random,
-//! so that users who signed in together spread out.
+//! so that users who signed in together spread out. When many come due at once (they
+//! all signed in together, or the gateway was down), they are asked at a pace that
+//! gets through all of them in half a period, and no faster: the request path shares
+//! the machine, and the provider's token endpoint is shared too.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,8 +30,10 @@ use crate::store::{AuditEvent, DueRevalidation, RevalidationResult, Store, FROM_
 
 /// How often due users are looked for.
 const TICK: Duration = Duration::from_secs(1);
-/// Users taken per look.
+/// Users taken per look, at most.
 const BATCH: i64 = 500;
+/// Users taken per look, at least (a small population is never held back).
+const AT_LEAST: i64 = 10;
 /// Providers asked at once, per replica.
 const AT_ONCE: usize = 16;
 /// The audit log's actor for changes the task makes.
@@ -74,8 +79,12 @@ pub async fn round(
     metrics: &Arc<Metrics>,
     every: Duration,
 ) -> Round {
+    // Everyone within half a period, one look a second.
+    let population = store.revalidation_count().await.unwrap_or(BATCH);
+    let looks = (every.as_secs() / 2).max(1) as i64;
+    let pace = ((population + looks - 1) / looks).clamp(AT_LEAST, BATCH);
     let due = match store
-        .due_revalidations(crate::core::time::now(), BATCH)
+        .due_revalidations(crate::core::time::now(), pace)
         .await
     {
         Ok(due) => due,

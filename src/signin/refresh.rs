@@ -19,7 +19,7 @@ use crate::core::text::outside_text;
 use crate::store::{AuditEvent, Store, StoreError, FROM_SCIM};
 
 /// What the sealed refresh tokens are bound to.
-const SEAL_CONTEXT: &str = "sso refresh token";
+pub const SEAL_CONTEXT: &str = "sso refresh token";
 
 /// What an SSO sign-in or re-validation says about a user.
 #[derive(Debug, Clone)]

@@ -152,6 +152,15 @@ impl Store {
         Ok(())
     }
 
+    /// SSO users with a refresh token kept, whom re-validation asks about.
+    pub async fn revalidation_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sso_revalidation WHERE refresh_token IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Re-validations due by `at`, oldest first.
     pub async fn due_revalidations(
         &self,

@@ -86,10 +86,11 @@ async fn poll_sqlite(
             match store.invalidations_since(last).await {
                 Ok(changes) => {
                     let complete = changes.len() < crate::store::INVALIDATION_BATCH;
-                    for (id, change) in changes {
-                        check.invalidate(&change).await;
-                        last = id;
+                    if let Some((id, _)) = changes.last() {
+                        last = *id;
                     }
+                    let changes: Vec<_> = changes.into_iter().map(|(_, change)| change).collect();
+                    check.invalidate_batch(&changes).await;
                     if complete {
                         check.confirm_feed();
                         break;
@@ -157,15 +158,25 @@ async fn listen_postgres(
         };
         match received {
             Ok(Ok(Some(notification))) => {
-                let payload = notification.payload();
-                match payload.split_once(':') {
-                    Some(("p", _)) => check.confirm_feed(),
-                    Some((kind, key)) => match Invalidation::parse(kind, key) {
-                        Some(change) => check.invalidate(&change).await,
+                // With the notices already received behind it, applied as one batch.
+                let mut changes = Vec::new();
+                let mut next = Some(notification);
+                while let Some(notification) = next {
+                    match notification.payload().split_once(':') {
+                        Some(("p", _)) => check.confirm_feed(),
+                        Some((kind, key)) => match Invalidation::parse(kind, key) {
+                            Some(change) => changes.push(change),
+                            None => tracing::warn!("ignoring an unrecognised invalidation notice"),
+                        },
                         None => tracing::warn!("ignoring an unrecognised invalidation notice"),
-                    },
-                    None => tracing::warn!("ignoring an unrecognised invalidation notice"),
+                    }
+                    next = if changes.len() < crate::store::INVALIDATION_BATCH {
+                        listener.next_buffered()
+                    } else {
+                        None
+                    };
                 }
+                check.invalidate_batch(&changes).await;
             }
             Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
                 // Changes may have gone by unheard: bypass the cache now; it is emptied

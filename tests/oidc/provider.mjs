@@ -25,6 +25,12 @@
 //   POST /__control/groups?sub=S   body: JSON list of groups  -> the account's groups
 //   POST /__control/revoke?sub=S   destroys the account's grants: its refresh tokens are
 //                                  refused with invalid_grant; a new sign-in works
+//   POST /__control/mint?count=N&prefix=P
+//                                  makes N accounts (sub P-i, preferred_username Pi,
+//                                  groups ["deployers"]), each with a grant and a refresh
+//                                  token as a sign-in would leave them, for the
+//                                  re-validation benchmark; answers the JSON list
+//                                  [{sub, username, email, refresh_token}]
 //
 // Prints `READY <issuer>` on stdout once listening; everything else goes to stderr.
 // Exits on SIGTERM, SIGINT, or when stdin closes.
@@ -107,7 +113,66 @@ const mount = new URL(issuer).pathname.replace(/\/+$/, '');
 const { privateKey } = await keyPair;
 const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-rs256' };
 
+// Kept in memory without a size limit: the library's development adapter forgets all
+// but the last thousand records, and the re-validation benchmark holds ten thousand
+// grants with their refresh tokens.
+const stores = new Map();
+const grantMembers = new Map();
+class MapAdapter {
+  constructor(name) {
+    this.name = name;
+    if (!stores.has(name)) stores.set(name, new Map());
+    this.store = stores.get(name);
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : undefined;
+    this.store.set(id, { payload, expiresAt });
+    if (payload.grantId) {
+      if (!grantMembers.has(payload.grantId)) grantMembers.set(payload.grantId, []);
+      grantMembers.get(payload.grantId).push([this.name, id]);
+    }
+    if (payload.uid) this.store.set(`uid:${payload.uid}`, { id });
+    if (payload.userCode) this.store.set(`userCode:${payload.userCode}`, { id });
+  }
+
+  async find(id) {
+    const entry = this.store.get(id);
+    if (!entry || !entry.payload) return undefined;
+    if (entry.expiresAt && entry.expiresAt < Date.now()) {
+      this.store.delete(id);
+      return undefined;
+    }
+    return entry.payload;
+  }
+
+  async findByUid(uid) {
+    const entry = this.store.get(`uid:${uid}`);
+    return entry ? this.find(entry.id) : undefined;
+  }
+
+  async findByUserCode(userCode) {
+    const entry = this.store.get(`userCode:${userCode}`);
+    return entry ? this.find(entry.id) : undefined;
+  }
+
+  async consume(id) {
+    const entry = this.store.get(id);
+    if (entry?.payload) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    this.store.delete(id);
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const [name, id] of grantMembers.get(grantId) ?? []) stores.get(name)?.delete(id);
+    grantMembers.delete(grantId);
+  }
+}
+
 const provider = new Provider(issuer, {
+  adapter: MapAdapter,
   clients: [
     {
       client_id: clientId,
@@ -269,7 +334,39 @@ async function interaction(req, res, uid) {
   res.end(`unexpected prompt ${name}\n`);
 }
 
+/** Accounts with a refresh token each, as if every one of them had signed in. */
+async function mint(count, prefix) {
+  const client = await provider.Client.find(clientId);
+  const now = Math.floor(Date.now() / 1000);
+  const made = [];
+  for (let i = 0; i < count; i += 1) {
+    const account = {
+      sub: `${prefix}-${i}`, preferred_username: `${prefix}${i}`, email: `${prefix}${i}@example.com`, groups: ['deployers'],
+    };
+    bySub.set(account.sub, account);
+    byLogin.set(account.preferred_username, account);
+    const grant = new provider.Grant({ clientId, accountId: account.sub });
+    grant.addOIDCScope(SCOPES.join(' '));
+    const grantId = await grant.save();
+    grantsBySub.set(account.sub, new Set([grantId]));
+    const refreshToken = new provider.RefreshToken({
+      client, accountId: account.sub, grantId, scope: SCOPES.join(' '), gty: 'authorization_code', authTime: now, iiat: now, rotations: 0,
+    });
+    made.push({
+      sub: account.sub, username: account.preferred_username, email: account.email, refresh_token: await refreshToken.save(),
+    });
+  }
+  return made;
+}
+
 async function control(req, res, url) {
+  if (url.pathname === '/__control/mint' && req.method === 'POST') {
+    const count = Math.min(Number(url.searchParams.get('count') ?? '0'), 1_000_000);
+    const made = await mint(count, url.searchParams.get('prefix') || 'bench');
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(made));
+    return;
+  }
   const sub = url.searchParams.get('sub') ?? '';
   const account = bySub.get(sub);
   if (req.method !== 'POST' || !account) {

@@ -534,6 +534,43 @@ impl TokenCheck {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Evicts what a batch of changes made stale. Users' changes are evicted together,
+    /// with one pass over the cache: a mass suspension or deprovisioning would otherwise
+    /// queue one scan of the cache per user, and the request path would pay for them.
+    pub async fn invalidate_batch(&self, changes: &[Invalidation]) {
+        let users: std::collections::HashSet<Arc<str>> = changes
+            .iter()
+            .filter_map(|change| match change {
+                Invalidation::User(username) => Some(Arc::from(username.as_str())),
+                _ => None,
+            })
+            .collect();
+        if users.len() < 2 {
+            for change in changes {
+                self.invalidate(change).await;
+            }
+            return;
+        }
+        for change in changes {
+            if !matches!(change, Invalidation::User(_)) {
+                self.invalidate(change).await;
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let count = users.len() as u64;
+        if let Err(e) = self
+            .found
+            .invalidate_entries_if(move |_, entry| users.contains(&entry.username))
+        {
+            tracing::warn!(error = %e, "could not evict users' tokens; evicting all");
+            self.found.invalidate_all();
+        }
+        self.metrics
+            .local()
+            .invalidations
+            .fetch_add(count, Ordering::Relaxed);
+    }
+
     /// Evicts everything (after a gap in the change feed).
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
