@@ -68,14 +68,17 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Command::CheckConfig { connect } => runtime.block_on(check_config(&config, connect)),
+        Command::Reload => {
+            reload(&config).and_then(|line| Ok(cli::write_line(&mut stdout, &line)?))
+        }
         Command::Serve => match preflight::check(&config) {
             Err(e) => Err(e.into()),
             Ok(notes) => {
-                let _guard = logging::init(&config.log);
+                let (_guard, log_level) = logging::init(&config.log);
                 for note in notes {
                     tracing::info!("{note}");
                 }
-                runtime.block_on(serve(config.clone()))
+                runtime.block_on(serve(config.clone(), log_level))
             }
         },
         Command::Token(t) => admin(Admin::Token(t), &mut stdout),
@@ -186,14 +189,89 @@ async fn check_config(config: &Config, connect: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, log_level: logging::LogLevel) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).expect("installing the SIGHUP handler");
     let mut running = app::start(config.clone()).await?;
-    tokio::spawn(app::first_steps(config, running.local_addr));
-    tokio::select! {
-        result = running.wait() => return result,
-        _ = shutdown_signal() => tracing::info!("shutdown signal received"),
+    running.reloader.set_log_level(log_level);
+    let pid_file = config.pid_file.clone();
+    if let Some(path) = &pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("pid_file {}: {e}", path.display()))?;
     }
-    running.shutdown().await
+    tokio::spawn(app::first_steps(config, running.local_addr));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            result = running.wait() => break Some(result),
+            _ = &mut shutdown => {
+                tracing::info!("shutdown signal received");
+                break None;
+            }
+            _ = hangup.recv() => reloaded(running.reloader.reload_file()),
+        }
+    };
+    let result = match result {
+        Some(result) => result,
+        None => running.shutdown().await,
+    };
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Logs what a reload did: applied keys, keys that wait for a restart, or why the new
+/// file was refused (the old settings keep serving).
+fn reloaded(result: anyhow::Result<app::reload::Reloaded>) {
+    match result {
+        Ok(done) => {
+            if done.applied.is_empty() && done.needs_restart.is_empty() {
+                tracing::info!("configuration reloaded: nothing changed (the TLS certificate, if any, was read again)");
+            } else {
+                tracing::info!(applied = ?done.applied, "configuration reloaded");
+            }
+            if !done.needs_restart.is_empty() {
+                tracing::warn!(
+                    keys = ?done.needs_restart,
+                    "these changes need a restart and were not applied; the old values stay in use"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "configuration reload refused, nothing changed; the previous settings keep serving: {e:#}"
+        ),
+    }
+}
+
+/// `patgate reload`: SIGHUP to the gateway whose process id is in `pid_file`.
+fn reload(config: &Config) -> anyhow::Result<String> {
+    let Some(path) = &config.pid_file else {
+        return Err(ConfigError::new(
+            "pid_file is not set: set it (the gateway writes its process id there) or send the gateway SIGHUP yourself",
+        )
+        .into());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("pid_file {}: {e}; is the gateway running?", path.display())
+    })?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("pid_file {}: not a process id", path.display()))?;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .map_err(|e| anyhow::anyhow!("kill -HUP {pid}: {e}"))?;
+    anyhow::ensure!(
+        status.success(),
+        "kill -HUP {pid} failed: no such process? (pid_file {})",
+        path.display()
+    );
+    Ok(format!(
+        "sent SIGHUP to the gateway (pid {pid}); its log says what was applied"
+    ))
 }
 
 async fn shutdown_signal() {

@@ -11,6 +11,7 @@ pub mod deploy_check;
 pub mod deploy_lists;
 pub mod housekeeping;
 pub mod preflight;
+pub mod reload;
 pub mod start;
 pub mod store;
 

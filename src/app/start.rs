@@ -16,13 +16,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::housekeeping;
+use super::reload::Reloader;
 use super::store::open_store;
 use crate::api::{self, Api};
 use crate::config::{Config, IdentityMode};
 use crate::core::client::ClientInfo;
 use crate::core::response::Body;
 use crate::edge::gateway::{Gateway, OwnRoutes};
-use crate::edge::headers::Rules;
+use crate::edge::live::Live;
 use crate::edge::{endpoints, server};
 use crate::identity::jwt::JwtMinter;
 use crate::identity::UpstreamIdentity;
@@ -43,6 +44,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The API, for embedding programs and tests.
     pub api: Arc<Api>,
+    /// Applies a new configuration to the running gateway (`SIGHUP`).
+    pub reloader: Reloader,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -101,7 +104,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let identity = UpstreamIdentity::new(&config.upstream.identity, jwt.clone())?;
     // The API asserts users to Deploy too (asking again whether an administrator is
     // one); it shares the signing keys.
-    let api_identity = UpstreamIdentity::new(&config.upstream.identity, jwt)?;
+    let api_identity = UpstreamIdentity::new(&config.upstream.identity, jwt.clone())?;
     if config.upstream.identity.mode == IdentityMode::Header
         && config.upstream.identity.shared_secret.is_none()
     {
@@ -112,12 +115,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
     let tls = config.tls.as_ref().map(server::tls_acceptor).transpose()?;
+    let tls_on = tls.is_some();
 
     let listeners = server::bind(config.listen, config.workers, config.share_port)?;
     let local_addr = listeners[0].local_addr()?;
     tracing::info!(
         %local_addr,
-        tls = tls.is_some(),
+        tls = tls_on,
         upstream = %config.upstream.url,
         identity = ?config.upstream.identity.mode,
         database = ?store.backend(),
@@ -149,12 +153,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store.clone(),
         routes,
         tokens,
-        identity,
-        Rules::new(&config),
+        Live::new(&config, identity, tls),
         metrics.clone(),
     );
-    gateway.access_log = config.log.access;
-    gateway.deploy_tokens = config.deploy_tokens;
     gateway.admin_elsewhere = config.admin_listen.is_some();
     let gateway = Arc::new(gateway);
     let admin_addr = match config.admin_listen {
@@ -173,15 +174,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         None => None,
     };
-    let threads = server::spawn_workers(
-        listeners,
-        tls,
-        gateway,
-        &config.upstream,
-        metrics,
-        stop_rx,
-        config.shutdown_grace,
-    )?;
+    let reloader = Reloader::new(config.clone(), gateway.clone(), jwt, metrics.clone());
+    let threads =
+        server::spawn_workers(listeners, gateway, metrics, stop_rx, config.shutdown_grace)?;
     let done = tokio::spawn(async move {
         let joined = tokio::task::spawn_blocking(move || {
             threads
@@ -212,6 +207,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         local_addr,
         admin_addr,
         api,
+        reloader,
         stop: stop_tx,
         done,
     })

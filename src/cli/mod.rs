@@ -53,6 +53,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve,
+    /// Make the running gateway read its configuration again (SIGHUP to the process
+    /// named in `pid_file`): what can change live is applied, the rest is named in its
+    /// log; a file that fails validation changes nothing.
+    Reload,
     /// Validate the configuration without starting: every check `serve` makes before it
     /// opens a socket.
     CheckConfig {

@@ -42,12 +42,12 @@ type DeError = serde_path_to_error::Error<serde_yaml_ng::Error>;
 pub(super) fn deserialize(
     file: &Value,
     overrides: &[Override],
-) -> Result<Result<Raw, DeError>, ConfigError> {
+) -> Result<(Result<Raw, DeError>, Value), ConfigError> {
     let mut tree = file.clone();
     for o in overrides {
         apply_override(&mut tree, &o.var, &o.path, &o.value)?;
     }
-    Ok(serde_path_to_error::deserialize(tree))
+    Ok((serde_path_to_error::deserialize(tree.clone()), tree))
 }
 
 /// The name in serde's "unknown field `name`, expected …".
@@ -129,8 +129,10 @@ fn suggest(file: &Value, overrides: &[Override], i: usize) -> Option<String> {
             .unwrap_or_default()
             .to_ascii_lowercase();
         match deserialize(file, &trial) {
-            Ok(Ok(_)) => return Some(candidate),
-            Ok(Err(e)) if unknown_field(&e).is_none_or(|f| f != last) => return Some(candidate),
+            Ok((Ok(_), _)) => return Some(candidate),
+            Ok((Err(e), _)) if unknown_field(&e).is_none_or(|f| f != last) => {
+                return Some(candidate)
+            }
             _ => {}
         }
     }

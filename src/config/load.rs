@@ -39,6 +39,9 @@ impl Config {
             }
         };
         resolve(&mut self.secrets.token_key_file);
+        if let Some(pid_file) = &mut self.pid_file {
+            resolve(pid_file);
+        }
         if let Some(tls) = &mut self.tls {
             resolve(&mut tls.cert_file);
             resolve(&mut tls.key_file);
@@ -79,8 +82,80 @@ impl Config {
         }
         let overrides = Override::all_in(env);
         match deserialize(&file, &overrides)? {
-            Ok(raw) => raw.validate(),
-            Err(e) => Err(explain(e, &file, &overrides)),
+            (Ok(raw), tree) => {
+                let mut config = raw.validate()?;
+                config.written = Written::of(&tree);
+                Ok(config)
+            }
+            (Err(e), _) => Err(explain(e, &file, &overrides)),
+        }
+    }
+}
+
+/// What the file and its overrides said, key by key (`upstream.identity.mode`), as a
+/// digest of each value: a reload compares two of these to name the keys that changed,
+/// without keeping or printing any value (some are secrets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written(BTreeMap<String, [u8; 32]>);
+
+impl Written {
+    fn of(tree: &Value) -> Written {
+        fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, [u8; 32]>) {
+            match value {
+                Value::Mapping(map) if !map.is_empty() => {
+                    for (key, value) in map {
+                        let key = match key {
+                            Value::String(key) => key.clone(),
+                            other => serde_yaml_ng::to_string(other).unwrap_or_default(),
+                        };
+                        let path = if prefix.is_empty() {
+                            key
+                        } else {
+                            format!("{prefix}.{key}")
+                        };
+                        walk(&path, value, out);
+                    }
+                }
+                leaf => {
+                    use sha2::Digest;
+                    let text = serde_yaml_ng::to_string(leaf).unwrap_or_default();
+                    out.insert(prefix.to_string(), sha2::Sha256::digest(text).into());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk("", tree, &mut out);
+        Written(out)
+    }
+
+    /// The keys whose value differs between the two, or that only one of them sets.
+    pub fn changed(&self, other: &Written) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(key, digest)| other.0.get(*key) != Some(digest))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.extend(
+            other
+                .0
+                .keys()
+                .filter(|key| !self.0.contains_key(*key))
+                .cloned(),
+        );
+        keys.sort();
+        keys
+    }
+
+    /// This, with `key` as `other` has it (set, changed or removed).
+    pub fn take(&mut self, other: &Written, key: &str) {
+        match other.0.get(key) {
+            Some(digest) => {
+                self.0.insert(key.to_string(), *digest);
+            }
+            None => {
+                self.0.remove(key);
+            }
         }
     }
 }

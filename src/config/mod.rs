@@ -40,6 +40,7 @@ pub use cache::{Cache, Limits};
 pub use database::{redact_url, Database};
 pub use exchange::Exchange;
 pub use jwt::{JwtAlgorithm, JwtSettings};
+pub use load::Written;
 pub use log::Log;
 pub use notify::Notify;
 pub use scim::Scim;
@@ -86,6 +87,8 @@ pub struct Config {
     /// A second listener for `/patgate/metrics` and `/patgate/readyz`, which then are
     /// not served on `listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// Where `serve` writes its process id, for `patgate reload`.
+    pub pid_file: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
     pub upstream: Upstream,
     pub database: Database,
@@ -116,6 +119,8 @@ pub struct Config {
     pub leaked: Leaked,
     /// How CI identity tokens are checked for a token exchange.
     pub exchange: Exchange,
+    /// What was written, key by key, for a reload to compare.
+    pub written: Written,
 }
 
 /// The whole file as written, overrides applied; each section's part is in its own file.
@@ -127,6 +132,8 @@ struct Raw {
     share_port: bool,
     #[serde(default)]
     admin_listen: String,
+    #[serde(default)]
+    pid_file: String,
     #[serde(default)]
     tls: server::RawTls,
     upstream: upstream::RawUpstream,
@@ -184,6 +191,8 @@ impl Raw {
             listen,
             share_port: self.share_port,
             admin_listen,
+            pid_file: (!self.pid_file.trim().is_empty())
+                .then(|| PathBuf::from(self.pid_file.trim())),
             tls,
             upstream,
             database,
@@ -203,6 +212,7 @@ impl Raw {
             leaked: self.leaked.validate()?,
             scim: self.scim.validate()?,
             exchange: self.exchange.validate()?,
+            written: Written::default(),
         })
     }
 }

@@ -79,7 +79,7 @@ pub async fn handle<B>(
                 },
             }),
         ),
-        "/patgate/.well-known/jwks.json" => match gateway.identity.jwks() {
+        "/patgate/.well-known/jwks.json" => match gateway.live.current().identity.jwks() {
             Some(jwks) => json(StatusCode::OK, &jwks),
             None => json_error(
                 StatusCode::NOT_FOUND,

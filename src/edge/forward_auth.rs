@@ -122,6 +122,8 @@ fn client(gateway: &Gateway, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
     let forwarded = headers.get_all("x-forwarded-for");
     if forwarded.iter().next().is_some() {
         return gateway
+            .live
+            .current()
             .rules
             .client(peer, forwarded.iter().map(HeaderValue::as_bytes))
             .ip;
@@ -151,7 +153,8 @@ fn unauthorized(code: &str, message: &str) -> Response<Body> {
 
 /// Answers one forward-auth request from `peer`.
 pub async fn handle<B>(gateway: &Gateway, req: Request<B>, peer: Peer<'_>) -> Response<Body> {
-    if !gateway.rules.trusts_proxy(peer.ip) {
+    let live = gateway.live.current();
+    if !live.rules.trusts_proxy(peer.ip) {
         tracing::info!(request_id = peer.request_id, caller = %peer.ip, "refused forward-auth from an untrusted caller");
         return json_error(
             StatusCode::FORBIDDEN,
@@ -211,7 +214,7 @@ pub async fn handle<B>(gateway: &Gateway, req: Request<B>, peer: Peer<'_>) -> Re
         Err(refusal) => return gateway.refuse(refusal, peer.request_id).await,
     };
     let mut identity = HeaderMap::new();
-    if let Err(e) = gateway
+    if let Err(e) = live
         .identity
         .apply(&mut identity, &principal.username, &principal.roles)
         .await

@@ -16,10 +16,10 @@ use crate::config::DeployTokens;
 use crate::core::client::ClientInfo;
 use crate::core::refusal::Refusal;
 use crate::core::response::{json_error, Body};
-use crate::edge::headers::{self, Rules};
+use crate::edge::headers;
+use crate::edge::live::{Live, LiveCell};
 use crate::edge::proxy::{self, Peer, Proxy, StillValid, UpstreamWait};
 use crate::edge::{access, admission, endpoints, expiry, forward_auth, forwarded};
-use crate::identity::UpstreamIdentity;
 use crate::metrics::{Metrics, Route};
 use crate::store::Store;
 use crate::tokens::check::TokenCheck;
@@ -71,17 +71,13 @@ pub struct Gateway {
     /// and the pages.
     pub routes: Arc<dyn OwnRoutes>,
     pub tokens: Arc<TokenCheck>,
-    pub identity: UpstreamIdentity,
-    /// Header rules and trusted proxies, for both paths.
-    pub rules: Rules,
+    /// The settings a reload may change: identity, header rules and trusted proxies,
+    /// access log, Deploy's own tokens, Deploy's address, the certificate.
+    pub live: LiveCell,
     pub metrics: Arc<Metrics>,
     /// The main runtime, which owns the database connections; workers send their
     /// queries there.
     pub runtime: tokio::runtime::Handle,
-    /// Whether each request gets an access line (`log.access`).
-    pub access_log: bool,
-    /// Whether Deploy's own personal access tokens are forwarded or refused.
-    pub deploy_tokens: DeployTokens,
     /// Whether metrics and readiness are served on `admin_listen` instead of here.
     pub admin_elsewhere: bool,
     /// Distinguishes this process's request ids from other replicas'.
@@ -94,8 +90,7 @@ impl Gateway {
         store: Store,
         routes: Arc<dyn OwnRoutes>,
         tokens: Arc<TokenCheck>,
-        identity: UpstreamIdentity,
-        rules: Rules,
+        live: Live,
         metrics: Arc<Metrics>,
     ) -> Gateway {
         let mut seed = [0u8; 4];
@@ -104,12 +99,9 @@ impl Gateway {
             store,
             routes,
             tokens,
-            identity,
-            rules,
+            live: LiveCell::new(live),
             metrics,
             runtime: tokio::runtime::Handle::current(),
-            access_log: false,
-            deploy_tokens: DeployTokens::Forward,
             admin_elsewhere: false,
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
@@ -139,12 +131,13 @@ impl Gateway {
             request_id: &id,
         };
         let started = std::time::Instant::now();
-        let access = self
+        let live = self.live.current();
+        let access = live
             .access_log
             .then(|| (req.method().clone(), req.uri().path().to_string()));
         let mut note = access::Note::default();
         let mut response = self
-            .route(&proxy, req, peer, &id_value, &mut note)
+            .route(&proxy, &live, req, peer, &id_value, &mut note)
             .instrument(span.clone())
             .await;
         response.headers_mut().insert(REQUEST_ID, id_value);
@@ -195,6 +188,7 @@ impl Gateway {
     async fn route(
         &self,
         proxy: &Proxy,
+        live: &Live,
         mut req: Request<Incoming>,
         peer: Peer<'_>,
         id: &HeaderValue,
@@ -215,9 +209,9 @@ impl Gateway {
                     .iter()
                     .map(|v| v.as_bytes());
                 let (https, host) =
-                    forwarded::addressed(req.headers(), self.rules.trusts_proxy(peer.ip), peer.tls);
+                    forwarded::addressed(req.headers(), live.rules.trusts_proxy(peer.ip), peer.tls);
                 let client = ClientInfo {
-                    ip: self.rules.client(peer.ip, forwarded).ip,
+                    ip: live.rules.client(peer.ip, forwarded).ip,
                     tls: peer.tls,
                     https,
                     host,
@@ -238,7 +232,7 @@ impl Gateway {
             Credential::Deploy => access::Kind::DeployToken,
             Credential::Unreadable(_) => access::Kind::Unreadable,
         };
-        if let Err(bad) = self.rules.check(&req, token_request) {
+        if let Err(bad) = live.rules.check(&req, token_request) {
             self.metrics
                 .local()
                 .header_refusals
@@ -255,15 +249,15 @@ impl Gateway {
         let (method, uri) = (req.method().clone(), req.uri().clone());
         let headers = req.headers_mut();
         let upgrade = proxy::prepare(headers);
-        let resolved = self.rules.client_of(peer.ip, headers);
-        if self.rules.apply(headers, &self.identity, token_request) {
+        let resolved = live.rules.client_of(peer.ip, headers);
+        if live.rules.apply(headers, &live.identity, token_request) {
             tracing::info!(
                 request_id = peer.request_id,
                 "removed client-supplied identity headers"
             );
         }
         let peer = Peer {
-            client: self.rules.set_forwarded_for(peer.ip, &resolved, headers),
+            client: live.rules.set_forwarded_for(peer.ip, &resolved, headers),
             ..peer
         };
         note.client = Some(peer.client);
@@ -278,7 +272,7 @@ impl Gateway {
                 headers::strip_own_cookies(headers);
                 proxy.forward(req, peer, upgrade, None).await
             }
-            Credential::Deploy if self.deploy_tokens == DeployTokens::Refuse => {
+            Credential::Deploy if live.deploy_tokens == DeployTokens::Refuse => {
                 self.metrics
                     .local()
                     .deploy_token_refusals
@@ -339,7 +333,7 @@ impl Gateway {
                 };
                 // The token, and any cookie riding along (a session Deploy would keep
                 // honouring after the token is revoked), went with the header rules.
-                if let Err(e) = self
+                if let Err(e) = live
                     .identity
                     .apply(headers, &principal.username, &principal.roles)
                     .await
@@ -347,7 +341,7 @@ impl Gateway {
                     return identity_failed(peer.request_id, &e);
                 }
                 tracing::debug!(user = %principal.username, "authenticated");
-                if self.access_log {
+                if live.access_log {
                     note.user = Some(principal.username.to_string());
                     note.token_id = Some(principal.token_id.to_string());
                     note.scope = Some(principal.scope.as_str());

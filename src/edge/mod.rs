@@ -16,6 +16,7 @@ pub mod forwarded;
 pub mod gateway;
 pub mod headers;
 pub mod limits;
+pub mod live;
 pub mod malformed;
 pub mod proxy;
 pub mod rewind;

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config;
 use crate::config::TlsFiles;
 use crate::edge::fastpath::{Client, Forwarder, Outcome};
 use crate::edge::gateway::Gateway;
 use crate::edge::limits::{HEAD_TIMEOUT, MAX_HEADERS, MAX_HEAD_BYTES};
+use crate::edge::live::Live;
 use crate::edge::proxy::Proxy;
 use crate::metrics::Metrics;
 
@@ -27,9 +27,7 @@ use crate::metrics::Metrics;
 /// in-flight requests have finished or `grace` ran out.
 pub fn spawn_workers(
     listeners: Vec<std::net::TcpListener>,
-    tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
-    upstream: &config::Upstream,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
     grace: std::time::Duration,
@@ -37,9 +35,7 @@ pub fn spawn_workers(
     let mut threads = Vec::with_capacity(listeners.len());
     for (worker, socket) in listeners.into_iter().enumerate() {
         let gateway = gateway.clone();
-        let tls = tls.clone();
         let stop = stop.clone();
-        let upstream = upstream.clone();
         let metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name(format!("patgate-worker-{worker}"))
@@ -50,15 +46,53 @@ pub fn spawn_workers(
                     .build()?;
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(socket)?;
-                    let forwarder = Forwarder::new(&upstream, metrics.clone()).map(Arc::new);
-                    let proxy = Arc::new(Proxy::new(&upstream, metrics)?);
-                    serve(listener, tls, gateway, proxy, forwarder, stop, grace).await;
+                    let live = gateway.live.current();
+                    let pools = Arc::new(Pools::new(&live, &metrics)?);
+                    serve(listener, gateway, live, pools, stop, grace).await;
                     Ok(())
                 })
             })?;
         threads.push(thread);
     }
     Ok(threads)
+}
+
+/// A worker's connections to Deploy: the fast path's (plain-http Deploy), which
+/// follows reloads itself, and the general path's, built again for each generation of
+/// the settings.
+struct Pools {
+    forwarder: Arc<Forwarder>,
+    proxy: Mutex<(u64, Arc<Proxy>)>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pools {
+    fn new(live: &Live, metrics: &Arc<Metrics>) -> anyhow::Result<Pools> {
+        Ok(Pools {
+            forwarder: Arc::new(Forwarder::new(live, metrics.clone())),
+            proxy: Mutex::new((
+                live.generation,
+                Arc::new(Proxy::new(&live.upstream, metrics.clone())?),
+            )),
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// The general path's connections under the current settings.
+    fn proxy(&self, gateway: &Gateway) -> Arc<Proxy> {
+        let mut current = self.proxy.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 != gateway.live.generation() {
+            let live = gateway.live.current();
+            match Proxy::new(&live.upstream, self.metrics.clone()) {
+                Ok(proxy) => *current = (live.generation, Arc::new(proxy)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the reloaded upstream settings could not be used; keeping the previous ones");
+                    current.0 = live.generation;
+                }
+            }
+        }
+        current.1.clone()
+    }
 }
 
 /// Pending connections each worker's listener holds.
@@ -139,10 +173,9 @@ pub fn bind(
 /// upstream connection pool, so a request never hops between threads.
 async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
-    proxy: Arc<Proxy>,
-    forwarder: Option<Arc<Forwarder>>,
+    mut live: Arc<Live>,
+    pools: Arc<Pools>,
     mut stop: watch::Receiver<bool>,
     grace: std::time::Duration,
 ) {
@@ -168,13 +201,16 @@ async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // After a reload, new connections get the new certificate; open ones keep
+        // theirs. Requests on either go to Deploy where the settings say now.
+        gateway.live.refresh(&mut live);
         let gateway = gateway.clone();
-        let proxy = proxy.clone();
-        let tls = tls.clone();
+        let pools = pools.clone();
+        let tls = live.tls.clone();
+        let fast = !crate::edge::upstream::address(&live.upstream).1;
         let http = http.clone();
         let stop = stop.clone();
         let alive = alive.clone();
-        let forwarder = forwarder.clone();
         // Counted and uncounted on this worker's thread, into its own set.
         let metrics = gateway.metrics.clone();
         metrics
@@ -188,8 +224,8 @@ async fn serve(
             };
             let handlers = Handlers {
                 gateway,
-                proxy,
-                forwarder,
+                pools,
+                fast,
                 http,
                 remote,
             };
@@ -225,8 +261,9 @@ async fn serve(
 /// the general path for everything it hands over.
 struct Handlers {
     gateway: Arc<Gateway>,
-    proxy: Arc<Proxy>,
-    forwarder: Option<Arc<Forwarder>>,
+    pools: Arc<Pools>,
+    /// Whether Deploy is plain http, so that the fast path serves first.
+    fast: bool,
     http: http1::Builder,
     remote: SocketAddr,
 }
@@ -238,25 +275,25 @@ impl Handlers {
     {
         let Handlers {
             gateway,
-            proxy,
-            forwarder,
+            pools,
+            fast,
             http,
             remote,
         } = self;
         let general = gateway.clone();
+        let forwarder = pools.forwarder.clone();
         let service = service_fn(move |req| {
-            general
-                .clone()
-                .handle(proxy.clone(), req, remote, client.tls)
+            let proxy = pools.proxy(&general);
+            general.clone().handle(proxy, req, remote, client.tls)
         });
-        match forwarder {
-            Some(forwarder) => match forwarder.serve(io, client, &gateway, &mut stop).await {
+        match fast {
+            true => match forwarder.serve(io, client, &gateway, &mut stop).await {
                 Outcome::Done => {}
                 Outcome::HandOff(io) => {
                     serve_connection(&http, TokioIo::new(io), service, stop).await
                 }
             },
-            None => {
+            false => {
                 if let Some(io) = crate::edge::malformed::first_head(io, &gateway).await {
                     serve_connection(&http, TokioIo::new(io), service, stop).await
                 }

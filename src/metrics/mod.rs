@@ -134,6 +134,10 @@ pub struct Counters {
     pub revalidations_unreachable: AtomicU64,
     /// Expiry notification e-mails that failed (retried on the next pass).
     pub notify_failed: AtomicU64,
+    /// Configuration reloads (`SIGHUP`, `patgate reload`): applied, and refused (the
+    /// file failed validation; nothing changed).
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
     /// Request durations, by route and outcome.
     requests_by: [[Histogram; OUTCOMES.len()]; Route::ALL.len()],
     /// Time from sending a request to Deploy until its response head arrived.
@@ -333,6 +337,14 @@ impl Metrics {
                 ("{result=\"ok\"}", get!(revalidations_ok)),
                 ("{result=\"refused\"}", get!(revalidations_refused)),
                 ("{result=\"unreachable\"}", get!(revalidations_unreachable)),
+            ],
+        );
+        counter(
+            "patgate_config_reloads_total",
+            "Configuration reloads, by result (failed: refused, the previous settings kept serving).",
+            &[
+                ("{result=\"ok\"}", get!(reloads_ok)),
+                ("{result=\"failed\"}", get!(reloads_failed)),
             ],
         );
         let mut gauge = |name: &str, help: &str, value: String| {

@@ -56,6 +56,7 @@ pub mod oidc;
 pub mod scim;
 pub mod scripted;
 pub mod smtp;
+pub mod tls;
 
 pub const PG_ENV: &str = "PATGATE_TEST_POSTGRES_URL";
 

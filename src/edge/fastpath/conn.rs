@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -16,6 +17,7 @@ use super::response::{append_header, status_line};
 use super::Next;
 use crate::core::response::Body;
 use crate::edge::gateway::Gateway;
+use crate::edge::live::Live;
 use crate::edge::{access, malformed};
 
 /// Free space a read into a head buffer gets at least.
@@ -48,6 +50,10 @@ pub(super) struct Conn<S> {
     pub(super) head_deadline: Deadline,
     /// For Deploy's answer.
     pub(super) answer_deadline: Deadline,
+    /// The settings this connection's next request is served with.
+    pub(super) live: Arc<Live>,
+    /// Where Deploy is under them.
+    pub(super) target: Arc<super::Target>,
 }
 
 /// A deadline that moves forward with every request but whose timer rarely fires:

@@ -30,16 +30,17 @@ impl Forwarder {
     {
         let mut attempt = 1;
         let (mut upstream, head) = loop {
-            let (mut upstream, reused) = match self.checkout() {
+            let target = conn.target.clone();
+            let (mut upstream, reused) = match self.checkout(&target) {
                 Some(stream) => (stream, true),
-                None => (self.connect().await?, false),
+                None => (self.connect(&target).await?, false),
             };
             // Only on a reused connection that broke before any answer (one Deploy had
             // just closed), and only requests that are harmless to repeat: Deploy may
             // have acted on the head of an upload before the write failed.
             let retry =
                 reused && attempt < ATTEMPTS && (request.idempotent || request.content_length == 0);
-            conn.answer_deadline.set(self.read_timeout);
+            conn.answer_deadline.set(target.read_timeout);
             let sent_at = Instant::now();
             match self.send(conn, &mut upstream).await {
                 Ok(()) => {}
@@ -93,7 +94,7 @@ impl Forwarder {
         // TLS may still hold the end of the answer.
         conn.io.flush().await.map_err(|_| Failure::Client)?;
         if clean && head.keep_alive && conn.scratch.upstream.is_empty() {
-            self.checkin(upstream);
+            self.checkin(upstream, &conn.target);
         }
         conn.scratch.release();
         Ok(if close { Next::Close } else { Next::KeepAlive })

@@ -43,6 +43,7 @@ use self::response::append_header;
 use crate::config;
 use crate::edge::gateway::{self, Gateway};
 use crate::edge::limits::{HEAD_TIMEOUT, MAX_HEADERS, MAX_HEAD_BYTES};
+use crate::edge::live::Live;
 use crate::edge::rewind::Rewind;
 use crate::edge::{access, expiry, malformed, proxy};
 use crate::metrics::{Metrics, Route};
@@ -56,14 +57,44 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One worker's raw connections to a plain-http Deploy.
 pub struct Forwarder {
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    pool: Mutex<Pool>,
+    metrics: Arc<Metrics>,
+}
+
+/// The idle connections to Deploy, for one generation of the settings: a reload that
+/// moves Deploy starts a new pool, and connections to the old address are not reused.
+struct Pool {
+    generation: u64,
+    /// `None` while Deploy speaks https (the general path's).
+    target: Option<Arc<Target>>,
+    idle: Vec<(TcpStream, Instant)>,
+}
+
+/// Where Deploy is, and how long to wait for it.
+pub(super) struct Target {
+    pub(super) generation: u64,
     max_idle: usize,
     address: String,
     connect_timeout: Duration,
-    read_timeout: Duration,
+    pub(super) read_timeout: Duration,
     /// Deploy's address for the 502 answer, as `upstream.url` names it.
     shown: Arc<str>,
-    metrics: Arc<Metrics>,
+}
+
+impl Target {
+    fn new(generation: u64, settings: &config::Upstream) -> Option<Arc<Target>> {
+        let (address, https) = crate::edge::upstream::address(settings);
+        (!https).then(|| {
+            Arc::new(Target {
+                generation,
+                max_idle: settings.max_idle_per_host,
+                address,
+                connect_timeout: settings.connect_timeout,
+                read_timeout: settings.read_timeout,
+                shown: settings.address().into(),
+            })
+        })
+    }
 }
 
 /// How a connection ended on the fast path.
@@ -76,22 +107,34 @@ pub enum Outcome<S> {
 }
 
 impl Forwarder {
-    /// The fast path for this upstream, or `None` when Deploy speaks https (those
-    /// connections are the general path's).
-    pub fn new(settings: &config::Upstream, metrics: Arc<Metrics>) -> Option<Forwarder> {
-        let (address, https) = crate::edge::upstream::address(settings);
-        if https {
-            return None;
-        }
-        Some(Forwarder {
-            idle: Mutex::new(Vec::new()),
-            max_idle: settings.max_idle_per_host,
-            address,
-            connect_timeout: settings.connect_timeout,
-            read_timeout: settings.read_timeout,
-            shown: settings.address().into(),
+    /// One worker's fast path, for the settings in `live` and those of later reloads.
+    pub fn new(live: &Live, metrics: Arc<Metrics>) -> Forwarder {
+        Forwarder {
+            pool: Mutex::new(Pool {
+                generation: live.generation,
+                target: Target::new(live.generation, &live.upstream),
+                idle: Vec::new(),
+            }),
             metrics,
-        })
+        }
+    }
+
+    /// Where Deploy is under `live`; `None` while it speaks https (the connection is
+    /// the general path's then).
+    pub(super) fn target(&self, live: &Live) -> Option<Arc<Target>> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.generation != live.generation {
+            // A reload: connections to the old address are closed as they come back.
+            let dropped = pool.idle.len() as i64;
+            pool.idle.clear();
+            self.metrics
+                .local()
+                .upstream_pooled
+                .fetch_sub(dropped, Ordering::Relaxed);
+            pool.generation = live.generation;
+            pool.target = Target::new(live.generation, &live.upstream);
+        }
+        pool.target.clone()
     }
 
     /// Serves a client connection until it closes, fails, or needs the general path.
@@ -105,6 +148,10 @@ impl Forwarder {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let live = gateway.live.current();
+        let Some(target) = self.target(&live) else {
+            return Outcome::HandOff(Rewind::new(BytesMut::new(), io));
+        };
         let mut conn = Conn {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
@@ -115,7 +162,9 @@ impl Forwarder {
                 ..Scratch::default()
             },
             head_deadline: Deadline::new(HEAD_TIMEOUT),
-            answer_deadline: Deadline::new(self.read_timeout),
+            answer_deadline: Deadline::new(target.read_timeout),
+            live,
+            target,
         };
         // One registration for the life of the connection, not one per request.
         let mut watcher = stop.clone();
@@ -163,7 +212,18 @@ impl Forwarder {
                 let mut parsed = httparse::Request::new(&mut headers);
                 match parsed.parse(&conn.buf) {
                     Ok(httparse::Status::Complete(len)) => {
-                        match self.read_request(&parsed, len, gateway, client, &mut conn.scratch) {
+                        // A request that arrives after a reload is served with the new
+                        // settings; one that moved Deploy to https hands the connection
+                        // to the general path.
+                        gateway.live.refresh(&mut conn.live);
+                        if conn.target.generation != conn.live.generation {
+                            match self.target(&conn.live) {
+                                Some(target) => conn.target = target,
+                                None => return Next::HandOff,
+                            }
+                        }
+                        match self.read_request(&parsed, len, &conn.live, client, &mut conn.scratch)
+                        {
                             Some(request) => {
                                 parsed_head = Some(request);
                                 continue;
@@ -259,6 +319,7 @@ impl Forwarder {
                 return conn.write_own(response, request, id).await;
             }
         };
+        let live = &conn.live;
         let scratch = &mut conn.scratch;
         if principal.expires_at.is_some() {
             expiry::write_lines(
@@ -269,13 +330,13 @@ impl Forwarder {
             );
         }
         scratch.extra.clear();
-        let written = match gateway
+        let written = match live
             .identity
             .write_lines(&mut scratch.head, &principal.username)
         {
             Ok(true) => Ok(()),
             Ok(false) => {
-                let applied = gateway
+                let applied = live
                     .identity
                     .apply(&mut scratch.extra, &principal.username, &principal.roles)
                     .await;
@@ -317,14 +378,14 @@ impl Forwarder {
                             .upstream_unreachable
                             .fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(request_id = id, error = %e, "upstream request failed");
-                        proxy::unreachable(&self.shown)
+                        proxy::unreachable(&conn.target.shown)
                     }
                     Failure::TimedOut => {
                         self.metrics
                             .local()
                             .upstream_timeouts
                             .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(request_id = id, timeout = ?self.read_timeout, "upstream did not answer in time");
+                        tracing::warn!(request_id = id, timeout = ?conn.target.read_timeout, "upstream did not answer in time");
                         proxy::timed_out()
                     }
                     // Nothing more can be said to this client.

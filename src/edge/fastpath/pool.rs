@@ -6,16 +6,19 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::{Failure, Forwarder};
+use super::{Failure, Forwarder, Target};
 
 /// A connection idle for longer is not reused: a firewall may have dropped it silently.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Forwarder {
-    /// An idle connection that is still open, if any.
-    pub(super) fn checkout(&self) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((stream, since)) = idle.pop() {
+    /// An idle connection to `target` that is still open, if any.
+    pub(super) fn checkout(&self, target: &Target) -> Option<TcpStream> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.generation != target.generation {
+            return None;
+        }
+        while let Some((stream, since)) = pool.idle.pop() {
             self.metrics
                 .local()
                 .upstream_pooled
@@ -27,10 +30,11 @@ impl Forwarder {
         None
     }
 
-    pub(super) fn checkin(&self, stream: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle {
-            idle.push((stream, Instant::now()));
+    /// Keeps a connection to `target` for reuse, unless a reload moved Deploy since.
+    pub(super) fn checkin(&self, stream: TcpStream, target: &Target) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.generation == target.generation && pool.idle.len() < target.max_idle {
+            pool.idle.push((stream, Instant::now()));
             self.metrics
                 .local()
                 .upstream_pooled
@@ -38,13 +42,12 @@ impl Forwarder {
         }
     }
 
-    pub(super) async fn connect(&self) -> Result<TcpStream, Failure> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
+    pub(super) async fn connect(&self, target: &Target) -> Result<TcpStream, Failure> {
+        let address = &target.address;
+        let stream = tokio::time::timeout(target.connect_timeout, TcpStream::connect(address))
             .await
-            .map_err(|_| {
-                Failure::Unreachable(format!("connecting to {}: timed out", self.address))
-            })?
-            .map_err(|e| Failure::Unreachable(format!("connecting to {}: {e}", self.address)))?;
+            .map_err(|_| Failure::Unreachable(format!("connecting to {address}: timed out")))?
+            .map_err(|e| Failure::Unreachable(format!("connecting to {address}: {e}")))?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }

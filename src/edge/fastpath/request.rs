@@ -7,8 +7,8 @@ use super::conn::Scratch;
 use super::response::{append_header, lowercase, parse_length};
 use super::{Client, Forwarder, MAX_BODY};
 use crate::edge::admission;
-use crate::edge::gateway::Gateway;
 use crate::edge::headers::{self, Fate};
+use crate::edge::live::Live;
 use crate::tokens::credentials::Credential;
 use crate::tokens::rules::Attempt;
 
@@ -19,7 +19,7 @@ impl Forwarder {
         &self,
         parsed: &httparse::Request<'_, '_>,
         head_len: usize,
-        gateway: &Gateway,
+        live: &Live,
         client: Client,
         scratch: &mut Scratch,
     ) -> Option<Request> {
@@ -66,7 +66,7 @@ impl Forwarder {
             client: client.ip,
             forwarded_chain: String::new(),
             stripped_identity: false,
-            access: gateway
+            access: live
                 .access_log
                 .then(|| (method.to_string(), path.to_string())),
         };
@@ -124,10 +124,7 @@ impl Forwarder {
             }
             // The rest is the header rules both paths share; X-Forwarded-For is set
             // below from the trusted proxies.
-            match gateway
-                .rules
-                .fate(name, underscored, &gateway.identity, true)
-            {
+            match live.rules.fate(name, underscored, &live.identity, true) {
                 Fate::Keep => append_header(head, header.name.as_bytes(), header.value),
                 Fate::Drop => {}
                 Fate::Identity => request.stripped_identity = true,
@@ -138,7 +135,7 @@ impl Forwarder {
         if !seen_host {
             return None;
         }
-        let resolved = gateway.rules.client(
+        let resolved = live.rules.client(
             client.ip,
             parsed
                 .headers

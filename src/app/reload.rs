@@ -1,0 +1,208 @@
+//! Reloading the configuration in place (`SIGHUP`, `patgate reload`): the file and the
+//! environment are read again and validated with the checks `check-config` makes; what
+//! the request path can take live is applied at once (new connections and the next
+//! request of open ones), what cannot is named in the log and left as it was. A file
+//! that fails validation changes nothing. The gateway never stops because of a reload.
+
+use std::sync::{Arc, Mutex};
+
+use crate::config::{Config, Written};
+use crate::edge::gateway::Gateway;
+use crate::edge::live::Live;
+use crate::edge::server;
+use crate::identity::jwt::JwtMinter;
+use crate::identity::UpstreamIdentity;
+use crate::logging::LogLevel;
+use crate::metrics::Metrics;
+
+/// Keys a reload applies; a key is live when it or a section above it is listed,
+/// unless a longer entry of [`NEEDS_RESTART`] names it.
+const LIVE: [&str; 7] = [
+    "upstream",
+    "tls",
+    "trusted_proxies",
+    "underscore_headers",
+    "deploy_tokens",
+    "log.level",
+    "log.access",
+];
+
+/// Keys under a live section that still need a restart: the identity mode and the JWT
+/// signing settings (the signing keys are loaded and shared once, at start).
+const NEEDS_RESTART: [&str; 2] = ["upstream.identity.mode", "upstream.identity.jwt"];
+
+fn under(key: &str, section: &str) -> bool {
+    key == section
+        || key
+            .strip_prefix(section)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Whether a reload applies `key`.
+pub fn is_live(key: &str) -> bool {
+    LIVE.iter().any(|s| under(key, s)) && !NEEDS_RESTART.iter().any(|s| under(key, s))
+}
+
+/// What a reload did.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// Keys whose new value is in use.
+    pub applied: Vec<String>,
+    /// Keys that changed but need a restart; their old value is still in use.
+    pub needs_restart: Vec<String>,
+}
+
+/// Applies new configurations to a running gateway; cloned freely.
+#[derive(Clone)]
+pub struct Reloader {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gateway: Arc<Gateway>,
+    jwt: Option<Arc<JwtMinter>>,
+    metrics: Arc<Metrics>,
+    log: Mutex<Option<LogLevel>>,
+    /// The configuration in use, and what it was read from (live keys as the last
+    /// reload wrote them, the others as at start).
+    state: Mutex<(Config, Written)>,
+}
+
+impl Reloader {
+    pub fn new(
+        config: Config,
+        gateway: Arc<Gateway>,
+        jwt: Option<Arc<JwtMinter>>,
+        metrics: Arc<Metrics>,
+    ) -> Reloader {
+        let written = config.written.clone();
+        Reloader {
+            inner: Arc::new(Inner {
+                gateway,
+                jwt,
+                metrics,
+                log: Mutex::new(None),
+                state: Mutex::new((config, written)),
+            }),
+        }
+    }
+
+    /// Lets reloads change the log level.
+    pub fn set_log_level(&self, log: LogLevel) {
+        *self.inner.log.lock().unwrap_or_else(|p| p.into_inner()) = Some(log);
+    }
+
+    /// Reads the file the gateway was started with again, with the environment.
+    pub fn reload_file(&self) -> anyhow::Result<Reloaded> {
+        let source = {
+            let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.0.source.clone()
+        };
+        let Some(path) = source else {
+            anyhow::bail!("the gateway was not started from a configuration file");
+        };
+        let result = Config::load(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| self.apply(config));
+        self.count(&result);
+        result
+    }
+
+    /// Applies `new` (already read); nothing changes unless all of it is valid.
+    pub fn reload(&self, new: Config) -> anyhow::Result<Reloaded> {
+        let result = self.apply(new);
+        self.count(&result);
+        result
+    }
+
+    fn count(&self, result: &anyhow::Result<Reloaded>) {
+        let local = self.inner.metrics.local();
+        let counter = match result {
+            Ok(_) => &local.reloads_ok,
+            Err(_) => &local.reloads_failed,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn apply(&self, new: Config) -> anyhow::Result<Reloaded> {
+        // The checks `check-config` and `serve` make.
+        crate::app::preflight::check(&new)?;
+        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (running, written) = &mut *state;
+        let changed = written.changed(&new.written);
+        let (applied, needs_restart): (Vec<String>, Vec<String>) =
+            changed.into_iter().partition(|key| is_live(key));
+
+        // What is kept stays as it runs: the identity mode and the JWT settings.
+        let mut upstream = new.upstream.clone();
+        upstream.identity.mode = running.upstream.identity.mode;
+        upstream.identity.jwt = running.upstream.identity.jwt.clone();
+        let identity = UpstreamIdentity::new(&upstream.identity, self.inner.jwt.clone())?;
+        // The certificate files are read again even when their names did not change:
+        // a renewed certificate is usually written over the old one.
+        let tls = new.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        if running.log.level != new.log.level {
+            if let Some(log) = &*self.inner.log.lock().unwrap_or_else(|p| p.into_inner()) {
+                log.set(&new.log.level)
+                    .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
+            }
+        }
+
+        let mut effective = running.clone();
+        effective.upstream = upstream;
+        effective.tls = new.tls.clone();
+        effective.trusted_proxies = new.trusted_proxies.clone();
+        effective.underscore_headers = new.underscore_headers;
+        effective.deploy_tokens = new.deploy_tokens;
+        effective.log.level = new.log.level.clone();
+        effective.log.access = new.log.access;
+        self.inner
+            .gateway
+            .live
+            .replace(Live::new(&effective, identity, tls));
+        for key in &applied {
+            written.take(&new.written, key);
+        }
+        *running = effective;
+        Ok(Reloaded {
+            applied,
+            needs_restart,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_live;
+
+    #[test]
+    fn the_request_paths_keys_are_live_and_the_rest_waits_for_a_restart() {
+        for key in [
+            "upstream.url",
+            "upstream.ca_file",
+            "upstream.identity.header",
+            "upstream.identity.shared_secret.value",
+            "tls.cert_file",
+            "trusted_proxies",
+            "log.level",
+            "log.access",
+            "deploy_tokens",
+        ] {
+            assert!(is_live(key), "{key}");
+        }
+        for key in [
+            "listen",
+            "workers",
+            "database.url",
+            "upstream.identity.mode",
+            "upstream.identity.jwt.audience",
+            "log.json",
+            "logging",
+            "tlsx",
+            "sso.issuer",
+            "limits.failures_per_second",
+        ] {
+            assert!(!is_live(key), "{key}");
+        }
+    }
+}
