@@ -84,6 +84,9 @@ pub struct Gateway {
     pub deploy_tokens: DeployTokens,
     /// Whether metrics and readiness are served on `admin_listen` instead of here.
     pub admin_elsewhere: bool,
+    /// Set at SIGTERM: readiness answers 503 from then on, while requests are still
+    /// served (`shutdown_delay`).
+    pub draining: std::sync::atomic::AtomicBool,
     /// Distinguishes this process's request ids from other replicas'.
     id_prefix: String,
     next_id: AtomicU64,
@@ -111,6 +114,7 @@ impl Gateway {
             access_log: false,
             deploy_tokens: DeployTokens::Forward,
             admin_elsewhere: false,
+            draining: std::sync::atomic::AtomicBool::new(false),
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
         }
