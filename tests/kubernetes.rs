@@ -404,15 +404,16 @@ async fn the_deployment_describes_the_gateway_it_runs() {
         metrics_port["name"]
     );
 
-    // The grace period covers the preStop sleep and the gateway's shutdown_grace.
+    // The grace period covers the preStop sleep and the gateway's own stop.
     let pre_stop = &pod.container["lifecycle"]["preStop"]["exec"]["command"];
     assert_eq!(pre_stop[0], "sleep");
     let sleep: u64 = pre_stop[1].as_str().unwrap().parse().unwrap();
     let grace = seconds(config["shutdown_grace"].as_str().unwrap());
+    let delay = seconds(config["shutdown_delay"].as_str().unwrap_or("0s"));
     let period = pod.pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(
-        period > sleep + grace,
-        "{period} s for {sleep} s + {grace} s"
+        period > sleep + delay + grace,
+        "{period} s for {sleep} s + {delay} s + {grace} s"
     );
 
     // The running gateway answers each probe on the port it names. Loopback ports stand
