@@ -25,16 +25,25 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A tool of the test's virtual environment, installed when it is missing.
+/// A tool of the test's virtual environment, installed when it is missing (once, for
+/// all the cases running at the same time).
 fn venv_bin(name: &str) -> PathBuf {
+    static SETUP: std::sync::Once = std::sync::Once::new();
     let bin = root().join("tests/kubernetes/.venv/bin").join(name);
-    if !bin.exists() {
-        let status = Command::new("bash")
-            .arg(root().join("scripts/kubernetes-setup.sh"))
-            .status()
-            .expect("bash runs scripts/kubernetes-setup.sh");
-        assert!(status.success(), "scripts/kubernetes-setup.sh failed");
-    }
+    SETUP.call_once(|| {
+        if !bin.exists() {
+            let status = Command::new("bash")
+                .arg(root().join("scripts/kubernetes-setup.sh"))
+                .status()
+                .expect("bash runs scripts/kubernetes-setup.sh");
+            assert!(status.success(), "scripts/kubernetes-setup.sh failed");
+        }
+    });
+    assert!(
+        bin.exists(),
+        "{} is missing; run scripts/kubernetes-setup.sh",
+        bin.display()
+    );
     bin
 }
 
