@@ -30,6 +30,9 @@ bash scripts/smtp-setup.sh
 # The SCIM tests run a compliance checker (scim2-cli, Python; tests/scim).
 bash scripts/scim-setup.sh
 bash scripts/openapi-setup.sh  # the API contract test: openapi-spec-validator, schemathesis (tests/openapi)
+# The Kubernetes manifest test renders deploy/kubernetes with kustomize (kubectl) and
+# validates it against the Kubernetes schemas (kubernetes-validate), both Python (tests/kubernetes).
+bash scripts/kubernetes-setup.sh
 # The forward-auth tests put a real nginx (auth_request) in front of the gateway.
 bash scripts/nginx-setup.sh
 # The page tests drive headless Chromium through chromedriver (tests/ui.rs).

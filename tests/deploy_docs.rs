@@ -37,6 +37,10 @@ const SKIPPED: &[(&str, &str)] = &[
     ("nft", "would change this machine's firewall"),
     ("useradd", "would add an account to this machine"),
     ("curl", "asks a running Deploy"),
+    (
+        "bash",
+        "runs bench/rolling.sh, a benchmark of minutes that installs HAProxy",
+    ),
 ];
 
 /// Programs this test runs: `patgate` (`check-config` for real, every other command

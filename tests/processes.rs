@@ -421,3 +421,52 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
         "the log does record refusals"
     );
 }
+
+/// After SIGTERM with `shutdown_delay`, readiness answers 503 while requests are still
+/// served, so that a load balancer polling it stops sending; only then does the port
+/// close, and the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_off_for_shutdown_delay_before_the_port_closes() {
+    let db = sqlite().await;
+    let upstream = Upstream::start().await;
+    let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
+    let mut gateway = Process::start_with_env(&file, &[("PATGATE_SHUTDOWN_DELAY", "2s")]).await;
+    assert_eq!(get(&gateway.url("/patgate/readyz"), &[]).await.status, 200);
+
+    let pid = gateway.child.id().unwrap().to_string();
+    let signalled = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let not_ready = within(Duration::from_secs(1), || async {
+        get(&gateway.url("/patgate/readyz"), &[]).await.status == 503
+    })
+    .await;
+    assert!(
+        not_ready.is_some(),
+        "readiness still 200 a second after SIGTERM"
+    );
+    let answer = get(&gateway.url("/patgate/readyz"), &[]).await;
+    assert_eq!(answer.error_code(), "not_ready");
+    // Still serving: a request for Deploy gets through.
+    assert_eq!(get(&gateway.url("/deployit/x"), &[]).await.status, 200);
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+
+    let closed = within(Duration::from_secs(4), || async {
+        tokio::net::TcpStream::connect(gateway.addr).await.is_err()
+    })
+    .await;
+    assert!(closed.is_some(), "the port still accepts 6 s after SIGTERM");
+    let open_for = signalled.elapsed();
+    assert!(
+        open_for >= Duration::from_secs(2),
+        "the port closed {open_for:?} after SIGTERM, before shutdown_delay"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), gateway.child.wait())
+        .await
+        .expect("the gateway exited")
+        .unwrap();
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+}

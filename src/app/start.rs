@@ -47,12 +47,27 @@ pub struct Running {
     /// Applies a new configuration to the running gateway (`SIGHUP`).
     pub reloader: Reloader,
     stop: watch::Sender<bool>,
+    /// For turning readiness to 503 before the listeners close.
+    gateway: Arc<Gateway>,
+    shutdown_delay: std::time::Duration,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    /// Graceful stop; returns when in-flight work is finished or the grace ran out.
+    /// Graceful stop: readiness answers 503 for `shutdown_delay` while requests are
+    /// still served, then the listeners close; returns when in-flight work is finished
+    /// or the grace ran out.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.gateway
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(
+                delay = ?self.shutdown_delay,
+                "readiness now answers 503; serving on until shutdown_delay has passed"
+            );
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
         let _ = self.stop.send(true);
         self.done.await?
     }
@@ -158,6 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     gateway.admin_elsewhere = config.admin_listen.is_some();
     let gateway = Arc::new(gateway);
+    let draining = gateway.clone();
     let admin_addr = match config.admin_listen {
         Some(address) => {
             let listener = TcpListener::bind(address).await.map_err(|e| {
@@ -209,6 +225,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         api,
         reloader,
         stop: stop_tx,
+        gateway: draining,
+        shutdown_delay: config.shutdown_delay,
         done,
     })
 }

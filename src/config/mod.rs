@@ -98,6 +98,9 @@ pub struct Config {
     pub limits: Limits,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// How long readiness answers 503 after SIGTERM/SIGINT while the listeners still
+    /// serve, so that a load balancer polling it stops sending before they close.
+    pub shutdown_delay: Duration,
     /// Request-serving threads, each with its own event loop and upstream pool.
     pub workers: usize,
     pub signin: SignIn,
@@ -148,6 +151,8 @@ struct Raw {
     limits: cache::RawLimits,
     #[serde(default = "server::default_grace")]
     shutdown_grace: String,
+    #[serde(default = "server::default_delay")]
+    shutdown_delay: String,
     #[serde(default, deserialize_with = "number")]
     workers: usize,
     #[serde(default)]
@@ -201,6 +206,7 @@ impl Raw {
             log,
             limits,
             shutdown_grace: duration("shutdown_grace", &self.shutdown_grace)?,
+            shutdown_delay: server::shutdown_delay(&self.shutdown_delay)?,
             workers,
             signin: self.signin.validate()?,
             sso: self.sso.validate()?,

@@ -47,6 +47,23 @@ pub(super) fn default_grace() -> String {
     "30s".into()
 }
 
+pub(super) fn default_delay() -> String {
+    "0s".into()
+}
+
+/// `shutdown_delay`: readiness is 503 this long before the listeners close.
+pub(super) fn shutdown_delay(text: &str) -> Result<std::time::Duration, ConfigError> {
+    let delay = super::values::duration("shutdown_delay", text)?;
+    if delay > std::time::Duration::from_secs(300) {
+        return Err(ConfigError::key(
+            "shutdown_delay",
+            text,
+            "at most 5m; a few health-check intervals of the load balancer, like 5s, are enough",
+        ));
+    }
+    Ok(delay)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
@@ -226,6 +243,24 @@ mod tests {
             err.contains("deploy_tokens \"drop\"") && err.contains("use forward"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn shutdown_delay_is_off_unless_set_and_bounded() {
+        use std::time::Duration;
+        let cfg = Config::from_yaml(MINIMAL, &env(&[])).unwrap();
+        assert_eq!(cfg.shutdown_delay, Duration::ZERO);
+        let cfg = Config::from_yaml(MINIMAL, &env(&[("PATGATE_SHUTDOWN_DELAY", "5s")])).unwrap();
+        assert_eq!(cfg.shutdown_delay, Duration::from_secs(5));
+        for (value, problem) in [("10m", "at most 5m"), ("soon", "write a duration")] {
+            let err = Config::from_yaml(MINIMAL, &env(&[("PATGATE_SHUTDOWN_DELAY", value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("shutdown_delay \"{value}\"")) && err.contains(problem),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -56,6 +56,13 @@ pub async fn handle<B>(
     }
     match path {
         "/patgate/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        "/patgate/readyz" if gateway.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "shutting down: the listeners close after shutdown_delay",
+            )
+        }
         "/patgate/readyz" => match ready(gateway).await {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
             Err(e) => {

@@ -80,6 +80,9 @@ pub struct Gateway {
     pub runtime: tokio::runtime::Handle,
     /// Whether metrics and readiness are served on `admin_listen` instead of here.
     pub admin_elsewhere: bool,
+    /// Set at SIGTERM: readiness answers 503 from then on, while requests are still
+    /// served (`shutdown_delay`).
+    pub draining: std::sync::atomic::AtomicBool,
     /// Distinguishes this process's request ids from other replicas'.
     id_prefix: String,
     next_id: AtomicU64,
@@ -103,6 +106,7 @@ impl Gateway {
             metrics,
             runtime: tokio::runtime::Handle::current(),
             admin_elsewhere: false,
+            draining: std::sync::atomic::AtomicBool::new(false),
             id_prefix: format!("{:08x}", u32::from_le_bytes(seed)),
             next_id: AtomicU64::new(1),
         }
