@@ -152,6 +152,24 @@ impl Load {
     }
 }
 
+/// A token for alice made with the CLI, with extra `token create` arguments.
+async fn cli_token_with(file: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "token",
+        "create",
+        "--user",
+        "alice",
+        "--name",
+        "hook",
+        "--expires",
+        "7d",
+    ];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = run_cli(file, &args).await;
+    assert_eq!(code, 0, "{stderr}");
+    stdout.trim().to_string()
+}
+
 async fn reload(file: &Path) {
     let (code, stdout, stderr) = run_cli(file, &["reload"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -268,6 +286,7 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
     let token = cli_token(&file, "alice", "ci", "30d").await;
     let header = [("x-deploy-personal-token", token.as_str())];
     assert_eq!(get(&gw.url("/x"), &header).await.status, 200);
+    let hook = cli_token_with(&file, &["--scope", "webhook"]).await;
 
     // Not YAML, then a value the checks refuse. `patgate reload` checks the file
     // first and signals nothing; SIGHUP sent directly is refused by the gateway. Either
@@ -306,18 +325,46 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
         "{metrics}"
     );
 
-    // A key that needs a restart is named and kept; the access log is switched on.
+    // A key that needs a restart is named and kept; the access log, SCIM and a webhook
+    // path are switched on.
+    let hook_header = [("x-deploy-personal-token", hook.as_str())];
+    assert_eq!(
+        get(&gw.url("/deployit/package/import"), &hook_header)
+            .await
+            .status,
+        403
+    );
+    let scim_secret = "a-scim-secret-of-at-least-thirty-two-characters";
+    let scim_header = [("authorization", format!("Bearer {scim_secret}"))];
+    let scim_header: Vec<(&str, &str)> =
+        scim_header.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let scim_url = gw.url("/patgate/scim/v2/ServiceProviderConfig");
+    assert_eq!(
+        get(&scim_url, &scim_header).await.status,
+        404,
+        "SCIM is off"
+    );
     let changed = base
         .replace("shutdown_grace: 5s", "shutdown_grace: 7s")
         .replace(
             "log:\n  level: info\n",
             "log:\n  level: info\n  access: true\n",
         )
-        + &pid_line;
+        + &pid_line
+        + &format!("scim:\n  secret: {scim_secret}\nwebhooks:\n  paths: [/deployit/package/]\n");
     std::fs::write(&file, changed).unwrap();
     reload(&file).await;
     let log = logged(&gw, "configuration reloaded", 1).await;
-    assert!(log.contains("log.access"), "{log}");
+    for key in ["log.access", "scim.secret", "webhooks.paths"] {
+        assert!(log.contains(key), "{key}: {log}");
+    }
+    assert_eq!(get(&scim_url, &scim_header).await.status, 200, "SCIM is on");
+    assert_eq!(
+        get(&gw.url("/deployit/package/import"), &hook_header)
+            .await
+            .status,
+        200
+    );
     let log = logged(&gw, "need a restart", 1).await;
     assert!(log.contains("shutdown_grace"), "{log}");
     assert_eq!(get(&gw.url("/x"), &header).await.status, 200);

@@ -73,8 +73,8 @@ pub struct Api {
     pub notifier: Arc<Notifier>,
     /// `leaked.secret`: the key reports of leaked tokens are signed with.
     pub leaked_secret: Option<String>,
-    /// SCIM provisioning's secret; `None` while SCIM is off.
-    pub scim: Option<crate::config::Scim>,
+    /// SCIM provisioning's secret; `None` while SCIM is off. Replaced by a reload.
+    pub scim: std::sync::RwLock<Option<crate::config::Scim>>,
     /// The CI token exchange and the issuers' keys.
     pub exchanger: crate::exchange::Exchanger,
     /// The main runtime, where the database connections live.
@@ -106,7 +106,7 @@ impl Api {
             signin,
             notifier,
             leaked_secret: config.leaked.secret.clone(),
-            scim: config.scim.clone(),
+            scim: std::sync::RwLock::new(config.scim.clone()),
             exchanger,
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),

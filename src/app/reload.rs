@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::api::Api;
 use crate::config::{Config, Written};
 use crate::edge::gateway::Gateway;
 use crate::edge::live::Live;
@@ -14,12 +15,16 @@ use crate::identity::jwt::JwtMinter;
 use crate::identity::UpstreamIdentity;
 use crate::logging::LogLevel;
 use crate::metrics::Metrics;
+use crate::tokens::rules::AccessRules;
 
 /// Keys a reload applies; a key is live when it or a section above it is listed,
 /// unless a longer entry of [`NEEDS_RESTART`] names it.
-const LIVE: [&str; 7] = [
+const LIVE: [&str; 10] = [
     "upstream",
     "tls",
+    "limits",
+    "webhooks",
+    "scim",
     "trusted_proxies",
     "underscore_headers",
     "deploy_tokens",
@@ -60,6 +65,7 @@ pub struct Reloader {
 
 struct Inner {
     gateway: Arc<Gateway>,
+    api: Arc<Api>,
     jwt: Option<Arc<JwtMinter>>,
     metrics: Arc<Metrics>,
     log: Mutex<Option<LogLevel>>,
@@ -72,6 +78,7 @@ impl Reloader {
     pub fn new(
         config: Config,
         gateway: Arc<Gateway>,
+        api: Arc<Api>,
         jwt: Option<Arc<JwtMinter>>,
         metrics: Arc<Metrics>,
     ) -> Reloader {
@@ -79,6 +86,7 @@ impl Reloader {
         Reloader {
             inner: Arc::new(Inner {
                 gateway,
+                api,
                 jwt,
                 metrics,
                 log: Mutex::new(None),
@@ -156,6 +164,18 @@ impl Reloader {
         effective.deploy_tokens = new.deploy_tokens;
         effective.log.level = new.log.level.clone();
         effective.log.access = new.log.access;
+        effective.limits = new.limits.clone();
+        effective.webhooks = new.webhooks.clone();
+        effective.scim = new.scim.clone();
+        let tokens = &self.inner.gateway.tokens;
+        tokens.set_limits(&effective.limits);
+        tokens.set_rules(AccessRules::new(&effective.webhooks.paths));
+        *self
+            .inner
+            .api
+            .scim
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = effective.scim.clone();
         self.inner
             .gateway
             .live
@@ -187,6 +207,9 @@ mod tests {
             "log.level",
             "log.access",
             "deploy_tokens",
+            "limits.failures_per_second",
+            "webhooks.paths",
+            "scim.secret",
         ] {
             assert!(is_live(key), "{key}");
         }
@@ -200,7 +223,7 @@ mod tests {
             "logging",
             "tlsx",
             "sso.issuer",
-            "limits.failures_per_second",
+            "notify.batch",
         ] {
             assert!(!is_live(key), "{key}");
         }

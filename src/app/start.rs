@@ -190,7 +190,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         None => None,
     };
-    let reloader = Reloader::new(config.clone(), gateway.clone(), jwt, metrics.clone());
+    let reloader = Reloader::new(
+        config.clone(),
+        gateway.clone(),
+        api.clone(),
+        jwt,
+        metrics.clone(),
+    );
     let threads =
         server::spawn_workers(listeners, gateway, metrics, stop_rx, config.shutdown_grace)?;
     let done = tokio::spawn(async move {

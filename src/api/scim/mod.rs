@@ -196,7 +196,8 @@ impl FromRequestParts<ApiRef> for Provisioner {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiRef) -> Result<Self, ScimError> {
         let api = state.get()?;
-        let Some(settings) = api.scim.as_ref() else {
+        let scim = api.scim.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(settings) = scim else {
             return Err(ScimError::new(
                 StatusCode::NOT_FOUND,
                 None,

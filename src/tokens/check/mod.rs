@@ -108,8 +108,9 @@ pub struct TokenCheck {
     metrics: Arc<Metrics>,
     /// Refused attempts, for the audit log.
     pub refusals: RefusalLog,
-    /// Scopes and allowlists: what a valid token may do, and from where.
-    rules: AccessRules,
+    /// Scopes and allowlists: what a valid token may do, and from where. Read only for
+    /// `webhook` tokens (their paths); replaced by a reload.
+    rules: std::sync::RwLock<Arc<AccessRules>>,
     /// How long before its expiry a token's answers warn of it (the administrators'
     /// `notifications.days_before`, in seconds; refreshed by housekeeping).
     expiry_warning: AtomicI64,
@@ -153,15 +154,25 @@ impl TokenCheck {
             limiter,
             metrics,
             refusals: RefusalLog::default(),
-            rules: AccessRules::default(),
+            rules: std::sync::RwLock::new(Arc::new(AccessRules::default())),
             expiry_warning: AtomicI64::new(7 * 86_400),
         }
     }
 
     /// Sets the process-wide part of the per-token rules (`webhooks.paths`).
-    pub fn with_rules(mut self, rules: AccessRules) -> TokenCheck {
-        self.rules = rules;
+    pub fn with_rules(self, rules: AccessRules) -> TokenCheck {
+        self.set_rules(rules);
         self
+    }
+
+    /// Replaces the process-wide rules (`webhooks.paths`; a reload).
+    pub fn set_rules(&self, rules: AccessRules) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    /// Replaces the failed-check limits (`limits`; a reload).
+    pub fn set_limits(&self, limits: &crate::config::Limits) {
+        self.limiter.set(limits);
     }
 
     /// Checks a presented token for `attempt` from `client_ip`: valid, and allowed
@@ -260,12 +271,21 @@ impl TokenCheck {
         if entry.sso_suspended {
             return Err(Refusal::SsoSuspended);
         }
-        self.rules
-            .permits(entry.scope, entry.allowed.as_deref(), attempt, client_ip)
-            .map_err(|denied| match denied {
-                Denied::Scope(scope) => Refusal::ScopeDenied(scope),
-                Denied::Address => Refusal::AddressNotAllowed,
-            })?;
+        let permitted = if entry.scope == crate::core::scope::Scope::Webhook {
+            let rules = self.rules.read().unwrap_or_else(|p| p.into_inner()).clone();
+            rules.permits(entry.scope, entry.allowed.as_deref(), attempt, client_ip)
+        } else {
+            AccessRules::default().permits(
+                entry.scope,
+                entry.allowed.as_deref(),
+                attempt,
+                client_ip,
+            )
+        };
+        permitted.map_err(|denied| match denied {
+            Denied::Scope(scope) => Refusal::ScopeDenied(scope),
+            Denied::Address => Refusal::AddressNotAllowed,
+        })?;
         self.usage.report(
             &entry.last_reported,
             &entry.last_ip,
