@@ -190,6 +190,11 @@ code=$(curl -sS -o /dev/null -w '%{http_code}' -u ":not-a-token" "http://127.0.0
 say "podman healthcheck run"
 podman healthcheck run "$GATEWAY" || fail "the health check failed on a running gateway"
 echo healthy
+# The stand-in runs the same image, with no gateway on 4516: the check must fail there.
+if podman healthcheck run "$DEPLOY" >/dev/null 2>&1; then
+  fail "the health check passed on a container with no gateway"
+fi
+echo "unhealthy where no gateway listens"
 
 say "SIGTERM"
 podman stop -t 40 "$GATEWAY" 2> >(no_systemd_noise) >/dev/null
