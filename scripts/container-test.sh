@@ -115,7 +115,7 @@ if [ -e "${local_cas[0]}" ]; then
     --customize-hook='chroot "$1" update-ca-certificates')
 fi
 base_image "$BUILD_BASE" "$WORK/build-base.tar" \
-  --include=rustc-web,cargo-web,gcc,libc6-dev,ca-certificates "${ca_hooks[@]}"
+  --include=rustc-web,cargo-web,gcc,libc6-dev,binutils,ca-certificates "${ca_hooks[@]}"
 podman run --rm "$BUILD_BASE" rustc --version
 
 # ---- 2. the project's image ----
