@@ -344,6 +344,23 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
         404,
         "SCIM is off"
     );
+    let next_pass = || async {
+        let answer = common::api::as_user(
+            "GET",
+            &gw.url("/patgate/api/v1/notifications?limit=1"),
+            "admin",
+            "admin-pw",
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        answer.json()["next_pass_at"].clone()
+    };
+    let before = next_pass().await;
+    assert!(
+        !before.as_str().unwrap_or_default().ends_with("T03:00:00Z"),
+        "{before}"
+    );
     let changed = base
         .replace("shutdown_grace: 5s", "shutdown_grace: 7s")
         .replace(
@@ -351,14 +368,26 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
             "log:\n  level: info\n  access: true\n",
         )
         + &pid_line
-        + &format!("scim:\n  secret: {scim_secret}\nwebhooks:\n  paths: [/deployit/package/]\n");
+        + &format!(
+            "scim:\n  secret: {scim_secret}\nwebhooks:\n  paths: [/deployit/package/]\nnotify:\n  daily_at: \"03:00\"\n  time_zone: UTC\n"
+        );
     std::fs::write(&file, changed).unwrap();
     reload(&file).await;
     let log = logged(&gw, "configuration reloaded", 1).await;
-    for key in ["log.access", "scim.secret", "webhooks.paths"] {
+    for key in [
+        "log.access",
+        "scim.secret",
+        "webhooks.paths",
+        "notify.daily_at",
+    ] {
         assert!(log.contains(key), "{key}: {log}");
     }
     assert_eq!(get(&scim_url, &scim_header).await.status, 200, "SCIM is on");
+    let next = next_pass().await;
+    assert!(
+        next.as_str().is_some_and(|at| at.ends_with("T03:00:00Z")),
+        "the daily pass is at 03:00 UTC after the reload: {next}"
+    );
     assert_eq!(
         get(&gw.url("/deployit/package/import"), &hook_header)
             .await

@@ -19,8 +19,9 @@ use crate::tokens::rules::AccessRules;
 
 /// Keys a reload applies; a key is live when it or a section above it is listed,
 /// unless a longer entry of [`NEEDS_RESTART`] names it.
-const LIVE: [&str; 10] = [
+const LIVE: [&str; 11] = [
     "upstream",
+    "notify",
     "tls",
     "limits",
     "webhooks",
@@ -167,6 +168,11 @@ impl Reloader {
         effective.limits = new.limits.clone();
         effective.webhooks = new.webhooks.clone();
         effective.scim = new.scim.clone();
+        effective.notify = new.notify.clone();
+        self.inner
+            .api
+            .notifier
+            .set_settings(effective.notify.clone());
         let tokens = &self.inner.gateway.tokens;
         tokens.set_limits(&effective.limits);
         tokens.set_rules(AccessRules::new(&effective.webhooks.paths));
@@ -210,6 +216,7 @@ mod tests {
             "limits.failures_per_second",
             "webhooks.paths",
             "scim.secret",
+            "notify.daily_at",
         ] {
             assert!(is_live(key), "{key}");
         }
@@ -223,7 +230,7 @@ mod tests {
             "logging",
             "tlsx",
             "sso.issuer",
-            "notify.batch",
+            "signin.cache_ttl",
         ] {
             assert!(!is_live(key), "{key}");
         }

@@ -160,9 +160,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics.clone(),
         stop_rx.clone(),
     ));
-    let notify_task = notifier
-        .schedule()
-        .map(|schedule| tokio::spawn(schedule::run(notifier, schedule, stop_rx.clone())));
+    let notify_task = Some(tokio::spawn(schedule::run(
+        notifier.clone(),
+        stop_rx.clone(),
+    )));
     let routes = Arc::new(Routes { api: api.clone() });
     let mut gateway = Gateway::new(
         store.clone(),

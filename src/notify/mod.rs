@@ -49,7 +49,10 @@ impl Cause {
 /// The notifier's state, built once at start-up.
 pub struct Notifier {
     pub store: Store,
-    pub config: Notify,
+    /// `notify.*`; replaced by a reload.
+    config: std::sync::RwLock<Arc<Notify>>,
+    /// Wakes the daily schedule when a reload changed the settings.
+    changed: tokio::sync::Notify,
     pub sealer: secret::Sealer,
     metrics: Arc<Metrics>,
 }
@@ -60,17 +63,39 @@ impl Notifier {
         keys.extend(crate::tokens::keys::previous_token_keys(&config.secrets)?);
         Ok(Notifier {
             store,
-            config: config.notify.clone(),
+            config: std::sync::RwLock::new(Arc::new(config.notify.clone())),
+            changed: tokio::sync::Notify::new(),
             sealer: secret::Sealer::new(&keys),
             metrics,
         })
     }
 
+    /// `notify.*` as they are now.
+    pub fn settings(&self) -> Arc<Notify> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes new `notify.*` settings (a reload): the next pass and the next wait for
+    /// the daily one use them.
+    pub fn set_settings(&self, settings: Notify) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves when a reload has changed the settings.
+    pub async fn settings_changed(&self) {
+        self.changed.notified().await
+    }
+
     /// The daily schedule; `None` when `notify.daily_at` is `off`.
     pub fn schedule(&self) -> Option<schedule::Schedule> {
-        self.config.daily_at.map(|at| schedule::Schedule {
+        let settings = self.settings();
+        settings.daily_at.map(|at| schedule::Schedule {
             at,
-            zone: self.config.time_zone.clone(),
+            zone: settings.time_zone.clone(),
         })
     }
 
@@ -81,11 +106,12 @@ impl Notifier {
 
     /// The zone's name as shown to people.
     pub fn zone_name(&self) -> String {
-        self.config
+        let settings = self.settings();
+        settings
             .time_zone
             .iana_name()
             .map(str::to_string)
-            .unwrap_or_else(|| match self.config.time_zone_name.as_str() {
+            .unwrap_or_else(|| match settings.time_zone_name.as_str() {
                 "" => "server local time".into(),
                 name => name.to_string(),
             })
@@ -94,7 +120,8 @@ impl Notifier {
     /// A transport for an item, with its password opened; refused for a host outside
     /// `notify.smtp_hosts`.
     pub fn mailer(&self, item: &SmtpServerRecord) -> Result<smtp::Mailer, smtp::SendFailure> {
-        if !self.config.smtp_host_allowed(&item.host) {
+        let settings = self.settings();
+        if !settings.smtp_host_allowed(&item.host) {
             return Err(smtp::SendFailure {
                 kind: smtp::FailureKind::Configuration,
                 message: smtp_host_refused(&item.host),
@@ -109,12 +136,12 @@ impl Notifier {
                 kind: smtp::FailureKind::Configuration,
                 message: e.to_string(),
             })?;
-        smtp::Mailer::new(item, password.as_ref(), self.config.send_timeout)
+        smtp::Mailer::new(item, password.as_ref(), settings.send_timeout)
     }
 
     /// Whether an item may name `host` (`notify.smtp_hosts`).
     pub fn smtp_host_allowed(&self, host: &str) -> bool {
-        self.config.smtp_host_allowed(host)
+        self.settings().smtp_host_allowed(host)
     }
 
     /// Why nothing would be sent now, or `None` when notifications are on and an SMTP

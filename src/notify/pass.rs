@@ -214,7 +214,7 @@ impl Notifier {
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
         let until = now + settings.days_before * 86_400;
-        let stale_before = now - self.config.claim_lease.as_secs() as i64;
+        let stale_before = now - self.settings().claim_lease.as_secs() as i64;
         let mut tasks: JoinSet<(DueToken, Outcome)> = JoinSet::new();
         let mut after: Option<(i64, String)> = None;
         loop {
@@ -249,7 +249,7 @@ impl Notifier {
                     }
                     continue;
                 };
-                while tasks.len() >= self.config.concurrency {
+                while tasks.len() >= self.settings().concurrency {
                     if let Some(done) = tasks.join_next().await {
                         tally(done, report);
                     }
@@ -283,7 +283,7 @@ impl Notifier {
         let expires =
             jiff::Timestamp::from_second(due.expires_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let local = expires
-            .to_zoned(self.config.time_zone.clone())
+            .to_zoned(self.settings().time_zone.clone())
             .strftime("%Y-%m-%d %H:%M %Z")
             .to_string();
         let left = due.expires_at - now;
@@ -296,7 +296,7 @@ impl Notifier {
             expires_at_local: local,
             time_zone: self.zone_name(),
             days_left: (left + 86_399) / 86_400,
-            tokens_url: match self.config.public_url.as_str() {
+            tokens_url: match self.settings().public_url.as_str() {
                 "" => String::new(),
                 base => format!("{base}/patgate/"),
             },

@@ -70,8 +70,15 @@ pub fn catch_up_due(schedule: &Schedule, last_started: Option<i64>, now: i64) ->
 }
 
 /// The side task of `patgate serve`: runs passes on schedule until `stop` changes.
-pub async fn run(notifier: Arc<Notifier>, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
     loop {
+        // Read each time: a reload may have moved, started or stopped the daily pass.
+        let Some(schedule) = notifier.schedule() else {
+            tokio::select! {
+                _ = notifier.settings_changed() => continue,
+                _ = stop.changed() => return,
+            }
+        };
         let now = crate::core::time::now();
         let wait = match notifier.store.last_pass().await {
             Ok(last) if catch_up_due(&schedule, last.as_ref().map(|p| p.started_at), now) => {
@@ -108,6 +115,7 @@ pub async fn run(notifier: Arc<Notifier>, schedule: Schedule, mut stop: watch::R
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = notifier.settings_changed() => {}
             _ = stop.changed() => return,
         }
     }
