@@ -356,6 +356,9 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         answer.json()["next_pass_at"].clone()
     };
+    let sso_offered =
+        || async { get(&gw.url("/patgate/api/v1/session"), &[]).await.json()["sso"].clone() };
+    assert_eq!(sso_offered().await, false);
     let before = next_pass().await;
     assert!(
         !before.as_str().unwrap_or_default().ends_with("T03:00:00Z"),
@@ -369,7 +372,8 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
         )
         + &pid_line
         + &format!(
-            "scim:\n  secret: {scim_secret}\nwebhooks:\n  paths: [/deployit/package/]\nnotify:\n  daily_at: \"03:00\"\n  time_zone: UTC\n"
+            "scim:\n  secret: {scim_secret}\nwebhooks:\n  paths: [/deployit/package/]\nnotify:\n  daily_at: \"03:00\"\n  time_zone: UTC\nsso:\n  issuer: http://127.0.0.1:9/realms/x\n  client_id: patgate\n  client_secret: a-client-secret\n  redirect_url: {}\n",
+            gw.url("/patgate/sso/callback")
         );
     std::fs::write(&file, changed).unwrap();
     reload(&file).await;
@@ -379,10 +383,12 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
         "scim.secret",
         "webhooks.paths",
         "notify.daily_at",
+        "sso.issuer",
     ] {
         assert!(log.contains(key), "{key}: {log}");
     }
     assert_eq!(get(&scim_url, &scim_header).await.status, 200, "SCIM is on");
+    assert_eq!(sso_offered().await, true, "Sign in with SSO is offered");
     let next = next_pass().await;
     assert!(
         next.as_str().is_some_and(|at| at.ends_with("T03:00:00Z")),

@@ -47,21 +47,21 @@ pub struct Round {
     pub unreachable: u64,
 }
 
-/// Runs until `stop`; returns at once when re-validation is off.
+/// Runs until `stop`; idle while re-validation is off (a reload may switch it on).
 pub async fn run(
     store: Store,
     signin: Arc<SignIn>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(every) = signin.revalidate_every() else {
-        return;
-    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => return,
         }
+        let Some(every) = signin.revalidate_every() else {
+            continue;
+        };
         let done = round(&store, signin.clone(), &metrics, every).await;
         if done.unreachable > 0 {
             tracing::warn!(
@@ -187,8 +187,11 @@ async fn valid(
     refresh_token: Option<String>,
 ) -> Result<RevalidationResult, crate::store::StoreError> {
     if let Some(claims) = claims {
-        let issuer = signin.oidc.as_ref().map(|o| o.issuer()).unwrap_or_default();
-        let bound = store.sso_subject(issuer, username).await?;
+        let issuer = signin
+            .oidc()
+            .map(|o| o.issuer().to_string())
+            .unwrap_or_default();
+        let bound = store.sso_subject(&issuer, username).await?;
         if bound.as_deref().is_some_and(|s| s != claims.subject) {
             // Not the person the user is bound to: believe nothing of it.
             let reason = "the provider answered for another subject";

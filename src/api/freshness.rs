@@ -132,7 +132,7 @@ pub async fn roles_freshness(api: &super::Api) -> Result<RolesFreshness, StoreEr
     let summary = api.store.freshness_summary().await?;
     Ok(RolesFreshness::new(
         summary,
-        api.signin.oidc.is_some(),
+        api.signin.oidc().is_some(),
         api.signin.revalidate_every(),
     ))
 }

@@ -35,7 +35,7 @@ pub struct SignInOptions {
     security(()), responses((status = 200, body = SignInOptions)))]
 pub async fn options(State(api): State<ApiRef>) -> Result<Json<SignInOptions>, ApiError> {
     let api = api.get()?;
-    let sso = api.signin.oidc.is_some();
+    let sso = api.signin.oidc().is_some();
     Ok(Json(SignInOptions {
         password: true,
         sso,

@@ -285,7 +285,7 @@ pub async fn link(
 ) -> Result<Json<SsoLinkView>, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    let issuer = api.signin.oidc.as_ref().map(|o| o.issuer().to_string());
+    let issuer = api.signin.oidc().map(|o| o.issuer().to_string());
     let username = sso_link::link(
         &api.store,
         issuer.as_deref(),
@@ -318,7 +318,7 @@ pub async fn unlink(
 ) -> Result<StatusCode, ApiError> {
     let api = api.get()?;
     caller.require_admin()?;
-    let issuer = api.signin.oidc.as_ref().map(|o| o.issuer().to_string());
+    let issuer = api.signin.oidc().map(|o| o.issuer().to_string());
     sso_link::unlink(
         &api.store,
         issuer.as_deref(),

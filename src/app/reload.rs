@@ -15,12 +15,14 @@ use crate::identity::jwt::JwtMinter;
 use crate::identity::UpstreamIdentity;
 use crate::logging::LogLevel;
 use crate::metrics::Metrics;
+use crate::signin::SignIn;
 use crate::tokens::rules::AccessRules;
 
 /// Keys a reload applies; a key is live when it or a section above it is listed,
 /// unless a longer entry of [`NEEDS_RESTART`] names it.
-const LIVE: [&str; 11] = [
+const LIVE: [&str; 12] = [
     "upstream",
+    "sso",
     "notify",
     "tls",
     "limits",
@@ -150,6 +152,7 @@ impl Reloader {
         // The certificate files are read again even when their names did not change:
         // a renewed certificate is usually written over the old one.
         let tls = new.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let oidc = SignIn::prepare_sso(new.sso.clone())?;
         if running.log.level != new.log.level {
             if let Some(log) = &*self.inner.log.lock().unwrap_or_else(|p| p.into_inner()) {
                 log.set(&new.log.level)
@@ -169,6 +172,8 @@ impl Reloader {
         effective.webhooks = new.webhooks.clone();
         effective.scim = new.scim.clone();
         effective.notify = new.notify.clone();
+        effective.sso = new.sso.clone();
+        self.inner.api.signin.set_sso(oidc);
         self.inner
             .api
             .notifier
@@ -217,6 +222,8 @@ mod tests {
             "webhooks.paths",
             "scim.secret",
             "notify.daily_at",
+            "sso.issuer",
+            "sso.revalidate_every",
         ] {
             assert!(is_live(key), "{key}");
         }
@@ -229,7 +236,6 @@ mod tests {
             "log.json",
             "logging",
             "tlsx",
-            "sso.issuer",
             "signin.cache_ttl",
         ] {
             assert!(!is_live(key), "{key}");

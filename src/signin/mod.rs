@@ -28,7 +28,8 @@ pub mod session;
 pub struct SignIn {
     pub deploy: deploy::DeployCheck,
     pub sessions: session::Sessions,
-    pub oidc: Option<oidc::Oidc>,
+    /// OpenID Connect sign-in; `None` without `sso.issuer`. Replaced by a reload.
+    oidc: std::sync::RwLock<Option<std::sync::Arc<oidc::Oidc>>>,
     /// SSO sign-ins started per client address (`sso.starts_per_minute`).
     sso_starts: FailureLimiter<IpAddr>,
     /// Seals the providers' refresh tokens kept for re-validation.
@@ -49,13 +50,47 @@ impl SignIn {
         Ok(SignIn {
             deploy: deploy::DeployCheck::new(config, hasher, identity)?,
             sessions: session::Sessions::new(&config.signin, store),
-            oidc: config.sso.clone().map(oidc::Oidc::new).transpose()?,
+            oidc: std::sync::RwLock::new(
+                config
+                    .sso
+                    .clone()
+                    .map(oidc::Oidc::new)
+                    .transpose()?
+                    .map(std::sync::Arc::new),
+            ),
             sso_starts: FailureLimiter::new(&crate::config::Limits {
                 failures_per_second: f64::from(per_minute) / 60.0,
                 failure_burst: per_minute,
             }),
             sealer,
         })
+    }
+
+    /// The OpenID Connect settings and client as they are now.
+    pub fn oidc(&self) -> Option<std::sync::Arc<oidc::Oidc>> {
+        self.oidc.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Builds the client for new `sso.*` settings without using it yet: a reload
+    /// checks everything before it changes anything.
+    pub fn prepare_sso(
+        sso: Option<crate::config::Sso>,
+    ) -> anyhow::Result<Option<std::sync::Arc<oidc::Oidc>>> {
+        Ok(sso
+            .map(oidc::Oidc::new)
+            .transpose()?
+            .map(std::sync::Arc::new))
+    }
+
+    /// Uses new `sso.*` settings (a reload): sign-ins started from now on, and the next
+    /// re-validation.
+    pub fn set_sso(&self, oidc: Option<std::sync::Arc<oidc::Oidc>>) {
+        let per_minute = oidc.as_ref().map_or(20, |o| o.settings.starts_per_minute);
+        self.sso_starts.set(&crate::config::Limits {
+            failures_per_second: f64::from(per_minute) / 60.0,
+            failure_burst: per_minute,
+        });
+        *self.oidc.write().unwrap_or_else(|p| p.into_inner()) = oidc;
     }
 
     /// Failed sign-ins counted since the last call, for the audit log.

@@ -201,7 +201,7 @@ impl SignIn {
     /// answers where to send it (the provider's authorization URL). Each client address
     /// may start `sso.starts_per_minute` sign-ins a minute.
     pub async fn start_sso(&self, store: &Store, client: &ClientInfo) -> Result<Started, Failure> {
-        let oidc = self.oidc.as_ref().ok_or_else(|| {
+        let oidc = self.oidc().ok_or_else(|| {
             Failure::new(
                 StatusCode::NOT_FOUND,
                 "not_configured",
@@ -285,7 +285,7 @@ impl SignIn {
         client: &ClientInfo,
         params: &HashMap<String, String>,
     ) -> Result<HeaderValue, Failure> {
-        let oidc = self.oidc.as_ref().ok_or_else(|| {
+        let oidc = self.oidc().ok_or_else(|| {
             Failure::new(
                 StatusCode::NOT_FOUND,
                 "not_configured",

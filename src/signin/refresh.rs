@@ -79,7 +79,7 @@ pub fn next_revalidation(every: Duration) -> i64 {
 impl SignIn {
     /// `sso.revalidate_every`, when SSO is on.
     pub fn revalidate_every(&self) -> Option<Duration> {
-        self.oidc.as_ref()?.settings.revalidate_every
+        self.oidc()?.settings.revalidate_every
     }
 
     /// Whether the user is an administrator with these roles: named in
@@ -87,8 +87,7 @@ impl SignIn {
     pub fn admin_for(&self, username: &str, roles: &[String]) -> bool {
         self.deploy.configured_admin(username)
             || self
-                .oidc
-                .as_ref()
+                .oidc()
                 .is_some_and(|o| roles.iter().any(|r| o.settings.admin_roles.contains(r)))
     }
 
@@ -179,7 +178,7 @@ impl SignIn {
 
     /// Asks the provider about a user again with their refresh token.
     pub async fn refresh_identity(&self, refresh_token: &str) -> Refreshed {
-        let Some(oidc) = self.oidc.as_ref() else {
+        let Some(oidc) = self.oidc() else {
             return Refreshed::Unreachable("SSO is not configured".into());
         };
         let metadata = match oidc.metadata().await {
