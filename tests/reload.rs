@@ -364,7 +364,10 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
         !before.as_str().unwrap_or_default().ends_with("T03:00:00Z"),
         "{before}"
     );
+    // Deploy moves too: the API's password checks follow it.
+    let moved = Upstream::start().await;
     let changed = base
+        .replace(&upstream.url(), &moved.url())
         .replace("shutdown_grace: 5s", "shutdown_grace: 7s")
         .replace(
             "log:\n  level: info\n",
@@ -389,6 +392,25 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
     }
     assert_eq!(get(&scim_url, &scim_header).await.status, 200, "SCIM is on");
     assert_eq!(sso_offered().await, true, "Sign in with SSO is offered");
+    let (at_old, at_new) = (upstream.count(), moved.count());
+    let me = common::api::as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/me"),
+        "alice",
+        "alice-pw",
+        None,
+    )
+    .await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(
+        upstream.count(),
+        at_old,
+        "the password check went to the old Deploy"
+    );
+    assert!(
+        moved.count() > at_new,
+        "the password check did not reach the new Deploy"
+    );
     let next = next_pass().await;
     assert!(
         next.as_str().is_some_and(|at| at.ends_with("T03:00:00Z")),

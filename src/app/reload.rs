@@ -149,6 +149,7 @@ impl Reloader {
         upstream.identity.mode = running.upstream.identity.mode;
         upstream.identity.jwt = running.upstream.identity.jwt.clone();
         let identity = UpstreamIdentity::new(&upstream.identity, self.inner.jwt.clone())?;
+        let api_identity = UpstreamIdentity::new(&upstream.identity, self.inner.jwt.clone())?;
         // The certificate files are read again even when their names did not change:
         // a renewed certificate is usually written over the old one.
         let tls = new.tls.as_ref().map(server::tls_acceptor).transpose()?;
@@ -178,6 +179,12 @@ impl Reloader {
             .api
             .notifier
             .set_settings(effective.notify.clone());
+        // The API's password checks and administrator re-checks ask the new Deploy.
+        self.inner
+            .api
+            .signin
+            .deploy
+            .set_upstream(&effective.upstream, Some(api_identity))?;
         let tokens = &self.inner.gateway.tokens;
         tokens.set_limits(&effective.limits);
         tokens.set_rules(AccessRules::new(&effective.webhooks.paths));

@@ -57,10 +57,8 @@ pub enum Purpose {
 }
 
 pub struct DeployCheck {
-    client: HttpClient,
-    base: String,
-    /// `base` without user information, for messages.
-    address: String,
+    /// Where Deploy is and how it is asked; replaced by a reload.
+    target: std::sync::RwLock<Arc<Target>>,
     check_path: String,
     admin_path: Option<String>,
     admin_users: Vec<String>,
@@ -69,14 +67,59 @@ pub struct DeployCheck {
     by_address: FailureLimiter<IpAddr>,
     by_user_address: FailureLimiter<(String, IpAddr)>,
     by_user: FailureLimiter<String>,
-    /// How the gateway asserts a user to Deploy, for asking Deploy again about an
-    /// administrator without their password; `None` in basic mode, where it cannot.
-    identity: Option<UpstreamIdentity>,
     /// Failed sign-ins, written to the audit log once a minute.
     pub failures: Arc<FailureLog>,
 }
 
+/// Deploy, as the API asks it.
+struct Target {
+    client: HttpClient,
+    base: String,
+    /// `base` without user information, for messages.
+    address: String,
+    /// How the gateway asserts a user to Deploy, for asking Deploy again about an
+    /// administrator without their password; `None` in basic mode, where it cannot.
+    identity: Option<UpstreamIdentity>,
+}
+
+impl Target {
+    fn new(
+        upstream: &config::Upstream,
+        identity: Option<UpstreamIdentity>,
+    ) -> anyhow::Result<Target> {
+        let url = upstream.url.to_string();
+        Ok(Target {
+            client: HttpClient::new(
+                upstream.ca_file.as_deref(),
+                upstream.connect_timeout + Duration::from_secs(10),
+            )?,
+            base: url.trim_end_matches('/').to_string(),
+            address: upstream.address(),
+            identity: identity.filter(|_| upstream.identity.mode != IdentityMode::Basic),
+        })
+    }
+}
+
 impl DeployCheck {
+    /// Asks Deploy where `upstream` says from now on (a reload), asserting users with
+    /// `identity`.
+    pub fn set_upstream(
+        &self,
+        upstream: &config::Upstream,
+        identity: Option<UpstreamIdentity>,
+    ) -> anyhow::Result<()> {
+        let target = Arc::new(Target::new(upstream, identity)?);
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = target;
+        Ok(())
+    }
+
+    fn target(&self) -> Arc<Target> {
+        self.target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn new(
         config: &Config,
         hasher: TokenHasher,
@@ -87,14 +130,8 @@ impl DeployCheck {
             failures_per_second: signin.failures_per_minute / 60.0,
             failure_burst: signin.failure_burst,
         };
-        let url = config.upstream.url.to_string();
         Ok(DeployCheck {
-            client: HttpClient::new(
-                config.upstream.ca_file.as_deref(),
-                config.upstream.connect_timeout + Duration::from_secs(10),
-            )?,
-            base: url.trim_end_matches('/').to_string(),
-            address: config.upstream.address(),
+            target: std::sync::RwLock::new(Arc::new(Target::new(&config.upstream, identity)?)),
             check_path: signin.deploy_check_path.clone(),
             admin_path: signin.deploy_admin_path.clone(),
             admin_users: signin.admin_users.clone(),
@@ -108,7 +145,6 @@ impl DeployCheck {
             by_address: FailureLimiter::new(&limits),
             by_user_address: FailureLimiter::new(&limits),
             by_user: FailureLimiter::new(&limits),
-            identity: identity.filter(|_| config.upstream.identity.mode != IdentityMode::Basic),
             failures: Arc::default(),
         })
     }
@@ -236,7 +272,8 @@ impl DeployCheck {
         let Some(path) = &self.admin_path else {
             return Some(false);
         };
-        let identity = self.identity.as_ref()?;
+        let target = self.target();
+        let identity = target.identity.as_ref()?;
         let roles = store.user_roles(username).await.ok()?;
         let mut headers = HeaderMap::new();
         if let Err(e) = identity
@@ -288,14 +325,15 @@ impl DeployCheck {
         path: &str,
         headers: HeaderMap,
     ) -> Result<http::Response<Vec<u8>>, ApiError> {
-        let mut request = Request::get(format!("{}{path}", self.base))
+        let target = self.target();
+        let mut request = Request::get(format!("{}{path}", target.base))
             .header(http::header::ACCEPT, ADMIN_ANSWER_TYPE)
             .body(Vec::new())
-            .map_err(|_| deploy_unavailable(&self.address))?;
+            .map_err(|_| deploy_unavailable(&target.address))?;
         request.headers_mut().extend(headers);
-        self.client.send(request).await.map_err(|e| {
+        target.client.send(request).await.map_err(|e| {
             tracing::warn!(error = %e, "Deploy could not be asked to check a password");
-            deploy_unavailable(&self.address)
+            deploy_unavailable(&target.address)
         })
     }
 }
