@@ -209,7 +209,7 @@ async fn serve(config: Config, log_level: logging::LogLevel) -> anyhow::Result<(
                 tracing::info!("shutdown signal received");
                 break None;
             }
-            _ = hangup.recv() => reloaded(running.reloader.reload_file()),
+            _ = hangup.recv() => reloaded(running.reloader.reload_file().await),
         }
     };
     let result = match result {

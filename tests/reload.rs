@@ -447,3 +447,75 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
     );
     gw.terminate().await;
 }
+
+/// The claims of the JWT in the last request `upstream` received.
+fn last_jwt_claims(upstream: &Upstream) -> serde_json::Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let seen = upstream.last();
+    let bearer = seen.headers["authorization"].to_str().unwrap().to_string();
+    let jwt = bearer.strip_prefix("Bearer ").expect("a bearer JWT");
+    let payload = URL_SAFE_NO_PAD
+        .decode(jwt.split('.').nth(1).unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_what_the_jwt_says_and_can_switch_the_identity_mode() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let dir = db.dir.path().to_path_buf();
+    let upstream = Upstream::start().await;
+    let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
+    let base = std::fs::read_to_string(&file).unwrap();
+    let pid_line = format!("pid_file: {}\n", dir.join("patgate.pid").display());
+    let jwt = |audience: &str| {
+        base.replace(
+            "    allow_header_without_secret: true\n",
+            &format!(
+                "    allow_header_without_secret: true\n    mode: jwt\n    jwt:\n      key_file: {}\n      audience: {audience}\n      algorithm: EdDSA\n",
+                dir.join("jwt.key").display()
+            ),
+        ) + &pid_line
+    };
+    std::fs::write(&file, jwt("deploy-a")).unwrap();
+    let gw = Process::start(&file).await;
+    let token = cli_token(&file, "alice", "ci", "30d").await;
+    let header = [("x-deploy-personal-token", token.as_str())];
+    let pid_file = dir.join("patgate.pid");
+    assert!(
+        within(Duration::from_secs(2), || async { pid_file.exists() })
+            .await
+            .is_some()
+    );
+    assert_eq!(get(&gw.url("/x"), &header).await.status, 200);
+    assert_eq!(last_jwt_claims(&upstream)["aud"], "deploy-a");
+
+    // A new audience: the next JWT says it (a JWT minted for the old one is not reused).
+    std::fs::write(&file, jwt("deploy-b")).unwrap();
+    reload(&file).await;
+    let changed = within(Duration::from_secs(3), || async {
+        get(&gw.url("/x"), &header).await.status == 200
+            && last_jwt_claims(&upstream)["aud"] == "deploy-b"
+    })
+    .await;
+    assert!(changed.is_some(), "the JWT still names the old audience");
+    let log = logged(&gw, "configuration reloaded", 1).await;
+    assert!(log.contains("upstream.identity.jwt.audience"), "{log}");
+
+    // Back to header mode: Deploy gets the username header and no JWT.
+    std::fs::write(&file, format!("{base}{pid_line}")).unwrap();
+    reload(&file).await;
+    let header_mode = within(Duration::from_secs(3), || async {
+        get(&gw.url("/x"), &header).await.status == 200
+            && upstream.last().headers.get("authorization").is_none()
+            && upstream
+                .last()
+                .headers
+                .get("x-deploy-user")
+                .is_some_and(|v| v == "alice")
+    })
+    .await;
+    assert!(header_mode.is_some(), "still in jwt mode after the reload");
+    gw.terminate().await;
+}

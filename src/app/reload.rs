@@ -7,7 +7,8 @@
 use std::sync::{Arc, Mutex};
 
 use crate::api::Api;
-use crate::config::{Config, Written};
+use crate::config::{Config, IdentityMode, Written};
+use crate::core::sealed::Sealer;
 use crate::edge::gateway::Gateway;
 use crate::edge::live::Live;
 use crate::edge::server;
@@ -16,10 +17,10 @@ use crate::identity::UpstreamIdentity;
 use crate::logging::LogLevel;
 use crate::metrics::Metrics;
 use crate::signin::SignIn;
+use crate::store::Store;
 use crate::tokens::rules::AccessRules;
 
-/// Keys a reload applies; a key is live when it or a section above it is listed,
-/// unless a longer entry of [`NEEDS_RESTART`] names it.
+/// Keys a reload applies: a key is live when it or a section above it is listed.
 const LIVE: [&str; 12] = [
     "upstream",
     "sso",
@@ -35,10 +36,6 @@ const LIVE: [&str; 12] = [
     "log.access",
 ];
 
-/// Keys under a live section that still need a restart: the identity mode and the JWT
-/// signing settings (the signing keys are loaded and shared once, at start).
-const NEEDS_RESTART: [&str; 2] = ["upstream.identity.mode", "upstream.identity.jwt"];
-
 fn under(key: &str, section: &str) -> bool {
     key == section
         || key
@@ -48,7 +45,7 @@ fn under(key: &str, section: &str) -> bool {
 
 /// Whether a reload applies `key`.
 pub fn is_live(key: &str) -> bool {
-    LIVE.iter().any(|s| under(key, s)) && !NEEDS_RESTART.iter().any(|s| under(key, s))
+    LIVE.iter().any(|s| under(key, s))
 }
 
 /// What a reload did.
@@ -69,12 +66,16 @@ pub struct Reloader {
 struct Inner {
     gateway: Arc<Gateway>,
     api: Arc<Api>,
-    jwt: Option<Arc<JwtMinter>>,
+    /// The JWT signing keys in use (jwt mode); a reload that changes the mode or the JWT
+    /// settings starts new ones.
+    jwt: Mutex<Option<Arc<JwtMinter>>>,
+    store: Store,
+    sealer: Arc<Sealer>,
     metrics: Arc<Metrics>,
     log: Mutex<Option<LogLevel>>,
     /// The configuration in use, and what it was read from (live keys as the last
     /// reload wrote them, the others as at start).
-    state: Mutex<(Config, Written)>,
+    state: tokio::sync::Mutex<(Config, Written)>,
 }
 
 impl Reloader {
@@ -83,6 +84,8 @@ impl Reloader {
         gateway: Arc<Gateway>,
         api: Arc<Api>,
         jwt: Option<Arc<JwtMinter>>,
+        store: Store,
+        sealer: Arc<Sealer>,
         metrics: Arc<Metrics>,
     ) -> Reloader {
         let written = config.written.clone();
@@ -90,10 +93,12 @@ impl Reloader {
             inner: Arc::new(Inner {
                 gateway,
                 api,
-                jwt,
+                jwt: Mutex::new(jwt),
+                store,
+                sealer,
                 metrics,
                 log: Mutex::new(None),
-                state: Mutex::new((config, written)),
+                state: tokio::sync::Mutex::new((config, written)),
             }),
         }
     }
@@ -104,24 +109,22 @@ impl Reloader {
     }
 
     /// Reads the file the gateway was started with again, with the environment.
-    pub fn reload_file(&self) -> anyhow::Result<Reloaded> {
-        let source = {
-            let state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.0.source.clone()
-        };
+    pub async fn reload_file(&self) -> anyhow::Result<Reloaded> {
+        let source = self.inner.state.lock().await.0.source.clone();
         let Some(path) = source else {
             anyhow::bail!("the gateway was not started from a configuration file");
         };
-        let result = Config::load(&path)
-            .map_err(anyhow::Error::from)
-            .and_then(|config| self.apply(config));
+        let result = match Config::load(&path) {
+            Ok(config) => self.apply(config).await,
+            Err(e) => Err(e.into()),
+        };
         self.count(&result);
         result
     }
 
     /// Applies `new` (already read); nothing changes unless all of it is valid.
-    pub fn reload(&self, new: Config) -> anyhow::Result<Reloaded> {
-        let result = self.apply(new);
+    pub async fn reload(&self, new: Config) -> anyhow::Result<Reloaded> {
+        let result = self.apply(new).await;
         self.count(&result);
         result
     }
@@ -135,21 +138,41 @@ impl Reloader {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn apply(&self, new: Config) -> anyhow::Result<Reloaded> {
+    async fn apply(&self, new: Config) -> anyhow::Result<Reloaded> {
         // The checks `check-config` and `serve` make.
         crate::app::preflight::check(&new)?;
-        let mut state = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.inner.state.lock().await;
         let (running, written) = &mut *state;
         let changed = written.changed(&new.written);
         let (applied, needs_restart): (Vec<String>, Vec<String>) =
             changed.into_iter().partition(|key| is_live(key));
 
-        // What is kept stays as it runs: the identity mode and the JWT settings.
-        let mut upstream = new.upstream.clone();
-        upstream.identity.mode = running.upstream.identity.mode;
-        upstream.identity.jwt = running.upstream.identity.jwt.clone();
-        let identity = UpstreamIdentity::new(&upstream.identity, self.inner.jwt.clone())?;
-        let api_identity = UpstreamIdentity::new(&upstream.identity, self.inner.jwt.clone())?;
+        // New signing keys when the mode or the JWT settings changed (they are shared
+        // through the database, so every replica publishes the same ones).
+        let upstream = new.upstream.clone();
+        let jwt_changed = applied
+            .iter()
+            .any(|key| under(key, "upstream.identity.mode") || under(key, "upstream.identity.jwt"));
+        let current = self
+            .inner
+            .jwt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let jwt = match upstream.identity.mode {
+            IdentityMode::Jwt if jwt_changed || current.is_none() => Some(
+                JwtMinter::start(
+                    &upstream.identity.jwt,
+                    self.inner.store.clone(),
+                    self.inner.sealer.clone(),
+                )
+                .await?,
+            ),
+            IdentityMode::Jwt => current,
+            _ => None,
+        };
+        let identity = UpstreamIdentity::new(&upstream.identity, jwt.clone())?;
+        let api_identity = UpstreamIdentity::new(&upstream.identity, jwt.clone())?;
         // The certificate files are read again even when their names did not change:
         // a renewed certificate is usually written over the old one.
         let tls = new.tls.as_ref().map(server::tls_acceptor).transpose()?;
@@ -202,6 +225,7 @@ impl Reloader {
             written.take(&new.written, key);
         }
         *running = effective;
+        *self.inner.jwt.lock().unwrap_or_else(|p| p.into_inner()) = jwt;
         Ok(Reloaded {
             applied,
             needs_restart,
@@ -228,6 +252,8 @@ mod tests {
             "limits.failures_per_second",
             "webhooks.paths",
             "scim.secret",
+            "upstream.identity.mode",
+            "upstream.identity.jwt.audience",
             "notify.daily_at",
             "sso.issuer",
             "sso.revalidate_every",
@@ -238,8 +264,6 @@ mod tests {
             "listen",
             "workers",
             "database.url",
-            "upstream.identity.mode",
-            "upstream.identity.jwt.audience",
             "log.json",
             "logging",
             "tlsx",

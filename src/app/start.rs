@@ -196,6 +196,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gateway.clone(),
         api.clone(),
         jwt,
+        store.clone(),
+        sealer.clone(),
         metrics.clone(),
     );
     let threads =
