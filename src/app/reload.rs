@@ -16,6 +16,7 @@ use crate::identity::jwt::JwtMinter;
 use crate::identity::UpstreamIdentity;
 use crate::logging::LogLevel;
 use crate::metrics::Metrics;
+use crate::signin::deploy::DeployCheck;
 use crate::signin::SignIn;
 use crate::store::Store;
 use crate::tokens::rules::AccessRules;
@@ -172,7 +173,10 @@ impl Reloader {
             _ => None,
         };
         let identity = UpstreamIdentity::new(&upstream.identity, jwt.clone())?;
-        let api_identity = UpstreamIdentity::new(&upstream.identity, jwt.clone())?;
+        let deploy = DeployCheck::prepare_upstream(
+            &upstream,
+            Some(UpstreamIdentity::new(&upstream.identity, jwt.clone())?),
+        )?;
         // The certificate files are read again even when their names did not change:
         // a renewed certificate is usually written over the old one.
         let tls = new.tls.as_ref().map(server::tls_acceptor).transpose()?;
@@ -183,6 +187,8 @@ impl Reloader {
                     .map_err(|e| anyhow::anyhow!("log.level: {e}"))?;
             }
         }
+        // Everything that could fail has been built: from here on the reload applies
+        // whole.
 
         let mut effective = running.clone();
         effective.upstream = upstream;
@@ -203,11 +209,7 @@ impl Reloader {
             .notifier
             .set_settings(effective.notify.clone());
         // The API's password checks and administrator re-checks ask the new Deploy.
-        self.inner
-            .api
-            .signin
-            .deploy
-            .set_upstream(&effective.upstream, Some(api_identity))?;
+        self.inner.api.signin.deploy.set_upstream(deploy);
         let tokens = &self.inner.gateway.tokens;
         tokens.set_limits(&effective.limits);
         tokens.set_rules(AccessRules::new(&effective.webhooks.paths));

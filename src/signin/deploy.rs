@@ -71,6 +71,9 @@ pub struct DeployCheck {
     pub failures: Arc<FailureLog>,
 }
 
+/// Deploy as a reload will have the API ask it.
+pub struct DeployTarget(Arc<Target>);
+
 /// Deploy, as the API asks it.
 struct Target {
     client: HttpClient,
@@ -101,16 +104,18 @@ impl Target {
 }
 
 impl DeployCheck {
-    /// Asks Deploy where `upstream` says from now on (a reload), asserting users with
-    /// `identity`.
-    pub fn set_upstream(
-        &self,
+    /// Where `upstream` says Deploy is, asserting users with `identity`: built before a
+    /// reload changes anything, used by [`DeployCheck::set_upstream`].
+    pub fn prepare_upstream(
         upstream: &config::Upstream,
         identity: Option<UpstreamIdentity>,
-    ) -> anyhow::Result<()> {
-        let target = Arc::new(Target::new(upstream, identity)?);
-        *self.target.write().unwrap_or_else(|p| p.into_inner()) = target;
-        Ok(())
+    ) -> anyhow::Result<DeployTarget> {
+        Ok(DeployTarget(Arc::new(Target::new(upstream, identity)?)))
+    }
+
+    /// Asks Deploy there from now on (a reload).
+    pub fn set_upstream(&self, target: DeployTarget) {
+        *self.target.write().unwrap_or_else(|p| p.into_inner()) = target.0;
     }
 
     fn target(&self) -> Arc<Target> {
