@@ -44,9 +44,7 @@ async fn open(
     addr: std::net::SocketAddr,
     connector: &TlsConnector,
 ) -> TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.expect("TLS handshake")
+    try_open(addr, connector).await.expect("TLS handshake")
 }
 
 async fn try_open(
@@ -170,6 +168,16 @@ async fn cli_token_with(file: &Path, extra: &[&str]) -> String {
     stdout.trim().to_string()
 }
 
+/// Waits for `serve` to write its pid file.
+async fn pid_written(pid_file: &Path) {
+    let written = within(Duration::from_secs(2), || async { pid_file.exists() }).await;
+    assert!(
+        written.is_some(),
+        "serve writes its pid_file {}",
+        pid_file.display()
+    );
+}
+
 async fn reload(file: &Path) {
     let (code, stdout, stderr) = run_cli(file, &["reload"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -208,8 +216,7 @@ async fn a_reload_moves_deploy_and_the_certificate_and_drops_no_request() {
         &extra(&cert_a, &key_a),
     );
     let gw = Process::start(&file).await;
-    let written = within(Duration::from_secs(2), || async { pid_file.exists() }).await;
-    assert!(written.is_some(), "serve writes its pid_file");
+    pid_written(&pid_file).await;
     let token = cli_token(&file, "alice", "ci", "30d").await;
     let connector = connector_trusting(&[&cert_a, &cert_b]);
 
@@ -292,8 +299,7 @@ async fn a_broken_file_changes_nothing_and_a_restart_only_key_is_named() {
     // first and signals nothing; SIGHUP sent directly is refused by the gateway. Either
     // way nothing changes.
     let pid_file = dir.join("patgate.pid");
-    let written = within(Duration::from_secs(2), || async { pid_file.exists() }).await;
-    assert!(written.is_some(), "no pid_file");
+    pid_written(&pid_file).await;
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let hangup = || {
         let status = std::process::Command::new("kill")
@@ -483,11 +489,7 @@ async fn a_reload_changes_what_the_jwt_says_and_can_switch_the_identity_mode() {
     let token = cli_token(&file, "alice", "ci", "30d").await;
     let header = [("x-deploy-personal-token", token.as_str())];
     let pid_file = dir.join("patgate.pid");
-    assert!(
-        within(Duration::from_secs(2), || async { pid_file.exists() })
-            .await
-            .is_some()
-    );
+    pid_written(&pid_file).await;
     assert_eq!(get(&gw.url("/x"), &header).await.status, 200);
     assert_eq!(last_jwt_claims(&upstream)["aud"], "deploy-a");
 

@@ -7,12 +7,12 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use common::api::{as_user, call};
 use common::smtp::{Mode, SmtpServer};
+use common::tls::{acceptor, self_signed};
 use common::*;
 use patgate::cli::{Admin, CreateArgs, TokenCommand};
 use patgate::core::token::Expiration;
@@ -54,7 +54,7 @@ async fn start(db: &TestDb, route: Route, extra: &[(&str, &str)]) -> (Upstream, 
         Route::General => {
             let dir = db.dir.path().join(format!("tls-{}", random_suffix()));
             std::fs::create_dir_all(&dir).unwrap();
-            let (cert, key) = self_signed(&dir);
+            let (cert, key) = self_signed(&dir, "deploy");
             let upstream = Upstream::start_with(Some(acceptor(&cert, &key))).await;
             let ca = cert.to_str().unwrap().to_string();
             all.push(("PATGATE_UPSTREAM__CA_FILE", &ca));
@@ -766,47 +766,4 @@ async fn the_command_line_takes_scopes_allowlists_rotation_and_leaks(db: TestDb)
     assert_ne!(code, 0);
     assert!(err.contains("standard input"), "{err}");
     gw.shutdown().await;
-}
-
-/// A self-signed certificate for localhost / 127.0.0.1 that is no CA, made with openssl.
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("deploy.crt");
-    let key = dir.join("deploy.key");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is installed");
-    assert!(status.success());
-    (cert, key)
-}
-
-fn acceptor(cert: &Path, key: &Path) -> tokio_rustls::TlsAcceptor {
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).unwrap(),
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .unwrap();
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).unwrap(),
-    ))
-    .unwrap()
-    .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
