@@ -87,6 +87,7 @@ fn main() -> ExitCode {
         Command::TokenKey(k) => admin(Admin::TokenKey(k), &mut stdout),
         Command::CheckDeploy { user } => admin(Admin::CheckDeploy { user }, &mut stdout),
         Command::TrustPolicy(t) => admin(Admin::TrustPolicy(t), &mut stdout),
+        Command::ServiceAccount(c) => admin(Admin::ServiceAccount(c), &mut stdout),
         Command::DemoDeploy(_) => unreachable!("demo-deploy runs before the configuration is read"),
         Command::Notify(n) => runtime.block_on(async {
             let line = cli::run_notify(&config, n).await?;

@@ -21,6 +21,10 @@ pub async fn change_access(
     if disabled {
         store.delete_user_sessions(username).await?;
     }
+    // An owner's change of access may leave a service account without one, or give it one.
+    if let Err(e) = super::service::check_owners(store).await {
+        tracing::warn!(error = %e, "could not check service accounts' owners");
+    }
     store
         .audit_or_log(AuditEvent {
             actor,

@@ -45,6 +45,7 @@ pub mod me;
 pub mod notifications;
 pub mod openapi;
 pub mod scim;
+pub mod service_accounts;
 pub mod session;
 pub mod settings;
 pub mod smtp_servers;
@@ -241,6 +242,20 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         .route("/patgate/api/v1/tokens/{id}", delete(tokens::remove))
         .route("/patgate/api/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/patgate/api/v1/leaked", post(leaked::report))
+        .route(
+            "/patgate/api/v1/service-accounts",
+            get(service_accounts::list).post(service_accounts::create),
+        )
+        .route(
+            "/patgate/api/v1/service-accounts/{name}",
+            get(service_accounts::one)
+                .put(service_accounts::replace)
+                .delete(service_accounts::remove),
+        )
+        .route(
+            "/patgate/api/v1/service-accounts/{name}/tokens",
+            get(service_accounts::tokens).post(service_accounts::create_token),
+        )
         .route(
             "/patgate/api/v1/settings",
             get(settings::get_settings).put(settings::put_settings),

@@ -14,7 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    audit, leaked, me, notifications, session, settings, smtp_servers, tokens, trust, users,
+    audit, leaked, me, notifications, service_accounts, session, settings, smtp_servers, tokens,
+    trust, users,
 };
 use crate::core::pattern;
 
@@ -65,6 +66,9 @@ The project's docs/api-contract.md tells how this document is checked against th
         notifications::status,
         trust::list, trust::create, trust::one, trust::replace, trust::remove,
         trust::token_exchange,
+        service_accounts::list, service_accounts::create, service_accounts::one,
+        service_accounts::replace, service_accounts::remove, service_accounts::tokens,
+        service_accounts::create_token,
         openapi_document,
         super::sso::login, super::sso::callback,
         forward_auth,
@@ -76,6 +80,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         (name = "session", description = "browser sign-in"),
         (name = "tokens", description = "your personal access tokens"),
         (name = "admin", description = "administrators only"),
+        (name = "service-accounts", description = "service accounts: Deploy users that automation's tokens act as, looked after by owners"),
         (name = "leaked", description = "reports of leaked tokens, signed with leaked.secret"),
         (name = "document", description = "this description"),
         (name = "exchange", description = "the CI token exchange (RFC 8693): a pipeline's identity token for a short-lived token"),

@@ -161,7 +161,7 @@ pub struct CreatedToken {
 }
 
 impl CreatedToken {
-    fn new(record: TokenRecord, token: &str) -> CreatedToken {
+    pub(crate) fn new(record: TokenRecord, token: &str) -> CreatedToken {
         let rotated_from = record.rotated_from.clone();
         let view = TokenView::new(record, crate::core::time::now());
         CreatedToken {
@@ -247,7 +247,7 @@ pub async fn create(
     ))
 }
 
-fn issue_error(e: IssueError) -> ApiError {
+pub(crate) fn issue_error(e: IssueError) -> ApiError {
     match e {
         IssueError::InvalidName(message) => ApiError::bad_request("invalid_name", message),
         e @ IssueError::OverMaximum { .. } => ApiError::new(
@@ -279,7 +279,7 @@ fn issue_error(e: IssueError) -> ApiError {
 /// Replaces one of the caller's tokens by a new one with the same name, scope and
 /// address allowlist, and an expiry by the same choice (capped at the administrators'
 /// maximum). The old token works for the grace asked for; a use after that revokes
-/// the new one too.
+/// the new one too. A service account's owners and administrators may rotate its tokens.
 #[utoipa::path(post, path = "/patgate/api/v1/tokens/{id}/rotate", tag = "tokens",
     operation_id = "tokens_rotate", security(("password" = []), ("session" = [])),
     params(("id" = String, Path, description = "the token's id")),
@@ -308,8 +308,12 @@ pub async fn rotate(
         Err(store::StoreError::NoSuchToken(_)) => return Err(no_such_token()),
         Err(e) => return Err(e.into()),
     };
-    // Only the owner: the answer carries the new token's value.
-    if old.revoked_at.is_some() || old.replaced_by.is_some() || old.username != caller.username {
+    // Only the owner (or a service account's owners): the answer carries the new token's value.
+    if old.revoked_at.is_some()
+        || old.replaced_by.is_some()
+        || (old.username != caller.username
+            && !super::service_accounts::manages(&api, &caller, &old.username).await?)
+    {
         return Err(no_such_token());
     }
     let (rotated, token, expiration) =
@@ -338,7 +342,8 @@ pub async fn rotate(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// Deletes one of the caller's tokens (administrators: anyone's). It stops working
+/// Deletes one of the caller's tokens (administrators: anyone's; owners of a service
+/// account: its tokens). It stops working
 /// within a second on every replica.
 #[utoipa::path(delete, path = "/patgate/api/v1/tokens/{id}", tag = "tokens", operation_id = "tokens_delete",
     security(("password" = []), ("session" = []), ("token" = [])),
@@ -356,7 +361,11 @@ pub async fn remove(
         Err(e) => return Err(e.into()),
     };
     let as_admin = caller.admin && caller.via != Via::Token;
-    if token.revoked_at.is_some() || (token.username != caller.username && !as_admin) {
+    if token.revoked_at.is_some()
+        || (token.username != caller.username
+            && !as_admin
+            && !super::service_accounts::manages(&api, &caller, &token.username).await?)
+    {
         // Another user's token answers as one that does not exist.
         return Err(no_such_token());
     }

@@ -55,6 +55,10 @@ pub async fn round(api: &Api) {
         }
         Err(e) => tracing::warn!(error = %e, "could not look for expired tokens"),
     }
+    // Owners suspended by the identity provider reach the service accounts' flag here.
+    if let Err(e) = crate::accounts::service::check_owners(&api.store).await {
+        tracing::warn!(error = %e, "could not check service accounts' owners");
+    }
     if let Err(e) = api.signin.sessions.prune().await {
         tracing::warn!(error = %e, "could not prune old sessions");
     }

@@ -26,11 +26,14 @@ use crate::tokens::issue::{self, TokenRules};
 
 mod demo;
 mod listing;
+mod service_account;
 mod trust_policy;
 
 pub use demo::{demo_users, DemoArgs};
 pub use listing::rfc3339;
 use listing::{record_json, revoke_leaked, table};
+use service_account::service_account;
+pub use service_account::ServiceAccountCommand;
 use trust_policy::trust_policy;
 pub use trust_policy::{TrustPolicyArgs, TrustPolicyCommand};
 
@@ -89,6 +92,10 @@ pub enum Command {
     /// short-lived token, acting as whom.
     #[command(subcommand, name = "trust-policy")]
     TrustPolicy(TrustPolicyCommand),
+    /// Service accounts: Deploy users that automation's tokens act as, looked after by
+    /// owners so that a pipeline does not break when a person leaves.
+    #[command(subcommand, name = "service-account")]
+    ServiceAccount(ServiceAccountCommand),
     /// Run a stand-in for Deploy, for trying the gateway without one: it checks demo
     /// passwords, answers the admin check and echoes what the gateway sends. Not Deploy.
     #[command(name = "demo-deploy")]
@@ -238,6 +245,7 @@ pub enum Admin {
     TokenKey(TokenKeyCommand),
     CheckDeploy { user: String },
     TrustPolicy(TrustPolicyCommand),
+    ServiceAccount(ServiceAccountCommand),
 }
 
 /// Runs an administrative command against the configured database (which must exist),
@@ -414,6 +422,7 @@ async fn admin(
         Admin::User(UserCommand::Disable { username }) => {
             let username = stored_name(&store, &username).await?;
             store.set_user_disabled(&username, true).await?;
+            crate::accounts::service::check_owners(&store).await?;
             store.delete_user_sessions(&username).await?;
             audit(&store, "user.disabled", &username, None).await;
             format!("disabled user {username}; their tokens are refused")
@@ -466,6 +475,7 @@ async fn admin(
             )
         }
         Admin::TrustPolicy(command) => return trust_policy(&store, command, out).await,
+        Admin::ServiceAccount(command) => return service_account(&store, command, out).await,
         Admin::CheckDeploy { user } => {
             changed = false;
             let (ok, message) =
@@ -478,6 +488,7 @@ async fn admin(
         Admin::User(UserCommand::Enable { username }) => {
             let username = stored_name(&store, &username).await?;
             store.set_user_disabled(&username, false).await?;
+            crate::accounts::service::check_owners(&store).await?;
             audit(&store, "user.enabled", &username, None).await;
             format!("enabled user {username}")
         }

@@ -25,6 +25,7 @@ mod groups;
 mod invalidations;
 mod notifications;
 mod scim;
+mod service_accounts;
 mod sessions;
 mod settings;
 mod signing_keys;
@@ -48,6 +49,7 @@ pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
 };
 pub use scim::{new_scim_id, ScimUser, ScimUserQuery};
+pub use service_accounts::{OrphanChange, ServiceAccount, ServiceAccountOwner};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
 pub use signing_keys::StoredKey;
@@ -82,6 +84,12 @@ pub enum StoreError {
     NoSuchTrustPolicy(String),
     #[error("a trust policy named {0:?} exists already; pick another name")]
     TrustPolicyNameTaken(String),
+    #[error("no service account {0:?}")]
+    NoSuchServiceAccount(String),
+    #[error("{0:?} cannot be a service account: {1}")]
+    NotServiceAccount(String, &'static str),
+    #[error("{0:?} cannot own a service account: {1}")]
+    NotOwner(String, &'static str),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
@@ -152,6 +160,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sso freshness",
         include_str!("../../migrations/sqlite/0011_sso_freshness.sql"),
     ),
+    (
+        15,
+        "service accounts",
+        include_str!("../../migrations/sqlite/0015_service_accounts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -208,6 +221,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "sso freshness",
         include_str!("../../migrations/postgres/0011_sso_freshness.sql"),
+    ),
+    (
+        15,
+        "service accounts",
+        include_str!("../../migrations/postgres/0015_service_accounts.sql"),
     ),
 ];
 
@@ -445,6 +463,17 @@ impl From<StoreError> for ApiError {
                 StatusCode::CONFLICT,
                 "name_taken",
                 format!("a trust policy named {name:?} exists already; pick another name"),
+            ),
+            StoreError::NoSuchServiceAccount(name) => {
+                ApiError::not_found(format!("no service account {name:?}"))
+            }
+            e @ StoreError::NotServiceAccount(..) => {
+                ApiError::new(StatusCode::CONFLICT, "not_service_account", e.to_string())
+            }
+            e @ StoreError::NotOwner(..) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_service_account",
+                e.to_string(),
             ),
             StoreError::SmtpServerInUse(id) => ApiError::new(
                 StatusCode::CONFLICT,
