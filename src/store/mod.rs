@@ -32,6 +32,7 @@ mod smtp_servers;
 mod sso;
 mod tokens;
 mod trust;
+mod usage;
 mod users;
 
 use crate::core::error::ApiError;
@@ -54,6 +55,7 @@ pub use signing_keys::StoredKey;
 pub use smtp_servers::{SealedPassword, SmtpServerRecord};
 pub use tokens::{AuthRecord, LeakOutcome, NewToken, Rotated, TokenRecord, Usage};
 pub use trust::TrustPolicyRecord;
+pub use usage::{AddressSeen, DayCount, TokenRefusal, TokenUsage, UsageBatch};
 pub use users::{UserRecord, UserSource};
 
 /// Which SQL database the store runs on.
