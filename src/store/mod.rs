@@ -154,6 +154,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sso freshness",
         include_str!("../../migrations/sqlite/0011_sso_freshness.sql"),
     ),
+    (
+        13,
+        "token usage",
+        include_str!("../../migrations/sqlite/0013_token_usage.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -210,6 +215,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "sso freshness",
         include_str!("../../migrations/postgres/0011_sso_freshness.sql"),
+    ),
+    (
+        13,
+        "token usage",
+        include_str!("../../migrations/postgres/0013_token_usage.sql"),
     ),
 ];
 

@@ -153,7 +153,9 @@ impl Pending {
         for (entry, at) in counted {
             let n = entry.unreported.swap(0, Ordering::Relaxed);
             if n > 0 {
-                *days.entry((entry.token_id.clone(), day_of(at))).or_default() += n as i64;
+                *days
+                    .entry((entry.token_id.clone(), day_of(at)))
+                    .or_default() += n as i64;
             }
         }
         UsageBatch {
