@@ -234,16 +234,27 @@ async fn the_page_shows_scope_allowlist_rotation_and_usage() {
         .await;
     browser.screenshot("tokens-usage-1280").await;
 
-    // A rotation with a grace: the old token shows until when it works.
-    let rotated = common::api::as_user(
-        "POST",
-        &gw.url(&format!("/patgate/api/v1/tokens/{id}/rotate")),
-        "alice",
-        "alice-pw",
-        Some(&serde_json::json!({"grace": "1h"})),
-    )
-    .await;
-    assert_eq!(rotated.status, 201, "{:?}", rotated.body);
+    // A rotation with a grace, from the page: the new token is shown once, and the old
+    // one shows until when it works.
+    browser
+        .click("#tokens td.actions-cell button[aria-label='Rotate token reader']")
+        .await;
+    browser.wait_text("dialog", "Rotate token?").await;
+    browser.select("dialog #rotate-grace", "1h").await;
+    browser.click("dialog #confirm").await;
+    browser.wait_gone("dialog").await;
+    let new_token = browser
+        .find("#new-token-value")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(new_token, token);
+    browser.wait_text("#tokens", "Rotated: works until").await;
+    browser.wait_text("#tokens", "Made by rotation").await;
+    let answer = get(&gw.url("/x"), &[("x-deploy-personal-token", &token)]).await;
+    assert_eq!(answer.status, 200, "the old token works during its grace");
     browser.goto(&gw.url("/patgate/")).await;
     browser.ready().await;
     browser.wait_text("#tokens", "Rotated: works until").await;

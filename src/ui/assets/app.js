@@ -353,7 +353,7 @@ async function renderTokens() {
   const reload = async () => {
     try {
       const tokens = await api('GET', '/tokens');
-      list.replaceChildren(tokenTable(tokens, reload));
+      list.replaceChildren(tokenTable(tokens, reload, (created) => { showNewToken(newTokenSlot, created); reload(); }));
       showError(listError, null);
     } catch (e) {
       showError(listError, e);
@@ -454,7 +454,7 @@ function usageDetails(usage) {
     chart, h('h3', {}, 'Client addresses'), addresses, refusal);
 }
 
-function tokenTable(tokens, reload) {
+function tokenTable(tokens, reload, rotated) {
   if (!tokens.length) {
     return h('p', { class: 'empty' }, 'You have no personal access tokens yet.');
   }
@@ -488,7 +488,7 @@ function tokenTable(tokens, reload) {
       h('td', { class: 'nowrap expires', 'data-label': 'Expires' }, time(token.expires_at, 'Never')),
       h('td', { class: 'nowrap', 'data-label': 'Last used' }, time(token.last_used_at, 'Never used')),
       h('td', { class: 'expires-in', 'data-label': 'Expires in' }, pill(token.expires_in, token.expires_at)),
-      h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, del, usage))), detail];
+      h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, del, usage, rotateButton(token, rotated)))), detail];
   });
   return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'tokens' },
     h('thead', {}, h('tr', {}, ['Name', 'Access', 'Created', 'Expires', 'Last used', 'Expires in'].map((t) => h('th', { scope: 'col' }, t)),
@@ -608,6 +608,31 @@ function confirmDialog({ title, body, confirmText, action, returnFocus }) {
   document.body.append(dialog);
   dialog.showModal();
   cancel.focus();
+}
+
+const GRACE_CHOICES = { '0s': 'No grace: the old token stops at once', '15m': '15 minutes', '1h': '1 hour', '24h': '24 hours' };
+
+/** Rotate: a new token with the same name and rules; the old one works for the grace chosen. */
+function rotateButton(token, rotated) {
+  if (token.replaced_by) return null;
+  const button = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Rotate token ${token.name}` }, 'Rotate');
+  button.addEventListener('click', () => {
+    const grace = h('select', { id: 'rotate-grace' },
+      Object.entries(GRACE_CHOICES).map(([value, label]) => h('option', { value, selected: value === '1h' }, label)));
+    confirmDialog({
+      title: 'Rotate token?',
+      body: [
+        h('p', {}, 'Replace ', h('strong', {}, token.name), ' by a new token with the same name, scope and allowed addresses.'),
+        field('The old token keeps working for', grace, { hint: 'Time to put the new token in place; a use of the old one after that revokes both.' }),
+      ],
+      confirmText: 'Rotate token',
+      returnFocus: button,
+      action: async () => {
+        rotated(await api('POST', `/tokens/${encodeURIComponent(token.id)}/rotate`, { grace: grace.value }));
+      },
+    });
+  });
+  return button;
 }
 
 function confirmDelete(token, reload, button) {
