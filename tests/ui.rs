@@ -157,6 +157,112 @@ async fn pages_carry_their_security_headers_and_deploy_keeps_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_scope_allowlist_rotation_and_usage() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let base = gw.url("");
+    let driver = Driver::start(None).await;
+    let browser = driver.browser(1280, 900).await;
+    browser.sign_in(&base, "alice", "alice-pw").await;
+    browser
+        .wait_text("main", "You have no personal access tokens yet.")
+        .await;
+
+    // A read-only token usable from loopback and one network only.
+    browser.click("#generate-open").await;
+    browser.fill("#token-name", "reader").await;
+    browser.select("#token-scope", "read").await;
+    browser
+        .fill("#token-allowlist", "127.0.0.1, 10.0.0.0/8")
+        .await;
+    assert!(browser.unlabelled_fields().await.is_empty());
+    browser.click("#generate").await;
+    let token = browser
+        .find("#new-token-value")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    browser.wait_text("#tokens td.rules", "Read only").await;
+    let rules = browser.wait_text("#tokens td.rules", "10.0.0.0/8").await;
+    assert!(rules.contains("127.0.0.1"), "{rules}");
+
+    // Three requests through the gateway and one the scope refuses.
+    for _ in 0..3 {
+        let answer = get(&gw.url("/x"), &[("x-deploy-personal-token", &token)]).await;
+        assert_eq!(answer.status, 200);
+    }
+    let refused = send(
+        "POST",
+        &gw.url("/x"),
+        &[("x-deploy-personal-token", &token)],
+    )
+    .await;
+    assert_eq!(refused.error_code(), "scope_denied");
+    let id = browser
+        .find("#tokens tr[data-token-id]")
+        .await
+        .attr("data-token-id")
+        .await
+        .unwrap()
+        .unwrap();
+    let usage_url = gw.url(&format!("/patgate/api/v1/tokens/{id}/usage"));
+    let written = within(Duration::from_secs(8), || async {
+        let usage = common::api::as_user("GET", &usage_url, "alice", "alice-pw", None)
+            .await
+            .json();
+        usage["days"][29]["requests"] == 3 && !usage["last_refusal"].is_null()
+    })
+    .await;
+    assert!(written.is_some(), "the usage writer did not flush");
+
+    // The chart, the address and the refusal, by visible text.
+    browser
+        .click("#tokens td.actions-cell button[aria-label='Usage of token reader']")
+        .await;
+    browser
+        .wait_text("#tokens .usage", "3 requests in the last 30 days, 3 today")
+        .await;
+    assert_eq!(
+        browser.find_all("#tokens .usage-chart .bar").await.len(),
+        30
+    );
+    browser.wait_text("#tokens .usage", "127.0.0.1").await;
+    browser
+        .wait_text("#tokens .usage", "Last refused: scope_denied")
+        .await;
+    browser.screenshot("tokens-usage-1280").await;
+
+    // A rotation with a grace, from the page: the new token is shown once, and the old
+    // one shows until when it works.
+    browser
+        .click("#tokens td.actions-cell button[aria-label='Rotate token reader']")
+        .await;
+    browser.wait_text("dialog", "Rotate token?").await;
+    browser.select("dialog #rotate-grace", "1h").await;
+    browser.click("dialog #confirm").await;
+    browser.wait_gone("dialog").await;
+    let new_token = browser
+        .find("#new-token-value")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(new_token, token);
+    browser.wait_text("#tokens", "Rotated: works until").await;
+    browser.wait_text("#tokens", "Made by rotation").await;
+    let answer = get(&gw.url("/x"), &[("x-deploy-personal-token", &token)]).await;
+    assert_eq!(answer.status, 200, "the old token works during its grace");
+    browser.goto(&gw.url("/patgate/")).await;
+    browser.ready().await;
+    browser.wait_text("#tokens", "Rotated: works until").await;
+    browser.wait_text("#tokens", "Made by rotation").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_generate_use_and_delete_a_token() {
     let stack = stack(&[]).await;
     let gw = &stack.gw;
@@ -238,7 +344,13 @@ async fn sign_in_generate_use_and_delete_a_token() {
     browser.screenshot("tokens-delete-dialog-1280").await;
     browser.click("dialog #cancel").await;
     browser.wait_gone("dialog").await;
-    assert_eq!(browser.find_all("#tokens tbody tr").await.len(), 1);
+    assert_eq!(
+        browser
+            .find_all("#tokens tbody tr[data-token-id]")
+            .await
+            .len(),
+        1
+    );
     let still = get(
         &gw.url("/api/v1/deployit"),
         &[("authorization", &basic("", &token))],
@@ -378,7 +490,7 @@ async fn pills_and_local_times_in_tokyo() {
     browser.wait_text("#tokens", "fixed instant").await;
 
     let mut pills = std::collections::BTreeMap::new();
-    for row in browser.find_all("#tokens tbody tr").await {
+    for row in browser.find_all("#tokens tbody tr[data-token-id]").await {
         let name = row
             .find(fantoccini::Locator::Css("td.name"))
             .await
@@ -824,7 +936,13 @@ async fn measure_first_load_with_50_tokens() {
         with_session(&browser, gw, "alice", SignInMethod::Password).await;
         browser.goto(&gw.url("/patgate/")).await;
         browser.ready().await;
-        assert_eq!(browser.find_all("#tokens tbody tr").await.len(), 50);
+        assert_eq!(
+            browser
+                .find_all("#tokens tbody tr[data-token-id]")
+                .await
+                .len(),
+            50
+        );
         let m = browser
             .eval(
                 "const nav = performance.getEntriesByType('navigation')[0];

@@ -50,6 +50,7 @@ pub mod session;
 pub mod settings;
 pub mod smtp_servers;
 pub mod sso;
+pub mod token_usage;
 pub mod tokens;
 pub mod trust;
 pub mod users;
@@ -241,6 +242,7 @@ fn router(api: std::sync::Weak<Api>) -> Router {
         )
         .route("/patgate/api/v1/tokens/{id}", delete(tokens::remove))
         .route("/patgate/api/v1/tokens/{id}/rotate", post(tokens::rotate))
+        .route("/patgate/api/v1/tokens/{id}/usage", get(token_usage::usage))
         .route("/patgate/api/v1/leaked", post(leaked::report))
         .route(
             "/patgate/api/v1/service-accounts",

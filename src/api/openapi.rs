@@ -14,8 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    audit, leaked, me, notifications, service_accounts, session, settings, smtp_servers, tokens,
-    trust, users,
+    audit, leaked, me, notifications, service_accounts, session, settings, smtp_servers,
+    token_usage, tokens, trust, users,
 };
 use crate::core::pattern;
 
@@ -24,7 +24,7 @@ Personal access tokens for Digital.ai Deploy: self-service and administration.
 
 Authenticate with HTTP Basic (Deploy username and password), a session cookie from \
 `POST /patgate/api/v1/session` (state changes also need `X-CSRF-Token`, from `GET /me`), \
-or your own personal access token (listing and deleting your tokens only). Every error \
+or your own personal access token (listing your tokens and their usage, and deleting them, only). Every error \
 answer is `{\"error\": code, \"message\": text}`. A status 400 means the request does not \
 follow this document; a request that does is refused only for the reasons each \
 operation lists (403, 404, 409, 422, and 401, 429 and 503 as every route may answer).
@@ -56,6 +56,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         me::get_me, me::put_me,
         session::options, session::sign_in, session::sign_out,
         tokens::list, tokens::create, tokens::rotate, tokens::remove, tokens::deploy_list,
+        token_usage::usage,
         leaked::report,
         settings::get_settings, settings::put_settings,
         users::list, users::one, users::tokens, users::revoke_all, users::disable, users::enable,

@@ -116,6 +116,8 @@ pub struct TokenView {
     pub scope: Scope,
     /// Empty: usable from anywhere.
     pub allowed_addresses: Vec<String>,
+    /// Set on a token made by rotation: the id of the token it replaced.
+    pub rotated_from: Option<String>,
     /// Set on a token replaced by rotation: the id of its successor.
     pub replaced_by: Option<String>,
     /// RFC 3339, UTC: until when a replaced token still works.
@@ -134,6 +136,7 @@ impl TokenView {
             last_used_ip: record.last_used_ip,
             scope: record.scope,
             allowed_addresses: record.allowed_addresses,
+            rotated_from: record.rotated_from,
             replaced_by: record.replaced_by.filter(|r| !r.is_empty()),
             grace_until: record.grace_until.map(rfc3339),
         }

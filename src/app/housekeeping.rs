@@ -1,7 +1,8 @@
 //! Once a minute, off the request path: refused token attempts and failed sign-ins go
 //! into the audit log (one row per address and reason, with the user when the gateway
 //! knows them), tokens that expired since the last round are logged (each once, across
-//! replicas), and timed-out sessions and abandoned SSO sign-ins are forgotten.
+//! replicas), timed-out sessions and abandoned SSO sign-ins are forgotten, and tokens'
+//! day counts past their 90 days are pruned in small batches.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,12 @@ use crate::store::AuditEvent;
 const EVERY: Duration = Duration::from_secs(60);
 /// Most expired tokens logged per round; the rest wait for the next one.
 const EXPIRED_PER_ROUND: i64 = 1_000;
+/// Days a token's request counts are kept.
+pub const USAGE_KEPT_DAYS: i64 = 90;
+/// Day rows deleted per statement, and statements per round: a long backlog is
+/// worked off over several rounds without holding the database.
+const PRUNE_BATCH: i64 = 1_000;
+const PRUNE_BATCHES_PER_ROUND: usize = 10;
 
 /// Runs until `stop` changes, then flushes the refusal counts once more.
 pub async fn run(api: Arc<Api>, mut stop: watch::Receiver<bool>) {
@@ -62,6 +69,29 @@ pub async fn round(api: &Api) {
     if let Err(e) = api.signin.sessions.prune().await {
         tracing::warn!(error = %e, "could not prune old sessions");
     }
+    prune_usage(api, crate::core::time::now()).await;
+}
+
+/// Deletes day counts older than [`USAGE_KEPT_DAYS`] as of `now` (the real clock
+/// except in tests), a batch at a time; returns how many went.
+pub async fn prune_usage(api: &Api, now: i64) -> u64 {
+    let before = crate::tokens::usage::day_of(now) - USAGE_KEPT_DAYS + 1;
+    let mut pruned = 0;
+    for _ in 0..PRUNE_BATCHES_PER_ROUND {
+        match api.store.prune_usage_days(before, PRUNE_BATCH).await {
+            Ok(n) => {
+                pruned += n;
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not prune old token usage days");
+                break;
+            }
+        }
+    }
+    pruned
 }
 
 async fn flush_refusals(api: &Api) {

@@ -33,6 +33,7 @@ mod smtp_servers;
 mod sso;
 mod tokens;
 mod trust;
+mod usage;
 mod users;
 
 use crate::core::error::ApiError;
@@ -56,6 +57,7 @@ pub use signing_keys::StoredKey;
 pub use smtp_servers::{SealedPassword, SmtpServerRecord};
 pub use tokens::{AuthRecord, LeakOutcome, NewToken, Rotated, TokenRecord, Usage};
 pub use trust::TrustPolicyRecord;
+pub use usage::{AddressSeen, DayCount, TokenRefusal, TokenUsage, UsageBatch};
 pub use users::{UserRecord, UserSource};
 
 /// Which SQL database the store runs on.
@@ -161,9 +163,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0011_sso_freshness.sql"),
     ),
     (
-        15,
+        13,
+        "token usage",
+        include_str!("../../migrations/sqlite/0013_token_usage.sql"),
+    ),
+    (
+        14,
         "service accounts",
-        include_str!("../../migrations/sqlite/0015_service_accounts.sql"),
+        include_str!("../../migrations/sqlite/0014_service_accounts.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -223,9 +230,14 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0011_sso_freshness.sql"),
     ),
     (
-        15,
+        13,
+        "token usage",
+        include_str!("../../migrations/postgres/0013_token_usage.sql"),
+    ),
+    (
+        14,
         "service accounts",
-        include_str!("../../migrations/postgres/0015_service_accounts.sql"),
+        include_str!("../../migrations/postgres/0014_service_accounts.sql"),
     ),
 ];
 

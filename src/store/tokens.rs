@@ -552,45 +552,4 @@ impl Store {
             grace_until: row.try_get("grace_until")?,
         }))
     }
-
-    /// Writes a batch of last-use observations in one transaction.
-    pub async fn record_usage(&self, batch: &[Usage]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for usage in batch {
-            sqlx::query(
-                "UPDATE tokens SET last_used_at = $1, last_used_ip = $2 \
-                 WHERE id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(usage.at)
-            .bind(usage.ip.to_string())
-            .bind(&usage.token_id)
-            .execute(&mut *tx)
-            .await?;
-            let ip = usage.ip.to_string();
-            let new_address = sqlx::query(
-                "INSERT INTO token_addresses (token_id, ip, first_seen) \
-                 SELECT id, $2, $3 FROM tokens WHERE id = $1 \
-                 ON CONFLICT (token_id, ip) DO NOTHING",
-            )
-            .bind(&usage.token_id)
-            .bind(&ip)
-            .bind(usage.at)
-            .execute(&mut *tx)
-            .await?;
-            if new_address.rows_affected() == 1 {
-                sqlx::query(
-                    "INSERT INTO audit (at, actor, action, username, token_id, ip) \
-                     SELECT $1, username, 'token.used_from_new_address', username, id, $2 \
-                     FROM tokens WHERE id = $3",
-                )
-                .bind(usage.at)
-                .bind(&ip)
-                .bind(&usage.token_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
 }

@@ -9,21 +9,33 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{Store, Usage};
+use crate::store::{DayCount, Store, TokenRefusal, Usage, UsageBatch};
+use crate::tokens::check::CachedToken;
 
 /// Minimum seconds between two reports for one token.
 pub const REPORT_EVERY_SECS: i64 = 60;
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
 const CHANNEL_CAPACITY: usize = 16_384;
 
+/// What the request path hands to the writer.
+enum Report {
+    /// A last-use observation.
+    Used(Usage),
+    /// This entry has requests counted since the last flush, the first at `.1`.
+    Counted(Arc<CachedToken>, i64),
+    /// A known token was refused with this code at this instant.
+    Refused(Arc<CachedToken>, &'static str, i64),
+}
+
 /// Sends usage reports to the writer task.
 #[derive(Clone)]
 pub struct UsageRecorder {
-    tx: mpsc::Sender<Usage>,
+    tx: mpsc::Sender<Report>,
 }
 
 impl UsageRecorder {
@@ -61,12 +73,35 @@ impl UsageRecorder {
             return;
         }
         last_ip.store(folded, Ordering::Relaxed);
-        let _ = self.tx.try_send(Usage {
+        let _ = self.tx.try_send(Report::Used(Usage {
             token_id: token_id.to_string(),
             at: now,
             ip,
-        });
+        }));
     }
+
+    /// Counts one accepted request of `entry`. One atomic increment; the first count
+    /// since the writer last took them hands the entry over.
+    pub fn count(&self, entry: &Arc<CachedToken>, now: i64) {
+        if entry.unreported.fetch_add(1, Ordering::Relaxed) == 0 {
+            if let Err(e) = self.tx.try_send(Report::Counted(entry.clone(), now)) {
+                // Dropped (the writer is behind): start over, so a later request retries.
+                drop(e);
+                entry.unreported.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records that known token `entry` was refused with `code`; only the failure path
+    /// calls this.
+    pub fn refused(&self, entry: &Arc<CachedToken>, code: &'static str, now: i64) {
+        let _ = self.tx.try_send(Report::Refused(entry.clone(), code, now));
+    }
+}
+
+/// The UTC day (days since 1970-01-01) of an instant.
+pub fn day_of(at: i64) -> i64 {
+    at.div_euclid(86_400)
 }
 
 /// An address folded into 64 bits (0 is never an address a client connects from).
@@ -80,39 +115,108 @@ fn fold(ip: IpAddr) -> u64 {
     }
 }
 
+/// What the writer holds between flushes.
+#[derive(Default)]
+struct Pending {
+    uses: HashMap<(String, IpAddr), Usage>,
+    /// Entries with counted requests, and the instant of the first.
+    counted: Vec<(Arc<CachedToken>, i64)>,
+    /// The last refusal per token.
+    refused: HashMap<Box<str>, (&'static str, i64)>,
+}
+
+impl Pending {
+    fn add(&mut self, report: Report) {
+        match report {
+            Report::Used(usage) => {
+                self.uses.insert((usage.token_id.clone(), usage.ip), usage);
+            }
+            Report::Counted(entry, at) => self.counted.push((entry, at)),
+            Report::Refused(entry, code, at) => {
+                self.refused.insert(entry.token_id.clone(), (code, at));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.uses.is_empty() && self.counted.is_empty() && self.refused.is_empty()
+    }
+
+    /// Takes everything, the entries' counts included, leaving nothing behind.
+    fn take(&mut self) -> UsageBatch {
+        let Pending {
+            uses,
+            counted,
+            refused,
+        } = std::mem::take(self);
+        let mut days: HashMap<(Box<str>, i64), i64> = HashMap::new();
+        for (entry, at) in counted {
+            let n = entry.unreported.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                *days
+                    .entry((entry.token_id.clone(), day_of(at)))
+                    .or_default() += n as i64;
+            }
+        }
+        UsageBatch {
+            uses: uses.into_values().collect(),
+            days: days
+                .into_iter()
+                .map(|((token_id, day), requests)| DayCount {
+                    token_id: token_id.into(),
+                    day,
+                    requests,
+                })
+                .collect(),
+            refusals: refused
+                .into_iter()
+                .map(|(token_id, (code, at))| TokenRefusal {
+                    token_id: token_id.into(),
+                    code,
+                    at,
+                })
+                .collect(),
+        }
+    }
+}
+
 async fn write_batches(
     store: Store,
-    mut rx: mpsc::Receiver<Usage>,
+    mut rx: mpsc::Receiver<Report>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut pending: HashMap<(String, IpAddr), Usage> = HashMap::new();
+    let mut pending = Pending::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Some(usage) => { pending.insert((usage.token_id.clone(), usage.ip), usage); }
+                Some(report) => pending.add(report),
                 None => break,
             },
             _ = tick.tick() => flush(&store, &mut pending).await,
             _ = stop.changed() => break,
         }
     }
-    while let Ok(usage) = rx.try_recv() {
-        pending.insert((usage.token_id.clone(), usage.ip), usage);
+    while let Ok(report) = rx.try_recv() {
+        pending.add(report);
     }
     flush(&store, &mut pending).await;
 }
 
-async fn flush(store: &Store, pending: &mut HashMap<(String, IpAddr), Usage>) {
+async fn flush(store: &Store, pending: &mut Pending) {
     if pending.is_empty() {
         return;
     }
-    // Take the map whole: a burst of new tokens must not leave a large table behind.
-    let batch: Vec<Usage> = std::mem::take(pending).into_values().collect();
+    // Take it whole: a burst of new tokens must not leave a large table behind.
+    let batch = pending.take();
     if let Err(e) = store.record_usage(&batch).await {
-        tracing::warn!(error = %e, count = batch.len(), "could not record token last-use times");
+        tracing::warn!(error = %e, count = batch.uses.len(), "could not record token usage");
     } else {
-        tracing::debug!(count = batch.len(), "recorded token last-use times");
+        tracing::debug!(
+            uses = batch.uses.len(),
+            days = batch.days.len(),
+            "recorded token usage"
+        );
     }
 }

@@ -48,6 +48,8 @@ pub struct CachedToken {
     last_reported: AtomicI64,
     /// The address of that report, folded (see `usage`).
     last_ip: AtomicU64,
+    /// Accepted requests not yet taken by the usage writer.
+    pub(crate) unreported: AtomicU64,
     /// The invalidation generation when it was read: if another began since, the
     /// entry may predate a revocation.
     generation: u64,
@@ -72,6 +74,7 @@ impl CachedToken {
             grace_until: r.grace_until,
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
             last_ip: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
             generation,
             stored_under: None,
         }
@@ -186,7 +189,7 @@ impl TokenCheck {
         attempt: Attempt<'_>,
     ) -> Result<Principal, Refusal> {
         let result = match self
-            .evaluate(presented, claimed_user, client_ip, attempt)
+            .evaluate(presented, claimed_user, client_ip, attempt, true)
             .await
         {
             Err(refusal @ (Refusal::Malformed(_) | Refusal::Invalid)) => {
@@ -213,7 +216,7 @@ impl TokenCheck {
         client_ip: IpAddr,
         attempt: Attempt<'_>,
     ) -> bool {
-        self.evaluate(presented, claimed_user, client_ip, attempt)
+        self.evaluate(presented, claimed_user, client_ip, attempt, false)
             .await
             .is_ok()
     }
@@ -234,12 +237,15 @@ impl TokenCheck {
             .store(days.saturating_mul(86_400), Ordering::Relaxed);
     }
 
+    /// `counted`: a request (counted in the token's usage, its refusal kept), not a
+    /// tunnel's re-check.
     async fn evaluate(
         self: &Arc<Self>,
         presented: &[u8],
         claimed_user: Option<&[u8]>,
         client_ip: IpAddr,
         attempt: Attempt<'_>,
+        counted: bool,
     ) -> Result<Principal, Refusal> {
         token::check_format(presented).map_err(Refusal::Malformed)?;
         let hash = self.hasher.hash(presented);
@@ -250,13 +256,46 @@ impl TokenCheck {
         };
         let entry = self.entry(&hash, previous, client_ip).await?;
         let now = crate::core::time::now();
+        let decided = self.decide(&entry, claimed_user, client_ip, attempt, now);
+        match decided {
+            Ok(()) => {
+                if counted {
+                    self.usage.count(&entry, now);
+                }
+                self.usage.report(
+                    &entry.last_reported,
+                    &entry.last_ip,
+                    &entry.token_id,
+                    now,
+                    client_ip,
+                );
+                Ok(entry)
+            }
+            Err(refusal) => {
+                if counted {
+                    self.usage.refused(&entry, refusal.code(), now);
+                }
+                Err(refusal)
+            }
+        }
+    }
+
+    /// The policy for a found token: revoked, reused, expired, its owner, its rules.
+    fn decide(
+        &self,
+        entry: &CachedToken,
+        claimed_user: Option<&[u8]>,
+        client_ip: IpAddr,
+        attempt: Attempt<'_>,
+        now: i64,
+    ) -> Result<(), Refusal> {
         if entry.revoked || claimed_user.is_some_and(|u| u != entry.username.as_bytes()) {
             // Same answer as unknown: do not confirm whose token it is.
             return Err(Refusal::Invalid);
         }
         if entry.grace_until.is_some_and(|until| until <= now) {
             // A rotated-away token used after its grace: the family is compromised.
-            self.reuse_detected(&entry, client_ip);
+            self.reuse_detected(entry, client_ip);
             return Err(Refusal::Invalid);
         }
         if entry.expires_at.is_some_and(|at| at <= now) {
@@ -285,15 +324,7 @@ impl TokenCheck {
         permitted.map_err(|denied| match denied {
             Denied::Scope(scope) => Refusal::ScopeDenied(scope),
             Denied::Address => Refusal::AddressNotAllowed,
-        })?;
-        self.usage.report(
-            &entry.last_reported,
-            &entry.last_ip,
-            &entry.token_id,
-            now,
-            client_ip,
-        );
-        Ok(entry)
+        })
     }
 
     /// Revokes a reused token's family and records the alert, off the request's path
@@ -635,46 +666,8 @@ fn parse_hex(text: &str) -> Option<TokenHash> {
     Some(out)
 }
 
-/// Unit tests only: holds one store lookup open between the store's answer and its
-/// use, so that a test can change the store meanwhile (the lookup race). The store is
-/// the real one; only the moment is chosen by the test.
 #[cfg(test)]
-mod hold {
-    use std::sync::Mutex;
-
-    use tokio::sync::oneshot;
-
-    #[derive(Default)]
-    pub struct LookupHold {
-        armed: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
-    }
-
-    /// The test's side of one held lookup.
-    pub struct Held {
-        /// Resolves once the lookup has the store's answer and waits.
-        pub reached: oneshot::Receiver<()>,
-        /// Lets the lookup go on.
-        pub release: oneshot::Sender<()>,
-    }
-
-    impl LookupHold {
-        /// Holds the next lookup, once it has read the store.
-        pub fn arm(&self) -> Held {
-            let (reached_tx, reached) = oneshot::channel();
-            let (release, release_rx) = oneshot::channel();
-            *self.armed.lock().unwrap() = Some((reached_tx, release_rx));
-            Held { reached, release }
-        }
-
-        pub async fn pass(&self) {
-            let armed = self.armed.lock().unwrap().take();
-            if let Some((reached, release)) = armed {
-                let _ = reached.send(());
-                let _ = release.await;
-            }
-        }
-    }
-}
+mod hold;
 
 #[cfg(test)]
 mod tests;

@@ -353,7 +353,7 @@ async function renderTokens() {
   const reload = async () => {
     try {
       const tokens = await api('GET', '/tokens');
-      list.replaceChildren(tokenTable(tokens, reload));
+      list.replaceChildren(tokenTable(tokens, reload, (created) => { showNewToken(newTokenSlot, created); reload(); }));
       showError(listError, null);
     } catch (e) {
       showError(listError, e);
@@ -416,23 +416,82 @@ function emailCard() {
     h('div', { class: 'card-head' }, h('h2', { id: 'email-title' }, 'Expiry reminders')), body);
 }
 
-function tokenTable(tokens, reload) {
+const SCOPE_LABELS = { full: 'Full access', read: 'Read only', webhook: 'Webhooks only' };
+
+/** Scope, address allowlist and rotation of a token, as text. */
+function tokenRules(token) {
+  const lines = [h('div', { class: 'scope' }, SCOPE_LABELS[token.scope] || token.scope)];
+  lines.push(h('div', { class: 'hint allowlist' }, token.allowed_addresses.length
+    ? `From ${token.allowed_addresses.join(', ')}` : 'From anywhere'));
+  if (token.replaced_by) {
+    lines.push(h('div', { class: 'hint rotation' }, token.grace_until
+      ? `Rotated: works until ${time(token.grace_until)}` : 'Rotated'));
+  } else if (token.rotated_from) {
+    lines.push(h('div', { class: 'hint rotation' }, 'Made by rotation'));
+  }
+  return lines;
+}
+
+/** The 30-day bar chart, the addresses and the last refusal of one token. */
+function usageDetails(usage) {
+  const most = Math.max(1, ...usage.days.map((d) => d.requests));
+  const total = usage.days.reduce((n, d) => n + d.requests, 0);
+  const bars = usage.days.map((d) => h('div', {
+    class: 'bar', title: `${d.date}: ${d.requests} request${d.requests === 1 ? '' : 's'}`,
+    style: `height: ${Math.round((d.requests / most) * 100)}%`,
+  }));
+  const today = usage.days[usage.days.length - 1];
+  const chart = h('div', { class: 'usage-chart', role: 'img', 'aria-label': `Requests per day over the last 30 days; ${total} in all` }, bars);
+  const addresses = usage.addresses.length
+    ? h('ul', { class: 'usage-addresses' }, usage.addresses.map((a) => h('li', {},
+      h('strong', {}, a.ip), ` first seen ${time(a.first_seen)}, last seen ${time(a.last_seen)}`)))
+    : h('p', { class: 'hint' }, 'Not used from any address yet.');
+  const refusal = usage.last_refusal
+    ? h('p', { class: 'usage-refusal' }, `Last refused: ${usage.last_refusal.code} at ${time(usage.last_refusal.at)}`)
+    : h('p', { class: 'hint usage-refusal' }, 'Never refused.');
+  return h('div', { class: 'usage stack' },
+    h('p', { class: 'usage-total' }, `${total} request${total === 1 ? '' : 's'} in the last 30 days, ${today.requests} today`),
+    chart, h('h3', {}, 'Client addresses'), addresses, refusal);
+}
+
+function tokenTable(tokens, reload, rotated) {
   if (!tokens.length) {
     return h('p', { class: 'empty' }, 'You have no personal access tokens yet.');
   }
-  const rows = tokens.map((token) => {
+  const columns = 7;
+  const rows = tokens.flatMap((token) => {
     const del = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', 'aria-label': `Delete token ${token.name}` }, 'Delete');
     del.addEventListener('click', () => confirmDelete(token, reload, del));
-    return h('tr', { 'data-token-id': token.id },
+    const detailCell = h('td', { colspan: columns });
+    const detail = h('tr', { class: 'usage-row', hidden: true }, detailCell);
+    const usage = h('button', { type: 'button', class: 'btn btn-small', 'aria-expanded': 'false', 'aria-label': `Usage of token ${token.name}` }, 'Usage');
+    usage.addEventListener('click', async () => {
+      if (!detail.hidden) {
+        detail.hidden = true;
+        usage.setAttribute('aria-expanded', 'false');
+        return;
+      }
+      const error = messageSlot();
+      detailCell.replaceChildren(error);
+      detail.hidden = false;
+      usage.setAttribute('aria-expanded', 'true');
+      try {
+        detailCell.replaceChildren(usageDetails(await api('GET', `/tokens/${encodeURIComponent(token.id)}/usage`)));
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+    return [h('tr', { 'data-token-id': token.id },
       h('td', { class: 'name', 'data-label': 'Name' }, token.name),
+      h('td', { class: 'rules', 'data-label': 'Access' }, tokenRules(token)),
       h('td', { class: 'nowrap', 'data-label': 'Created' }, time(token.created_at)),
       h('td', { class: 'nowrap expires', 'data-label': 'Expires' }, time(token.expires_at, 'Never')),
       h('td', { class: 'nowrap', 'data-label': 'Last used' }, time(token.last_used_at, 'Never used')),
       h('td', { class: 'expires-in', 'data-label': 'Expires in' }, pill(token.expires_in, token.expires_at)),
-      h('td', { class: 'actions-cell' }, del));
+      h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, del, usage, rotateButton(token, rotated)))), detail];
   });
   return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'tokens' },
-    h('thead', {}, h('tr', {}, ['Name', 'Created', 'Expires', 'Last used', 'Expires in'].map((t) => h('th', { scope: 'col' }, t)),
+    h('thead', {}, h('tr', {}, ['Name', 'Access', 'Created', 'Expires', 'Last used', 'Expires in'].map((t) => h('th', { scope: 'col' }, t)),
       h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
     h('tbody', {}, rows)));
 }
@@ -459,11 +518,16 @@ function generatePanel({ close, created }) {
     ? `Your administrator allows at most ${EXPIRATIONS[me.max_token_expiration]}.` : null;
   const expirationField = field('Token expiration', expiration, { hint: maxNote });
   expirationField.append(expiryHint);
+  const scope = h('select', { id: 'token-scope' },
+    Object.entries(SCOPE_LABELS).map(([value, label]) => h('option', { value, selected: value === 'full' }, label)));
+  const allowlist = h('input', { type: 'text', id: 'token-allowlist', autocomplete: 'off', placeholder: 'e.g. 10.0.0.0/8, 2001:db8::/32' });
   const form = h('form', { class: 'panel', id: 'generate-panel', 'aria-labelledby': 'generate-title', novalidate: true },
     h('div', { class: 'card-head' }, h('h2', { id: 'generate-title' }, 'Generate token')),
     h('div', { class: 'card-body' },
       field('Token name', name, { required: true, hint: 'A descriptive name, so you know later what uses it.' }),
-      expirationField),
+      expirationField,
+      field('Scope', scope, { hint: 'Read only allows GET, HEAD and OPTIONS; webhooks only, the webhook paths. It cannot be changed later.' }),
+      field('Allowed addresses', allowlist, { hint: 'Addresses or networks, separated by commas; empty: from anywhere.' })),
     h('div', { class: 'card-foot' }, submit, cancel, error));
   form.addEventListener('keydown', (event) => { if (event.key === 'Escape') close(); });
   form.addEventListener('submit', async (event) => {
@@ -476,7 +540,10 @@ function generatePanel({ close, created }) {
     }
     await busy(submit, async () => {
       try {
-        created(await api('POST', '/tokens', { name: name.value.trim(), expiration: expiration.value }));
+        const allowed = allowlist.value.split(',').map((a) => a.trim()).filter(Boolean);
+        created(await api('POST', '/tokens', {
+          name: name.value.trim(), expiration: expiration.value, scope: scope.value, allowed_addresses: allowed,
+        }));
       } catch (e) {
         showError(error, e);
       }
@@ -541,6 +608,31 @@ function confirmDialog({ title, body, confirmText, action, returnFocus }) {
   document.body.append(dialog);
   dialog.showModal();
   cancel.focus();
+}
+
+const GRACE_CHOICES = { '0s': 'No grace: the old token stops at once', '15m': '15 minutes', '1h': '1 hour', '24h': '24 hours' };
+
+/** Rotate: a new token with the same name and rules; the old one works for the grace chosen. */
+function rotateButton(token, rotated) {
+  if (token.replaced_by) return null;
+  const button = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Rotate token ${token.name}` }, 'Rotate');
+  button.addEventListener('click', () => {
+    const grace = h('select', { id: 'rotate-grace' },
+      Object.entries(GRACE_CHOICES).map(([value, label]) => h('option', { value, selected: value === '1h' }, label)));
+    confirmDialog({
+      title: 'Rotate token?',
+      body: [
+        h('p', {}, 'Replace ', h('strong', {}, token.name), ' by a new token with the same name, scope and allowed addresses.'),
+        field('The old token keeps working for', grace, { hint: 'Time to put the new token in place; a use of the old one after that revokes both.' }),
+      ],
+      confirmText: 'Rotate token',
+      returnFocus: button,
+      action: async () => {
+        rotated(await api('POST', `/tokens/${encodeURIComponent(token.id)}/rotate`, { grace: grace.value }));
+      },
+    });
+  });
+  return button;
 }
 
 function confirmDelete(token, reload, button) {
