@@ -41,7 +41,8 @@ pub struct UserView {
     pub disabled: bool,
     pub created_at: String,
     pub last_sign_in_at: Option<String>,
-    /// Tokens not deleted (expired included).
+    /// Live tokens: not deleted, not expired, and not replaced by a rotation whose
+    /// grace is over.
     pub tokens: i64,
     /// For SSO users: their roles and how fresh they are (`null` for others).
     pub sso: Option<super::freshness::UserRolesView>,

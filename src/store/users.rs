@@ -144,7 +144,7 @@ pub struct UserRecord {
     pub disabled: bool,
     pub created_at: i64,
     pub last_sign_in_at: Option<i64>,
-    /// Tokens not revoked (expired ones included).
+    /// Live tokens: not revoked, not expired, not rotated away with their grace over.
     pub live_tokens: i64,
 }
 
@@ -157,11 +157,18 @@ fn found_by_name(name: u8, key: u8) -> String {
     )
 }
 
-const USER_COLUMNS: &str = "u.username, u.source, u.email, \
-     CASE WHEN u.admin THEN 1 ELSE 0 END AS admin, \
-     CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled, u.created_at, u.last_sign_in_at, \
-     (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username AND t.revoked_at IS NULL) \
-     AS live_tokens";
+/// The columns of a [`UserRecord`]; parameter `$now` is the instant live tokens are
+/// counted at (not revoked, not expired, not rotated away with their grace over).
+fn user_columns(now: u8) -> String {
+    format!(
+        "u.username, u.source, u.email, \
+         CASE WHEN u.admin THEN 1 ELSE 0 END AS admin, \
+         CASE WHEN u.disabled THEN 1 ELSE 0 END AS disabled, u.created_at, u.last_sign_in_at, \
+         (SELECT COUNT(*) FROM tokens t WHERE t.username = u.username AND t.revoked_at IS NULL \
+         AND (t.expires_at IS NULL OR t.expires_at > ${now}) \
+         AND (t.grace_until IS NULL OR t.grace_until > ${now})) AS live_tokens"
+    )
+}
 
 fn user_record(row: &sqlx::any::AnyRow) -> Result<UserRecord, sqlx::Error> {
     use sqlx::Row;
@@ -183,11 +190,13 @@ impl Store {
     /// this name first, should two older rows clash).
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.username = ({})",
+            "SELECT {} FROM users u WHERE u.username = ({})",
+            user_columns(3),
             found_by_name(1, 2)
         ))
         .bind(username)
         .bind(username_key(username))
+        .bind(now())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(user_record).transpose()?)
@@ -217,12 +226,14 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE {FILTER} \
-             ORDER BY u.username LIMIT $2 OFFSET $3"
+            "SELECT {} FROM users u WHERE {FILTER} \
+             ORDER BY u.username LIMIT $2 OFFSET $3",
+            user_columns(4)
         ))
         .bind(pattern.as_deref())
         .bind(limit)
         .bind(offset)
+        .bind(now())
         .fetch_all(&self.pool)
         .await?;
         let users = rows.iter().map(user_record).collect::<Result<_, _>>()?;
