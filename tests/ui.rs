@@ -1046,3 +1046,78 @@ async fn administrators_write_ci_trust_policies_on_their_page() {
     alice.goto(&gw.url("/patgate/admin/trust-policies")).await;
     alice.wait_text("main", "for administrators").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_are_made_by_admins_and_run_by_their_owners() {
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let driver = Driver::start(None).await;
+    // alice becomes known to the gateway by signing in.
+    let alice = driver.browser(1280, 1000).await;
+    alice.sign_in(&gw.url(""), "alice", "alice-pw").await;
+    alice.click("nav a[href='/patgate/service-accounts']").await;
+    alice.ready().await;
+    alice.wait_text("main", "You own no service account").await;
+    assert!(alice.find_all("#sa-new").await.is_empty());
+
+    let admin = driver.browser(1280, 1000).await;
+    admin.sign_in(&gw.url(""), "admin", "admin-pw").await;
+    admin.click("nav a[href='/patgate/service-accounts']").await;
+    admin.ready().await;
+    admin.wait_text("main", "No service accounts yet").await;
+    admin.click("#sa-new").await;
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
+    admin.fill("#sa-name", "ci-bot").await;
+    admin.fill("#sa-description", "release pipeline").await;
+    // An owner the gateway does not know is refused, beside the button.
+    admin.fill("#sa-owners", "alice, nobody-known").await;
+    admin.click("#sa-save").await;
+    admin.wait_text("#sa-form", "does not know this user").await;
+    admin.fill("#sa-owners", "alice").await;
+    admin.click("#sa-save").await;
+    let row = admin.wait_text("#service-accounts", "ci-bot").await;
+    assert!(row.contains("release pipeline"), "{row}");
+    assert!(row.contains("Looked after"), "{row}");
+
+    // The owner sees it, generates a token for it, and the token acts as the account.
+    alice.goto(&gw.url("/patgate/service-accounts")).await;
+    alice.ready().await;
+    alice.wait_text("#service-accounts", "ci-bot").await;
+    alice
+        .click("#service-accounts button[aria-label='Tokens of ci-bot']")
+        .await;
+    alice.fill("#sa-token-name", "release").await;
+    alice.click("#sa-token-create").await;
+    alice.wait_text("#sa-tokens", "release").await;
+    let token = alice
+        .eval("return document.getElementById('new-token-value').value")
+        .await;
+    let token = token.as_str().unwrap().to_string();
+    let proxied = get(
+        &gw.url("/deployit/repository"),
+        &[("x-deploy-personal-token", &token)],
+    )
+    .await;
+    assert_eq!(proxied.status, 200);
+    assert_eq!(stack.upstream.last().headers["x-deploy-user"], "ci-bot");
+
+    // alice is disabled: the administrator's page flags the account, the token still works.
+    gw.set_disabled("alice", true).await;
+    admin.goto(&gw.url("/patgate/service-accounts")).await;
+    admin.ready().await;
+    let row = admin
+        .wait_text("#service-accounts", "No active owner")
+        .await;
+    assert!(row.contains("alice (inactive)"), "{row}");
+    let proxied = get(
+        &gw.url("/deployit/repository"),
+        &[("x-deploy-personal-token", &token)],
+    )
+    .await;
+    assert_eq!(proxied.status, 200);
+    admin.screenshot("service-accounts-1280").await;
+}

@@ -21,7 +21,7 @@ use crate::core::response::{full, json_error, security_headers, Body};
 /// Where the pages live; `/patgate` without the slash redirects here.
 pub const HOME: &str = "/patgate/";
 /// The paths that answer with a page (the script picks the view from the path).
-const PAGES: [&str; 7] = [
+const PAGES: [&str; 8] = [
     HOME,
     SIGN_IN,
     "/patgate/admin/settings",
@@ -29,6 +29,7 @@ const PAGES: [&str; 7] = [
     "/patgate/admin/users",
     "/patgate/admin/audit",
     "/patgate/admin/trust-policies",
+    "/patgate/service-accounts",
 ];
 const ASSETS: &str = "/patgate/assets/";
 

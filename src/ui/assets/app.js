@@ -218,6 +218,7 @@ const NAV = [
   { href: '/patgate/admin/users', text: 'Users', admin: true },
   { href: '/patgate/admin/audit', text: 'Audit log', admin: true },
   { href: '/patgate/admin/trust-policies', text: 'CI trust', admin: true },
+  { href: '/patgate/service-accounts', text: 'Service accounts' },
 ];
 
 function renderShell() {
@@ -1090,6 +1091,171 @@ function trustForm({ close, saved }) {
   return form;
 }
 
+// ------------------------------------------------------------------ Service accounts
+
+async function renderServiceAccounts() {
+  document.title = 'Service accounts · Digital.ai Deploy';
+  const create = me.admin ? h('button', { type: 'button', class: 'btn btn-primary', id: 'sa-new' }, 'New service account') : null;
+  const formSlot = h('div', {});
+  const listError = messageSlot();
+  const list = h('div', {});
+  const tokensSlot = h('div', {});
+  setMain(
+    pageHead('Service accounts', 'Deploy users that automation’s tokens act as, looked after by their owners, so that a pipeline keeps working when a person leaves.', create),
+    formSlot,
+    h('section', { class: 'card', 'aria-labelledby': 'sa-title' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'sa-title' }, me.admin ? 'All service accounts' : 'Service accounts you own'), listError),
+      list),
+    tokensSlot);
+  const reload = async () => {
+    try {
+      const accounts = await api('GET', '/service-accounts');
+      list.replaceChildren(serviceAccountTable(accounts, reload, (a) => showAccountTokens(tokensSlot, a, reload)));
+      showError(listError, null);
+    } catch (e) {
+      showError(listError, e);
+    }
+  };
+  if (create) {
+    create.addEventListener('click', () => {
+      formSlot.replaceChildren(serviceAccountForm({
+        close: () => formSlot.replaceChildren(),
+        saved: async () => { formSlot.replaceChildren(); await reload(); },
+      }));
+      formSlot.querySelector('input').focus();
+    });
+  }
+  await reload();
+}
+
+function serviceAccountTable(accounts, reload, openTokens) {
+  if (!accounts.length) {
+    return h('p', { class: 'empty' }, me.admin
+      ? 'No service accounts yet. Create one for each pipeline or integration.'
+      : 'You own no service account. An administrator names the owners of each.');
+  }
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'service-accounts' },
+    h('thead', {}, h('tr', {}, ['Name', 'Description', 'Owners', 'Live tokens', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, accounts.map((a) => {
+      const owners = a.owners.map((o) => (o.active ? o.username : `${o.username} (inactive)`)).join(', ');
+      const status = a.no_active_owner
+        ? h('span', { class: 'pill pill-expired' }, 'No active owner')
+        : h('span', { class: 'pill pill-neutral' }, 'Looked after');
+      const tokens = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Tokens of ${a.name}` }, 'Tokens');
+      tokens.addEventListener('click', () => openTokens(a));
+      let del = null;
+      if (me.admin) {
+        del = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', 'aria-label': `Delete ${a.name}` }, 'Delete');
+        del.addEventListener('click', () => confirmDialog({
+          title: 'Delete service account?',
+          body: h('p', {}, 'Every token of ', h('strong', {}, a.name), ' stops working at once. The Deploy user itself is not changed.'),
+          confirmText: 'Delete',
+          returnFocus: del,
+          action: async () => { await api('DELETE', `/service-accounts/${encodeURIComponent(a.name)}`); await reload(); },
+        }));
+      }
+      return h('tr', { 'data-account': a.name },
+        h('td', { 'data-label': 'Name' }, h('strong', {}, a.name)),
+        h('td', { 'data-label': 'Description' }, a.description || '—'),
+        h('td', { 'data-label': 'Owners' }, owners),
+        h('td', { 'data-label': 'Live tokens' }, String(a.live_tokens)),
+        h('td', { 'data-label': 'Status' }, status),
+        h('td', { class: 'actions-cell' }, tokens, del));
+    }))));
+}
+
+function serviceAccountForm({ close, saved }) {
+  const name = h('input', { type: 'text', id: 'sa-name', autocomplete: 'off' });
+  const description = h('input', { type: 'text', id: 'sa-description', maxlength: '500' });
+  const owners = h('input', { type: 'text', id: 'sa-owners', autocomplete: 'off' });
+  const error = messageSlot();
+  const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'sa-save' }, 'Create');
+  const form = h('form', { class: 'panel', id: 'sa-form', novalidate: true, 'aria-labelledby': 'sa-form-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'sa-form-title' }, 'New service account')),
+    h('div', { class: 'card-body form-grid' },
+      field('Deploy user', name, { required: true, hint: 'The Deploy user its tokens act as.' }),
+      field('Description', description),
+      field('Owners', owners, { required: true, wide: true, hint: 'Users who create, rotate and delete its tokens, separated by commas.' })),
+    h('div', { class: 'card-foot' }, save, h('button', { type: 'button', class: 'btn', onclick: close }, 'Cancel'), error));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    const body = {
+      name: name.value.trim(),
+      description: description.value.trim(),
+      owners: owners.value.split(',').map((o) => o.trim()).filter(Boolean),
+    };
+    await busy(save, async () => {
+      try {
+        await api('POST', '/service-accounts', body);
+        await saved();
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
+  return form;
+}
+
+async function showAccountTokens(slot, account, reloadAccounts) {
+  const path = `/service-accounts/${encodeURIComponent(account.name)}/tokens`;
+  const error = messageSlot();
+  const created = h('div', {});
+  const list = h('div', {});
+  const tokenName = h('input', { type: 'text', id: 'sa-token-name', autocomplete: 'off' });
+  const expiration = h('select', { id: 'sa-token-expiration' },
+    ...me.expiration_choices.map((c) => h('option', { value: c }, EXPIRATIONS[c] || c)));
+  const make = h('button', { type: 'submit', class: 'btn btn-primary', id: 'sa-token-create' }, 'Generate');
+  const form = h('form', { class: 'card-body form-grid', novalidate: true },
+    field('Token name', tokenName, { required: true }), field('Expiration', expiration), h('div', { class: 'field' }, make));
+  const reload = async () => {
+    try {
+      const tokens = await api('GET', path);
+      list.replaceChildren(tokens.length
+        ? h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'sa-tokens' },
+          h('thead', {}, h('tr', {}, ['Name', 'Expires in', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))),
+          h('tbody', {}, tokens.map((t) => {
+            const del = h('button', { type: 'button', class: 'btn btn-small btn-ghost-danger', 'aria-label': `Delete ${t.name}` }, 'Delete');
+            del.addEventListener('click', () => confirmDialog({
+              title: 'Delete token?',
+              body: h('p', {}, 'Anything using ', h('strong', {}, t.name), ` as ${account.name} stops working at once.`),
+              confirmText: 'Delete',
+              returnFocus: del,
+              action: async () => { await api('DELETE', `/tokens/${encodeURIComponent(t.id)}`); await reload(); await reloadAccounts(); },
+            }));
+            return h('tr', { 'data-token-id': t.id },
+              h('td', { 'data-label': 'Name' }, t.name),
+              h('td', { 'data-label': 'Expires in' }, pill(t.expires_in, t.expires_at)),
+              h('td', { 'data-label': 'Last used' }, time(t.last_used_at, 'Never')),
+              h('td', { class: 'actions-cell' }, del));
+          }))))
+        : h('p', { class: 'empty' }, 'No tokens yet.'));
+      showError(error, null);
+    } catch (e) {
+      showError(error, e);
+    }
+  };
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    showError(error, null);
+    await busy(make, async () => {
+      try {
+        const token = await api('POST', path, { name: tokenName.value.trim(), expiration: expiration.value });
+        showNewToken(created, token);
+        tokenName.value = '';
+        await reload();
+        await reloadAccounts();
+      } catch (e) {
+        showError(error, e);
+      }
+    });
+  });
+  slot.replaceChildren(h('section', { class: 'card', 'aria-labelledby': 'sa-tokens-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'sa-tokens-title' }, `Tokens of ${account.name}`), error),
+    form, created, list));
+  await reload();
+}
+
 // ------------------------------------------------------------------ Users
 
 async function renderUsers() {
@@ -1252,6 +1418,7 @@ const VIEWS = {
   '/patgate/admin/users': renderUsers,
   '/patgate/admin/audit': renderAudit,
   '/patgate/admin/trust-policies': renderTrustPolicies,
+  '/patgate/service-accounts': renderServiceAccounts,
 };
 
 async function start() {
