@@ -16,12 +16,15 @@ use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
 use crate::store::{SmtpServerRecord, Store, StoreError};
 
+pub mod channels;
 pub mod leaked;
 pub mod pass;
+pub mod recipients;
 pub mod schedule;
 pub mod secret;
 pub mod smtp;
 pub mod templates;
+pub mod unused;
 
 pub use pass::PassReport;
 
@@ -54,6 +57,8 @@ pub struct Notifier {
     /// Wakes the daily schedule when a reload changed the settings.
     changed: tokio::sync::Notify,
     pub sealer: secret::Sealer,
+    /// Delivers messages to notification channels, off the pass.
+    pub channels: Arc<channels::Deliverer>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,7 +66,13 @@ impl Notifier {
     pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
         let mut keys = vec![crate::tokens::keys::token_key(&config.secrets)?];
         keys.extend(crate::tokens::keys::previous_token_keys(&config.secrets)?);
+        let http = crate::signin::http_client::HttpClient::new(None, config.notify.send_timeout)?;
         Ok(Notifier {
+            channels: Arc::new(channels::Deliverer::new(
+                store.clone(),
+                http,
+                secret::Sealer::new(&keys),
+            )),
             store,
             config: std::sync::RwLock::new(Arc::new(config.notify.clone())),
             changed: tokio::sync::Notify::new(),

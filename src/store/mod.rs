@@ -23,6 +23,7 @@ mod audit;
 mod freshness;
 mod groups;
 mod invalidations;
+mod channels;
 mod notifications;
 mod scim;
 mod sessions;
@@ -32,6 +33,7 @@ mod smtp_servers;
 mod sso;
 mod tokens;
 mod trust;
+mod unused;
 mod users;
 
 use crate::core::error::ApiError;
@@ -44,9 +46,12 @@ pub use freshness::{
 pub use groups::{group_name_key, GroupChange, GroupMember, GroupWrite, Replaced, ScimGroup};
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
+pub use channels::{ChannelRecord, NewChannel, CHANNEL_KINDS};
 pub use notifications::{
-    DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
+    DueToken, NotificationRecord, NotifySettings, PassRecord, Reminder, KIND_EXPIRY, KIND_UNUSED,
+    NOTIFICATION_STATUSES,
 };
+pub use unused::{UnusedToken, UNUSED_WARNING_DAYS};
 pub use scim::{new_scim_id, ScimUser, ScimUserQuery};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
@@ -152,6 +157,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sso freshness",
         include_str!("../../migrations/sqlite/0011_sso_freshness.sql"),
     ),
+    (
+        12,
+        "reminders and channels",
+        include_str!("../../migrations/sqlite/0012_reminders_channels.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -208,6 +218,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "sso freshness",
         include_str!("../../migrations/postgres/0011_sso_freshness.sql"),
+    ),
+    (
+        12,
+        "reminders and channels",
+        include_str!("../../migrations/postgres/0012_reminders_channels.sql"),
     ),
 ];
 
