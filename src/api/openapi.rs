@@ -14,7 +14,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    audit, leaked, me, notifications, session, settings, smtp_servers, tokens, trust, users,
+    audit, channels, leaked, me, notifications, session, settings, smtp_servers, tokens, trust, users,
 };
 use crate::core::pattern;
 
@@ -63,6 +63,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         smtp_servers::list, smtp_servers::create, smtp_servers::one, smtp_servers::update,
         smtp_servers::remove, smtp_servers::send_test,
         notifications::status,
+        channels::list, channels::create, channels::remove,
         trust::list, trust::create, trust::one, trust::replace, trust::remove,
         trust::token_exchange,
         openapi_document,
@@ -76,6 +77,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         (name = "session", description = "browser sign-in"),
         (name = "tokens", description = "your personal access tokens"),
         (name = "admin", description = "administrators only"),
+        (name = "notification-channels", description = "where token reminders go besides e-mail: administrators' channels for every token, users' own for theirs"),
         (name = "leaked", description = "reports of leaked tokens, signed with leaked.secret"),
         (name = "document", description = "this description"),
         (name = "exchange", description = "the CI token exchange (RFC 8693): a pipeline's identity token for a short-lived token"),
