@@ -468,10 +468,19 @@ async fn the_admin_maximum_limits_the_choices() {
     admin
         .wait_text("#settings-actions", "Settings saved.")
         .await;
-    let saved = common::api::as_user("GET", &gw.url("/patgate/api/v1/settings"), "admin", "admin-pw", None)
-        .await
-        .json();
-    assert_eq!(saved["notifications"]["reminder_days"], serde_json::json!([30, 7, 1]));
+    let saved = common::api::as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/settings"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        saved["notifications"]["reminder_days"],
+        serde_json::json!([30, 7, 1])
+    );
     assert_eq!(saved["unused_token_revoke_days"], 90);
     // A channel: a bad URL is refused beside its button, a good one is listed.
     admin.wait_text("#channels", "No channels").await;
@@ -484,7 +493,9 @@ async fn the_admin_maximum_limits_the_choices() {
     admin.wait_text("#channels", "Every token").await;
     admin.wait_text("#channels", "Nothing sent yet").await;
     assert_eq!(
-        admin.eval("document.getElementById('reminder-days').value").await,
+        admin
+            .eval("document.getElementById('reminder-days').value")
+            .await,
         "30, 7, 1"
     );
     admin.resize(1280, 1700).await;

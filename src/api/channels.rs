@@ -80,11 +80,7 @@ pub struct NewChannelBody {
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_channel",
-        message,
-    )
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_channel", message)
 }
 
 /// The channels the caller may see: every one for an administrator, their own for
@@ -131,8 +127,7 @@ pub async fn create(
     let secret = match (kind, body.secret) {
         ("webhook", None) => {
             return Err(invalid(
-                "secret: a webhook needs one (16 to 256 characters), to sign its deliveries"
-                    .into(),
+                "secret: a webhook needs one (16 to 256 characters), to sign its deliveries".into(),
             ))
         }
         ("webhook", Some(secret)) => {

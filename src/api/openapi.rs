@@ -14,7 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    audit, channels, leaked, me, notifications, session, settings, smtp_servers, tokens, trust, users,
+    audit, channels, leaked, me, notifications, session, settings, smtp_servers, tokens, trust,
+    users,
 };
 use crate::core::pattern;
 

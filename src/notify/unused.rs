@@ -19,8 +19,7 @@ use super::Notifier;
 use crate::core::text::escape_html;
 use crate::core::time::rfc3339;
 use crate::store::{
-    AuditEvent, ChannelRecord, Reminder, StoreError, UnusedToken, KIND_UNUSED,
-    UNUSED_WARNING_DAYS,
+    AuditEvent, ChannelRecord, Reminder, StoreError, UnusedToken, KIND_UNUSED, UNUSED_WARNING_DAYS,
 };
 
 const DAY: i64 = 86_400;

@@ -140,7 +140,11 @@ impl Store {
         error: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let status = if error.is_some() { "failed" } else { "delivered" };
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "delivered"
+        };
         sqlx::query(
             "INSERT INTO channel_deliveries (channel_id, event, token_id, attempt, status, error, at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -155,10 +159,14 @@ impl Store {
         .execute(&self.pool)
         .await?;
         let update = match error {
-            None => "UPDATE notification_channels SET last_status = $2, last_at = $3, \
-                 last_error = NULL, failing_since = NULL WHERE id = $1",
-            Some(_) => "UPDATE notification_channels SET last_status = $2, last_at = $3, \
-                 last_error = $4, failing_since = COALESCE(failing_since, $3) WHERE id = $1",
+            None => {
+                "UPDATE notification_channels SET last_status = $2, last_at = $3, \
+                 last_error = NULL, failing_since = NULL WHERE id = $1"
+            }
+            Some(_) => {
+                "UPDATE notification_channels SET last_status = $2, last_at = $3, \
+                 last_error = $4, failing_since = COALESCE(failing_since, $3) WHERE id = $1"
+            }
         };
         sqlx::query(update)
             .bind(channel_id)

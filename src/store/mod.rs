@@ -20,10 +20,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
 mod audit;
+mod channels;
 mod freshness;
 mod groups;
 mod invalidations;
-mod channels;
 mod notifications;
 mod scim;
 mod sessions;
@@ -39,6 +39,7 @@ mod users;
 use crate::core::error::ApiError;
 use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
+pub use channels::{ChannelRecord, NewChannel, CHANNEL_KINDS};
 pub use freshness::{
     DueRevalidation, FreshnessSummary, RevalidationResult, UserFreshness, FROM_REVALIDATION,
     FROM_SCIM, FROM_SIGNIN,
@@ -46,12 +47,10 @@ pub use freshness::{
 pub use groups::{group_name_key, GroupChange, GroupMember, GroupWrite, Replaced, ScimGroup};
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
-pub use channels::{ChannelRecord, NewChannel, CHANNEL_KINDS};
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, Reminder, KIND_EXPIRY, KIND_UNUSED,
     NOTIFICATION_STATUSES,
 };
-pub use unused::{UnusedToken, UNUSED_WARNING_DAYS};
 pub use scim::{new_scim_id, ScimUser, ScimUserQuery};
 pub use sessions::{NewSession, PendingSso, SessionRecord, SignInMethod};
 pub use settings::Settings;
@@ -59,6 +58,7 @@ pub use signing_keys::StoredKey;
 pub use smtp_servers::{SealedPassword, SmtpServerRecord};
 pub use tokens::{AuthRecord, LeakOutcome, NewToken, Rotated, TokenRecord, Usage};
 pub use trust::TrustPolicyRecord;
+pub use unused::{UnusedToken, UNUSED_WARNING_DAYS};
 pub use users::{UserRecord, UserSource};
 
 /// Which SQL database the store runs on.

@@ -3,7 +3,8 @@
 //! only one revokes (and tells the owner).
 //!
 //! "Unused since" is the last use, or the creation for a token never used; a rotated
-//! or exchanged token is a token like any other (its own creation starts its clock).
+//! or exchanged token is a token like any other (its own creation starts its clock),
+//! and the token it replaced, on its way out, is neither warned nor revoked.
 
 use sqlx::Row;
 
@@ -44,7 +45,8 @@ impl Store {
              JOIN users u ON u.username = t.username \
              LEFT JOIN notifications n ON n.token_id = t.id AND n.kind = 'unused' \
              AND n.reminder = COALESCE(t.last_used_at, t.created_at) \
-             WHERE t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
+             WHERE t.revoked_at IS NULL AND t.replaced_by IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > $2) \
              AND COALESCE(t.last_used_at, t.created_at) <= $1 \
              AND u.disabled = FALSE \
              AND (n.token_id IS NULL \
@@ -94,7 +96,8 @@ impl Store {
              JOIN users u ON u.username = t.username \
              LEFT JOIN notifications n ON n.token_id = t.id AND n.kind = 'unused' \
              AND n.reminder = COALESCE(t.last_used_at, t.created_at) AND n.status = 'sent' \
-             WHERE t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $3) \
+             WHERE t.revoked_at IS NULL AND t.replaced_by IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > $3) \
              AND COALESCE(t.last_used_at, t.created_at) <= $1 \
              AND (n.sent_at IS NULL OR n.sent_at <= $2) \
              AND t.id > $5 ORDER BY t.id LIMIT $4",
@@ -125,7 +128,12 @@ impl Store {
     /// Revokes a token still unused since `since`; `false` when it was used since,
     /// or is revoked already (another replica did it). Setting `revoked_at` is what
     /// the change feed announces to every cache.
-    pub async fn revoke_unused(&self, token_id: &str, since: i64, now: i64) -> Result<bool, StoreError> {
+    pub async fn revoke_unused(
+        &self,
+        token_id: &str,
+        since: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
              AND COALESCE(last_used_at, created_at) = $3",

@@ -21,10 +21,7 @@ pub fn reminder_days_problem(days: &[i64]) -> Option<String> {
         return Some("give at least one day".into());
     }
     if days.len() > MAX_REMINDER_DAYS {
-        return Some(format!(
-            "{} days: at most {MAX_REMINDER_DAYS}",
-            days.len()
-        ));
+        return Some(format!("{} days: at most {MAX_REMINDER_DAYS}", days.len()));
     }
     if let Some(day) = days
         .iter()
@@ -62,7 +59,12 @@ pub fn channel_url_problem(url: &str) -> Option<String> {
 
 pub fn reminder_days_schema() -> Array {
     ArrayBuilder::new()
-        .items(integer_schema(DAYS_BEFORE_MIN, DAYS_BEFORE_MAX, false, "A day before expiry."))
+        .items(integer_schema(
+            DAYS_BEFORE_MIN,
+            DAYS_BEFORE_MAX,
+            false,
+            "A day before expiry.",
+        ))
         .min_items(Some(1))
         .max_items(Some(MAX_REMINDER_DAYS))
         .unique_items(true)
@@ -99,7 +101,9 @@ mod tests {
     fn reminder_lists_are_checked() {
         assert_eq!(reminder_days_problem(&[30, 7, 1]), None);
         assert!(reminder_days_problem(&[]).is_some());
-        assert!(reminder_days_problem(&[0]).unwrap().contains("between 1 and 365"));
+        assert!(reminder_days_problem(&[0])
+            .unwrap()
+            .contains("between 1 and 365"));
         assert!(reminder_days_problem(&[366]).is_some());
         assert!(reminder_days_problem(&[7, 7]).unwrap().contains("twice"));
         assert!(reminder_days_problem(&(1..=11).collect::<Vec<_>>())
