@@ -494,7 +494,7 @@ async fn the_admin_maximum_limits_the_choices() {
     admin.wait_text("#channels", "Nothing sent yet").await;
     assert_eq!(
         admin
-            .eval("document.getElementById('reminder-days').value")
+            .eval("return document.getElementById('reminder-days').value")
             .await,
         "30, 7, 1"
     );
