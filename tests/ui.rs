@@ -492,6 +492,10 @@ async fn the_admin_maximum_limits_the_choices() {
     admin.click("#channel-add").await;
     admin.wait_text("#channels", "Every token").await;
     admin.wait_text("#channels", "Nothing sent yet").await;
+    // Opened again, the page shows the days as saved, largest first.
+    admin.goto(&gw.url("/patgate/admin/settings")).await;
+    admin.ready().await;
+    admin.wait_text("#channels", "Every token").await;
     assert_eq!(
         admin
             .eval("return document.getElementById('reminder-days').value")
@@ -519,6 +523,22 @@ async fn the_admin_maximum_limits_the_choices() {
     alice.screenshot("tokens-generate-panel-1280").await;
     alice.resize(390, 844).await;
     alice.screenshot("tokens-generate-panel-390").await;
+    // Her own channel, for her tokens only; the administrators' one is not hers to see.
+    alice.resize(1280, 900).await;
+    alice.wait_text("main", "No channels of your own").await;
+    alice
+        .fill("#channel-url", "https://hooks.example.com/alice")
+        .await;
+    alice.fill("#channel-secret", "short").await;
+    alice.click("#channel-add").await;
+    alice.wait_text("main", "16 to 256").await;
+    alice
+        .fill("#channel-secret", "a-long-enough-signing-secret")
+        .await;
+    alice.click("#channel-add").await;
+    let listed = alice.wait_text("#channels", "alice's tokens").await;
+    assert!(!listed.contains("Every token"), "{listed}");
+    assert!(!listed.contains("a-long-enough-signing-secret"));
     alice.close().await;
 }
 

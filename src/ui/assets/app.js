@@ -349,6 +349,10 @@ async function renderTokens() {
     h('div', { class: 'card-head' }, h('h2', { id: 'tokens-title' }, 'Personal access tokens'), listError),
     list);
   setMain(head, banner, newTokenSlot, panelSlot, card, emailCard());
+  api('GET', '/notification-channels').then((channels) => {
+    const own = channels.filter((c) => c.owner === me.username);
+    document.querySelector('main').append(channelsCard(own, true));
+  }).catch(() => {});
 
   const reload = async () => {
     try {
@@ -574,7 +578,7 @@ async function renderSettings() {
     'Switched off, SSO users cannot generate tokens and their existing tokens stop authenticating, so access always follows the SSO provider.',
     settings.sso_pat_creation_enabled, 'sso-switch');
   const notify = switchRow('Enable email notifications',
-    'E-mail each user before one of their tokens expires: one message per token, sent daily at 01:00 server time.',
+    'E-mail each user before one of their tokens expires: one message per token and reminder day, sent daily at 01:00 server time.',
     n.enabled, 'notify-switch');
   const days = h('input', { type: 'text', id: 'reminder-days', value: (n.reminder_days || [n.days_before]).join(', '), inputmode: 'numeric' });
   const unused = h('select', { id: 'unused-revoke' },
@@ -608,7 +612,7 @@ async function renderSettings() {
             h('a', { href: '/patgate/admin/smtp-servers' }, 'Manage SMTP servers'))),
         field('Subject', subject, { hint: 'Variables: {{ user }}, {{ token_name }}, {{ days_left }}, {{ expires_at_local }}…' }),
         field('Body (HTML)', body))),
-    channelsCard(channels, renderSettings),
+    channelsCard(channels, false),
     h('div', { class: 'card card-foot', id: 'settings-actions' }, save, error));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -699,8 +703,17 @@ function notifyStatus(status) {
 const CHANNEL_KINDS = { webhook: 'Webhook', slack: 'Slack', teams: 'Microsoft Teams' };
 
 /** Where reminders, unused-token warnings and revocations go besides e-mail: the
- * administrators' channels (every token) and users' own (theirs only). */
-function channelsCard(channels, reload) {
+ * administrators' channels (every token) on the settings page, and on the Access
+ * tokens page the user's own (their tokens only). The card refreshes itself. */
+function channelsCard(channels, personal) {
+  let card = null;
+  const reload = async () => {
+    let list = await api('GET', '/notification-channels');
+    if (personal) list = list.filter((c) => c.owner === me.username);
+    const fresh = channelsCard(list, personal);
+    card.replaceWith(fresh);
+    return fresh;
+  };
   const kind = h('select', { id: 'channel-kind' },
     Object.entries(CHANNEL_KINDS).map(([value, text]) => h('option', { value }, text)));
   const url = h('input', { type: 'url', id: 'channel-url', placeholder: 'https://hooks.example.com/…' });
@@ -712,8 +725,9 @@ function channelsCard(channels, reload) {
     try {
       const body = { kind: kind.value, url: url.value.trim() };
       if (secret.value) body.secret = secret.value;
+      if (personal && me.admin) body.personal = true;
       await api('POST', '/notification-channels', body);
-      await reload();
+      (await reload()).querySelector('#channel-add').focus();
     } catch (e) {
       showError(slot, e);
     }
@@ -727,26 +741,28 @@ function channelsCard(channels, reload) {
     const state = c.failing_since
       ? [h('span', { class: 'pill pill-warning' }, 'Failing'), ' since ', time(c.failing_since), `: ${c.last_error || ''}`]
       : c.last_status ? h('span', { class: 'pill pill-ok' }, 'Delivered') : h('span', { class: 'muted' }, 'Nothing sent yet');
-    return h('tr', {},
-      h('td', {}, CHANNEL_KINDS[c.kind] || c.kind),
-      h('td', { class: 'mono' }, c.url),
-      h('td', {}, c.owner ? `${c.owner}'s tokens` : 'Every token'),
-      h('td', {}, state),
-      h('td', {}, remove));
+    return h('tr', { 'data-channel-row': c.id },
+      h('td', { class: 'name' }, CHANNEL_KINDS[c.kind] || c.kind, h('span', { class: 'sub mono' }, c.url)),
+      h('td', { 'data-label': 'Hears about' }, c.owner ? `${c.owner}'s tokens` : 'Every token'),
+      h('td', { 'data-label': 'Last delivery' }, state),
+      h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, remove)));
   });
   const list = channels.length
-    ? h('table', { id: 'channels' },
-      h('thead', {}, h('tr', {}, ['Kind', 'URL', 'Hears about', 'Last delivery', ''].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows))
-    : h('p', { class: 'empty', id: 'channels' }, 'No channels: reminders go by e-mail only.');
-  return h('section', { class: 'card', 'aria-labelledby': 'channels-title' },
-    h('div', { class: 'card-head' }, h('h2', { id: 'channels-title' }, 'Notification channels')),
+    ? h('div', { class: 'table-wrap', id: 'channels' }, h('table', { class: 'responsive' },
+      h('thead', {}, h('tr', {}, ['Channel', 'Hears about', 'Last delivery', ''].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows)))
+    : h('p', { class: 'empty', id: 'channels' }, personal
+      ? 'No channels of your own: your reminders go by e-mail only.'
+      : 'No channels: reminders go by e-mail only.');
+  card = h('section', { class: 'card', 'aria-labelledby': 'channels-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'channels-title' }, personal ? 'Your notification channels' : 'Notification channels')),
     h('div', { class: 'card-body' }, list,
       h('div', { class: 'narrow' },
         field('Kind', kind),
         field('URL', url, { hint: 'A webhook gets a JSON POST signed with X-Patgate-Signature; Slack and Teams get their incoming-webhook messages.' }),
         field('Signing secret', secret, { hint: 'Webhooks only: 16 to 256 characters. Never shown again.' }),
         h('div', { class: 'field' }, add, slot))));
+  return card;
 }
 
 // ------------------------------------------------------------------ SMTP servers
