@@ -29,6 +29,7 @@ on_both_backends!(
     a_rotated_token_counts_from_its_rotation,
     channels_receive_signed_webhooks_slack_and_teams_messages,
     a_failing_channel_is_retried_recorded_and_shown,
+    channel_hosts_limit_where_channels_post,
 );
 
 const SETTINGS: &str = "/patgate/api/v1/settings";
@@ -39,17 +40,18 @@ const SECRET: &str = "a-webhook-signing-secret";
 
 /// A gateway whose own schedule is off: tests run passes themselves.
 async fn start(db: &TestDb) -> (Upstream, Gateway) {
+    start_with(db, &[]).await
+}
+
+async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(config(
-        db,
-        &upstream.url(),
-        &[
-            ("PATGATE_NOTIFY__DAILY_AT", "off"),
-            ("PATGATE_NOTIFY__TIME_ZONE", "UTC"),
-            ("PATGATE_NOTIFY__SEND_TIMEOUT", "3s"),
-        ],
-    ))
-    .await;
+    let mut all = vec![
+        ("PATGATE_NOTIFY__DAILY_AT", "off"),
+        ("PATGATE_NOTIFY__TIME_ZONE", "UTC"),
+        ("PATGATE_NOTIFY__SEND_TIMEOUT", "3s"),
+    ];
+    all.extend_from_slice(extra);
+    let gw = Gateway::start(config(db, &upstream.url(), &all)).await;
     (upstream, gw)
 }
 
@@ -756,4 +758,46 @@ async fn a_failing_channel_is_retried_recorded_and_shown(db: TestDb) {
         .unwrap();
     assert_eq!(flaky_view["last_status"], "delivered");
     assert_eq!(flaky_view["failing_since"], Value::Null);
+}
+
+async fn channel_hosts_limit_where_channels_post(db: TestDb) {
+    let (_upstream, gw) = start_with(
+        &db,
+        &[(
+            "PATGATE_NOTIFY__CHANNEL_HOSTS",
+            "hooks.slack.com, *.example.com",
+        )],
+    )
+    .await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest",
+        "https://example.com/x",
+    ] {
+        let refused = as_user(
+            "POST",
+            &gw.url(CHANNELS),
+            "alice",
+            "alice-pw",
+            Some(&json!({"kind": "slack", "url": url})),
+        )
+        .await;
+        assert_eq!(refused.status, 422, "{url}: {:?}", refused.body);
+        assert_eq!(refused.error_code(), "invalid_channel");
+        assert!(String::from_utf8_lossy(&refused.body).contains("notify.channel_hosts"));
+    }
+    for url in [
+        "https://hooks.slack.com/services/T/B/X",
+        "https://teams.example.com/hook",
+    ] {
+        let made = as_user(
+            "POST",
+            &gw.url(CHANNELS),
+            "alice",
+            "alice-pw",
+            Some(&json!({"kind": "slack", "url": url})),
+        )
+        .await;
+        assert_eq!(made.status, 201, "{url}: {:?}", made.body);
+    }
 }

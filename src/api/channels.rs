@@ -124,6 +124,14 @@ pub async fn create(
     if let Some(problem) = rules::channel_url_problem(url) {
         return Err(invalid(format!("url: {problem}")));
     }
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_default();
+    if !api.notifier.settings().channel_host_allowed(&host) {
+        return Err(invalid(crate::notify::channel_host_refused(&host)));
+    }
     let secret = match (kind, body.secret) {
         ("webhook", None) => {
             return Err(invalid(

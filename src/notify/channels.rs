@@ -72,6 +72,8 @@ impl Message {
 
 /// What deliveries need, shared by their tasks.
 pub struct Deliverer {
+    /// The notifier's `notify.*` (a reload replaces them), for `channel_hosts`.
+    settings: super::SharedSettings,
     store: Store,
     http: HttpClient,
     sealer: Sealer,
@@ -80,8 +82,14 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(store: Store, http: HttpClient, sealer: Sealer) -> Deliverer {
+    pub fn new(
+        store: Store,
+        http: HttpClient,
+        sealer: Sealer,
+        settings: super::SharedSettings,
+    ) -> Deliverer {
         Deliverer {
+            settings,
             store,
             http,
             sealer,
@@ -115,6 +123,22 @@ impl Deliverer {
     }
 
     async fn deliver_one(&self, channel: &ChannelRecord, message: &Message) {
+        let host = channel
+            .url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_default();
+        let allowed = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .channel_host_allowed(&host);
+        if !allowed {
+            let refused = super::channel_host_refused(&host);
+            record(&self.store, channel, message, 1, Some(&refused)).await;
+            return;
+        }
         let body = serde_json::to_vec(&message.payload(&channel.kind)).unwrap_or_default();
         let secret = match channel.secret.as_ref() {
             None => None,
