@@ -70,6 +70,17 @@ pub struct PassReport {
 impl PassReport {
     /// One line, for the command line and the log.
     pub fn summary(&self) -> String {
+        let line = self.sent_summary();
+        if self.unused_warned + self.unused_revoked == 0 {
+            return line;
+        }
+        format!(
+            "{line}; unused tokens: {} warned, {} revoked",
+            self.unused_warned, self.unused_revoked
+        )
+    }
+
+    fn sent_summary(&self) -> String {
         match &self.reason {
             Some(reason) if self.outcome != "completed" => {
                 format!("nothing sent ({}): {reason}", self.outcome)
