@@ -1,7 +1,7 @@
 //! Unused tokens retired, in the daily pass: a token unused for
 //! `unused_token_revoke_days` − 7 days gets one warning, and at the full count it is
 //! revoked, audited as `token.revoked_unused`, and its owner told. E-mail and channels
-//! as for reminders ([`super::recipients`]).
+//! as for reminders ([`super::recipients`]); warnings go `notify.concurrency` at a time.
 //!
 //! The daily pass, not the once-a-minute housekeeping: the setting counts whole days,
 //! the pass already holds the SMTP transport, the claims that keep a warning to one
@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
-use super::channels::Message;
+use tokio::task::JoinSet;
+
+use super::channels::{Deliverer, Message};
 use super::pass::{PassReport, BATCH};
 use super::recipients::{recipients, Recipients};
 use super::smtp::{Mail, Mailer};
@@ -19,7 +21,8 @@ use super::Notifier;
 use crate::core::text::escape_html;
 use crate::core::time::rfc3339;
 use crate::store::{
-    AuditEvent, ChannelRecord, Reminder, StoreError, UnusedToken, KIND_UNUSED, UNUSED_WARNING_DAYS,
+    AuditEvent, ChannelRecord, Reminder, Store, StoreError, UnusedToken, KIND_UNUSED,
+    UNUSED_WARNING_DAYS,
 };
 
 const DAY: i64 = 86_400;
@@ -38,6 +41,7 @@ impl Notifier {
     ) -> Result<(), StoreError> {
         let stale_before = now - self.settings().claim_lease.as_secs() as i64;
         let warn_before = now - (days - UNUSED_WARNING_DAYS) * DAY;
+        let mut tasks: JoinSet<Result<bool, StoreError>> = JoinSet::new();
         let mut after = String::new();
         loop {
             let batch = self
@@ -51,45 +55,25 @@ impl Notifier {
                 if to.is_empty() {
                     continue;
                 }
-                let which = Reminder {
-                    kind: KIND_UNUSED,
-                    reminder: token.since,
-                };
-                let email = to.email.as_deref().unwrap_or("");
-                if !self
-                    .store
-                    .claim_notification(&token.token_id, which, email, pass_id, now, stale_before)
-                    .await?
-                {
-                    continue;
+                while tasks.len() >= self.settings().concurrency {
+                    if let Some(done) = tasks.join_next().await {
+                        tally(done, report)?;
+                    }
                 }
-                let revoke_at = token.since + days * DAY;
-                let revoke_at = revoke_at.max(now + UNUSED_WARNING_DAYS * DAY);
-                let left = (revoke_at - now + DAY - 1) / DAY;
-                self.channels
-                    .deliver(&to.channels, &warning_message(&token, left, revoke_at));
-                let sent = match (&mailer, &to.email) {
-                    (Some(mailer), Some(email)) => mailer
-                        .send(&warning_mail(&token, email, days, revoke_at))
-                        .await
-                        .map_err(|e| e.message),
-                    _ => Ok(()),
+                let warning = Warning {
+                    store: self.store.clone(),
+                    deliverer: self.channels.clone(),
+                    mailer: mailer.clone(),
+                    pass_id: pass_id.to_string(),
+                    days,
+                    now,
+                    stale_before,
                 };
-                if let Err(error) = &sent {
-                    tracing::warn!(token_id = %token.token_id, error, "unused-token warning failed; the next pass retries");
-                } else {
-                    report.unused_warned += 1;
-                }
-                self.store
-                    .finish_notification(
-                        &token.token_id,
-                        which,
-                        pass_id,
-                        now,
-                        sent.as_ref().err().map(String::as_str),
-                    )
-                    .await?;
+                tasks.spawn(warning.send(token, to));
             }
+        }
+        while let Some(done) = tasks.join_next().await {
+            tally(done, report)?;
         }
         let revoke_before = now - days * DAY;
         let warned_before = now - UNUSED_WARNING_DAYS * DAY;
@@ -145,6 +129,79 @@ impl Notifier {
     ) -> Recipients {
         let email = token.email.as_deref().filter(|_| can_mail);
         recipients(&token.username, email, channels)
+    }
+}
+
+fn tally(
+    done: Result<Result<bool, StoreError>, tokio::task::JoinError>,
+    report: &mut PassReport,
+) -> Result<(), StoreError> {
+    match done {
+        Ok(Ok(true)) => report.unused_warned += 1,
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) => tracing::warn!(error = %e, "an unused-token warning task failed"),
+    }
+    Ok(())
+}
+
+/// One unused token's warning: everything its task needs, owned.
+struct Warning {
+    store: Store,
+    deliverer: Arc<Deliverer>,
+    mailer: Option<Arc<Mailer>>,
+    pass_id: String,
+    days: i64,
+    now: i64,
+    stale_before: i64,
+}
+
+impl Warning {
+    /// Claims, sends and records; `true` when the warning went out.
+    async fn send(self, token: UnusedToken, to: Recipients) -> Result<bool, StoreError> {
+        let which = Reminder {
+            kind: KIND_UNUSED,
+            reminder: token.since,
+        };
+        let email = to.email.as_deref().unwrap_or("");
+        if !self
+            .store
+            .claim_notification(
+                &token.token_id,
+                which,
+                email,
+                &self.pass_id,
+                self.now,
+                self.stale_before,
+            )
+            .await?
+        {
+            return Ok(false);
+        }
+        let revoke_at = (token.since + self.days * DAY).max(self.now + UNUSED_WARNING_DAYS * DAY);
+        let left = (revoke_at - self.now + DAY - 1) / DAY;
+        self.deliverer
+            .deliver(&to.channels, &warning_message(&token, left, revoke_at));
+        let sent = match (&self.mailer, &to.email) {
+            (Some(mailer), Some(email)) => mailer
+                .send(&warning_mail(&token, email, self.days, revoke_at))
+                .await
+                .map_err(|e| e.message),
+            _ => Ok(()),
+        };
+        if let Err(error) = &sent {
+            tracing::warn!(token_id = %token.token_id, error, "unused-token warning failed; the next pass retries");
+        }
+        self.store
+            .finish_notification(
+                &token.token_id,
+                which,
+                &self.pass_id,
+                self.now,
+                sent.as_ref().err().map(String::as_str),
+            )
+            .await?;
+        Ok(sent.is_ok())
     }
 }
 
