@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         loop {
             let batch = store
                 .due_notifications(
+                    days,
                     now,
                     now + days * 86_400,
                     now - 900,

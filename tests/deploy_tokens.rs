@@ -256,7 +256,7 @@ async fn expiry_case(backend: Backend) {
     // The window follows the administrators' notifications.days_before.
     let api = gw.api().expect("the embedded gateway's API");
     let mut settings = api.store.notify_settings().await.unwrap();
-    settings.days_before = 40;
+    settings.reminder_days = vec![40];
     api.store
         .save_notify_settings(&settings, "admin")
         .await

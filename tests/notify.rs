@@ -15,7 +15,7 @@ use common::smtp::{Mode, SmtpServer, PASSWORD, USER};
 use common::*;
 use patgate::api::Api;
 use patgate::notify::Cause;
-use patgate::store::{PassRecord, UserSource};
+use patgate::store::{PassRecord, Reminder, UserSource, KIND_EXPIRY};
 use serde_json::{json, Value};
 
 on_both_backends!(
@@ -649,7 +649,17 @@ async fn a_claim_left_by_a_crashed_pass_is_retried_only_after_the_lease(db: Test
     let store = &api(&gw).store;
     for (token_id, at) in [(&recent, now - 60), (&stale, now - 3600)] {
         let claimed = store
-            .claim_notification(token_id, "alice@example.com", "crashed", at, at - 900)
+            .claim_notification(
+                token_id,
+                Reminder {
+                    kind: KIND_EXPIRY,
+                    reminder: 7,
+                },
+                "alice@example.com",
+                "crashed",
+                at,
+                at - 900,
+            )
             .await
             .unwrap();
         assert!(claimed);

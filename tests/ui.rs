@@ -567,14 +567,53 @@ async fn the_admin_maximum_limits_the_choices() {
     );
     admin.select("#max-expiration", "30d").await;
     // A bad value gets its message beside Save, and nothing is saved.
-    admin.fill("#days-before", "0").await;
+    admin.fill("#reminder-days", "30, 0").await;
     admin.click("#save-settings").await;
     admin.wait_text("#settings-actions", "1 to 365").await;
-    admin.fill("#days-before", "7").await;
+    admin.fill("#reminder-days", "7, 7").await;
+    admin.click("#save-settings").await;
+    admin.wait_text("#settings-actions", "different").await;
+    // Several reminders, and unused tokens retired after 90 days.
+    admin.fill("#reminder-days", "1, 30, 7").await;
+    admin.select("#unused-revoke", "90").await;
     admin.click("#save-settings").await;
     admin
         .wait_text("#settings-actions", "Settings saved.")
         .await;
+    let saved = common::api::as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/settings"),
+        "admin",
+        "admin-pw",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        saved["notifications"]["reminder_days"],
+        serde_json::json!([30, 7, 1])
+    );
+    assert_eq!(saved["unused_token_revoke_days"], 90);
+    // A channel: a bad URL is refused beside its button, a good one is listed.
+    admin.wait_text("#channels", "No channels").await;
+    admin.select("#channel-kind", "slack").await;
+    admin.fill("#channel-url", "ftp://example.com/hook").await;
+    admin.click("#channel-add").await;
+    admin.wait_text("main", "use an http or https URL").await;
+    admin.fill("#channel-url", "http://127.0.0.1:9/hook").await;
+    admin.click("#channel-add").await;
+    admin.wait_text("#channels", "Every token").await;
+    admin.wait_text("#channels", "Nothing sent yet").await;
+    // Opened again, the page shows the days as saved, largest first.
+    admin.goto(&gw.url("/patgate/admin/settings")).await;
+    admin.ready().await;
+    admin.wait_text("#channels", "Every token").await;
+    assert_eq!(
+        admin
+            .eval("return document.getElementById('reminder-days').value")
+            .await,
+        "30, 7, 1"
+    );
     admin.resize(1280, 1700).await;
     admin.eval("window.scrollTo(0, 0)").await;
     admin.screenshot("admin-settings-1280").await;
@@ -596,6 +635,22 @@ async fn the_admin_maximum_limits_the_choices() {
     alice.screenshot("tokens-generate-panel-1280").await;
     alice.resize(390, 844).await;
     alice.screenshot("tokens-generate-panel-390").await;
+    // Her own channel, for her tokens only; the administrators' one is not hers to see.
+    alice.resize(1280, 900).await;
+    alice.wait_text("main", "No channels of your own").await;
+    alice
+        .fill("#channel-url", "https://hooks.example.com/alice")
+        .await;
+    alice.fill("#channel-secret", "short").await;
+    alice.click("#channel-add").await;
+    alice.wait_text("main", "16 to 256").await;
+    alice
+        .fill("#channel-secret", "a-long-enough-signing-secret")
+        .await;
+    alice.click("#channel-add").await;
+    let listed = alice.wait_text("#channels", "alice's tokens").await;
+    assert!(!listed.contains("Every token"), "{listed}");
+    assert!(!listed.contains("a-long-enough-signing-secret"));
     alice.close().await;
 }
 

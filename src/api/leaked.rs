@@ -16,7 +16,7 @@ use crate::core::client::ClientInfo;
 use crate::core::error::ApiError;
 
 /// The signature header: `sha256=<hex HMAC-SHA256 of the raw body>`.
-pub const SIGNATURE_HEADER: &str = "x-patgate-signature";
+pub use crate::core::signature::SIGNATURE_HEADER;
 /// Most tokens in one report.
 pub const MAX_REPORTED: usize = 1_000;
 
@@ -168,22 +168,10 @@ fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<()
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(unsigned());
     };
-    let hex = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().strip_prefix("sha256="))
-        .ok_or_else(unsigned)?;
-    let signature = decode_hex(hex).ok_or_else(unsigned)?;
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    ring::hmac::verify(&key, body, &signature).map_err(|_| unsigned())
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 {
-        return None;
+    let value = value.to_str().map_err(|_| unsigned())?;
+    if crate::core::signature::verify(secret.as_bytes(), value, body) {
+        Ok(())
+    } else {
+        Err(unsigned())
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }

@@ -39,6 +39,7 @@ use crate::tokens::check::TokenCheck;
 
 pub mod audit;
 pub mod caller;
+pub mod channels;
 pub mod freshness;
 pub mod leaked;
 pub mod me;
@@ -296,6 +297,14 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             post(smtp_servers::send_test),
         )
         .route("/patgate/api/v1/notifications", get(notifications::status))
+        .route(
+            "/patgate/api/v1/notification-channels",
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            "/patgate/api/v1/notification-channels/{id}",
+            delete(channels::remove),
+        )
         .route(
             "/patgate/api/v1/trust-policies",
             get(trust::list).post(trust::create),

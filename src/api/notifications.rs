@@ -71,6 +71,12 @@ impl From<PassRecord> for PassView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OutcomeView {
     pub token_id: String,
+    /// `expiry` (a reminder) or `unused` (the warning before an unused token is
+    /// revoked).
+    pub kind: String,
+    /// For `expiry`, the reminder day (one of `reminder_days`); for `unused`, the last
+    /// use warned about (Unix seconds).
+    pub reminder: i64,
     pub username: String,
     pub token_name: String,
     pub email: String,
@@ -86,6 +92,8 @@ impl From<NotificationRecord> for OutcomeView {
     fn from(n: NotificationRecord) -> OutcomeView {
         OutcomeView {
             token_id: n.token_id,
+            kind: n.kind,
+            reminder: n.reminder,
             username: n.username,
             token_name: n.token_name,
             email: n.email,
@@ -113,6 +121,9 @@ pub struct NotificationsView {
     #[schema(value_type = Object)]
     pub counts: serde_json::Value,
     pub outcomes: Vec<OutcomeView>,
+    /// Notification channels whose last delivery failed after every retry, with
+    /// since when and the last error.
+    pub failing_channels: Vec<super::channels::ChannelView>,
 }
 
 /// Notification status and outcomes.
@@ -173,6 +184,14 @@ pub async fn status(
             .await?
             .into_iter()
             .map(OutcomeView::from)
+            .collect(),
+        failing_channels: api
+            .store
+            .channels(None)
+            .await?
+            .iter()
+            .filter(|c| c.failing_since.is_some())
+            .map(super::channels::ChannelView::from)
             .collect(),
     }))
 }

@@ -14,7 +14,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    audit, leaked, me, notifications, service_accounts, session, settings, smtp_servers,
+    audit, channels, leaked, me, notifications, service_accounts, session, settings, smtp_servers,
     token_usage, tokens, trust, users,
 };
 use crate::core::pattern;
@@ -65,6 +65,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         smtp_servers::list, smtp_servers::create, smtp_servers::one, smtp_servers::update,
         smtp_servers::remove, smtp_servers::send_test,
         notifications::status,
+        channels::list, channels::create, channels::remove,
         trust::list, trust::create, trust::one, trust::replace, trust::remove,
         trust::token_exchange,
         service_accounts::list, service_accounts::create, service_accounts::one,
@@ -82,6 +83,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         (name = "tokens", description = "your personal access tokens"),
         (name = "admin", description = "administrators only"),
         (name = "service-accounts", description = "service accounts: Deploy users that automation's tokens act as, looked after by owners"),
+        (name = "notification-channels", description = "where token reminders go besides e-mail: administrators' channels for every token, users' own for theirs"),
         (name = "leaked", description = "reports of leaked tokens, signed with leaked.secret"),
         (name = "document", description = "this description"),
         (name = "exchange", description = "the CI token exchange (RFC 8693): a pipeline's identity token for a short-lived token"),

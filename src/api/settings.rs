@@ -28,6 +28,12 @@ pub struct SettingsBody {
     pub sso_pat_creation_enabled: Option<bool>,
     /// Token expiry e-mails.
     pub notifications: Option<NotificationsBody>,
+    /// Days without use after which a token is revoked (30, 60, 90, 180 or 365), its
+    /// owner warned 7 days before and told when it is; `null`: never, the default.
+    /// Run by the daily notification pass. Anything else is 400 `invalid_settings`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = pattern::notify::unused_revoke_days_schema)]
+    pub unused_token_revoke_days: Option<Option<i64>>,
     /// How fresh SSO users' roles and status are: `mode` (`scim`, `revalidation`,
     /// `sign-in`), `summary`, `bound_seconds`, `revalidate_every`, `last_run_at`,
     /// `sso_users`, `scim_groups`, `roles_by_source`, `suspended`,
@@ -38,13 +44,19 @@ pub struct SettingsBody {
     pub sso_roles_freshness: Option<serde_json::Value>,
 }
 
-/// Token expiry e-mails: one per expiring token, sent by the daily pass.
+/// Token expiry reminders: one per expiring token and reminder day, sent by the daily
+/// pass by e-mail and to the notification channels.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsBody {
     pub enabled: Option<bool>,
+    /// The one-reminder form of `reminder_days`, kept for older clients: sending it
+    /// alone sets `reminder_days` to `[days_before]`; answers carry the largest
+    /// reminder day. `reminder_days` wins when both are given.
     #[schema(schema_with = pattern::days_before_schema)]
     pub days_before: Option<i64>,
+    #[schema(schema_with = pattern::notify::reminder_days_schema)]
+    pub reminder_days: Option<Vec<i64>>,
     /// The SMTP server item to send through (its id, as `GET /smtp-servers` lists it);
     /// `null` or `""` for none. An id that names no item is 422 `unknown_smtp_server`.
     #[serde(default, deserialize_with = "present")]
@@ -73,7 +85,8 @@ impl From<&NotifySettings> for NotificationsBody {
     fn from(n: &NotifySettings) -> NotificationsBody {
         NotificationsBody {
             enabled: Some(n.enabled),
-            days_before: Some(n.days_before),
+            days_before: Some(n.days_before()),
+            reminder_days: Some(n.reminder_days.clone()),
             smtp_server_id: Some(n.smtp_server_id.clone()),
             subject: Some(n.subject.clone().unwrap_or_else(|| DEFAULT_SUBJECT.into())),
             body: Some(n.body.clone().unwrap_or_else(|| DEFAULT_BODY.into())),
@@ -87,6 +100,7 @@ impl SettingsBody {
             max_token_expiration: Some(s.max_token_expiration),
             sso_pat_creation_enabled: Some(s.sso_pat_creation_enabled),
             notifications: Some(n.into()),
+            unused_token_revoke_days: Some(n.unused_token_revoke_days),
             sso_roles_freshness: None,
         }
     }
@@ -99,11 +113,21 @@ async fn notify_settings(
     api: &super::Api,
     before: &NotifySettings,
     body: Option<NotificationsBody>,
+    unused: Option<Option<i64>>,
 ) -> Result<NotifySettings, ApiError> {
-    let Some(body) = body else {
-        return Ok(before.clone());
-    };
     let mut after = before.clone();
+    if let Some(days) = unused {
+        if let Some(problem) = days.and_then(pattern::notify::unused_revoke_days_problem) {
+            return Err(ApiError::bad_request(
+                "invalid_settings",
+                format!("unused_token_revoke_days {problem}"),
+            ));
+        }
+        after.unused_token_revoke_days = days;
+    }
+    let Some(body) = body else {
+        return Ok(after);
+    };
     if let Some(enabled) = body.enabled {
         after.enabled = enabled;
     }
@@ -114,7 +138,17 @@ async fn notify_settings(
                 format!("notifications.days_before {days}: between 1 and 365"),
             ));
         }
-        after.days_before = days;
+        after.reminder_days = vec![days];
+    }
+    if let Some(mut days) = body.reminder_days {
+        if let Some(problem) = pattern::notify::reminder_days_problem(&days) {
+            return Err(ApiError::bad_request(
+                "invalid_settings",
+                format!("notifications.reminder_days {days:?}: {problem}"),
+            ));
+        }
+        days.sort_unstable_by(|a, b| b.cmp(a));
+        after.reminder_days = days;
     }
     if let Some(id) = body.smtp_server_id {
         after.smtp_server_id = id.map(|i| i.trim().to_string()).filter(|i| !i.is_empty());
@@ -195,7 +229,13 @@ pub async fn put_settings(
             .unwrap_or(before.sso_pat_creation_enabled),
     };
     let notify_before = api.store.notify_settings().await?;
-    let notify_after = notify_settings(&api, &notify_before, body.notifications).await?;
+    let notify_after = notify_settings(
+        &api,
+        &notify_before,
+        body.notifications,
+        body.unused_token_revoke_days,
+    )
+    .await?;
     if after != before {
         api.store.save_settings(&after, &caller.username).await?;
     }
@@ -203,7 +243,8 @@ pub async fn put_settings(
         api.store
             .save_notify_settings(&notify_after, &caller.username)
             .await?;
-        api.tokens.set_expiry_warning_days(notify_after.days_before);
+        api.tokens
+            .set_expiry_warning_days(notify_after.days_before());
     }
     if after != before || notify_after != notify_before {
         api.audit(AuditEvent {

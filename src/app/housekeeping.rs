@@ -42,7 +42,7 @@ pub async fn round(api: &Api) {
     flush_sign_in_failures(api).await;
     // Other replicas' changes to the window reach this one's answers here.
     if let Ok(settings) = api.store.notify_settings().await {
-        api.tokens.set_expiry_warning_days(settings.days_before);
+        api.tokens.set_expiry_warning_days(settings.days_before());
     }
     match api.store.take_newly_expired(EXPIRED_PER_ROUND).await {
         Ok(expired) => {

@@ -100,7 +100,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_rules(AccessRules::new(&config.webhooks.paths)),
     );
     if let Ok(settings) = store.notify_settings().await {
-        tokens.set_expiry_warning_days(settings.days_before);
+        tokens.set_expiry_warning_days(settings.days_before());
     }
     let feed = invalidation::start(
         store.clone(),

@@ -32,23 +32,58 @@ pub struct Notify {
     /// The SMTP hosts items may name (lower case; `*.example.com` for a domain's
     /// hosts); empty: any host.
     pub smtp_hosts: Vec<String>,
+    /// The hosts notification channels may post to, written as `smtp_hosts`; empty:
+    /// any host.
+    pub channel_hosts: Vec<String>,
 }
 
 impl Notify {
     /// Whether an SMTP server item may name `host`.
     pub fn smtp_host_allowed(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.smtp_hosts.is_empty()
-            || self
-                .smtp_hosts
-                .iter()
-                .any(|allowed| match allowed.strip_prefix("*.") {
-                    Some(domain) => host
-                        .strip_suffix(domain)
-                        .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-                    None => *allowed == host,
-                })
+        host_allowed(&self.smtp_hosts, host)
     }
+
+    /// Whether a notification channel may post to `host`.
+    pub fn channel_host_allowed(&self, host: &str) -> bool {
+        host_allowed(&self.channel_hosts, host)
+    }
+}
+
+/// Whether `host` is one of `allowed` (empty: any), `*.example.com` naming a domain's
+/// hosts.
+fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|allowed| match allowed.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                None => *allowed == host,
+            })
+}
+
+/// Host names or addresses, or `*.example.com`, checked and in lower case.
+fn hosts(key: &str, list: ListOrText) -> Result<Vec<String>, ConfigError> {
+    let mut hosts = Vec::new();
+    for host in list.into_vec() {
+        let bare = host.strip_prefix("*.").unwrap_or(&host);
+        let valid = !bare.is_empty()
+            && bare.len() <= 253
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !valid {
+            return Err(ConfigError::key(
+                key,
+                &host,
+                "write host names or addresses (smtp.example.com, 10.0.0.25), or *.example.com for a domain's hosts",
+            ));
+        }
+        hosts.push(host.to_ascii_lowercase());
+    }
+    Ok(hosts)
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +97,7 @@ pub(super) struct RawNotify {
     concurrency: usize,
     claim_lease: String,
     smtp_hosts: ListOrText,
+    channel_hosts: ListOrText,
 }
 
 impl Default for RawNotify {
@@ -74,6 +110,7 @@ impl Default for RawNotify {
             concurrency: 4,
             claim_lease: "15m".into(),
             smtp_hosts: ListOrText::Empty,
+            channel_hosts: ListOrText::Empty,
         }
     }
 }
@@ -153,23 +190,8 @@ impl RawNotify {
                 "must be at least twice notify.send_timeout, or a slow send could be repeated",
             ));
         }
-        let mut smtp_hosts = Vec::new();
-        for host in self.smtp_hosts.into_vec() {
-            let bare = host.strip_prefix("*.").unwrap_or(&host);
-            let valid = !bare.is_empty()
-                && bare.len() <= 253
-                && bare
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-            if !valid {
-                return Err(ConfigError::key(
-                    "notify.smtp_hosts",
-                    &host,
-                    "write host names or addresses (smtp.example.com, 10.0.0.25), or *.example.com for a domain's hosts",
-                ));
-            }
-            smtp_hosts.push(host.to_ascii_lowercase());
-        }
+        let smtp_hosts = hosts("notify.smtp_hosts", self.smtp_hosts)?;
+        let channel_hosts = hosts("notify.channel_hosts", self.channel_hosts)?;
         Ok(Notify {
             daily_at,
             time_zone,
@@ -179,6 +201,7 @@ impl RawNotify {
             concurrency: self.concurrency,
             claim_lease,
             smtp_hosts,
+            channel_hosts,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod refusal;
 pub mod response;
 pub mod scope;
 pub mod sealed;
+pub mod signature;
 pub mod text;
 pub mod time;
 pub mod tls;

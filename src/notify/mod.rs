@@ -16,12 +16,15 @@ use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
 use crate::store::{SmtpServerRecord, Store, StoreError};
 
+pub mod channels;
 pub mod leaked;
 pub mod pass;
+pub mod recipients;
 pub mod schedule;
 pub mod secret;
 pub mod smtp;
 pub mod templates;
+pub mod unused;
 
 pub use pass::PassReport;
 
@@ -46,14 +49,20 @@ impl Cause {
     }
 }
 
+/// `notify.*` as they are now, shared with the channel deliveries; a reload replaces
+/// the inner value.
+pub type SharedSettings = Arc<std::sync::RwLock<Arc<Notify>>>;
+
 /// The notifier's state, built once at start-up.
 pub struct Notifier {
     pub store: Store,
     /// `notify.*`; replaced by a reload.
-    config: std::sync::RwLock<Arc<Notify>>,
+    config: SharedSettings,
     /// Wakes the daily schedule when a reload changed the settings.
     changed: tokio::sync::Notify,
     pub sealer: secret::Sealer,
+    /// Delivers messages to notification channels, off the pass.
+    pub channels: Arc<channels::Deliverer>,
     metrics: Arc<Metrics>,
 }
 
@@ -61,9 +70,18 @@ impl Notifier {
     pub fn new(config: &Config, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Notifier> {
         let mut keys = vec![crate::tokens::keys::token_key(&config.secrets)?];
         keys.extend(crate::tokens::keys::previous_token_keys(&config.secrets)?);
+        let http = crate::signin::http_client::HttpClient::new(None, config.notify.send_timeout)?;
+        let settings: SharedSettings =
+            Arc::new(std::sync::RwLock::new(Arc::new(config.notify.clone())));
         Ok(Notifier {
+            channels: Arc::new(channels::Deliverer::new(
+                store.clone(),
+                http,
+                secret::Sealer::new(&keys),
+                settings.clone(),
+            )),
             store,
-            config: std::sync::RwLock::new(Arc::new(config.notify.clone())),
+            config: settings,
             changed: tokio::sync::Notify::new(),
             sealer: secret::Sealer::new(&keys),
             metrics,
@@ -150,6 +168,13 @@ impl Notifier {
         let settings = self.store.notify_settings().await?;
         Ok(pass::idle_reason(&settings).map(|(_, reason)| reason.to_string()))
     }
+}
+
+/// Why a channel may not post to `host`.
+pub fn channel_host_refused(host: &str) -> String {
+    format!(
+        "url: host {host:?} is not one of notify.channel_hosts, the hosts this gateway's operator allows channels to post to; use one of them, or ask the operator to add it"
+    )
 }
 
 /// Why an item may not name `host`.

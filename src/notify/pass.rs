@@ -1,7 +1,14 @@
-//! One notification pass: find the live tokens expiring within the configured days,
-//! claim each in the database, send, and record each token's outcome and the pass.
+//! One notification pass: for each reminder day, find the live tokens whose expiry
+//! entered that reminder's window, claim each for that reminder in the database, send
+//! (e-mail and channels), and record each token's outcome and the pass. Then the
+//! unused tokens ([`super::unused`]).
 //!
-//! Users without a known e-mail address are skipped and reported; they hold up no one.
+//! Reminder windows do not overlap: with days `[30, 7, 1]` the 30-day reminder is for
+//! expiries in (7, 30] days, the 7-day one for (1, 7], the 1-day one for (0, 1]; a
+//! token made 3 days before its expiry gets the 7-day and then the 1-day reminder.
+//!
+//! Users without a known e-mail address and without a channel are skipped and
+//! reported; they hold up no one.
 //! Sends run `notify.concurrency` at a time, each bounded by `notify.send_timeout`.
 
 use std::sync::atomic::Ordering;
@@ -11,14 +18,19 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use super::channels::{Deliverer, Message};
+use super::recipients::{recipients_of, Recipients};
 use super::smtp::{Mail, Mailer};
 use super::templates::{Templates, Variables};
 use super::{Cause, Notifier};
 use crate::metrics::Metrics;
-use crate::store::{DueToken, NotifySettings, PassRecord, Store, StoreError};
+use crate::store::{
+    ChannelRecord, DueToken, NotifySettings, PassRecord, Reminder, Store, StoreError, KIND_EXPIRY,
+};
 
 /// Tokens read from the database at a time.
-const BATCH: i64 = 500;
+pub(super) const BATCH: i64 = 500;
+const DAY: i64 = 86_400;
 /// Skipped and failed tokens listed in a pass's record (the counts are complete).
 const LISTED: usize = 100;
 
@@ -49,11 +61,26 @@ pub struct PassReport {
     pub claimed_elsewhere: i64,
     pub skipped_tokens: Vec<TokenIssue>,
     pub failures: Vec<TokenIssue>,
+    /// Unused tokens warned that they will be revoked.
+    pub unused_warned: i64,
+    /// Unused tokens revoked.
+    pub unused_revoked: i64,
 }
 
 impl PassReport {
     /// One line, for the command line and the log.
     pub fn summary(&self) -> String {
+        let line = self.sent_summary();
+        if self.unused_warned + self.unused_revoked == 0 {
+            return line;
+        }
+        format!(
+            "{line}; unused tokens: {} warned, {} revoked",
+            self.unused_warned, self.unused_revoked
+        )
+    }
+
+    fn sent_summary(&self) -> String {
         match &self.reason {
             Some(reason) if self.outcome != "completed" => {
                 format!("nothing sent ({}): {reason}", self.outcome)
@@ -78,6 +105,8 @@ impl PassReport {
             detail: serde_json::json!({
                 "reason": self.reason,
                 "claimed_elsewhere": self.claimed_elsewhere,
+                "unused_warned": self.unused_warned,
+                "unused_revoked": self.unused_revoked,
                 "skipped_tokens": self.skipped_tokens,
                 "failures": self.failures,
             }),
@@ -128,17 +157,45 @@ impl Notifier {
             claimed_elsewhere: 0,
             skipped_tokens: Vec::new(),
             failures: Vec::new(),
+            unused_warned: 0,
+            unused_revoked: 0,
         };
         let settings = self.store.notify_settings().await?;
-        match self.prepare(&settings).await? {
+        let channels = self.store.channels(None).await?;
+        let mailer = match self.prepare(&settings).await? {
             Err((outcome, reason)) => {
                 report.outcome = outcome;
                 report.reason = Some(reason);
+                None
             }
             Ok((mailer, templates)) => {
-                self.send_due(&settings, mailer, templates, &pass_id, now, &mut report)
+                for (day, from, until) in windows(&settings.reminder_days, now) {
+                    let window = Window {
+                        which: Reminder {
+                            kind: KIND_EXPIRY,
+                            reminder: day,
+                        },
+                        from,
+                        until,
+                    };
+                    self.send_due(
+                        window,
+                        &mailer,
+                        &templates,
+                        &channels,
+                        &pass_id,
+                        now,
+                        &mut report,
+                    )
                     .await?;
+                }
+                Some(mailer)
             }
+        };
+        // Unused tokens are revoked whether or not e-mail can be sent.
+        if let Some(days) = settings.unused_token_revoke_days {
+            self.retire_unused(days, mailer, &channels, &pass_id, now, &mut report)
+                .await?;
         }
         report.finished_at = now + clock.elapsed().as_secs() as i64;
         self.metrics.local().notify_pass.observe(clock.elapsed());
@@ -204,16 +261,17 @@ impl Notifier {
         Ok(Ok((Arc::new(mailer), Arc::new(templates))))
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one reminder window of one pass")]
     async fn send_due(
         &self,
-        settings: &NotifySettings,
-        mailer: Arc<Mailer>,
-        templates: Arc<Templates>,
+        window: Window,
+        mailer: &Arc<Mailer>,
+        templates: &Arc<Templates>,
+        channels: &[ChannelRecord],
         pass_id: &str,
         now: i64,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
-        let until = now + settings.days_before * 86_400;
         let stale_before = now - self.settings().claim_lease.as_secs() as i64;
         let mut tasks: JoinSet<(DueToken, Outcome)> = JoinSet::new();
         let mut after: Option<(i64, String)> = None;
@@ -221,8 +279,9 @@ impl Notifier {
             let batch = self
                 .store
                 .due_notifications(
-                    now,
-                    until,
+                    window.which.reminder,
+                    window.from,
+                    window.until,
                     stale_before,
                     pass_id,
                     after.as_ref().map(|(at, id)| (*at, id.as_str())),
@@ -233,7 +292,15 @@ impl Notifier {
             after = batch.last().map(|t| (t.expires_at, t.token_id.clone()));
             for due in batch {
                 report.due += 1;
-                let Some(email) = due.email.clone() else {
+                let to = recipients_of(
+                    &self.store,
+                    &due.username,
+                    due.email.as_deref(),
+                    true,
+                    channels,
+                )
+                .await;
+                if to.is_empty() {
                     tracing::warn!(
                         user = %due.username,
                         token_id = %due.token_id,
@@ -248,24 +315,28 @@ impl Notifier {
                         });
                     }
                     continue;
-                };
+                }
                 while tasks.len() >= self.settings().concurrency {
                     if let Some(done) = tasks.join_next().await {
                         tally(done, report);
                     }
                 }
+                let vars = self.variables(&due, to.email.as_deref().unwrap_or(""), now);
                 let job = Job {
                     store: self.store.clone(),
                     mailer: mailer.clone(),
                     templates: templates.clone(),
                     metrics: self.metrics.clone(),
-                    vars: self.variables(&due, &email, now),
+                    deliverer: self.channels.clone(),
+                    message: expiring_message(&vars, due.expires_at),
+                    vars,
+                    which: window.which,
                     pass_id: pass_id.to_string(),
                     now,
                     stale_before,
                 };
                 tasks.spawn(async move {
-                    let sent = job.run(&due.token_id, &email).await;
+                    let sent = job.run(&due.token_id, to).await;
                     (due, sent)
                 });
             }
@@ -325,31 +396,87 @@ fn tally(done: Result<(DueToken, Outcome), tokio::task::JoinError>, report: &mut
     }
 }
 
-/// One token's e-mail: everything the task needs, owned.
+/// The reminder windows of `days` (any order) as of `now`: (day, from, until), each
+/// holding the expiries in `(from, until]`, largest first, not overlapping.
+pub fn windows(days: &[i64], now: i64) -> Vec<(i64, i64, i64)> {
+    let mut days = days.to_vec();
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    days.dedup();
+    (0..days.len())
+        .map(|i| {
+            let lower = days.get(i + 1).copied().unwrap_or(0);
+            (days[i], now + lower * DAY, now + days[i] * DAY)
+        })
+        .collect()
+}
+
+/// One reminder's window of expiries, `(from, until]`.
+#[derive(Clone, Copy)]
+struct Window {
+    which: Reminder,
+    from: i64,
+    until: i64,
+}
+
+/// What channels are told of a reminder.
+fn expiring_message(vars: &Variables, expires_at: i64) -> Message {
+    Message {
+        event: "token.expiring",
+        token_id: vars.token_id.clone(),
+        token_name: vars.token_name.clone(),
+        username: vars.user.clone(),
+        expires_at: Some(crate::core::time::rfc3339(expires_at)),
+        days_left: Some(vars.days_left),
+        text: format!(
+            "Personal access token \"{}\" of {} expires in {} day{} ({}).",
+            vars.token_name,
+            vars.user,
+            vars.days_left,
+            if vars.days_left == 1 { "" } else { "s" },
+            vars.expires_at_utc
+        ),
+    }
+}
+
+/// One token's reminder: everything the task needs, owned.
 struct Job {
     store: Store,
     mailer: Arc<Mailer>,
     templates: Arc<Templates>,
     metrics: Arc<Metrics>,
+    deliverer: Arc<Deliverer>,
+    message: Message,
     vars: Variables,
+    which: Reminder,
     pass_id: String,
     now: i64,
     stale_before: i64,
 }
 
 impl Job {
-    async fn run(self, token_id: &str, email: &str) -> Outcome {
+    async fn run(self, token_id: &str, to: Recipients) -> Outcome {
+        let email = to.email.as_deref().unwrap_or("");
         match self
             .store
-            .claim_notification(token_id, email, &self.pass_id, self.now, self.stale_before)
+            .claim_notification(
+                token_id,
+                self.which,
+                email,
+                &self.pass_id,
+                self.now,
+                self.stale_before,
+            )
             .await
         {
             Ok(true) => {}
             Ok(false) => return Outcome::ClaimedElsewhere,
             Err(e) => return Outcome::Failed(format!("could not claim in the database: {e}")),
         }
+        // Channels are told by the pass that holds the claim, as the e-mail is.
+        self.deliverer.deliver(&to.channels, &self.message);
         let outcome = match self.templates.render_apart(&self.vars).await {
             Err(e) => Err(e),
+            Ok(_) if email.is_empty() => Ok(()),
             Ok(rendered) => {
                 let sending = Instant::now();
                 let sent = self
@@ -377,7 +504,7 @@ impl Job {
         }
         match self
             .store
-            .finish_notification(token_id, &self.pass_id, self.now, error)
+            .finish_notification(token_id, self.which, &self.pass_id, self.now, error)
             .await
         {
             Ok(true) => {}
@@ -398,7 +525,7 @@ impl Job {
     }
 }
 
-fn pass_id() -> String {
+pub(super) fn pass_id() -> String {
     let mut bytes = [0u8; 9];
     getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
     bytes.iter().map(|b| format!("{b:02x}")).collect()

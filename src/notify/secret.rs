@@ -55,6 +55,28 @@ impl Sealer {
         )
     }
 
+    /// A webhook channel's signing secret, bound to the channel's id.
+    pub fn seal_channel_secret(&self, channel_id: &str, secret: &Password) -> SealedPassword {
+        SealedPassword(
+            self.inner
+                .seal(secret.0.as_bytes(), &format!("channel-secret:{channel_id}")),
+        )
+    }
+
+    pub fn open_channel_secret(
+        &self,
+        channel_id: &str,
+        sealed: &SealedPassword,
+    ) -> Result<Password, Unsealable> {
+        let plain = self
+            .inner
+            .open(&sealed.0, &format!("channel-secret:{channel_id}"))
+            .map_err(|_| Unsealable)?;
+        String::from_utf8(plain)
+            .map(Password)
+            .map_err(|_| Unsealable)
+    }
+
     pub fn open(&self, item_id: &str, sealed: &SealedPassword) -> Result<Password, Unsealable> {
         let plain = self
             .inner

@@ -289,16 +289,20 @@ impl Mailer {
     }
 
     /// Sends one e-mail within `send_timeout`.
+    /// `mail.to` may list several addresses separated by commas (a service account's
+    /// owners): one message to all of them.
     pub async fn send(&self, mail: &Mail) -> Result<(), SendFailure> {
-        let to: Mailbox = mail.to.parse().map_err(|e| {
-            SendFailure::new(
-                FailureKind::Configuration,
-                format!("recipient {:?} is not an e-mail address ({e})", mail.to),
-            )
-        })?;
-        let message = Message::builder()
-            .from(self.from.clone())
-            .to(to)
+        let mut message = Message::builder().from(self.from.clone());
+        for address in mail.to.split(',').map(str::trim) {
+            let to: Mailbox = address.parse().map_err(|e| {
+                SendFailure::new(
+                    FailureKind::Configuration,
+                    format!("recipient {address:?} is not an e-mail address ({e})"),
+                )
+            })?;
+            message = message.to(to);
+        }
+        let message = message
             .subject(mail.subject.clone())
             .multipart(MultiPart::alternative_plain_html(
                 mail.text.clone(),

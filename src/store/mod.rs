@@ -20,6 +20,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
 mod audit;
+mod channels;
 mod freshness;
 mod groups;
 mod invalidations;
@@ -33,12 +34,14 @@ mod smtp_servers;
 mod sso;
 mod tokens;
 mod trust;
+mod unused;
 mod usage;
 mod users;
 
 use crate::core::error::ApiError;
 use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
+pub use channels::{ChannelRecord, NewChannel, CHANNEL_KINDS};
 pub use freshness::{
     DueRevalidation, FreshnessSummary, RevalidationResult, UserFreshness, FROM_REVALIDATION,
     FROM_SCIM, FROM_SIGNIN,
@@ -47,7 +50,8 @@ pub use groups::{group_name_key, GroupChange, GroupMember, GroupWrite, Replaced,
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use notifications::{
-    DueToken, NotificationRecord, NotifySettings, PassRecord, NOTIFICATION_STATUSES,
+    DueToken, NotificationRecord, NotifySettings, PassRecord, Reminder, KIND_EXPIRY, KIND_UNUSED,
+    NOTIFICATION_STATUSES,
 };
 pub use scim::{new_scim_id, ScimUser, ScimUserQuery};
 pub use service_accounts::{OrphanChange, ServiceAccount, ServiceAccountOwner};
@@ -57,6 +61,7 @@ pub use signing_keys::StoredKey;
 pub use smtp_servers::{SealedPassword, SmtpServerRecord};
 pub use tokens::{AuthRecord, LeakOutcome, NewToken, Rotated, TokenRecord, Usage};
 pub use trust::TrustPolicyRecord;
+pub use unused::{UnusedToken, UNUSED_WARNING_DAYS};
 pub use usage::{AddressSeen, DayCount, TokenRefusal, TokenUsage, UsageBatch};
 pub use users::{UserRecord, UserSource};
 
@@ -163,6 +168,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0011_sso_freshness.sql"),
     ),
     (
+        12,
+        "reminders and channels",
+        include_str!("../../migrations/sqlite/0012_reminders_channels.sql"),
+    ),
+    (
         13,
         "token usage",
         include_str!("../../migrations/sqlite/0013_token_usage.sql"),
@@ -228,6 +238,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "sso freshness",
         include_str!("../../migrations/postgres/0011_sso_freshness.sql"),
+    ),
+    (
+        12,
+        "reminders and channels",
+        include_str!("../../migrations/postgres/0012_reminders_channels.sql"),
     ),
     (
         13,

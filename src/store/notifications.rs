@@ -1,7 +1,8 @@
-//! Expiry notifications: the administrators' settings, the tokens due for an e-mail,
-//! the per-token claim that makes each e-mail go out once, and the record of passes.
+//! Expiry notifications: the administrators' settings, the tokens due for a reminder,
+//! the per-token, per-reminder claim that makes each message go out once, and the
+//! record of passes.
 //!
-//! Exactly once: a pass claims a token's row before sending (insert, or take over a
+//! Exactly once: a pass claims a token's row for one reminder before sending (insert, or take over a
 //! failed row or a claim older than the lease, in one conditional statement), and only
 //! the pass holding the claim may mark it sent or failed. Two passes on two replicas
 //! never both hold it; a pass that dies between claim and send leaves the claim to
@@ -17,10 +18,34 @@ use super::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifySettings {
     pub enabled: bool,
-    pub days_before: i64,
+    /// Days before expiry a reminder goes out, largest first, never empty.
+    pub reminder_days: Vec<i64>,
+    /// Days without use after which a token is revoked; `None`: never.
+    pub unused_token_revoke_days: Option<i64>,
     pub smtp_server_id: Option<String>,
     pub subject: Option<String>,
     pub body: Option<String>,
+}
+
+impl NotifySettings {
+    /// The widest reminder window: what `days_before` meant when there was one
+    /// reminder, and how early the proxy's expiry warning header starts.
+    pub fn days_before(&self) -> i64 {
+        self.reminder_days.iter().copied().max().unwrap_or(7)
+    }
+}
+
+/// The kind of a notification row: an expiry reminder (one per reminder day) or the
+/// warning before an unused token is revoked (one per stretch of non-use).
+pub const KIND_EXPIRY: &str = "expiry";
+pub const KIND_UNUSED: &str = "unused";
+
+/// Which message a claim is for: its kind and reminder (the reminder day, or for
+/// `unused` the last use the warning is about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reminder {
+    pub kind: &'static str,
+    pub reminder: i64,
 }
 
 /// A live token whose expiry falls in the window and that has no e-mail yet.
@@ -41,6 +66,10 @@ pub const NOTIFICATION_STATUSES: [&str; 3] = ["claimed", "sent", "failed"];
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NotificationRecord {
     pub token_id: String,
+    /// `expiry` or `unused`.
+    pub kind: String,
+    /// The reminder day (`expiry`), or the last use warned about (`unused`).
+    pub reminder: i64,
     pub username: String,
     pub token_name: String,
     pub email: String,
@@ -70,6 +99,7 @@ impl Store {
     pub async fn notify_settings(&self) -> Result<NotifySettings, StoreError> {
         let row = sqlx::query(
             "SELECT CASE WHEN enabled THEN 1 ELSE 0 END AS enabled, days_before, \
+             reminder_days, unused_token_revoke_days, \
              smtp_server_id, subject, body FROM notify_settings WHERE id = 1",
         )
         .fetch_optional(&self.pool)
@@ -77,15 +107,23 @@ impl Store {
         let Some(row) = row else {
             return Ok(NotifySettings {
                 enabled: false,
-                days_before: 7,
+                reminder_days: vec![7],
+                unused_token_revoke_days: None,
                 smtp_server_id: None,
                 subject: None,
                 body: None,
             });
         };
+        let days_before: i64 = row.try_get("days_before")?;
+        let reminder_days = row
+            .try_get::<Option<String>, _>("reminder_days")?
+            .and_then(|text| serde_json::from_str::<Vec<i64>>(&text).ok())
+            .filter(|days| !days.is_empty())
+            .unwrap_or_else(|| vec![days_before]);
         Ok(NotifySettings {
             enabled: row.try_get::<i64, _>("enabled")? != 0,
-            days_before: row.try_get("days_before")?,
+            reminder_days,
+            unused_token_revoke_days: row.try_get("unused_token_revoke_days")?,
             smtp_server_id: row.try_get("smtp_server_id")?,
             subject: row.try_get("subject")?,
             body: row.try_get("body")?,
@@ -99,15 +137,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE notify_settings SET enabled = $1, days_before = $2, smtp_server_id = $3, \
-             subject = $4, body = $5, updated_at = $6, updated_by = $7 WHERE id = 1",
+             subject = $4, body = $5, updated_at = $6, updated_by = $7, reminder_days = $8, \
+             unused_token_revoke_days = $9 WHERE id = 1",
         )
         .bind(settings.enabled)
-        .bind(settings.days_before)
+        .bind(settings.days_before())
         .bind(settings.smtp_server_id.as_deref())
         .bind(settings.subject.as_deref())
         .bind(settings.body.as_deref())
         .bind(crate::core::time::now())
         .bind(by)
+        .bind(serde_json::to_string(&settings.reminder_days).unwrap_or_default())
+        .bind(settings.unused_token_revoke_days)
         .execute(&self.pool)
         .await;
         match done {
@@ -120,13 +161,15 @@ impl Store {
         }
     }
 
-    /// Up to `limit` tokens that expire in `(now, until]`, are live, belong to an
-    /// enabled user and are not notified: no row, a failed row from another pass, or a
-    /// claim taken before `stale_before`. Ordered by (expiry, id), starting after
-    /// `after` (keyset paging).
+    /// Up to `limit` tokens that expire in `(from, until]`, are live, belong to an
+    /// enabled user and are not notified for reminder `day`: no row, a failed row from
+    /// another pass, or a claim taken before `stale_before`. Ordered by (expiry, id),
+    /// starting after `after` (keyset paging).
+    #[expect(clippy::too_many_arguments, reason = "one keyset page of one window")]
     pub async fn due_notifications(
         &self,
-        now: i64,
+        day: i64,
+        from: i64,
         until: i64,
         stale_before: i64,
         pass: &str,
@@ -134,10 +177,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<DueToken>, StoreError> {
         // One lower bound only, or SQLite ranges the index from the window's start on
-        // every page. Expiries are whole seconds: "after now" is "from now + 1".
+        // every page. Expiries are whole seconds: "after from" is "from from + 1".
         let (after_at, after_id) = match after {
-            Some((at, id)) if at > now => (at, id),
-            _ => (now + 1, ""),
+            Some((at, id)) if at > from => (at, id),
+            _ => (from + 1, ""),
         };
         let mut tx = self.pool.begin().await?;
         if self.backend == super::Backend::Postgres {
@@ -156,7 +199,8 @@ impl Store {
             "SELECT t.id, t.username, t.name, t.expires_at, u.email \
              FROM tokens t \
              JOIN users u ON u.username = t.username \
-             LEFT JOIN notifications n ON n.token_id = t.id \
+             LEFT JOIN notifications n ON n.token_id = t.id AND n.kind = 'expiry' \
+             AND n.reminder = $7 \
              WHERE t.revoked_at IS NULL AND t.replaced_by IS NULL \
              AND (t.expiration IS NULL OR t.expiration <> 'exchange') \
              AND t.expires_at >= $4 AND (t.expires_at > $4 OR t.id > $5) \
@@ -173,6 +217,7 @@ impl Store {
         .bind(after_at)
         .bind(after_id)
         .bind(limit)
+        .bind(day)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -192,11 +237,13 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// Claims a token's notification for `pass`; `false` when another pass holds it
-    /// or it was sent. One statement, so concurrent passes cannot both win.
+    /// Claims a token's notification of `which` for `pass`; `false` when another pass
+    /// holds it or it was sent. One statement, so concurrent passes cannot both win.
+    /// `email` is `""` when the message goes to channels only.
     pub async fn claim_notification(
         &self,
         token_id: &str,
+        which: Reminder,
         email: &str,
         pass: &str,
         now: i64,
@@ -204,9 +251,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO notifications \
-             (token_id, status, email, attempts, claimed_by, claimed_at, updated_at) \
-             VALUES ($1, 'claimed', $2, 1, $3, $4, $4) \
-             ON CONFLICT (token_id) DO UPDATE SET status = 'claimed', email = $2, \
+             (token_id, kind, reminder, status, email, attempts, claimed_by, claimed_at, \
+             updated_at) VALUES ($1, $6, $7, 'claimed', $2, 1, $3, $4, $4) \
+             ON CONFLICT (token_id, kind, reminder) DO UPDATE SET status = 'claimed', email = $2, \
              attempts = notifications.attempts + 1, claimed_by = $3, claimed_at = $4, \
              updated_at = $4 \
              WHERE (notifications.status = 'failed' AND notifications.claimed_by <> $3) \
@@ -217,6 +264,8 @@ impl Store {
         .bind(pass)
         .bind(now)
         .bind(stale_before)
+        .bind(which.kind)
+        .bind(which.reminder)
         .execute(&self.pool)
         .await;
         match done {
@@ -232,6 +281,7 @@ impl Store {
     pub async fn finish_notification(
         &self,
         token_id: &str,
+        which: Reminder,
         pass: &str,
         now: i64,
         error: Option<&str>,
@@ -239,19 +289,25 @@ impl Store {
         let done = match error {
             None => sqlx::query(
                 "UPDATE notifications SET status = 'sent', sent_at = $3, last_error = NULL, \
-                 updated_at = $3 WHERE token_id = $1 AND claimed_by = $2 AND status = 'claimed'",
-            )
-            .bind(token_id)
-            .bind(pass)
-            .bind(now),
-            Some(error) => sqlx::query(
-                "UPDATE notifications SET status = 'failed', last_error = $4, updated_at = $3 \
-                 WHERE token_id = $1 AND claimed_by = $2 AND status = 'claimed'",
+                 updated_at = $3 WHERE token_id = $1 AND claimed_by = $2 AND status = 'claimed' \
+                 AND kind = $4 AND reminder = $5",
             )
             .bind(token_id)
             .bind(pass)
             .bind(now)
-            .bind(error),
+            .bind(which.kind)
+            .bind(which.reminder),
+            Some(error) => sqlx::query(
+                "UPDATE notifications SET status = 'failed', last_error = $4, updated_at = $3 \
+                 WHERE token_id = $1 AND claimed_by = $2 AND status = 'claimed' \
+                 AND kind = $5 AND reminder = $6",
+            )
+            .bind(token_id)
+            .bind(pass)
+            .bind(now)
+            .bind(error)
+            .bind(which.kind)
+            .bind(which.reminder),
         }
         .execute(&self.pool)
         .await?;
@@ -265,7 +321,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT n.token_id, t.username, t.name, n.email, n.status, n.attempts, \
+            "SELECT n.token_id, n.kind, n.reminder, t.username, t.name, n.email, n.status, n.attempts, \
              n.last_error, n.claimed_at, n.sent_at, n.updated_at \
              FROM notifications n JOIN tokens t ON t.id = n.token_id \
              WHERE ($1 IS NULL OR n.status = $1) \
@@ -279,6 +335,8 @@ impl Store {
             .map(|row| {
                 Ok(NotificationRecord {
                     token_id: row.try_get("token_id")?,
+                    kind: row.try_get("kind")?,
+                    reminder: row.try_get("reminder")?,
                     username: row.try_get("username")?,
                     token_name: row.try_get("name")?,
                     email: row.try_get("email")?,

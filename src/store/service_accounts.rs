@@ -308,6 +308,28 @@ impl Store {
     }
 }
 
+impl Store {
+    /// For a service account, its active owners and their e-mail addresses (those
+    /// known), who hear about its tokens; `None` for any other user.
+    pub async fn service_account_audience(
+        &self,
+        username: &str,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, StoreError> {
+        if !self.is_service_account(username).await? {
+            return Ok(None);
+        }
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT o.owner, u.email FROM service_account_owners o \
+             JOIN users u ON u.username = o.owner WHERE o.account = $1 AND {ACTIVE_OWNER} \
+             ORDER BY o.owner"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(rows))
+    }
+}
+
 fn account_record(row: &sqlx::any::AnyRow) -> Result<ServiceAccount, sqlx::Error> {
     Ok(ServiceAccount {
         name: row.try_get("username")?,

@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, Schema, SchemaType, Type};
 
+pub mod notify;
+
 /// Longest token name, in characters.
 pub const TOKEN_NAME_MAX_CHARS: usize = 100;
 /// Longest username typed at sign-in, in characters (after trimming).

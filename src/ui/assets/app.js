@@ -350,6 +350,10 @@ async function renderTokens() {
     h('div', { class: 'card-head' }, h('h2', { id: 'tokens-title' }, 'Personal access tokens'), listError),
     list);
   setMain(head, banner, newTokenSlot, panelSlot, card, emailCard());
+  api('GET', '/notification-channels').then((channels) => {
+    const own = channels.filter((c) => c.owner === me.username);
+    document.querySelector('main').append(channelsCard(own, true));
+  }).catch(() => {});
 
   const reload = async () => {
     try {
@@ -656,8 +660,9 @@ function confirmDelete(token, reload, button) {
 
 async function renderSettings() {
   document.title = 'System settings · Digital.ai Deploy';
-  const [settings, servers, status] = await Promise.all([
+  const [settings, servers, status, channels] = await Promise.all([
     api('GET', '/settings'), api('GET', '/smtp-servers'), api('GET', '/notifications?limit=1'),
+    api('GET', '/notification-channels'),
   ]);
   const n = settings.notifications;
   const max = h('select', { id: 'max-expiration' },
@@ -666,9 +671,12 @@ async function renderSettings() {
     'Switched off, SSO users cannot generate tokens and their existing tokens stop authenticating, so access always follows the SSO provider.',
     settings.sso_pat_creation_enabled, 'sso-switch');
   const notify = switchRow('Enable email notifications',
-    'E-mail each user before one of their tokens expires: one message per token, sent daily at 01:00 server time.',
+    'E-mail each user before one of their tokens expires: one message per token and reminder day, sent daily at 01:00 server time.',
     n.enabled, 'notify-switch');
-  const days = h('input', { type: 'number', id: 'days-before', min: 1, max: 365, value: n.days_before, inputmode: 'numeric' });
+  const days = h('input', { type: 'text', id: 'reminder-days', value: (n.reminder_days || [n.days_before]).join(', '), inputmode: 'numeric' });
+  const unused = h('select', { id: 'unused-revoke' },
+    [['', 'Never'], ...[30, 60, 90, 180, 365].map((d) => [String(d), `After ${d} days unused`])].map(([value, text]) =>
+      h('option', { value, selected: value === String(settings.unused_token_revoke_days ?? '') }, text)));
   const server = h('select', { id: 'email-server' },
     h('option', { value: '' }, servers.length ? 'Select an SMTP server' : 'No SMTP servers configured'),
     servers.map((s) => h('option', { value: s.id, selected: s.id === n.smtp_server_id }, `${s.name} (${s.host}:${s.port})`)));
@@ -683,12 +691,13 @@ async function renderSettings() {
       h('div', { class: 'card-body narrow' },
         field('Maximum token expiration', max, { hint: 'The longest expiration users may choose. Tokens made earlier keep their expiry.' }),
         sso.row,
+        field('Revoke unused tokens', unused, { hint: 'Tokens not used for this long (since their last use, or creation) are revoked by the daily run; their owner is warned 7 days before and told when it happens.' }),
         rolesFreshness(settings.sso_roles_freshness))),
     h('section', { class: 'card', 'aria-labelledby': 'notify-settings' },
       h('div', { class: 'card-head' }, h('h2', { id: 'notify-settings' }, 'Expiry notifications'), notifyStatus(status)),
       h('div', { class: 'card-body narrow' },
         notify.row,
-        field('Days before expiration', days, { hint: 'Tokens expiring within this many days get their e-mail (1–365).' }),
+        field('Reminder days', days, { hint: 'Days before expiration a reminder goes out, each once per token, e.g. 30, 7, 1 (1–365, at most 10).' }),
         h('div', { class: 'field' },
           h('label', { for: 'email-server' }, 'Email server'),
           server,
@@ -696,13 +705,17 @@ async function renderSettings() {
             h('a', { href: '/patgate/admin/smtp-servers' }, 'Manage SMTP servers'))),
         field('Subject', subject, { hint: 'Variables: {{ user }}, {{ token_name }}, {{ days_left }}, {{ expires_at_local }}…' }),
         field('Body (HTML)', body))),
+    channelsCard(channels, false),
     h('div', { class: 'card card-foot', id: 'settings-actions' }, save, error));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     showError(error, null);
-    const daysValue = Number(days.value);
-    if (!Number.isInteger(daysValue) || daysValue < 1 || daysValue > 365) {
-      showError(error, new Error('Days before expiration: a whole number from 1 to 365.'));
+    const daysValue = days.value.split(',').map((d) => d.trim()).filter((d) => d).map(Number);
+    const wrong = !daysValue.length || daysValue.length > 10
+      || daysValue.some((d) => !Number.isInteger(d) || d < 1 || d > 365)
+      || new Set(daysValue).size !== daysValue.length;
+    if (wrong) {
+      showError(error, new Error('Reminder days: up to 10 different whole numbers from 1 to 365, separated by commas.'));
       days.focus();
       return;
     }
@@ -711,9 +724,10 @@ async function renderSettings() {
         await api('PUT', '/settings', {
           max_token_expiration: max.value,
           sso_pat_creation_enabled: sso.input.checked,
+          unused_token_revoke_days: unused.value ? Number(unused.value) : null,
           notifications: {
             enabled: notify.input.checked,
-            days_before: daysValue,
+            reminder_days: daysValue,
             smtp_server_id: server.value || null,
             subject: subject.value,
             body: body.value,
@@ -772,7 +786,76 @@ function notifyStatus(status) {
     parts.push(' Last run ', time(last.finished_at), `: ${last.sent} sent, ${last.failed} failed.`);
   }
   if (status.active && status.next_pass_at) parts.push(' Next run ', time(status.next_pass_at), '.');
+  for (const c of status.failing_channels || []) {
+    parts.push(' ', h('span', { class: 'pill pill-warning' }, 'Channel failing'),
+      ` ${CHANNEL_KINDS[c.kind] || c.kind} ${c.url} since `, time(c.failing_since), `: ${c.last_error || 'failed'}.`);
+  }
   return h('p', { class: 'hint', id: 'notify-status' }, parts);
+}
+
+const CHANNEL_KINDS = { webhook: 'Webhook', slack: 'Slack', teams: 'Microsoft Teams' };
+
+/** Where reminders, unused-token warnings and revocations go besides e-mail: the
+ * administrators' channels (every token) on the settings page, and on the Access
+ * tokens page the user's own (their tokens only). The card refreshes itself. */
+function channelsCard(channels, personal) {
+  let card = null;
+  const reload = async () => {
+    let list = await api('GET', '/notification-channels');
+    if (personal) list = list.filter((c) => c.owner === me.username);
+    const fresh = channelsCard(list, personal);
+    card.replaceWith(fresh);
+    return fresh;
+  };
+  const kind = h('select', { id: 'channel-kind' },
+    Object.entries(CHANNEL_KINDS).map(([value, text]) => h('option', { value }, text)));
+  const url = h('input', { type: 'url', id: 'channel-url', placeholder: 'https://hooks.example.com/…' });
+  const secret = h('input', { type: 'password', id: 'channel-secret', autocomplete: 'new-password' });
+  const slot = messageSlot();
+  const add = h('button', { type: 'button', class: 'btn', id: 'channel-add' }, 'Add channel');
+  add.addEventListener('click', () => busy(add, async () => {
+    showError(slot, null);
+    try {
+      const body = { kind: kind.value, url: url.value.trim() };
+      if (secret.value) body.secret = secret.value;
+      if (personal && me.admin) body.personal = true;
+      await api('POST', '/notification-channels', body);
+      (await reload()).querySelector('#channel-add').focus();
+    } catch (e) {
+      showError(slot, e);
+    }
+  }));
+  const rows = channels.map((c) => {
+    const remove = h('button', { type: 'button', class: 'btn btn-danger', 'data-channel': c.id }, 'Delete');
+    remove.addEventListener('click', () => busy(remove, async () => {
+      await api('DELETE', `/notification-channels/${encodeURIComponent(c.id)}`);
+      await reload();
+    }));
+    const state = c.failing_since
+      ? [h('span', { class: 'pill pill-warning' }, 'Failing'), ' since ', time(c.failing_since), `: ${c.last_error || ''}`]
+      : c.last_status ? h('span', { class: 'pill pill-ok' }, 'Delivered') : h('span', { class: 'muted' }, 'Nothing sent yet');
+    return h('tr', { 'data-channel-row': c.id },
+      h('td', { class: 'name' }, CHANNEL_KINDS[c.kind] || c.kind, h('span', { class: 'sub mono' }, c.url)),
+      h('td', { 'data-label': 'Hears about' }, c.owner ? `${c.owner}'s tokens` : 'Every token'),
+      h('td', { 'data-label': 'Last delivery' }, state),
+      h('td', { class: 'actions-cell' }, h('div', { class: 'actions' }, remove)));
+  });
+  const list = channels.length
+    ? h('div', { class: 'table-wrap', id: 'channels' }, h('table', { class: 'responsive' },
+      h('thead', {}, h('tr', {}, ['Channel', 'Hears about', 'Last delivery', ''].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows)))
+    : h('p', { class: 'empty', id: 'channels' }, personal
+      ? 'No channels of your own: your reminders go by e-mail only.'
+      : 'No channels: reminders go by e-mail only.');
+  card = h('section', { class: 'card', 'aria-labelledby': 'channels-title' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'channels-title' }, personal ? 'Your notification channels' : 'Notification channels')),
+    h('div', { class: 'card-body' }, list,
+      h('div', { class: 'narrow' },
+        field('Kind', kind),
+        field('URL', url, { hint: 'A webhook gets a JSON POST signed with X-Patgate-Signature; Slack and Teams get their incoming-webhook messages.' }),
+        field('Signing secret', secret, { hint: 'Webhooks only: 16 to 256 characters. Never shown again.' }),
+        h('div', { class: 'field' }, add, slot))));
+  return card;
 }
 
 // ------------------------------------------------------------------ SMTP servers

@@ -1,0 +1,204 @@
+//! Delivering a token's messages to notification channels besides e-mail: a signed
+//! JSON POST (`webhook`, signed the way leaked-token reports are,
+//! [`crate::core::signature`]), a Slack incoming-webhook message, or a Microsoft
+//! Teams MessageCard. Each delivery runs off the pass on its own task, retried with
+//! back-off, every attempt recorded on the channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::secret::Sealer;
+use crate::signin::http_client::HttpClient;
+use crate::store::{ChannelRecord, Store};
+
+/// Attempts per delivery: the first and three retries.
+pub const ATTEMPTS: i64 = 4;
+/// The wait before the first retry; each further one waits twice as long.
+pub const FIRST_RETRY: Duration = Duration::from_millis(500);
+
+/// One message about one token, the same for every channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    /// `token.expiring`, `token.unused_warning` or `token.revoked_unused`.
+    pub event: &'static str,
+    pub token_id: String,
+    pub token_name: String,
+    pub username: String,
+    /// RFC 3339; `None` for a token that never expires.
+    pub expires_at: Option<String>,
+    /// Whole days until expiry (`token.expiring`) or revocation (`token.unused_warning`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+    /// One sentence for people, as chat channels show it.
+    pub text: String,
+}
+
+impl Message {
+    /// The body a channel of `kind` is sent.
+    pub fn payload(&self, kind: &str) -> Value {
+        match kind {
+            "slack" => json!({
+                "text": self.text,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": self.text}}],
+            }),
+            "teams" => json!({
+                "@type": "MessageCard",
+                "@context": "http://schema.org/extensions",
+                "summary": self.title(),
+                "themeColor": "0076D7",
+                "title": self.title(),
+                "text": self.text,
+                "sections": [{"facts": [
+                    {"name": "Token", "value": self.token_name},
+                    {"name": "Owner", "value": self.username},
+                    {"name": "Expires", "value": self.expires_at.as_deref().unwrap_or("never")},
+                ]}],
+            }),
+            _ => serde_json::to_value(self).unwrap_or(Value::Null),
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.event {
+            "token.expiring" => "Personal access token expiring",
+            "token.unused_warning" => "Unused personal access token to be revoked",
+            _ => "Unused personal access token revoked",
+        }
+    }
+}
+
+/// What deliveries need, shared by their tasks.
+pub struct Deliverer {
+    /// The notifier's `notify.*` (a reload replaces them), for `channel_hosts`.
+    settings: super::SharedSettings,
+    store: Store,
+    http: HttpClient,
+    sealer: Sealer,
+    /// Deliveries under way, so that tests and shutdown can wait for them.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Store,
+        http: HttpClient,
+        sealer: Sealer,
+        settings: super::SharedSettings,
+    ) -> Deliverer {
+        Deliverer {
+            settings,
+            store,
+            http,
+            sealer,
+            tasks: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `message` to each channel on its own task: retried with back-off up to
+    /// [`ATTEMPTS`] times, each attempt recorded. Returns at once; the pass waits for
+    /// no channel.
+    pub fn deliver(self: &Arc<Self>, channels: &[ChannelRecord], message: &Message) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        for channel in channels {
+            let deliverer = self.clone();
+            let channel = channel.clone();
+            let message = message.clone();
+            tasks.push(tokio::spawn(async move {
+                deliverer.deliver_one(&channel, &message).await
+            }));
+        }
+    }
+
+    /// Waits for the deliveries under way.
+    pub async fn settled(&self) {
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    async fn deliver_one(&self, channel: &ChannelRecord, message: &Message) {
+        let host = channel
+            .url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_default();
+        let allowed = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .channel_host_allowed(&host);
+        if !allowed {
+            let refused = super::channel_host_refused(&host);
+            record(&self.store, channel, message, 1, Some(&refused)).await;
+            return;
+        }
+        let body = serde_json::to_vec(&message.payload(&channel.kind)).unwrap_or_default();
+        let secret = match channel.secret.as_ref() {
+            None => None,
+            Some(sealed) => match self.sealer.open_channel_secret(&channel.id, sealed) {
+                Ok(secret) => Some(secret),
+                Err(e) => {
+                    record(&self.store, channel, message, 1, Some(&e.to_string())).await;
+                    return;
+                }
+            },
+        };
+        let mut wait = FIRST_RETRY;
+        for attempt in 1..=ATTEMPTS {
+            let mut request = http::Request::post(&channel.url)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::USER_AGENT, "patgate");
+            if let Some(secret) = &secret {
+                request = request.header(
+                    crate::core::signature::SIGNATURE_HEADER,
+                    crate::core::signature::sign(secret.expose().as_bytes(), &body),
+                );
+            }
+            let error = match request.body(body.clone()) {
+                Err(_) => Some(format!("{}: invalid URL", channel.url)),
+                Ok(request) => match self.http.send(request).await {
+                    Ok(answer) if answer.status().is_success() => None,
+                    Ok(answer) => Some(format!("answered HTTP {}", answer.status().as_u16())),
+                    Err(e) => Some(e.to_string()),
+                },
+            };
+            record(&self.store, channel, message, attempt, error.as_deref()).await;
+            let Some(error) = error else { return };
+            if attempt == ATTEMPTS {
+                tracing::warn!(channel = %channel.id, event = message.event, error, "notification channel delivery failed after every attempt");
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+}
+
+async fn record(
+    store: &Store,
+    channel: &ChannelRecord,
+    message: &Message,
+    attempt: i64,
+    error: Option<&str>,
+) {
+    if let Err(e) = store
+        .record_delivery(
+            &channel.id,
+            message.event,
+            Some(&message.token_id),
+            attempt,
+            error,
+            crate::core::time::now(),
+        )
+        .await
+    {
+        tracing::warn!(channel = %channel.id, error = %e, "could not record a channel delivery");
+    }
+}

@@ -1,0 +1,214 @@
+//! Notification channels (webhook, Slack, Teams) and the record of each delivery
+//! attempt. The secret is held sealed ([`SealedPassword`]) and the row type keeps it
+//! apart from what listings show, so no answer or log can carry it.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{SealedPassword, Store, StoreError};
+
+/// The kinds of channel, as the API names them.
+pub const CHANNEL_KINDS: [&str; 3] = ["webhook", "slack", "teams"];
+
+/// Delivery attempts kept per channel.
+const DELIVERIES_KEPT: i64 = 1_000;
+
+/// One channel.
+#[derive(Debug, Clone)]
+pub struct ChannelRecord {
+    pub id: String,
+    /// `None`: an administrators' channel, for every token's messages.
+    pub owner: Option<String>,
+    pub kind: String,
+    pub url: String,
+    /// The signing secret of a `webhook`, sealed under the channel's id.
+    pub secret: Option<SealedPassword>,
+    pub created_by: String,
+    pub created_at: i64,
+    /// `delivered` or `failed`; `None` before the first delivery.
+    pub last_status: Option<String>,
+    pub last_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// The first of the failures in a row; `None` while deliveries succeed.
+    pub failing_since: Option<i64>,
+}
+
+/// A channel to create.
+pub struct NewChannel<'a> {
+    pub id: &'a str,
+    pub owner: Option<&'a str>,
+    pub kind: &'a str,
+    pub url: &'a str,
+    pub secret: Option<&'a SealedPassword>,
+    pub created_by: &'a str,
+    pub now: i64,
+}
+
+const COLUMNS: &str = "id, owner, kind, url, secret_sealed, created_by, created_at, \
+     last_status, last_at, last_error, failing_since";
+
+fn channel(row: &AnyRow) -> Result<ChannelRecord, sqlx::Error> {
+    Ok(ChannelRecord {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        kind: row.try_get("kind")?,
+        url: row.try_get("url")?,
+        secret: row
+            .try_get::<Option<String>, _>("secret_sealed")?
+            .map(SealedPassword),
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        last_status: row.try_get("last_status")?,
+        last_at: row.try_get("last_at")?,
+        last_error: row.try_get("last_error")?,
+        failing_since: row.try_get("failing_since")?,
+    })
+}
+
+impl Store {
+    pub async fn create_channel(&self, new: &NewChannel<'_>) -> Result<ChannelRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO notification_channels \
+             (id, owner, kind, url, secret_sealed, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new.id)
+        .bind(new.owner)
+        .bind(new.kind)
+        .bind(new.url)
+        .bind(new.secret.map(|s| s.0.as_str()))
+        .bind(new.created_by)
+        .bind(new.now)
+        .execute(&self.pool)
+        .await?;
+        self.channel(new.id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    pub async fn channel(&self, id: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notification_channels WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(channel).transpose()?)
+    }
+
+    /// Every channel, or with `owner` only that user's, oldest first.
+    pub async fn channels(&self, owner: Option<&str>) -> Result<Vec<ChannelRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notification_channels \
+             WHERE ($1 IS NULL OR owner = $1) ORDER BY created_at, id"
+        ))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(channel).collect::<Result<_, _>>()?)
+    }
+
+    /// The channels a user's token's messages go to: the administrators' and theirs.
+    pub async fn channels_for(&self, username: &str) -> Result<Vec<ChannelRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM notification_channels \
+             WHERE owner IS NULL OR owner = $1 ORDER BY created_at, id"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(channel).collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes a channel; `false` when there was none.
+    pub async fn delete_channel(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM notification_channels WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records one delivery attempt and the channel's state after it: `error` `None`
+    /// means delivered (and ends a run of failures).
+    pub async fn record_delivery(
+        &self,
+        channel_id: &str,
+        event: &str,
+        token_id: Option<&str>,
+        attempt: i64,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "delivered"
+        };
+        sqlx::query(
+            "INSERT INTO channel_deliveries (channel_id, event, token_id, attempt, status, error, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(channel_id)
+        .bind(event)
+        .bind(token_id)
+        .bind(attempt)
+        .bind(status)
+        .bind(error)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let update = match error {
+            None => {
+                "UPDATE notification_channels SET last_status = $2, last_at = $3, \
+                 last_error = NULL, failing_since = NULL WHERE id = $1"
+            }
+            Some(_) => {
+                "UPDATE notification_channels SET last_status = $2, last_at = $3, \
+                 last_error = $4, failing_since = COALESCE(failing_since, $3) WHERE id = $1"
+            }
+        };
+        sqlx::query(update)
+            .bind(channel_id)
+            .bind(status)
+            .bind(now)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "DELETE FROM channel_deliveries WHERE channel_id = $1 AND id NOT IN \
+             (SELECT id FROM channel_deliveries WHERE channel_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(channel_id)
+        .bind(DELIVERIES_KEPT)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The attempts recorded for a channel, oldest first: (event, attempt, status,
+    /// error).
+    pub async fn deliveries(
+        &self,
+        channel_id: &str,
+    ) -> Result<Vec<(String, i64, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT event, attempt, status, error FROM channel_deliveries \
+             WHERE channel_id = $1 ORDER BY id",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("event")?,
+                    row.try_get("attempt")?,
+                    row.try_get("status")?,
+                    row.try_get("error")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
