@@ -30,6 +30,7 @@ on_both_backends!(
     channels_receive_signed_webhooks_slack_and_teams_messages,
     a_failing_channel_is_retried_recorded_and_shown,
     channel_hosts_limit_where_channels_post,
+    a_service_accounts_reminders_reach_all_its_active_owners,
 );
 
 const SETTINGS: &str = "/patgate/api/v1/settings";
@@ -800,4 +801,42 @@ async fn channel_hosts_limit_where_channels_post(db: TestDb) {
         .await;
         assert_eq!(made.status, 201, "{url}: {:?}", made.body);
     }
+}
+
+async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {
+    let (_upstream, gw) = start(&db).await;
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_through(
+        &gw,
+        smtp.port,
+        json!({"notifications": {"reminder_days": [7]}}),
+    )
+    .await;
+    user(&gw, "alice", Some("alice@example.com")).await;
+    user(&gw, "bob", Some("bob@example.com")).await;
+    user(&gw, "carol", Some("carol@example.com")).await;
+    let made = admin(
+        &gw,
+        "POST",
+        "/patgate/api/v1/service-accounts",
+        Some(&json!({"name": "ci-bot", "owners": ["alice", "bob", "carol"]})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    // carol has left: she hears nothing more about the account.
+    gw.set_disabled("carol", true).await;
+    let expires = patgate::core::time::now() + 20 * DAY;
+    token(&gw, "ci-bot", "release", Some(expires)).await;
+    let notifier = &api(&gw).notifier;
+    let pass = notifier
+        .run_pass(expires - 7 * DAY + 3600, Cause::Command)
+        .await
+        .unwrap();
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    let mut to = received[0].rcpt_tos.clone();
+    to.sort();
+    assert_eq!(to, ["alice@example.com", "bob@example.com"]);
+    assert!(received[0].decoded().contains("release"));
 }
