@@ -56,6 +56,12 @@ impl Caller {
         Ok(())
     }
 
+    /// Whether the caller acts as an administrator where a route also serves others:
+    /// confirmed rights, and never with a token.
+    pub fn acts_as_admin(&self) -> bool {
+        self.admin && !self.admin_unconfirmed && self.via != Via::Token
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require_signed_in()?;
         if self.admin_unconfirmed {

@@ -95,7 +95,7 @@ pub async fn list(
 ) -> Result<Json<Vec<ChannelView>>, ApiError> {
     let api = api.get()?;
     caller.require_signed_in()?;
-    let owner = (!caller.admin).then_some(caller.username.as_str());
+    let owner = (!caller.acts_as_admin()).then_some(caller.username.as_str());
     let channels = api.store.channels(owner).await?;
     Ok(Json(channels.iter().map(ChannelView::from).collect()))
 }
@@ -154,7 +154,7 @@ pub async fn create(
         }
         (_, None) => None,
     };
-    let personal = !caller.admin || body.personal.unwrap_or(false);
+    let personal = !caller.acts_as_admin() || body.personal.unwrap_or(false);
     let id = format!("ch_{}", crate::core::text::random_text(12));
     let sealed = secret
         .as_ref()
@@ -196,7 +196,7 @@ pub async fn remove(
     caller.require_signed_in()?;
     let missing = || ApiError::not_found(format!("no notification channel {id:?}"));
     let channel = api.store.channel(&id).await?.ok_or_else(missing)?;
-    if !caller.admin && channel.owner.as_deref() != Some(caller.username.as_str()) {
+    if !caller.acts_as_admin() && channel.owner.as_deref() != Some(caller.username.as_str()) {
         return Err(missing());
     }
     if !api.store.delete_channel(&id).await? {

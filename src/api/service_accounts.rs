@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::tokens::{issue_error, CreateToken, CreatedToken, TokenView};
 use super::{ApiRef, JsonBody};
-use crate::api::caller::{Caller, Via};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::pattern;
 use crate::core::time::rfc3339;
@@ -353,9 +353,8 @@ pub async fn create_token(
     ))
 }
 
-/// Whether the caller acts as an administrator here (a token never does).
 fn as_admin(caller: &Caller) -> bool {
-    caller.admin && !caller.admin_unconfirmed && caller.via != Via::Token
+    caller.acts_as_admin()
 }
 
 /// The account, if the caller may see it: administrators every one, owners theirs;

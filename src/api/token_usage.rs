@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiRef;
-use crate::api::caller::{Caller, Via};
+use crate::api::caller::Caller;
 use crate::core::error::ApiError;
 use crate::core::time::rfc3339;
 use crate::store::StoreError;
@@ -73,7 +73,7 @@ pub async fn usage(
         Err(StoreError::NoSuchToken(_)) => return Err(no_such_token()),
         Err(e) => return Err(e.into()),
     };
-    let as_admin = caller.admin && caller.via != Via::Token;
+    let as_admin = caller.acts_as_admin();
     if token.username != caller.username && !as_admin {
         // Another user's token answers as one that does not exist.
         return Err(no_such_token());

@@ -162,7 +162,8 @@ impl Deliverer {
                 );
             }
             let error = match request.body(body.clone()) {
-                Err(_) => Some(format!("{}: invalid URL", channel.url)),
+                // The URL itself may be the secret (Slack, Teams): never in a message.
+                Err(_) => Some("the channel's URL is not a valid request target".to_string()),
                 Ok(request) => match self.http.send(request).await {
                     Ok(answer) if answer.status().is_success() => None,
                     Ok(answer) => Some(format!("answered HTTP {}", answer.status().as_u16())),

@@ -290,9 +290,10 @@ impl Mailer {
 
     /// Sends one e-mail within `send_timeout`.
     /// `mail.to` may list several addresses separated by commas (a service account's
-    /// owners): one message to all of them.
+    /// owners): one message to all of them, each in `Bcc`.
     pub async fn send(&self, mail: &Mail) -> Result<(), SendFailure> {
         let mut message = Message::builder().from(self.from.clone());
+        let several = mail.to.contains(',');
         for address in mail.to.split(',').map(str::trim) {
             let to: Mailbox = address.parse().map_err(|e| {
                 SendFailure::new(
@@ -300,7 +301,12 @@ impl Mailer {
                     format!("recipient {address:?} is not an e-mail address ({e})"),
                 )
             })?;
-            message = message.to(to);
+            // Several owners do not see each other's addresses.
+            message = if several {
+                message.bcc(to)
+            } else {
+                message.to(to)
+            };
         }
         let message = message
             .subject(mail.subject.clone())

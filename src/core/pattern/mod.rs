@@ -546,10 +546,17 @@ pub fn is_property_key(key: &str) -> bool {
 pub fn properties_schema() -> Object {
     let key = string(false)
         .max_length(Some(PROPERTY_KEY_MAX_CHARS))
-        .pattern(Some(format!("[^{}]", class(char::is_whitespace))))
+        .pattern(Some(format!(
+            "^[^\\u0000]*[^\\u0000{}][^\\u0000]*$",
+            class(char::is_whitespace)
+        )))
         .build();
     let value = utoipa::openapi::schema::OneOfBuilder::new()
-        .item(string(false).max_length(Some(PROPERTY_VALUE_MAX_CHARS)))
+        .item(
+            string(false)
+                .max_length(Some(PROPERTY_VALUE_MAX_CHARS))
+                .pattern(Some(NO_NUL)),
+        )
         .item(ObjectBuilder::new().schema_type(Type::Boolean))
         .item(ObjectBuilder::new().schema_type(Type::Number))
         .build();
