@@ -22,6 +22,7 @@ pub enum ServiceAccountCommand {
         /// repeat for more (at least one).
         #[arg(long = "owner", value_name = "USER", required = true)]
         owners: Vec<String>,
+        /// What the account is for.
         #[arg(long, default_value = "")]
         description: String,
     },
@@ -33,14 +34,20 @@ pub enum ServiceAccountCommand {
     },
     /// Replace an account's owners (and, if given, its description).
     SetOwners {
+        /// The account's name.
         name: String,
+        /// The new owners; repeat for more (at least one).
         #[arg(long = "owner", value_name = "USER", required = true)]
         owners: Vec<String>,
+        /// A new description (the old one is kept otherwise).
         #[arg(long)]
         description: Option<String>,
     },
     /// Retire an account: its tokens are revoked; the Deploy user is not touched.
-    Delete { name: String },
+    Delete {
+        /// The account's name.
+        name: String,
+    },
 }
 
 /// `patgate service-account …`; `Ok(true)` when it changed the database.
