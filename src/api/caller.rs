@@ -62,6 +62,15 @@ impl Caller {
         self.admin && !self.admin_unconfirmed && self.via != Via::Token
     }
 
+    /// How a token this caller makes was made, for the inventory: on the pages when
+    /// they came with a browser session, through the API otherwise.
+    pub fn made_by(&self) -> crate::core::scope::MadeBy {
+        match self.via {
+            Via::Session { .. } => crate::core::scope::MadeBy::Page,
+            Via::Password | Via::Token => crate::core::scope::MadeBy::Api,
+        }
+    }
+
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require_signed_in()?;
         if self.admin_unconfirmed {

@@ -41,6 +41,7 @@ pub mod audit;
 pub mod caller;
 pub mod channels;
 pub mod freshness;
+pub mod inventory;
 pub mod leaked;
 pub mod me;
 pub mod notifications;
@@ -282,6 +283,11 @@ fn router(api: std::sync::Weak<Api>) -> Router {
             axum::routing::put(users::link).delete(users::unlink),
         )
         .route("/patgate/api/v1/audit", get(audit::list))
+        .route("/patgate/api/v1/token-inventory", get(inventory::list))
+        .route(
+            "/patgate/api/v1/token-inventory/revoke",
+            post(inventory::revoke),
+        )
         .route(
             "/patgate/api/v1/smtp-servers",
             get(smtp_servers::list).post(smtp_servers::create),

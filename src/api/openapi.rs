@@ -14,8 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    audit, channels, leaked, me, notifications, service_accounts, session, settings, smtp_servers,
-    token_usage, tokens, trust, users,
+    audit, channels, inventory, leaked, me, notifications, service_accounts, session, settings,
+    smtp_servers, token_usage, tokens, trust, users,
 };
 use crate::core::pattern;
 
@@ -62,6 +62,7 @@ The project's docs/api-contract.md tells how this document is checked against th
         users::list, users::one, users::tokens, users::revoke_all, users::disable, users::enable,
         users::link, users::unlink,
         audit::list,
+        inventory::list, inventory::revoke,
         smtp_servers::list, smtp_servers::create, smtp_servers::one, smtp_servers::update,
         smtp_servers::remove, smtp_servers::send_test,
         notifications::status,

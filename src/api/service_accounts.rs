@@ -309,6 +309,7 @@ pub async fn create_token(
     let rules = TokenRules {
         scope: body.scope,
         allowed_addresses: body.allowed_addresses,
+        made_by: caller.made_by(),
     };
     // The account is not a person: the switch for SSO users' tokens does not apply.
     let (record, token) = issue::issue_with(

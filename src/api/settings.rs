@@ -34,6 +34,12 @@ pub struct SettingsBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = pattern::notify::unused_revoke_days_schema)]
     pub unused_token_revoke_days: Option<Option<i64>>,
+    /// At most this many active tokens per user, 1 to 10000; `null`: no limit (the
+    /// default). Creating one more is 409 `token_limit_reached`; rotation and token
+    /// exchanges are not limited. Anything else is 400 `invalid_settings`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = pattern::inventory::max_tokens_schema)]
+    pub max_tokens_per_user: Option<Option<i64>>,
     /// How fresh SSO users' roles and status are: `mode` (`scim`, `revalidation`,
     /// `sign-in`), `summary`, `bound_seconds`, `revalidate_every`, `last_run_at`,
     /// `sso_users`, `scim_groups`, `roles_by_source`, `suspended`,
@@ -101,6 +107,7 @@ impl SettingsBody {
             sso_pat_creation_enabled: Some(s.sso_pat_creation_enabled),
             notifications: Some(n.into()),
             unused_token_revoke_days: Some(n.unused_token_revoke_days),
+            max_tokens_per_user: Some(s.max_tokens_per_user),
             sso_roles_freshness: None,
         }
     }
@@ -220,7 +227,20 @@ pub async fn put_settings(
     let api = api.get()?;
     caller.require_admin()?;
     let before = api.store.settings().await?;
+    let max_tokens_per_user = match body.max_tokens_per_user {
+        None => before.max_tokens_per_user,
+        Some(max) => {
+            if let Some(problem) = max.and_then(pattern::inventory::max_tokens_problem) {
+                return Err(ApiError::bad_request(
+                    "invalid_settings",
+                    format!("max_tokens_per_user {problem}"),
+                ));
+            }
+            max
+        }
+    };
     let after = Settings {
+        max_tokens_per_user,
         max_token_expiration: body
             .max_token_expiration
             .unwrap_or(before.max_token_expiration),

@@ -218,6 +218,7 @@ pub async fn create(
     let rules = TokenRules {
         scope: body.scope,
         allowed_addresses: body.allowed_addresses,
+        made_by: caller.made_by(),
     };
     let (record, token) = issue::issue_with(
         &api.store,
@@ -319,13 +320,19 @@ pub async fn rotate(
     {
         return Err(no_such_token());
     }
-    let (rotated, token, expiration) =
-        issue::rotate(&api.store, &api.hasher, &old, caller.source, grace)
-            .await
-            .map_err(|e| match e {
-                IssueError::Store(store::StoreError::NoSuchToken(_)) => no_such_token(),
-                e => issue_error(e),
-            })?;
+    let (rotated, token, expiration) = issue::rotate(
+        &api.store,
+        &api.hasher,
+        &old,
+        caller.source,
+        grace,
+        caller.made_by(),
+    )
+    .await
+    .map_err(|e| match e {
+        IssueError::Store(store::StoreError::NoSuchToken(_)) => no_such_token(),
+        e => issue_error(e),
+    })?;
     api.audit(AuditEvent {
         actor: Some(caller.username.clone()),
         action: "token.rotated",

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::accounts::sso_link;
 use crate::app;
 use crate::config::{self, Config};
-use crate::core::scope::Scope;
+use crate::core::scope::{MadeBy, Scope};
 use crate::core::token::{Expiration, TokenHasher};
 use crate::store::{self, UserSource};
 use crate::tokens::issue::{self, TokenRules};
@@ -305,6 +305,7 @@ async fn admin(
             let rules = TokenRules {
                 scope: args.scope,
                 allowed_addresses: args.allow_from,
+                made_by: MadeBy::Cli,
             };
             let (record, token) = issue::issue_with(
                 &store,
@@ -371,7 +372,8 @@ async fn admin(
                 .user(&old.username)
                 .await?
                 .map_or(UserSource::Internal, |u| u.source);
-            let (rotated, token, _) = issue::rotate(&store, hasher, &old, source, grace).await?;
+            let (rotated, token, _) =
+                issue::rotate(&store, hasher, &old, source, grace, MadeBy::Cli).await?;
             audit(
                 &store,
                 "token.rotated",

@@ -24,6 +24,7 @@ mod channels;
 mod freshness;
 mod groups;
 mod invalidations;
+mod inventory;
 mod notifications;
 mod scim;
 mod service_accounts;
@@ -49,6 +50,9 @@ pub use freshness::{
 pub use groups::{group_name_key, GroupChange, GroupMember, GroupWrite, Replaced, ScimGroup};
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
+pub use inventory::{
+    BulkRevoked, InventoryItem, InventoryQuery, SortKey, StateFilter, TokenState, OWNER_SOURCES,
+};
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, Reminder, KIND_EXPIRY, KIND_UNUSED,
     NOTIFICATION_STATUSES,
@@ -77,6 +81,8 @@ pub enum Backend {
 pub enum StoreError {
     #[error("user {0:?} already has an active token named {1:?}; pick another name or revoke that token")]
     NameTaken(String, String),
+    #[error("user {0:?} has {1} active tokens, the most an administrator allows (max_tokens_per_user); delete one that is no longer used first")]
+    TooManyTokens(String, i64),
     #[error("no token with id {0:?}")]
     NoSuchToken(String),
     #[error("no user {0:?}")]
@@ -182,6 +188,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "service accounts",
         include_str!("../../migrations/sqlite/0014_service_accounts.sql"),
     ),
+    (
+        15,
+        "token inventory",
+        include_str!("../../migrations/sqlite/0015_inventory.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -253,6 +264,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "service accounts",
         include_str!("../../migrations/postgres/0014_service_accounts.sql"),
+    ),
+    (
+        15,
+        "token inventory",
+        include_str!("../../migrations/postgres/0015_inventory.sql"),
     ),
 ];
 
@@ -472,6 +488,15 @@ impl From<StoreError> for ApiError {
                 StatusCode::CONFLICT,
                 "name_taken",
                 format!("you already have a token named {name:?}; pick another name"),
+            ),
+            StoreError::TooManyTokens(user, max) => ApiError::new(
+                StatusCode::CONFLICT,
+                "token_limit_reached",
+                format!(
+                    "{user:?} has {max} active tokens, the most an administrator allows per \
+                     user; delete one that is no longer used, or rotate one instead of \
+                     making another"
+                ),
             ),
             StoreError::NoSuchToken(_) => ApiError::not_found("no such token"),
             StoreError::NoSuchUser(user) => ApiError::not_found(format!("no user {user:?}")),

@@ -15,6 +15,9 @@ pub struct Settings {
     /// `Never` means no maximum.
     pub max_token_expiration: Expiration,
     pub sso_pat_creation_enabled: bool,
+    /// At most this many active tokens per user (tokens from a token exchange aside);
+    /// `None`: no limit.
+    pub max_tokens_per_user: Option<i64>,
 }
 
 impl Default for Settings {
@@ -22,6 +25,7 @@ impl Default for Settings {
         Settings {
             max_token_expiration: Expiration::Never,
             sso_pat_creation_enabled: true,
+            max_tokens_per_user: None,
         }
     }
 }
@@ -40,7 +44,7 @@ impl Store {
     pub async fn settings(&self) -> Result<Settings, StoreError> {
         let row = sqlx::query(
             "SELECT max_token_expiration, \
-             CASE WHEN sso_pat_creation_enabled THEN 1 ELSE 0 END AS sso \
+             CASE WHEN sso_pat_creation_enabled THEN 1 ELSE 0 END AS sso, max_tokens_per_user \
              FROM settings WHERE id = 1",
         )
         .fetch_optional(&self.pool)
@@ -54,18 +58,20 @@ impl Store {
             // the strictest choice rather than as no limit.
             max_token_expiration: max.parse().unwrap_or(Expiration::Days7),
             sso_pat_creation_enabled: row.try_get::<i64, _>("sso")? != 0,
+            max_tokens_per_user: row.try_get("max_tokens_per_user")?,
         })
     }
 
     pub async fn save_settings(&self, settings: &Settings, by: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE settings SET max_token_expiration = $1, sso_pat_creation_enabled = $2, \
-             updated_at = $3, updated_by = $4 WHERE id = 1",
+             updated_at = $3, updated_by = $4, max_tokens_per_user = $5 WHERE id = 1",
         )
         .bind(settings.max_token_expiration.as_str())
         .bind(settings.sso_pat_creation_enabled)
         .bind(now())
         .bind(by)
+        .bind(settings.max_tokens_per_user)
         .execute(&self.pool)
         .await?;
         Ok(())

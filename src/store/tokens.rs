@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::core::cidr::IpNet;
-use crate::core::scope::Scope;
+use crate::core::scope::{MadeBy, Scope};
 use crate::core::time::now;
 use crate::core::token::{hex, TokenHash};
 
@@ -35,6 +35,8 @@ pub struct TokenRecord {
     pub replaced_by: Option<String>,
     /// Until when a rotated-away token still works.
     pub grace_until: Option<i64>,
+    /// How it was made; `None` for tokens made before that was kept.
+    pub made_by: Option<MadeBy>,
 }
 
 /// What a new token is made with, besides its hash.
@@ -51,6 +53,10 @@ pub struct NewToken<'a> {
     pub scope: Scope,
     /// Empty: from anywhere.
     pub allowed_addresses: &'a [IpNet],
+    pub made_by: MadeBy,
+    /// Refuse it ([`StoreError::TooManyTokens`]) when its user would then have more
+    /// active tokens than this (tokens from a token exchange not counted).
+    pub max_active: Option<i64>,
 }
 
 /// What a rotation did.
@@ -109,7 +115,7 @@ fn new_token_id() -> String {
         .collect()
 }
 
-fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
+pub(super) fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
     Ok(TokenRecord {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -128,6 +134,9 @@ fn token_record(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         rotated_from: row.try_get("rotated_from")?,
         replaced_by: row.try_get("replaced_by")?,
         grace_until: row.try_get("grace_until")?,
+        made_by: row
+            .try_get::<Option<String>, _>("made_by")?
+            .and_then(|m| m.parse().ok()),
     })
 }
 
@@ -137,9 +146,18 @@ fn scope(row: &AnyRow) -> Result<Scope, sqlx::Error> {
         .map_err(|e: String| sqlx::Error::Decode(e.into()))
 }
 
-const TOKEN_COLUMNS: &str =
+/// The condition of a token that works at the instant `now` (a placeholder): not
+/// revoked, not expired, not rotated away past its grace. `t` prefixes the columns.
+pub(super) fn active(t: &str, now: &str) -> String {
+    format!(
+        "{t}revoked_at IS NULL AND ({t}expires_at IS NULL OR {t}expires_at > {now}) \
+         AND ({t}grace_until IS NULL OR {t}grace_until > {now})"
+    )
+}
+
+pub(super) const TOKEN_COLUMNS: &str =
     "id, username, name, created_at, expires_at, revoked_at, last_used_at, last_used_ip, \
-     scope, allowed_addresses, expiration, rotated_from, replaced_by, grace_until";
+     scope, allowed_addresses, expiration, rotated_from, replaced_by, grace_until, made_by";
 
 /// Reads a stored allowlist; one that cannot be read allows nowhere (fails closed).
 fn allowlist(text: &str) -> Vec<IpNet> {
@@ -178,13 +196,14 @@ async fn insert_token(
         replaced_by: None,
         grace_until: None,
         allowed_addresses: allowed,
+        made_by: Some(new.made_by),
     };
     let allowed_json = (!record.allowed_addresses.is_empty())
         .then(|| serde_json::to_string(&record.allowed_addresses).unwrap_or_default());
     let inserted = sqlx::query(
         "INSERT INTO tokens (id, username, name, token_hash, created_at, expires_at, key_id, \
-         scope, allowed_addresses, expiration, rotated_from) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         scope, allowed_addresses, expiration, rotated_from, made_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&record.id)
     .bind(new.username)
@@ -197,6 +216,7 @@ async fn insert_token(
     .bind(allowed_json)
     .bind(new.expiration)
     .bind(rotated_from)
+    .bind(new.made_by.as_str())
     .execute(&mut **tx)
     .await;
     match inserted {
@@ -374,9 +394,48 @@ impl Store {
         hash: &TokenHash,
     ) -> Result<TokenRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(max) = new.max_active {
+            self.lock_user(&mut tx, new.username).await?;
+            let record = insert_token(&mut tx, new, hash, None).await?;
+            // Counted after the insert, inside the transaction that holds the lock, so
+            // that two creations side by side cannot both pass.
+            let active: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM tokens WHERE username = $1 AND {} \
+                 AND (expiration IS NULL OR expiration <> 'exchange')",
+                active("", "$2")
+            ))
+            .bind(new.username)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await?;
+            if active > max {
+                tx.rollback().await?;
+                return Err(StoreError::TooManyTokens(new.username.to_string(), max));
+            }
+            tx.commit().await?;
+            return Ok(record);
+        }
         let record = insert_token(&mut tx, new, hash, None).await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// Holds `username`'s row until `tx` ends, so that checks of their tokens and the
+    /// writes that follow are not interleaved with another process's. SQLite has one
+    /// writer at a time and a deferred transaction becomes one at its first write: the
+    /// insert that follows is that write, so nothing is needed there.
+    async fn lock_user(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        username: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT username FROM users WHERE username = $1 FOR UPDATE")
+                .bind(username)
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A user's live tokens (expired ones included, revoked ones not), newest first.

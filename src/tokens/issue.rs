@@ -4,7 +4,7 @@
 
 use crate::core::cidr::IpNet;
 use crate::core::pattern;
-use crate::core::scope::Scope;
+use crate::core::scope::{MadeBy, Scope};
 use crate::core::token::{Expiration, PlainToken, TokenHasher};
 use crate::store::{NewToken, Rotated, Settings, Store, StoreError, TokenRecord, UserSource};
 use crate::tokens::rules;
@@ -93,12 +93,14 @@ pub fn check_policy(
     Ok(())
 }
 
-/// What a token may do and where from, besides its name and lifetime.
+/// What a token may do and where from, besides its name and lifetime; and how it is
+/// being made (the inventory's `made_by`).
 #[derive(Debug, Clone, Default)]
 pub struct TokenRules {
     pub scope: Scope,
     /// Networks it may be used from, as the user wrote them; empty: anywhere.
     pub allowed_addresses: Vec<String>,
+    pub made_by: MadeBy,
 }
 
 /// Longest grace a rotated-away token may keep working.
@@ -142,7 +144,8 @@ pub async fn issue_with(
     check_name("name", name).map_err(IssueError::InvalidName)?;
     let allowed =
         rules::parse_allowlist(&rules.allowed_addresses).map_err(IssueError::InvalidAllowlist)?;
-    check_policy(&store.settings().await?, source, expiration)?;
+    let settings = store.settings().await?;
+    check_policy(&settings, source, expiration)?;
     let token = PlainToken::generate();
     // One instant for both, so the lifetime is exactly the choice.
     let created_at = crate::core::time::now();
@@ -155,6 +158,8 @@ pub async fn issue_with(
         expiration: Some(expiration.as_str()),
         scope: rules.scope,
         allowed_addresses: &allowed,
+        made_by: rules.made_by,
+        max_active: settings.max_tokens_per_user,
     };
     let record = store
         .create_token_with(&new, &hasher.hash(token.expose().as_bytes()))
@@ -181,12 +186,14 @@ pub fn expiration_of(record: &TokenRecord) -> Expiration {
 /// Replaces `old` (a live token, checked to be the caller's) by a new token with the
 /// same name, scope and allowlist, and a lifetime of the same choice, shortened to the
 /// administrators' maximum if that is now lower. The old one works for `grace_secs`.
+/// The limit of active tokens per user does not apply: a rotation replaces a token.
 pub async fn rotate(
     store: &Store,
     hasher: &TokenHasher,
     old: &TokenRecord,
     source: UserSource,
     grace_secs: i64,
+    made_by: MadeBy,
 ) -> Result<(Rotated, PlainToken, Expiration), IssueError> {
     if !(0..=MAX_GRACE_SECS).contains(&grace_secs) {
         return Err(IssueError::InvalidGrace(grace_secs));
@@ -224,6 +231,8 @@ pub async fn rotate(
         expiration: Some(expiration.as_str()),
         scope: old.scope,
         allowed_addresses: &allowed,
+        made_by,
+        max_active: None,
     };
     let rotated = store
         .rotate_token(
@@ -268,6 +277,8 @@ pub async fn issue_exchanged(
         expiration: Some(EXCHANGED),
         scope,
         allowed_addresses: allowed,
+        made_by: MadeBy::Exchange,
+        max_active: None,
     };
     let record = store
         .create_token_with(&new, &hasher.hash(token.expose().as_bytes()))

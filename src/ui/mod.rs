@@ -21,13 +21,14 @@ use crate::core::response::{full, json_error, security_headers, Body};
 /// Where the pages live; `/patgate` without the slash redirects here.
 pub const HOME: &str = "/patgate/";
 /// The paths that answer with a page (the script picks the view from the path).
-const PAGES: [&str; 8] = [
+const PAGES: [&str; 9] = [
     HOME,
     SIGN_IN,
     "/patgate/admin/settings",
     "/patgate/admin/smtp-servers",
     "/patgate/admin/users",
     "/patgate/admin/audit",
+    "/patgate/admin/tokens",
     "/patgate/admin/trust-policies",
     "/patgate/service-accounts",
 ];

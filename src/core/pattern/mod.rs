@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, Schema, SchemaType, Type};
 
+pub mod inventory;
 pub mod notify;
 
 /// Longest token name, in characters.

@@ -216,6 +216,7 @@ const NAV = [
   { href: '/patgate/admin/settings', text: 'System settings', admin: true },
   { href: '/patgate/admin/smtp-servers', text: 'SMTP servers', admin: true },
   { href: '/patgate/admin/users', text: 'Users', admin: true },
+  { href: '/patgate/admin/tokens', text: 'Token inventory', admin: true },
   { href: '/patgate/admin/audit', text: 'Audit log', admin: true },
   { href: '/patgate/admin/trust-policies', text: 'CI trust', admin: true },
   { href: '/patgate/service-accounts', text: 'Service accounts' },
@@ -677,6 +678,10 @@ async function renderSettings() {
   const unused = h('select', { id: 'unused-revoke' },
     [['', 'Never'], ...[30, 60, 90, 180, 365].map((d) => [String(d), `After ${d} days unused`])].map(([value, text]) =>
       h('option', { value, selected: value === String(settings.unused_token_revoke_days ?? '') }, text)));
+  const perUser = h('input', {
+    type: 'number', id: 'max-tokens', min: 1, max: 10000, inputmode: 'numeric', placeholder: 'No limit',
+    value: settings.max_tokens_per_user ?? '',
+  });
   const server = h('select', { id: 'email-server' },
     h('option', { value: '' }, servers.length ? 'Select an SMTP server' : 'No SMTP servers configured'),
     servers.map((s) => h('option', { value: s.id, selected: s.id === n.smtp_server_id }, `${s.name} (${s.host}:${s.port})`)));
@@ -691,6 +696,7 @@ async function renderSettings() {
       h('div', { class: 'card-body narrow' },
         field('Maximum token expiration', max, { hint: 'The longest expiration users may choose. Tokens made earlier keep their expiry.' }),
         sso.row,
+        field('Most active tokens per user', perUser, { hint: 'Leave empty for no limit. Rotating a token and token exchanges are not limited.' }),
         field('Revoke unused tokens', unused, { hint: 'Tokens not used for this long (since their last use, or creation) are revoked by the daily run; their owner is warned 7 days before and told when it happens.' }),
         rolesFreshness(settings.sso_roles_freshness))),
     h('section', { class: 'card', 'aria-labelledby': 'notify-settings' },
@@ -719,12 +725,19 @@ async function renderSettings() {
       days.focus();
       return;
     }
+    const limit = perUser.value.trim() ? Number(perUser.value) : null;
+    if (limit !== null && (!Number.isInteger(limit) || limit < 1 || limit > 10000)) {
+      showError(error, new Error('Most active tokens per user: a whole number from 1 to 10000, or empty for no limit.'));
+      perUser.focus();
+      return;
+    }
     await busy(save, async () => {
       try {
         await api('PUT', '/settings', {
           max_token_expiration: max.value,
           sso_pat_creation_enabled: sso.input.checked,
           unused_token_revoke_days: unused.value ? Number(unused.value) : null,
+          max_tokens_per_user: limit,
           notifications: {
             enabled: notify.input.checked,
             reminder_days: daysValue,
@@ -1492,6 +1505,141 @@ function auditTable(entries) {
       h('td', { class: 'detail mono', 'data-label': 'Detail' }, e.detail ? JSON.stringify(e.detail) : ''))))));
 }
 
+// ------------------------------------------------------------------ Token inventory
+
+const STATE_LABELS = { active: 'Active', expired: 'Expired', revoked: 'Revoked' };
+const MADE_BY_LABELS = { page: 'Pages', cli: 'Command line', api: 'API', exchange: 'Token exchange' };
+const OWNER_SOURCES = { internal: 'Internal', ldap: 'LDAP', sso: 'SSO', service_account: 'Service account' };
+const INVENTORY_SORTS = {
+  '-created_at': 'Newest first', created_at: 'Oldest first', expires_at: 'Expiring soonest',
+  last_used_at: 'Longest unused', owner: 'Owner', name: 'Name',
+};
+const REVOKE_ALL_PHRASE = 'revoke every token';
+
+function choice(id, empty, options, value) {
+  return h('select', { id }, h('option', { value: '' }, empty),
+    Object.entries(options).map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
+}
+
+async function renderInventory() {
+  document.title = 'Token inventory · Digital.ai Deploy';
+  const owner = h('input', { type: 'text', id: 'inv-owner', autocomplete: 'off' });
+  const source = choice('inv-source', 'Any source', OWNER_SOURCES);
+  const scope = choice('inv-scope', 'Any scope', SCOPE_LABELS);
+  const state = choice('inv-state', 'Any state', { active: 'Active', expiring: 'Expiring soon', expired: 'Expired', revoked: 'Revoked' });
+  const within = h('input', { type: 'number', id: 'inv-within', min: 0, max: 3650, inputmode: 'numeric', placeholder: 'days' });
+  const unused = h('input', { type: 'number', id: 'inv-unused', min: 0, max: 3650, inputmode: 'numeric', placeholder: 'days' });
+  const madeBy = choice('inv-made-by', 'Made any way', { ...MADE_BY_LABELS, unknown: 'Unknown' });
+  const sort = h('select', { id: 'inv-sort' }, Object.entries(INVENTORY_SORTS).map(([v, text]) => h('option', { value: v }, text)));
+  const error = messageSlot();
+  const list = h('div', {});
+  const exportLink = h('a', { class: 'btn', id: 'inv-export', download: 'patgate-tokens.csv' }, 'Export CSV');
+  const revokeSelected = h('button', { type: 'button', class: 'btn btn-ghost-danger', id: 'inv-revoke-selected', disabled: true }, 'Revoke selected');
+  const revokeAll = h('button', { type: 'button', class: 'btn btn-danger', id: 'inv-revoke-all' }, 'Revoke every token');
+  const selected = new Set();
+  let page = 1;
+  const form = h('form', { class: 'card-head', role: 'search' },
+    h('div', { class: 'inline-form' },
+      field('Owner', owner), field('Source', source), field('Scope', scope), field('State', state),
+      field('Expires within', within), field('Unused for at least', unused), field('Made by', madeBy), field('Sort', sort),
+      h('button', { type: 'submit', class: 'btn' }, 'Filter')), error);
+  setMain(pageHead('Token inventory', 'Every token of every user and service account. Select tokens to revoke them; revoking stops them on every replica within a second.',
+    exportLink, revokeAll),
+  h('section', { class: 'card' }, form, h('div', { class: 'card-body' }, revokeSelected), list));
+  const params = () => {
+    const p = new URLSearchParams();
+    for (const [key, el] of [['owner', owner], ['source', source], ['scope', scope], ['state', state],
+      ['expires_within_days', within], ['unused_for_days', unused], ['made_by', madeBy], ['sort', sort]]) {
+      if (el.value.trim()) p.set(key, el.value.trim());
+    }
+    return p;
+  };
+  const updateSelection = () => {
+    revokeSelected.disabled = !selected.size;
+    revokeSelected.textContent = selected.size ? `Revoke ${selected.size} selected` : 'Revoke selected';
+  };
+  const reload = async () => {
+    try {
+      const p = params();
+      const csv = new URLSearchParams(p);
+      csv.set('format', 'csv');
+      exportLink.href = `${API}/token-inventory?${csv}`;
+      p.set('page', String(page));
+      p.set('per_page', '50');
+      const data = await api('GET', `/token-inventory?${p}`);
+      selected.clear();
+      updateSelection();
+      list.replaceChildren();
+      append(list, [inventoryTable(data.tokens, selected, updateSelection), pager(data, (n) => { page = n; reload(); })]);
+      showError(error, null);
+    } catch (e) {
+      showError(error, e);
+    }
+  };
+  form.addEventListener('submit', (event) => { event.preventDefault(); page = 1; reload(); });
+  revokeSelected.addEventListener('click', () => confirmDialog({
+    title: 'Revoke the selected tokens?',
+    body: [h('p', {}, `Revoke ${selected.size} token${selected.size === 1 ? '' : 's'}?`),
+      h('p', { class: 'muted' }, 'Everything that uses them stops working within a second. This cannot be undone.')],
+    confirmText: 'Revoke tokens',
+    returnFocus: revokeSelected,
+    action: async () => {
+      const outcome = await api('POST', '/token-inventory/revoke', { ids: [...selected] });
+      await reload();
+      showStatus(error, `${outcome.revoked} token${outcome.revoked === 1 ? '' : 's'} revoked.`);
+    },
+  }));
+  revokeAll.addEventListener('click', () => revokeEverything(revokeAll, async (outcome) => {
+    await reload();
+    showStatus(error, `Every token was revoked (${outcome.revoked}).`);
+  }));
+  await reload();
+}
+
+function inventoryTable(tokens, selected, changed) {
+  if (!tokens.length) return h('p', { class: 'empty' }, 'No tokens match.');
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'inventory' },
+    h('thead', {}, h('tr', {}, ['', 'Token', 'Owner', 'State', 'Scope', 'Made by', 'Created', 'Expires in', 'Last used'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, tokens.map((t) => {
+      const box = h('input', { type: 'checkbox', 'aria-label': `Select ${t.name} of ${t.owner}`, disabled: t.state !== 'active' });
+      box.addEventListener('change', () => {
+        if (box.checked) selected.add(t.id); else selected.delete(t.id);
+        changed();
+      });
+      return h('tr', { 'data-token': t.id },
+        h('td', { class: 'select-cell' }, box),
+        h('td', { class: 'name', 'data-label': 'Token' }, t.name, h('span', { class: 'sub mono' }, t.id)),
+        h('td', { 'data-label': 'Owner' }, t.owner, h('span', { class: 'sub' }, OWNER_SOURCES[t.owner_source] || t.owner_source)),
+        h('td', { 'data-label': 'State' }, h('span', { class: `pill ${t.state === 'active' ? 'pill-ok' : 'pill-expired'}` }, STATE_LABELS[t.state] || t.state)),
+        h('td', { 'data-label': 'Scope' }, SCOPE_LABELS[t.scope] || t.scope),
+        h('td', { 'data-label': 'Made by' }, t.made_by ? MADE_BY_LABELS[t.made_by] || t.made_by : h('span', { class: 'muted' }, 'Unknown')),
+        h('td', { class: 'nowrap', 'data-label': 'Created' }, time(t.created_at)),
+        h('td', { 'data-label': 'Expires in' }, t.state === 'active' ? pill(t.expires_in, t.expires_at) : '—'),
+        h('td', { class: 'nowrap', 'data-label': 'Last used' }, time(t.last_used_at, 'Never')));
+    }))));
+}
+
+/** The emergency button: revokes every token once the administrator types the phrase. */
+function revokeEverything(button, done) {
+  const phrase = h('input', { type: 'text', id: 'revoke-all-phrase', autocomplete: 'off', spellcheck: 'false' });
+  confirmDialog({
+    title: 'Revoke every token?',
+    body: [
+      h('p', {}, 'Every token of every user and service account stops working within a second: scripts, CI jobs and webhooks included. This cannot be undone.'),
+      field(`Type “${REVOKE_ALL_PHRASE}” to confirm`, phrase),
+    ],
+    confirmText: 'Revoke every token',
+    returnFocus: button,
+    action: async () => {
+      if (phrase.value.trim() !== REVOKE_ALL_PHRASE) {
+        phrase.focus();
+        throw new Error(`Type “${REVOKE_ALL_PHRASE}” exactly to confirm.`);
+      }
+      await done(await api('POST', '/token-inventory/revoke', { all: true, confirm: phrase.value.trim() }));
+    },
+  });
+}
+
 // ------------------------------------------------------------------ start
 
 const VIEWS = {
@@ -1500,6 +1648,7 @@ const VIEWS = {
   '/patgate/admin/smtp-servers': renderSmtpServers,
   '/patgate/admin/users': renderUsers,
   '/patgate/admin/audit': renderAudit,
+  '/patgate/admin/tokens': renderInventory,
   '/patgate/admin/trust-policies': renderTrustPolicies,
   '/patgate/service-accounts': renderServiceAccounts,
 };

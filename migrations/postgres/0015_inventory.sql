@@ -1,0 +1,17 @@
+-- The administrators' inventory of every token, and the limit of active tokens per user.
+
+-- How a token was made: `page` (a browser session), `cli` (the command line), `api` (a
+-- password or another API client) or `exchange` (a token exchange). Tokens made before
+-- this was kept have none (listed as `unknown`), except exchanged ones, known by their
+-- expiration.
+ALTER TABLE tokens ADD COLUMN made_by TEXT;
+UPDATE tokens SET made_by = 'exchange' WHERE expiration = 'exchange';
+
+-- The inventory's sorts and filters over many tokens: newest first (the default), by
+-- expiry, by last use.
+CREATE INDEX tokens_created ON tokens (created_at, id);
+CREATE INDEX tokens_expires ON tokens (expires_at, id);
+CREATE INDEX tokens_last_used ON tokens (last_used_at, id);
+
+-- At most this many active tokens per user; NULL: no limit (the default).
+ALTER TABLE settings ADD COLUMN max_tokens_per_user BIGINT;
