@@ -42,6 +42,7 @@ LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
 FILL_TOKENS = os.path.join(RELEASE, "examples", "fill_tokens")
 NOTIFY_DUE = os.path.join(RELEASE, "examples", "notify_due")
 FILL_SSO_USERS = os.path.join(RELEASE, "examples", "fill_sso_users")
+INVENTORY_BENCH = os.path.join(RELEASE, "examples", "inventory_bench")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 UPSTREAM_PORT = 18080
@@ -552,6 +553,31 @@ def scenario_notify(work, args, results):
     )
 
 
+def scenario_inventory(work, args, results):
+    """The administrators' inventory on --tokens tokens: each filter's page and total,
+    through the store's query, on each database; target p99 under 200 ms."""
+    rows = []
+    results["inventory"] = {}
+    backends = [("SQLite", f"sqlite://{work}/inventory.db")]
+    if args.postgres:
+        backends.append(("PostgreSQL", pg_database(args, "patgate_bench_inventory")))
+    for name, url in backends:
+        config = write_config(work, f"inventory-{name}", PATGATE_PORT, url)
+        log(f"filling {args.tokens} tokens for the inventory on {name} ...")
+        out = subprocess.run([INVENTORY_BENCH, "--config", config, "--count", str(args.tokens),
+                              "--rounds", str(max(args.rounds, 50))], check=True, capture_output=True, text=True).stdout
+        for line in out.strip().splitlines():
+            r = json.loads(line)
+            results["inventory"][f"{name}: {r['query']}"] = r
+            rows.append([name, r["query"], f"{r['matched']:,}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                         f"{r['max_ms']:.1f}", "yes" if r["p99_ms"] < 200 else "**no**"])
+    return table(
+        f"Token inventory on {args.tokens:,} tokens (a page of 50 and the total; store query time)",
+        ["database", "filter", "matching", "p50 ms", "p99 ms", "max ms", "p99 < 200 ms"],
+        rows,
+    )
+
+
 def scenario_revalidation(work, args, results):
     """Every SSO user due for re-validation at once (the worst case: they all signed in
     together and the spread did not help), against the test OpenID provider."""
@@ -649,7 +675,7 @@ def scenario_revalidation(work, args, results):
 
 
 SCENARIOS = {"hot": scenario_hot, "access": scenario_access, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout,
-             "notify": scenario_notify, "revalidation": scenario_revalidation}
+             "notify": scenario_notify, "revalidation": scenario_revalidation, "inventory": scenario_inventory}
 
 
 def main():
@@ -672,7 +698,7 @@ def main():
     work = tempfile.mkdtemp(prefix="patgate-bench-")
     # The notifier's scenario needs no HTTP load, nor nginx.
     upstream = nginx_proxy = None
-    if set(args.scenarios) - {"notify"}:
+    if set(args.scenarios) - {"notify", "inventory"}:
         upstream = Nginx(work, "upstream", f"""
         server {{
             listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;

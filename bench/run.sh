@@ -25,5 +25,5 @@ if [ -z "${PATGATE_TEST_POSTGRES_URL:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432
   export PATGATE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
 fi
 
-cargo build --release --locked --bin patgate --example loadgen --example fill_tokens --example notify_due --example fill_sso_users
+cargo build --release --locked --bin patgate --example loadgen --example fill_tokens --example notify_due --example fill_sso_users --example inventory_bench
 exec python3 bench/bench.py "$@"

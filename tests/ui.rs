@@ -1176,3 +1176,108 @@ async fn service_accounts_are_made_by_admins_and_run_by_their_owners() {
     assert_eq!(proxied.status, 200);
     admin.screenshot("service-accounts-1280").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_inventory_filters_exports_and_revokes() {
+    use patgate::core::token::Expiration;
+    let stack = stack(&[]).await;
+    let gw = &stack.gw;
+    let (deploy_id, deploy) = gw
+        .create_token("alice", "deploy-ci", Expiration::Days30)
+        .await;
+    gw.create_token("alice", "laptop", Expiration::Days7).await;
+    let (backup_id, backup) = gw.create_token("bob", "backup", Expiration::Never).await;
+    let works = |token: String| {
+        let url = gw.url("/deployit/repository");
+        async move {
+            get(&url, &[("x-deploy-personal-token", &token)])
+                .await
+                .status
+                .as_u16()
+        }
+    };
+    let driver = Driver::start(None).await;
+    let admin = driver.browser(1280, 1000).await;
+    admin.sign_in(&gw.url(""), "admin", "admin-pw").await;
+    admin.click("nav a[href='/patgate/admin/tokens']").await;
+    admin.ready().await;
+    let table = admin.wait_text("#inventory", "deploy-ci").await;
+    assert!(
+        table.contains("backup") && table.contains("Command line"),
+        "{table}"
+    );
+    assert!(
+        admin.unlabelled_fields().await.is_empty(),
+        "{:?}",
+        admin.unlabelled_fields().await
+    );
+
+    // Filtered by owner: bob's token leaves the table, the export follows the filter.
+    admin.fill("#inv-owner", "alice").await;
+    admin
+        .click("form[role='search'] button[type='submit']")
+        .await;
+    admin
+        .wait_gone(&format!("#inventory tr[data-token='{backup_id}']"))
+        .await;
+    let csv = admin
+        .eval_async(
+            "const done = arguments[0];
+             fetch(document.getElementById('inv-export').href).then((r) => r.text()).then(done);",
+        )
+        .await;
+    let csv = csv.as_str().unwrap();
+    assert!(csv.contains("deploy-ci") && csv.contains("laptop"), "{csv}");
+    assert!(!csv.contains("backup"), "{csv}");
+
+    // A selection is revoked after a confirmation.
+    admin
+        .click("#inventory input[aria-label='Select deploy-ci of alice']")
+        .await;
+    admin
+        .wait_text("#inv-revoke-selected", "Revoke 1 selected")
+        .await;
+    admin.click("#inv-revoke-selected").await;
+    admin.click("dialog #confirm").await;
+    admin.wait_text("main", "1 token revoked.").await;
+    let row = admin
+        .wait_text(
+            &format!("#inventory tr[data-token='{deploy_id}']"),
+            "Revoked",
+        )
+        .await;
+    assert!(row.contains("deploy-ci"), "{row}");
+    assert_eq!(works(deploy.clone()).await, 401);
+    assert_eq!(works(backup.clone()).await, 200);
+
+    // Every token: only once the phrase is typed.
+    admin.click("#inv-revoke-all").await;
+    admin.fill("#revoke-all-phrase", "revoke everything").await;
+    admin.click("dialog #confirm").await;
+    admin.wait_text("dialog", "exactly to confirm").await;
+    assert_eq!(works(backup.clone()).await, 200, "nothing revoked yet");
+    admin.fill("#revoke-all-phrase", "revoke every token").await;
+    admin.click("dialog #confirm").await;
+    admin.wait_text("main", "Every token was revoked (2)").await;
+    assert_eq!(works(backup).await, 401);
+    admin.screenshot("token-inventory-1280").await;
+
+    // The limit of tokens per user is a system setting.
+    admin.click("nav a[href='/patgate/admin/settings']").await;
+    admin.ready().await;
+    admin.fill("#max-tokens", "0").await;
+    admin.click("#save-settings").await;
+    admin
+        .wait_text("#settings-actions", "from 1 to 10000")
+        .await;
+    admin.fill("#max-tokens", "3").await;
+    admin.click("#save-settings").await;
+    admin
+        .wait_text("#settings-actions", "Settings saved.")
+        .await;
+    let api = gw.api().unwrap();
+    assert_eq!(
+        api.store.settings().await.unwrap().max_tokens_per_user,
+        Some(3)
+    );
+}

@@ -29,7 +29,7 @@ pub struct InventoryParams {
     pub owner: Option<String>,
     #[param(schema_with = rules::source_schema)]
     pub source: Option<String>,
-    /// `full`, `read` or `webhook`.
+    #[param(schema_with = rules::scope_schema)]
     pub scope: Option<String>,
     #[param(schema_with = rules::state_schema)]
     pub state: Option<String>,
@@ -200,8 +200,9 @@ fn inventory_query(params: &InventoryParams, page: Page) -> Result<InventoryQuer
 #[utoipa::path(get, path = "/patgate/api/v1/token-inventory", tag = "admin",
     operation_id = "token_inventory_list", params(InventoryParams),
     security(("password" = []), ("session" = [])),
-    responses((status = 200, body = InventoryPage,
-            description = "a page of tokens; with `format=csv`, every matching token as text/csv"),
+    responses((status = 200,
+            description = "a page of tokens; with `format=csv`, every matching token as text/csv",
+            content((InventoryPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "`invalid_query`: a filter, the sort or the page is invalid"),
         (status = 422, description = "`too_many_rows`: more than 100,000 tokens match for a CSV export; narrow the filters")))]
 pub async fn list(
@@ -281,6 +282,36 @@ pub struct RevokeSelection {
     pub confirm: Option<String>,
 }
 
+/// The revocation's body as the document states it: one of two shapes.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum RevokeRequest {
+    Ids(RevokeIds),
+    All(RevokeAll),
+}
+
+/// Some tokens, by id.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeIds {
+    /// 1 to 1000 token ids.
+    #[schema(min_items = 1, max_items = 1000)]
+    ids: Vec<String>,
+}
+
+/// Every token that works, of every user and service account.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAll {
+    #[schema(schema_with = rules::all_schema)]
+    all: bool,
+    #[schema(schema_with = rules::confirm_schema)]
+    confirm: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevokeOutcome {
     /// How many tokens were revoked.
@@ -294,7 +325,7 @@ pub struct RevokeOutcome {
 /// Revokes the tokens named by id, or, with `all` and the typed confirmation, every
 /// token that works. Audited; every replica refuses them within a second.
 #[utoipa::path(post, path = "/patgate/api/v1/token-inventory/revoke", tag = "admin",
-    operation_id = "token_inventory_revoke", request_body = RevokeSelection,
+    operation_id = "token_inventory_revoke", request_body = RevokeRequest,
     security(("password" = []), ("session" = [])),
     responses((status = 200, body = RevokeOutcome),
         (status = 400, description = "`invalid_selection`: neither `ids` nor `all`, both, \
@@ -309,12 +340,18 @@ pub async fn revoke(
     let api = api.get()?;
     caller.require_admin()?;
     let selection = |message: &str| ApiError::bad_request("invalid_selection", message);
-    match (body.ids, body.all.unwrap_or(false)) {
-        (Some(_), true) => Err(selection("give either ids or all, not both")),
-        (None, false) => Err(selection(
+    match (body.ids, body.all) {
+        (Some(_), Some(_)) => Err(selection("give either ids or all, not both")),
+        (Some(_), None) if body.confirm.is_some() => {
+            Err(selection("confirm goes with all; ids need no confirmation"))
+        }
+        (None, None) => Err(selection(
             "give ids (the tokens to revoke) or all with confirm",
         )),
-        (None, true) => {
+        (None, Some(false)) => Err(selection(
+            "all takes true only; to revoke some tokens, give their ids",
+        )),
+        (None, Some(true)) => {
             if body.confirm.as_deref() != Some(rules::REVOKE_ALL_CONFIRMATION) {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -339,7 +376,7 @@ pub async fn revoke(
                 unknown: Vec::new(),
             }))
         }
-        (Some(ids), false) => {
+        (Some(ids), None) => {
             if ids.is_empty() || ids.len() > rules::REVOKE_IDS_MAX {
                 return Err(selection(&format!(
                     "{} ids: give from 1 to {}",

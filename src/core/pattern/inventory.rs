@@ -80,6 +80,32 @@ pub fn sort_schema() -> Object {
     )
 }
 
+pub fn scope_schema() -> Object {
+    choice_schema(&["full", "read", "webhook"], "The tokens' scope.")
+}
+
+/// `true`, the only value `all` takes.
+pub fn all_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Boolean))
+        .enum_values(Some([serde_json::json!(true)]))
+        .description(Some(
+            "Every token that works, of every user and service account.",
+        ))
+        .build()
+}
+
+/// The typed confirmation of [`all_schema`].
+pub fn confirm_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .enum_values(Some([serde_json::json!(REVOKE_ALL_CONFIRMATION)]))
+        .description(Some(
+            "Exactly `revoke every token`; anything else is 422 `confirmation_required`.",
+        ))
+        .build()
+}
+
 pub fn days_schema() -> Object {
     integer_schema(0, DAYS_MAX, true, "Days, 0 to 3650.")
 }
