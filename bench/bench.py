@@ -48,6 +48,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 UPSTREAM_PORT = 18080
 NGINX_PORT = 18081
 PATGATE_PORT = 18082
+BEFORE_PORT = 18083
 REPLICA_PORTS = (18083, 18084)
 PROVIDER_PORT = 18085
 
@@ -159,9 +160,9 @@ log:
 
 
 class Patgate:
-    def __init__(self, config, port):
+    def __init__(self, config, port, binary=PATGATE):
         self.log = open(config + ".log", "w")
-        self.proc = subprocess.Popen([PATGATE, "serve", "--config", config], stderr=self.log)
+        self.proc = subprocess.Popen([binary, "serve", "--config", config], stderr=self.log)
         self.port = port
         try:
             wait_port(port)
@@ -177,8 +178,8 @@ class Patgate:
             self.proc.kill()
 
 
-def cli(config, *args):
-    return subprocess.run([PATGATE, "--config", config, *args], check=True, capture_output=True, text=True).stdout.strip()
+def cli(config, *args, binary=PATGATE):
+    return subprocess.run([binary, "--config", config, *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def loadgen(port, mode="none", rate=0, duration=5, connections=32, tokens=None, source_ip=None, max_requests=None, path="/ok"):
@@ -244,6 +245,18 @@ def scenario_hot(work, args, results):
         "nginx": (NGINX_PORT, None, nginx_proxy.pids()),
         "patgate": (PATGATE_PORT, header, [gw.proc.pid]),
     }
+    # PATGATE_BEFORE names an earlier build to measure in the same rounds, side by side.
+    before_gw = None
+    before_bin = os.environ.get("PATGATE_BEFORE")
+    if before_bin:
+        before_config = write_config(work, "hot-before", BEFORE_PORT, f"sqlite://{work}/hot-before.db")
+        before_gw = Patgate(before_config, BEFORE_PORT, before_bin)
+        before_token = cli(before_config, "token", "create", "--user", "bench", "--name", "hot", "--expires", "7d",
+                           binary=before_bin)
+        before_tokens = os.path.join(work, "hot-before-token.txt")
+        open(before_tokens, "w").write(before_token + "\n")
+        targets["patgate before"] = (BEFORE_PORT, f"x-deploy-personal-token: {before_token}", [before_gw.proc.pid])
+    token_files = {"patgate": tokens, "patgate before": before_tokens if before_bin else None}
     rps = {k: [] for k in targets}
     cpu = {k: [] for k in targets}
     for r in range(args.rounds):
@@ -268,7 +281,7 @@ def scenario_hot(work, args, results):
     for r in range(args.rounds):
         for name, (port, hdr, _) in targets.items():
             mode = "fixed" if hdr else "none"
-            out = run_json(loadgen(port, mode, rate, args.duration, 64, tokens if hdr else None))
+            out = run_json(loadgen(port, mode, rate, args.duration, 64, token_files.get(name)))
             if out["errors"] or set(out["status"]) != {"200"}:
                 raise RuntimeError(f"{name}: {out}")
             p99[name].append(out["p99_us"])
@@ -282,6 +295,19 @@ def scenario_hot(work, args, results):
         "p99_added_us": {"patgate": added, "nginx": added_nginx},
     }
     gw.stop()
+    extra = []
+    if before_gw:
+        before_gw.stop()
+        b = "patgate before"
+        before_ratio = med([a / o for a, o in zip(rps["patgate"], rps[b])])
+        results["hot"]["before"] = {"binary": before_bin, "rps": m[b], "p99_us": med(p99[b]),
+                                    "ratio_after_over_before": before_ratio}
+        extra = [
+            [f"patgate before ({os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(before_bin))))})",
+             f"{m[b]:.0f}", f"{med(cpu[b]):.1f}", med(p50[b]), med(p99[b]),
+             f"{med([p - d for p, d in zip(p99[b], p99['direct'])]):.0f} µs"],
+            ["**after / before throughput**", f"**{before_ratio:.2f}**", "", "", "", ""],
+        ]
     return table(
         f"Hot path ({args.rounds} interleaved rounds of {args.duration} s, wrk -t1 -c{args.connections}; fixed rate {rate} req/s)",
         ["target", "req/s (median)", "CPU µs/request", "p50 µs at fixed rate", "p99 µs at fixed rate", "p99 added over direct"],
@@ -290,7 +316,7 @@ def scenario_hot(work, args, results):
             ["nginx (plain proxy)", f"{m['nginx']:.0f}", f"{med(cpu['nginx']):.1f}", med(p50["nginx"]), med(p99["nginx"]), f"{added_nginx:.0f} µs"],
             ["patgate (token, cache hit)", f"{m['patgate']:.0f}", f"{med(cpu['patgate']):.1f}", med(p50["patgate"]), med(p99["patgate"]), f"{added:.0f} µs"],
             ["**patgate / nginx throughput**", f"**{ratio:.2f}**", "", "", "", ""],
-        ],
+        ] + extra,
     )
 
 

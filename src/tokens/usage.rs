@@ -80,22 +80,30 @@ impl UsageRecorder {
         }));
     }
 
-    /// Counts one accepted request of `entry`. One atomic increment; the first count
-    /// since the writer last took them hands the entry over.
+    /// Counts one accepted request of `entry`: an atomic increment and a load; the first
+    /// count since the writer last took the entry hands it over. A hand-over the channel
+    /// drops (the writer is behind) keeps the counts, and a later request hands over again.
     pub fn count(&self, entry: &Arc<CachedToken>, now: i64) {
-        if entry.unreported.fetch_add(1, Ordering::Relaxed) == 0 {
+        entry.unreported.fetch_add(1, Ordering::Relaxed);
+        if !entry.handed.load(Ordering::Relaxed) && !entry.handed.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.tx.try_send(Report::Counted(entry.clone(), now)) {
-                // Dropped (the writer is behind): start over, so a later request retries.
                 drop(e);
-                entry.unreported.store(0, Ordering::Relaxed);
+                entry.handed.store(false, Ordering::Release);
             }
         }
     }
 
     /// Records that known token `entry` was refused with `code`; only the failure path
-    /// calls this.
+    /// calls this. One report per entry is in flight at a time: the refusal kept is the
+    /// first of each flush (every few seconds), and a flood of refusals sends one.
     pub fn refused(&self, entry: &Arc<CachedToken>, code: &'static str, now: i64) {
-        let _ = self.tx.try_send(Report::Refused(entry.clone(), code, now));
+        if entry.refusal_sent.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Err(e) = self.tx.try_send(Report::Refused(entry.clone(), code, now)) {
+            drop(e);
+            entry.refusal_sent.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -121,8 +129,8 @@ struct Pending {
     uses: HashMap<(String, IpAddr), Usage>,
     /// Entries with counted requests, and the instant of the first.
     counted: Vec<(Arc<CachedToken>, i64)>,
-    /// The last refusal per token.
-    refused: HashMap<Box<str>, (&'static str, i64)>,
+    /// The last refusal per token, with its entry.
+    refused: HashMap<Box<str>, (Arc<CachedToken>, &'static str, i64)>,
 }
 
 impl Pending {
@@ -133,7 +141,8 @@ impl Pending {
             }
             Report::Counted(entry, at) => self.counted.push((entry, at)),
             Report::Refused(entry, code, at) => {
-                self.refused.insert(entry.token_id.clone(), (code, at));
+                self.refused
+                    .insert(entry.token_id.clone(), (entry, code, at));
             }
         }
     }
@@ -151,7 +160,10 @@ impl Pending {
         } = std::mem::take(self);
         let mut days: HashMap<(Box<str>, i64), i64> = HashMap::new();
         for (entry, at) in counted {
-            let n = entry.unreported.swap(0, Ordering::Relaxed);
+            // Released first: a request counted from here on hands the entry over again
+            // (and a hand-over that then finds nothing to take is skipped).
+            entry.handed.store(false, Ordering::Release);
+            let n = entry.unreported.swap(0, Ordering::AcqRel);
             if n > 0 {
                 *days
                     .entry((entry.token_id.clone(), day_of(at)))
@@ -170,10 +182,13 @@ impl Pending {
                 .collect(),
             refusals: refused
                 .into_iter()
-                .map(|(token_id, (code, at))| TokenRefusal {
-                    token_id: token_id.into(),
-                    code,
-                    at,
+                .map(|(token_id, (entry, code, at))| {
+                    entry.refusal_sent.store(false, Ordering::Release);
+                    TokenRefusal {
+                        token_id: token_id.into(),
+                        code,
+                        at,
+                    }
                 })
                 .collect(),
         }
@@ -218,5 +233,60 @@ async fn flush(store: &Store, pending: &mut Pending) {
             days = batch.days.len(),
             "recorded token usage"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AuthRecord;
+
+    fn entry(id: &str) -> Arc<CachedToken> {
+        Arc::new(CachedToken::new(
+            AuthRecord {
+                token_id: id.into(),
+                username: "alice".into(),
+                expires_at: None,
+                revoked: false,
+                user_disabled: false,
+                sso_blocked: false,
+                sso_suspended: false,
+                roles: Vec::new(),
+                last_used_at: None,
+                scope: Default::default(),
+                allowed_addresses: None,
+                grace_until: None,
+            },
+            0,
+        ))
+    }
+
+    #[test]
+    fn a_full_channel_loses_no_count_and_a_flood_of_refusals_sends_one() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let recorder = UsageRecorder { tx };
+        let (used, refused) = (entry("used"), entry("refused"));
+        // The first refusal fills the channel; the flood after it sends nothing.
+        for at in 0..1000 {
+            recorder.refused(&refused, "token_expired", at);
+        }
+        // Counted while the channel is full: the hand-over is dropped, not the counts.
+        recorder.count(&used, 10);
+        recorder.count(&used, 10);
+        let mut pending = Pending::default();
+        pending.add(rx.try_recv().expect("the first refusal"));
+        assert!(rx.try_recv().is_err(), "one refusal in flight per token");
+        recorder.count(&used, 11);
+        pending.add(rx.try_recv().expect("a later request hands the entry over"));
+        let batch = pending.take();
+        assert_eq!(batch.days.len(), 1);
+        assert_eq!(batch.days[0].requests, 3, "no request went uncounted");
+        assert_eq!(batch.refusals.len(), 1);
+        assert_eq!(batch.refusals[0].at, 0);
+        // Once written, the next refusal and the next count are sent again.
+        recorder.refused(&refused, "token_revoked", 20);
+        assert!(rx.try_recv().is_ok());
+        recorder.count(&used, 21);
+        assert!(rx.try_recv().is_ok());
     }
 }

@@ -8,7 +8,7 @@
 //! store's change feed (`invalidation`).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use moka::future::Cache;
@@ -50,6 +50,11 @@ pub struct CachedToken {
     last_ip: AtomicU64,
     /// Accepted requests not yet taken by the usage writer.
     pub(crate) unreported: AtomicU64,
+    /// The usage writer holds this entry and will take its count.
+    pub(crate) handed: AtomicBool,
+    /// A refusal of this entry is on its way to the usage writer: later ones until it
+    /// is written are not sent again (a flood of refusals cannot fill the channel).
+    pub(crate) refusal_sent: AtomicBool,
     /// The invalidation generation when it was read: if another began since, the
     /// entry may predate a revocation.
     generation: u64,
@@ -59,7 +64,7 @@ pub struct CachedToken {
 }
 
 impl CachedToken {
-    fn new(r: AuthRecord, generation: u64) -> Self {
+    pub(crate) fn new(r: AuthRecord, generation: u64) -> Self {
         CachedToken {
             token_id: r.token_id.into_boxed_str(),
             username: r.username.into(),
@@ -75,6 +80,8 @@ impl CachedToken {
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
             last_ip: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
+            handed: AtomicBool::new(false),
+            refusal_sent: AtomicBool::new(false),
             generation,
             stored_under: None,
         }
