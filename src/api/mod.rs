@@ -10,7 +10,9 @@
 //! May import: every floor up to `edge` (it uses `edge::admission` for the credential
 //! rule both paths share).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::FromRequest;
@@ -81,6 +83,8 @@ pub struct Api {
     pub scim: std::sync::RwLock<Option<crate::config::Scim>>,
     /// The CI token exchange and the issuers' keys.
     pub exchanger: crate::exchange::Exchanger,
+    /// `audit.retention` in seconds, for the housekeeping; replaced by a reload.
+    audit_retention: AtomicU64,
     /// The main runtime, where the database connections live.
     runtime: tokio::runtime::Handle,
     router: Router,
@@ -112,9 +116,21 @@ impl Api {
             leaked_secret: config.leaked.secret.clone(),
             scim: std::sync::RwLock::new(config.scim.clone()),
             exchanger,
+            audit_retention: AtomicU64::new(config.audit.retention.as_secs()),
             runtime: tokio::runtime::Handle::current(),
             router: router(me.clone()),
         }))
+    }
+
+    /// How long audit entries are kept (`audit.retention`).
+    pub fn audit_retention(&self) -> Duration {
+        Duration::from_secs(self.audit_retention.load(Ordering::Relaxed))
+    }
+
+    /// Keeps audit entries `retention` long from the next housekeeping round on.
+    pub fn set_audit_retention(&self, retention: Duration) {
+        self.audit_retention
+            .store(retention.as_secs(), Ordering::Relaxed);
     }
 
     /// Serves one request under the API's paths; never fails (errors are answers). A

@@ -2,25 +2,31 @@
 //! into the audit log (one row per address and reason, with the user when the gateway
 //! knows them), tokens that expired since the last round are logged (each once, across
 //! replicas), timed-out sessions and abandoned SSO sign-ins are forgotten, and tokens'
-//! day counts past their 90 days are pruned in small batches.
+//! day counts past their 90 days and audit entries past `audit.retention` are pruned in
+//! small batches (every replica may prune: deleting rows already gone does nothing).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::store::AuditEvent;
+use crate::store::{AuditEvent, StoreError};
 
 const EVERY: Duration = Duration::from_secs(60);
 /// Most expired tokens logged per round; the rest wait for the next one.
 const EXPIRED_PER_ROUND: i64 = 1_000;
 /// Days a token's request counts are kept.
 pub const USAGE_KEPT_DAYS: i64 = 90;
-/// Day rows deleted per statement, and statements per round: a long backlog is
-/// worked off over several rounds without holding the database.
+/// Rows deleted per statement, and statements per round (day rows, audit entries): a
+/// long backlog is worked off over several rounds without holding the database.
 const PRUNE_BATCH: i64 = 1_000;
 const PRUNE_BATCHES_PER_ROUND: usize = 10;
+/// Audit entries go faster: 100,000 a round works off years of a busy log in hours.
+const AUDIT_BATCHES_PER_ROUND: usize = 100;
+/// The pause between two statements, for the requests' own writes.
+const PRUNE_PAUSE: Duration = Duration::from_millis(10);
 
 /// Runs until `stop` changes, then flushes the refusal counts once more.
 pub async fn run(api: Arc<Api>, mut stop: watch::Receiver<bool>) {
@@ -69,16 +75,53 @@ pub async fn round(api: &Api) {
     if let Err(e) = api.signin.sessions.prune().await {
         tracing::warn!(error = %e, "could not prune old sessions");
     }
-    prune_usage(api, crate::core::time::now()).await;
+    let now = crate::core::time::now();
+    prune_usage(api, now).await;
+    prune_audit(api, now).await;
 }
 
 /// Deletes day counts older than [`USAGE_KEPT_DAYS`] as of `now` (the real clock
 /// except in tests), a batch at a time; returns how many went.
 pub async fn prune_usage(api: &Api, now: i64) -> u64 {
     let before = crate::tokens::usage::day_of(now) - USAGE_KEPT_DAYS + 1;
+    in_batches("old token usage days", PRUNE_BATCHES_PER_ROUND, || {
+        api.store.prune_usage_days(before, PRUNE_BATCH)
+    })
+    .await
+}
+
+/// Deletes audit entries older than `audit.retention` as of `now` (the real clock
+/// except in tests), a batch at a time; returns how many went.
+pub async fn prune_audit(api: &Api, now: i64) -> u64 {
+    let retention = api.audit_retention();
+    let before = now.saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+    let pruned = in_batches("old audit entries", AUDIT_BATCHES_PER_ROUND, || {
+        api.store.prune_audit(before, PRUNE_BATCH)
+    })
+    .await;
+    if pruned > 0 {
+        tracing::info!(
+            pruned,
+            retention = %humantime::format_duration(retention),
+            "pruned audit entries older than audit.retention"
+        );
+    }
+    pruned
+}
+
+/// Runs `batch`, which deletes at most [`PRUNE_BATCH`] rows, until it deletes fewer or
+/// has run `most` times, pausing between two; returns how many rows went.
+async fn in_batches<F, Fut>(what: &str, most: usize, mut batch: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
     let mut pruned = 0;
-    for _ in 0..PRUNE_BATCHES_PER_ROUND {
-        match api.store.prune_usage_days(before, PRUNE_BATCH).await {
+    for i in 0..most {
+        if i > 0 {
+            tokio::time::sleep(PRUNE_PAUSE).await;
+        }
+        match batch().await {
             Ok(n) => {
                 pruned += n;
                 if n < PRUNE_BATCH as u64 {
@@ -86,7 +129,7 @@ pub async fn prune_usage(api: &Api, now: i64) -> u64 {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not prune old token usage days");
+                tracing::warn!(error = %e, "could not prune {what}");
                 break;
             }
         }

@@ -22,7 +22,7 @@ use crate::store::Store;
 use crate::tokens::rules::AccessRules;
 
 /// Keys a reload applies: a key is live when it or a section above it is listed.
-const LIVE: [&str; 12] = [
+const LIVE: [&str; 13] = [
     "upstream",
     "sso",
     "notify",
@@ -35,6 +35,7 @@ const LIVE: [&str; 12] = [
     "deploy_tokens",
     "log.level",
     "log.access",
+    "audit",
 ];
 
 fn under(key: &str, section: &str) -> bool {
@@ -203,6 +204,10 @@ impl Reloader {
         effective.scim = new.scim.clone();
         effective.notify = new.notify.clone();
         effective.sso = new.sso.clone();
+        effective.audit = new.audit.clone();
+        self.inner
+            .api
+            .set_audit_retention(effective.audit.retention);
         self.inner.api.signin.set_sso(oidc);
         self.inner
             .api
@@ -259,6 +264,7 @@ mod tests {
             "notify.daily_at",
             "sso.issuer",
             "sso.revalidate_every",
+            "audit.retention",
         ] {
             assert!(is_live(key), "{key}");
         }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use values::{duration, flag, list, number};
 
+mod audit;
 mod cache;
 mod database;
 mod env;
@@ -36,6 +37,7 @@ mod upstream;
 mod values;
 
 use crate::core::cidr::IpNet;
+pub use audit::Audit;
 pub use cache::{Cache, Limits};
 pub use database::{redact_url, Database};
 pub use exchange::Exchange;
@@ -108,6 +110,8 @@ pub struct Config {
     pub sso: Option<Sso>,
     /// The expiry notifier's schedule and limits.
     pub notify: Notify,
+    /// How long the audit log keeps its entries.
+    pub audit: Audit,
     /// SCIM provisioning at `/patgate/scim/v2`; `None` (off) while `scim.secret` is unset.
     pub scim: Option<Scim>,
     /// Proxies in front of the gateway whose `X-Forwarded-For` entries are believed.
@@ -162,6 +166,8 @@ struct Raw {
     #[serde(default)]
     notify: notify::RawNotify,
     #[serde(default)]
+    audit: audit::RawAudit,
+    #[serde(default)]
     scim: scim::RawScim,
     #[serde(default, deserialize_with = "list")]
     trusted_proxies: Vec<String>,
@@ -214,6 +220,7 @@ impl Raw {
             underscore_headers,
             deploy_tokens,
             notify: self.notify.validate()?,
+            audit: self.audit.validate()?,
             webhooks: self.webhooks.validate()?,
             leaked: self.leaked.validate()?,
             scim: self.scim.validate()?,

@@ -104,6 +104,20 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes at most `limit` entries written before `before` (seconds), oldest
+    /// first through the index on `at`; returns how many went.
+    pub async fn prune_audit(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM audit WHERE id IN \
+             (SELECT id FROM audit WHERE at < $1 ORDER BY at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Entries matching `query`, newest first, and how many match in all.
     pub async fn read_audit(
         &self,
