@@ -45,12 +45,21 @@ FILL_SSO_USERS = os.path.join(RELEASE, "examples", "fill_sso_users")
 INVENTORY_BENCH = os.path.join(RELEASE, "examples", "inventory_bench")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-UPSTREAM_PORT = 18080
-NGINX_PORT = 18081
-PATGATE_PORT = 18082
-BEFORE_PORT = 18083
-REPLICA_PORTS = (18083, 18084)
-PROVIDER_PORT = 18085
+
+
+def free_port():
+    """A loopback port nothing listens on, so that two runs on one machine do not meet."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+UPSTREAM_PORT = free_port()
+NGINX_PORT = free_port()
+PATGATE_PORT = free_port()
+BEFORE_PORT = free_port()
+REPLICA_PORTS = (free_port(), free_port())
+PROVIDER_PORT = free_port()
 
 
 def log(msg):

@@ -33,9 +33,18 @@ RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "ta
 PATGATE = os.path.join(RELEASE, "patgate")
 LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
 
-FRONT_PORT = 18190  # HAProxy, where clients connect
-DEPLOY_PORT = 18191  # HAProxy's second frontend: a Deploy stand-in that answers 200
-REPLICA_PORTS = (18192, 18193)
+
+
+def free_port():
+    """A loopback port nothing listens on, so that two runs on one machine do not meet."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+FRONT_PORT = free_port()  # HAProxy, where clients connect
+DEPLOY_PORT = free_port()  # HAProxy's second frontend: a Deploy stand-in that answers 200
+REPLICA_PORTS = (free_port(), free_port())
 
 
 def log(msg):

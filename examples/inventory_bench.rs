@@ -4,8 +4,9 @@
 //! through the store's own query (the page and its total, as the API asks them).
 //!
 //! ```text
-//! inventory_bench --config gateway.yaml [--count 1000000] [--rounds 50]
+//! inventory_bench --config gateway.yaml [--count 1000000] [--rounds 50] [--fill false]
 //! ```
+//! With `--fill false`, the tokens a previous run wrote are queried again.
 //! Prints one JSON object per line: a query, its matches, and its times in milliseconds.
 
 use std::time::Instant;
@@ -23,21 +24,24 @@ const DAY: i64 = 86_400;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut config_path, mut count, mut rounds) =
-        ("gateway.yaml".to_string(), 1_000_000usize, 50usize);
+    let (mut config_path, mut count, mut rounds, mut fill_first) =
+        ("gateway.yaml".to_string(), 1_000_000usize, 50usize, true);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
         match flag.as_str() {
             "--config" => config_path = value,
             "--count" => count = value.parse()?,
             "--rounds" => rounds = value.parse()?,
+            "--fill" => fill_first = value.parse()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
     let config = Config::load(config_path.as_ref())?;
     let (store, _) = patgate::app::open_store(&config).await?;
     let now = patgate::core::time::now();
-    fill(&config.database.url, count, now).await?;
+    if fill_first {
+        fill(&config.database.url, count, now).await?;
+    }
     // Fresh statistics, as a database that has lived with its tokens has.
     let pool = AnyPoolOptions::new()
         .max_connections(1)
@@ -51,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         let mut matched = 0;
         for _ in 0..rounds {
             let started = Instant::now();
-            let (_, total) = store.token_inventory(&q).await?;
+            let (_, total, _) = store.token_inventory(&q).await?;
             ms.push(started.elapsed().as_secs_f64() * 1000.0);
             matched = total;
         }
@@ -92,6 +96,12 @@ fn queries() -> Vec<(&'static str, InventoryQuery)> {
             "source=internal",
             with(&|q| q.source = Some("internal".into())),
         ),
+        ("source=sso", with(&|q| q.source = Some("sso".into()))),
+        (
+            "source=ldap (no such users)",
+            with(&|q| q.source = Some("ldap".into())),
+        ),
+        ("made_by=unknown (none)", with(&|q| q.made_by = Some(None))),
         ("scope=webhook", with(&|q| q.scope = Some(Scope::Webhook))),
         (
             "state=active",

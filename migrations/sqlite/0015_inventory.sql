@@ -12,6 +12,11 @@ UPDATE tokens SET made_by = 'exchange' WHERE expiration = 'exchange';
 CREATE INDEX tokens_created ON tokens (created_at, id);
 CREATE INDEX tokens_expires ON tokens (expires_at, id);
 CREATE INDEX tokens_last_used ON tokens (last_used_at, id);
+-- Filters on a column with few values, newest first: a rare value is found without
+-- walking every token.
+CREATE INDEX tokens_scope ON tokens (scope, created_at, id);
+CREATE INDEX tokens_made_by ON tokens (made_by, created_at, id);
+CREATE INDEX tokens_revoked ON tokens (revoked_at, id);
 
 -- At most this many active tokens per user; NULL: no limit (the default).
 ALTER TABLE settings ADD COLUMN max_tokens_per_user BIGINT;

@@ -106,8 +106,11 @@ impl InventoryToken {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InventoryPage {
     pub tokens: Vec<InventoryToken>,
-    /// How many tokens match the filters in all.
+    /// How many tokens match the filters in all, counted up to 10,000.
     pub total: i64,
+    /// `true`: more than 10,000 match and `total` says 10,000; narrow the filters to
+    /// count them.
+    pub total_capped: bool,
     pub page: i64,
     pub per_page: i64,
 }
@@ -227,16 +230,16 @@ pub async fn list(
         Page::new(params.page, params.per_page)?
     };
     let q = inventory_query(&params, page)?;
-    let (items, total) = api.store.token_inventory(&q).await?;
+    let (items, total, capped) = api.store.token_inventory(&q).await?;
     let now = crate::core::time::now();
     if csv {
-        if total > rules::CSV_ROWS_MAX {
+        if items.len() as i64 > rules::CSV_ROWS_MAX {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "too_many_rows",
                 format!(
-                    "{total} tokens match; a CSV export holds at most {}: narrow the filters \
-                     (owner, source, state, …)",
+                    "more than {} tokens match, the most a CSV export holds: narrow the \
+                     filters (owner, source, state, …)",
                     rules::CSV_ROWS_MAX
                 ),
             ));
@@ -260,6 +263,7 @@ pub async fn list(
             .map(|i| InventoryToken::new(i, now))
             .collect(),
         total,
+        total_capped: capped,
         page: page.page,
         per_page: page.per_page,
     })

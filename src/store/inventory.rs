@@ -180,7 +180,9 @@ impl Sql {
 }
 
 /// The `WHERE` clause of `q`, with `$1` the current instant.
-fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64) {
+/// `owner_scan`: the tokens of the source's users are to be read through its users (few
+/// of them), rather than by scanning every token in the sort's order.
+fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64, owner_scan: bool) {
     let now = sql.value(Value::Int(at));
     debug_assert_eq!(now, "$1");
     let mut all = vec!["1 = 1".to_string()];
@@ -196,11 +198,22 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64) {
     }
     match q.source.as_deref() {
         None => {}
-        Some("service_account") => all.push("sa.username IS NOT NULL".into()),
-        Some(source) => all.push(format!(
-            "sa.username IS NULL AND u.source = {}",
-            sql.value(Value::Text(source.to_string()))
-        )),
+        Some("service_account") => {
+            all.push("t.username IN (SELECT username FROM service_accounts)".into())
+        }
+        Some(source) => {
+            // `|| ''` keeps a planner from reading a source most users have user by user.
+            let owner = if owner_scan {
+                "t.username"
+            } else {
+                "(t.username || '')"
+            };
+            all.push(format!(
+                "t.username NOT IN (SELECT username FROM service_accounts) \
+                 AND {owner} IN (SELECT username FROM users WHERE source = {})",
+                sql.value(Value::Text(source.to_string()))
+            ))
+        }
     }
     if let Some(scope) = q.scope {
         all.push(format!(
@@ -227,9 +240,11 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64) {
         ));
     }
     if let Some(days) = q.unused_for_days {
+        let since = sql.value(Value::Int(at - days * DAY));
+        // A token is used after it is made: one unused since then was made before, which
+        // the index of creation times can say.
         all.push(format!(
-            "COALESCE(t.last_used_at, t.created_at) <= {}",
-            sql.value(Value::Int(at - days * DAY))
+            "COALESCE(t.last_used_at, t.created_at) <= {since} AND t.created_at <= {since}"
         ));
     }
     match q.made_by {
@@ -244,15 +259,18 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64) {
     sql.text.push_str(&all.join(" AND "));
 }
 
-const FROM: &str = " FROM tokens t JOIN users u ON u.username = t.username \
-     LEFT JOIN service_accounts sa ON sa.username = t.username";
+/// Counted exactly up to this many; beyond, the total says "at least".
+pub const COUNT_CAP: i64 = 10_000;
 
 impl Store {
-    /// One page of the inventory under `q`, and how many tokens match in all.
+    /// One page of the inventory under `q`, and how many tokens match: exactly up to
+    /// [`COUNT_CAP`], else `COUNT_CAP` and `true` (at least that many). One table is
+    /// scanned, by the index its sort or filters name; the owner's source is looked up
+    /// for the page's rows only.
     pub async fn token_inventory(
         &self,
         q: &InventoryQuery,
-    ) -> Result<(Vec<InventoryItem>, i64), StoreError> {
+    ) -> Result<(Vec<InventoryItem>, i64, bool), StoreError> {
         let at = now();
         let columns: Vec<String> = TOKEN_COLUMNS
             .split(',')
@@ -260,13 +278,18 @@ impl Store {
             .collect();
         let mut page = Sql {
             text: format!(
-                "SELECT {}, u.source AS user_source, \
-                 CASE WHEN sa.username IS NULL THEN 0 ELSE 1 END AS service{FROM}",
+                "SELECT {}, (SELECT u.source FROM users u WHERE u.username = t.username) \
+                 AS user_source, CASE WHEN EXISTS (SELECT 1 FROM service_accounts sa \
+                 WHERE sa.username = t.username) THEN 1 ELSE 0 END AS service FROM tokens t",
                 columns.join(", ")
             ),
             ..Sql::default()
         };
-        conditions(q, &mut page, at);
+        let owner_scan = match q.source.as_deref() {
+            Some(source) if source != "service_account" => self.few_users_of(source).await?,
+            _ => false,
+        };
+        conditions(q, &mut page, at, owner_scan);
         page.text.push_str(&format!(
             " ORDER BY {} LIMIT {} OFFSET {}",
             q.sort.order_by(q.descending),
@@ -274,10 +297,13 @@ impl Store {
             q.offset.max(0)
         ));
         let mut count = Sql {
-            text: format!("SELECT COUNT(*) AS n{FROM}"),
+            text: "SELECT COUNT(*) FROM (SELECT 1 FROM tokens t".into(),
             ..Sql::default()
         };
-        conditions(q, &mut count, at);
+        conditions(q, &mut count, at, owner_scan);
+        count
+            .text
+            .push_str(&format!(" LIMIT {}) capped", COUNT_CAP + 1));
 
         let (text, args) = page.arguments();
         let rows = sqlx::query_with(&text, args).fetch_all(&self.pool).await?;
@@ -288,7 +314,8 @@ impl Store {
             let owner_source = if service != 0 {
                 "service_account".to_string()
             } else {
-                row.try_get("user_source")?
+                row.try_get::<Option<String>, _>("user_source")?
+                    .unwrap_or_else(|| "internal".into())
             };
             items.push(InventoryItem {
                 state: TokenState::of(&token, at),
@@ -296,7 +323,7 @@ impl Store {
                 owner_source,
             });
         }
-        // A full page from the first offset says nothing of the total; a short one does.
+        // A short first page is the whole answer.
         let total = if q.offset == 0 && (items.len() as i64) < q.limit {
             items.len() as i64
         } else {
@@ -305,7 +332,18 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?
         };
-        Ok((items, total))
+        Ok((items, total.min(COUNT_CAP), total > COUNT_CAP))
+    }
+
+    /// Whether at most a tenth of the users come from `source`.
+    async fn few_users_of(&self, source: &str) -> Result<bool, StoreError> {
+        let (of_source, all): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN source = $1 THEN 1 ELSE 0 END), 0), COUNT(*) FROM users",
+        )
+        .bind(source)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(of_source * 10 <= all)
     }
 
     /// Revokes the tokens of `ids` that work, in one transaction.

@@ -51,7 +51,8 @@ pub use groups::{group_name_key, GroupChange, GroupMember, GroupWrite, Replaced,
 use http::StatusCode;
 pub use invalidations::{Invalidation, INVALIDATION_BATCH};
 pub use inventory::{
-    BulkRevoked, InventoryItem, InventoryQuery, SortKey, StateFilter, TokenState, OWNER_SOURCES,
+    BulkRevoked, InventoryItem, InventoryQuery, SortKey, StateFilter, TokenState, COUNT_CAP,
+    OWNER_SOURCES,
 };
 pub use notifications::{
     DueToken, NotificationRecord, NotifySettings, PassRecord, Reminder, KIND_EXPIRY, KIND_UNUSED,

@@ -71,6 +71,11 @@ pub fn extract_from<'a>(
         }
         let value = value.trim_ascii();
         if !value.is_empty() && !token::looks_like_token(value) {
+            if token::contains_token(value) {
+                return Credential::Unreadable(
+                    "x-deploy-personal-token holds a personal access token with something before it; send the token alone",
+                );
+            }
             return Credential::Deploy;
         }
         return Credential::Token {
@@ -85,7 +90,8 @@ pub fn extract_from<'a>(
         return Credential::Unreadable("more than one Authorization header; send one");
     }
     match authorization(value) {
-        Credential::None if carries_token(value) => Credential::Unreadable(
+        // Passed on, unless a value in the gateway's format is inside: that never is.
+        Credential::None | Credential::Deploy if carries_token(value) => Credential::Unreadable(
             "Authorization holds what looks like a personal access token in a form the gateway does not read; send Basic base64(\":\" + token) or x-deploy-personal-token",
         ),
         credential => credential,

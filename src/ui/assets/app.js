@@ -1453,11 +1453,12 @@ function userRoles(sso) {
 function pager(data, go) {
   const pages = Math.max(1, Math.ceil(data.total / data.per_page));
   if (pages <= 1) return null;
+  const more = data.total_capped ? '+' : '';
   const prev = h('button', { type: 'button', class: 'btn btn-small', disabled: data.page <= 1 }, 'Previous');
-  const next = h('button', { type: 'button', class: 'btn btn-small', disabled: data.page >= pages }, 'Next');
+  const next = h('button', { type: 'button', class: 'btn btn-small', disabled: data.page >= pages && !data.total_capped }, 'Next');
   prev.addEventListener('click', () => go(data.page - 1));
   next.addEventListener('click', () => go(data.page + 1));
-  return h('div', { class: 'pager' }, `Page ${data.page} of ${pages} · ${data.total} in all`, prev, next);
+  return h('div', { class: 'pager' }, `Page ${data.page} of ${pages}${more} · ${data.total.toLocaleString()}${more} in all`, prev, next);
 }
 
 // ------------------------------------------------------------------ Audit log
