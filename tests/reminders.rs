@@ -30,6 +30,8 @@ on_both_backends!(
     channels_receive_signed_webhooks_slack_and_teams_messages,
     a_failing_channel_is_retried_recorded_and_shown,
     channel_hosts_limit_where_channels_post,
+    a_users_channel_reaches_no_internal_address,
+    a_listed_host_lets_a_users_channel_reach_an_internal_receiver,
     a_service_accounts_reminders_reach_all_its_active_owners,
 );
 
@@ -54,6 +56,20 @@ async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway) 
     all.extend_from_slice(extra);
     let gw = Gateway::start(config(db, &upstream.url(), &all)).await;
     (upstream, gw)
+}
+
+/// A gateway started with `extra`, mailing through a real SMTP server one reminder a
+/// week before expiry.
+async fn weekly_reminders(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway, SmtpServer) {
+    let (upstream, gw) = start_with(db, extra).await;
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_through(
+        &gw,
+        smtp.port,
+        json!({"notifications": {"reminder_days": [7]}}),
+    )
+    .await;
+    (upstream, gw, smtp)
 }
 
 async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&Value>) -> Answer {
@@ -512,14 +528,9 @@ fn bodies(got: &Got) -> Vec<Value> {
 }
 
 async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
-    let (_upstream, gw) = start(&db).await;
-    let smtp = SmtpServer::start(Mode::Plain, false).await;
-    mail_through(
-        &gw,
-        smtp.port,
-        json!({"notifications": {"reminder_days": [7]}}),
-    )
-    .await;
+    // Alice's receiver is on loopback, which users' channels reach only when listed.
+    let (_upstream, gw, _smtp) =
+        weekly_reminders(&db, &[("PATGATE_NOTIFY__CHANNEL_HOSTS", "127.0.0.1")]).await;
     let (hook, hook_got) = receiver(0).await;
     let (slack, slack_got) = receiver(0).await;
     let (teams, teams_got) = receiver(0).await;
@@ -545,7 +556,7 @@ async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
             "not signed",
         ),
     ] {
-        let refused = admin(&gw, "POST", CHANNELS, Some(&body)).await;
+        let refused = admins_channel(&gw, &body).await;
         assert_eq!(refused.status, 422, "{body}: {:?}", refused.body);
         assert_eq!(refused.error_code(), "invalid_channel");
         assert!(
@@ -556,11 +567,9 @@ async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
     }
     assert_eq!(admin(&gw, "GET", CHANNELS, None).await.json(), json!([]));
 
-    let made = admin(
+    let made = admins_channel(
         &gw,
-        "POST",
-        CHANNELS,
-        Some(&json!({"kind": "webhook", "url": hook, "secret": SECRET})),
+        &json!({"kind": "webhook", "url": hook, "secret": SECRET}),
     )
     .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
@@ -572,13 +581,7 @@ async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
     assert_eq!(made.json()["secret_set"], true);
     let admin_hook = made.json()["id"].as_str().unwrap().to_string();
     for (kind, url) in [("slack", &slack), ("teams", &teams)] {
-        let made = admin(
-            &gw,
-            "POST",
-            CHANNELS,
-            Some(&json!({"kind": kind, "url": url})),
-        )
-        .await;
+        let made = admins_channel(&gw, &json!({"kind": kind, "url": url})).await;
         assert_eq!(made.status, 201, "{:?}", made.body);
     }
     // Alice's own channel: hers only, and she sees only it.
@@ -705,13 +708,7 @@ async fn a_failing_channel_is_retried_recorded_and_shown(db: TestDb) {
     let (dead, dead_got) = receiver(usize::MAX).await;
     let mut ids = Vec::new();
     for url in [&flaky, &dead] {
-        let made = admin(
-            &gw,
-            "POST",
-            CHANNELS,
-            Some(&json!({"kind": "slack", "url": url})),
-        )
-        .await;
+        let made = admins_channel(&gw, &json!({"kind": "slack", "url": url})).await;
         assert_eq!(made.status, 201, "{:?}", made.body);
         ids.push(made.json()["id"].as_str().unwrap().to_string());
     }
@@ -775,43 +772,153 @@ async fn channel_hosts_limit_where_channels_post(db: TestDb) {
         "http://169.254.169.254/latest",
         "https://example.com/x",
     ] {
-        let refused = as_user(
-            "POST",
-            &gw.url(CHANNELS),
-            "alice",
-            "alice-pw",
-            Some(&json!({"kind": "slack", "url": url})),
-        )
-        .await;
-        assert_eq!(refused.status, 422, "{url}: {:?}", refused.body);
-        assert_eq!(refused.error_code(), "invalid_channel");
-        assert!(String::from_utf8_lossy(&refused.body).contains("notify.channel_hosts"));
+        assert!(refused_for_alice(&gw, url)
+            .await
+            .contains("notify.channel_hosts"));
     }
     for url in [
         "https://hooks.slack.com/services/T/B/X",
         "https://teams.example.com/hook",
     ] {
-        let made = as_user(
-            "POST",
-            &gw.url(CHANNELS),
-            "alice",
-            "alice-pw",
-            Some(&json!({"kind": "slack", "url": url})),
-        )
-        .await;
+        let made = alices_channel(&gw, &json!({"kind": "slack", "url": url})).await;
         assert_eq!(made.status, 201, "{url}: {:?}", made.body);
     }
 }
 
-async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {
-    let (_upstream, gw) = start(&db).await;
-    let smtp = SmtpServer::start(Mode::Plain, false).await;
-    mail_through(
+/// The administrator asks for a channel.
+async fn admins_channel(gw: &Gateway, body: &Value) -> Answer {
+    admin(gw, "POST", CHANNELS, Some(body)).await
+}
+
+/// Alice asks for a channel of her own.
+async fn alices_channel(gw: &Gateway, body: &Value) -> Answer {
+    as_user("POST", &gw.url(CHANNELS), "alice", "alice-pw", Some(body)).await
+}
+
+/// Alice's Slack channel to `url` is refused as `invalid_channel`: the answer's text.
+async fn refused_for_alice(gw: &Gateway, url: &str) -> String {
+    let refused = alices_channel(gw, &json!({"kind": "slack", "url": url})).await;
+    assert_eq!(refused.status, 422, "{url}: {:?}", refused.body);
+    assert_eq!(refused.error_code(), "invalid_channel");
+    String::from_utf8_lossy(&refused.body).to_string()
+}
+
+/// A pass as of `now`, once its channel deliveries are done.
+async fn pass_settled(gw: &Gateway, now: i64) -> patgate::notify::PassReport {
+    let notifier = &api(gw).notifier;
+    let pass = notifier.run_pass(now, Cause::Command).await.unwrap();
+    notifier.channels.settled().await;
+    pass
+}
+
+/// The reason a channel's last delivery failed, as the notifications page shows it.
+async fn failing_reason(gw: &Gateway, id: &str) -> String {
+    let status = admin(gw, "GET", NOTIFICATIONS, None).await.json();
+    let failing = status["failing_channels"].as_array().unwrap();
+    let channel = failing.iter().find(|c| c["id"] == id);
+    let channel = channel.unwrap_or_else(|| panic!("{id} not failing: {status}"));
+    channel["last_error"].as_str().unwrap().to_string()
+}
+
+async fn a_users_channel_reaches_no_internal_address(db: TestDb) {
+    let (_upstream, gw, _smtp) = weekly_reminders(&db, &[]).await;
+    let (hook, hook_got) = receiver(0).await;
+    let port = hook.parse::<http::Uri>().unwrap().port_u16().unwrap();
+
+    // Where the URL itself tells, a user's channel is refused when created.
+    for (url, kind) in [
+        (hook.clone(), "loopback"),
+        (format!("http://localhost:{port}/hook"), "loopback"),
+        ("http://[::1]/hook".to_string(), "loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        ("http://10.0.0.5/hook".to_string(), "private"),
+        ("https://192.168.1.10/hook".to_string(), "private"),
+        ("http://[fd00::5]/hook".to_string(), "private"),
+        ("http://0.0.0.0/hook".to_string(), "unspecified"),
+    ] {
+        let text = refused_for_alice(&gw, &url).await;
+        assert!(
+            text.contains(&format!("a {kind} address")) && text.contains("notify.channel_hosts"),
+            "{url}: {text}"
+        );
+    }
+    let hers = as_user("GET", &gw.url(CHANNELS), "alice", "alice-pw", None).await;
+    assert_eq!(hers.json(), json!([]), "nothing stored");
+
+    // An administrator's channel, personal or not, may post to an internal receiver.
+    let admins = admins_channel(
         &gw,
-        smtp.port,
-        json!({"notifications": {"reminder_days": [7]}}),
+        &json!({"kind": "slack", "url": hook, "personal": true}),
     )
     .await;
+    assert_eq!(admins.status, 201, "{:?}", admins.body);
+    assert_eq!(admins.json()["owner"], "admin");
+
+    // A name that resolves to loopback, which creation cannot tell (a channel made
+    // before, or a name of the user's own DNS): refused when delivering, once, and
+    // shown as failing with the reason and no part of the URL's path.
+    let now = patgate::core::time::now();
+    let sneaky = api(&gw)
+        .store
+        .create_channel(&patgate::store::NewChannel {
+            id: "ch_sneaky",
+            owner: Some("alice"),
+            kind: "slack",
+            url: &format!("http://localhost:{port}/hook/T0/B0/secret-path"),
+            secret: None,
+            created_by: "alice",
+            made_by_admin: false,
+            now,
+        })
+        .await
+        .unwrap();
+    user(&gw, "alice", Some("alice@example.com")).await;
+    user(&gw, "admin", Some("admin@example.com")).await;
+    token(&gw, "alice", "alice's pipeline", Some(now + 3 * DAY)).await;
+    token(&gw, "admin", "admin's pipeline", Some(now + 3 * DAY)).await;
+    let pass = pass_settled(&gw, now).await;
+    assert_eq!(pass.sent, 2, "{pass:?}");
+    let got = bodies(&hook_got);
+    assert_eq!(
+        got.len(),
+        1,
+        "only the administrator's channel posted: {got:?}"
+    );
+    assert!(got[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("\"admin's pipeline\" of admin"));
+    let reason = failing_reason(&gw, &sneaky.id).await;
+    assert!(
+        reason.contains("resolves to") && reason.contains("a loopback address"),
+        "{reason}"
+    );
+    assert!(reason.contains("notify.channel_hosts"), "{reason}");
+    assert!(!reason.contains("secret-path"), "{reason}");
+    let attempts = api(&gw).store.deliveries(&sneaky.id).await.unwrap();
+    assert_eq!(attempts.len(), 1, "a refusal is not retried: {attempts:?}");
+    assert_eq!(attempts[0].2, "failed");
+}
+
+async fn a_listed_host_lets_a_users_channel_reach_an_internal_receiver(db: TestDb) {
+    let (_upstream, gw, _smtp) =
+        weekly_reminders(&db, &[("PATGATE_NOTIFY__CHANNEL_HOSTS", "127.0.0.1")]).await;
+    let (hook, hook_got) = receiver(0).await;
+    let made = alices_channel(&gw, &json!({"kind": "slack", "url": hook})).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    user(&gw, "alice", Some("alice@example.com")).await;
+    let now = patgate::core::time::now();
+    token(&gw, "alice", "alice's pipeline", Some(now + 3 * DAY)).await;
+    let pass = pass_settled(&gw, now).await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    assert_eq!(bodies(&hook_got).len(), 1);
+}
+
+async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {
+    let (_upstream, gw, smtp) = weekly_reminders(&db, &[]).await;
     user(&gw, "alice", Some("alice@example.com")).await;
     user(&gw, "bob", Some("bob@example.com")).await;
     user(&gw, "carol", Some("carol@example.com")).await;

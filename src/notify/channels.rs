@@ -2,14 +2,17 @@
 //! JSON POST (`webhook`, signed the way leaked-token reports are,
 //! [`crate::core::signature`]), a Slack incoming-webhook message, or a Microsoft
 //! Teams MessageCard. Each delivery runs off the pass on its own task, retried with
-//! back-off, every attempt recorded on the channel.
+//! back-off, every attempt recorded on the channel. A user's channel posts to no
+//! internal address ([`super::address`]); redirects are never followed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::address::{bare_host, resolved_refusal};
 use super::secret::Sealer;
 use crate::signin::http_client::HttpClient;
 use crate::store::{ChannelRecord, Store};
@@ -123,22 +126,29 @@ impl Deliverer {
     }
 
     async fn deliver_one(&self, channel: &ChannelRecord, message: &Message) {
-        let host = channel
-            .url
-            .parse::<http::Uri>()
-            .ok()
+        let uri = channel.url.parse::<http::Uri>().ok();
+        let host = uri
+            .as_ref()
             .and_then(|u| u.host().map(str::to_string))
             .unwrap_or_default();
-        let allowed = self
+        let port = uri.as_ref().and_then(|u| u.port_u16()).unwrap_or(
+            match uri.as_ref().and_then(|u| u.scheme_str()) {
+                Some("https") => 443,
+                _ => 80,
+            },
+        );
+        let settings = self
             .settings
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .channel_host_allowed(&host);
-        if !allowed {
+            .clone();
+        if !settings.channel_host_allowed(&host) {
             let refused = super::channel_host_refused(&host);
             record(&self.store, channel, message, 1, Some(&refused)).await;
             return;
         }
+        // A user's channel reaches no internal address, unless the operator listed it.
+        let guarded = !channel.made_by_admin && !settings.channel_host_listed(&host);
         let body = serde_json::to_vec(&message.payload(&channel.kind)).unwrap_or_default();
         let secret = match channel.secret.as_ref() {
             None => None,
@@ -152,6 +162,23 @@ impl Deliverer {
         };
         let mut wait = FIRST_RETRY;
         for attempt in 1..=ATTEMPTS {
+            let address = match target(&host, port, guarded).await {
+                Ok(address) => address,
+                Err(Unreachable::Refused(refused)) => {
+                    tracing::warn!(channel = %channel.id, event = message.event, error = refused, "notification channel delivery refused");
+                    record(&self.store, channel, message, attempt, Some(&refused)).await;
+                    return;
+                }
+                Err(Unreachable::Unresolved(error)) => {
+                    record(&self.store, channel, message, attempt, Some(&error)).await;
+                    if attempt == ATTEMPTS {
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    continue;
+                }
+            };
             let mut request = http::Request::post(&channel.url)
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header(http::header::USER_AGENT, "patgate");
@@ -164,7 +191,8 @@ impl Deliverer {
             let error = match request.body(body.clone()) {
                 // The URL itself may be the secret (Slack, Teams): never in a message.
                 Err(_) => Some("the channel's URL is not a valid request target".to_string()),
-                Ok(request) => match self.http.send(request).await {
+                // Redirects are not followed: one could lead anywhere.
+                Ok(request) => match self.http.send_to(request, address).await {
                     Ok(answer) if answer.status().is_success() => None,
                     Ok(answer) => Some(format!("answered HTTP {}", answer.status().as_u16())),
                     Err(e) => Some(e.to_string()),
@@ -180,6 +208,33 @@ impl Deliverer {
             wait *= 2;
         }
     }
+}
+
+/// Why a channel's host cannot be posted to.
+enum Unreachable {
+    /// Not now: the name did not resolve (retried).
+    Unresolved(String),
+    /// Never: an internal address for a guarded channel (not retried).
+    Refused(String),
+}
+
+/// The address to post to: `host` resolved, and when `guarded`, none of its addresses
+/// internal ([`super::address`]). The request goes to this address, not to a second
+/// resolution that could answer otherwise.
+async fn target(host: &str, port: u16, guarded: bool) -> Result<SocketAddr, Unreachable> {
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare_host(host), port))
+        .await
+        .map_err(|e| Unreachable::Unresolved(format!("could not resolve host {host:?}: {e}")))?
+        .collect();
+    if guarded {
+        if let Some(refused) = addresses.iter().find_map(|a| resolved_refusal(host, *a)) {
+            return Err(Unreachable::Refused(refused));
+        }
+    }
+    addresses
+        .first()
+        .copied()
+        .ok_or_else(|| Unreachable::Unresolved(format!("host {host:?} resolves to no address")))
 }
 
 async fn record(

@@ -16,6 +16,7 @@ use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
 use crate::store::{SmtpServerRecord, Store, StoreError};
 
+pub mod address;
 pub mod channels;
 pub mod leaked;
 pub mod pass;

@@ -49,17 +49,40 @@ impl HttpClient {
 
     /// Sends `req` (absolute URI) and reads the whole answer, all within the timeout.
     pub async fn send(&self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HttpError> {
+        self.send_via(req, None).await
+    }
+
+    /// [`send`](Self::send), connecting to `address` (the URI's host resolved and
+    /// checked by the caller) rather than resolving the host again; the URI's host is
+    /// still what `Host` and TLS name.
+    pub async fn send_to(
+        &self,
+        req: Request<Vec<u8>>,
+        address: std::net::SocketAddr,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
+        self.send_via(req, Some(address)).await
+    }
+
+    async fn send_via(
+        &self,
+        req: Request<Vec<u8>>,
+        to: Option<std::net::SocketAddr>,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
         let where_ = req
             .uri()
             .authority()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        tokio::time::timeout(self.timeout, self.exchange(req))
+        tokio::time::timeout(self.timeout, self.exchange(req, to))
             .await
             .map_err(|_| HttpError::Timeout(where_, self.timeout))?
     }
 
-    async fn exchange(&self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HttpError> {
+    async fn exchange(
+        &self,
+        req: Request<Vec<u8>>,
+        to: Option<std::net::SocketAddr>,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
         let uri = req.uri().clone();
         let https = uri.scheme_str() == Some("https");
         let host = uri
@@ -68,9 +91,11 @@ impl HttpClient {
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let address = format!("{host}:{port}");
-        let tcp = TcpStream::connect(&address)
-            .await
-            .map_err(|e| HttpError::Connect(address.clone(), e))?;
+        let tcp = match to {
+            Some(to) => TcpStream::connect(to).await,
+            None => TcpStream::connect(&address).await,
+        }
+        .map_err(|e| HttpError::Connect(address.clone(), e))?;
         let (parts, body) = req.into_parts();
         let mut out = Request::from_parts(parts, Full::new(Bytes::from(body)));
         *out.uri_mut() = uri

@@ -24,6 +24,9 @@ pub struct ChannelRecord {
     /// The signing secret of a `webhook`, sealed under the channel's id.
     pub secret: Option<SealedPassword>,
     pub created_by: String,
+    /// Made by an administrator (every administrators' channel is): it may post to
+    /// internal addresses, which users' channels may not.
+    pub made_by_admin: bool,
     pub created_at: i64,
     /// `delivered` or `failed`; `None` before the first delivery.
     pub last_status: Option<String>,
@@ -41,11 +44,13 @@ pub struct NewChannel<'a> {
     pub url: &'a str,
     pub secret: Option<&'a SealedPassword>,
     pub created_by: &'a str,
+    pub made_by_admin: bool,
     pub now: i64,
 }
 
-const COLUMNS: &str = "id, owner, kind, url, secret_sealed, created_by, created_at, \
-     last_status, last_at, last_error, failing_since";
+const COLUMNS: &str = "id, owner, kind, url, secret_sealed, created_by, \
+     CASE WHEN made_by_admin THEN 1 ELSE 0 END AS made_by_admin, created_at, last_status, \
+     last_at, last_error, failing_since";
 
 fn channel(row: &AnyRow) -> Result<ChannelRecord, sqlx::Error> {
     Ok(ChannelRecord {
@@ -57,6 +62,7 @@ fn channel(row: &AnyRow) -> Result<ChannelRecord, sqlx::Error> {
             .try_get::<Option<String>, _>("secret_sealed")?
             .map(SealedPassword),
         created_by: row.try_get("created_by")?,
+        made_by_admin: row.try_get::<i64, _>("made_by_admin")? != 0,
         created_at: row.try_get("created_at")?,
         last_status: row.try_get("last_status")?,
         last_at: row.try_get("last_at")?,
@@ -69,8 +75,8 @@ impl Store {
     pub async fn create_channel(&self, new: &NewChannel<'_>) -> Result<ChannelRecord, StoreError> {
         sqlx::query(
             "INSERT INTO notification_channels \
-             (id, owner, kind, url, secret_sealed, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (id, owner, kind, url, secret_sealed, created_by, made_by_admin, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(new.id)
         .bind(new.owner)
@@ -78,6 +84,7 @@ impl Store {
         .bind(new.url)
         .bind(new.secret.map(|s| s.0.as_str()))
         .bind(new.created_by)
+        .bind(new.made_by_admin || new.owner.is_none())
         .bind(new.now)
         .execute(&self.pool)
         .await?;

@@ -193,6 +193,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "token inventory",
         include_str!("../../migrations/sqlite/0015_inventory.sql"),
     ),
+    (
+        16,
+        "channel addresses",
+        include_str!("../../migrations/sqlite/0016_channel_addresses.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -269,6 +274,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "token inventory",
         include_str!("../../migrations/postgres/0015_inventory.sql"),
+    ),
+    (
+        16,
+        "channel addresses",
+        include_str!("../../migrations/postgres/0016_channel_addresses.sql"),
     ),
 ];
 
