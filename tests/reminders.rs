@@ -32,6 +32,7 @@ on_both_backends!(
     channel_hosts_limit_where_channels_post,
     a_users_channel_reaches_no_internal_address,
     a_listed_host_lets_a_users_channel_reach_an_internal_receiver,
+    channels_hear_of_a_reminder_once_while_its_email_is_retried,
     a_service_accounts_reminders_reach_all_its_active_owners,
 );
 
@@ -40,6 +41,8 @@ const CHANNELS: &str = "/patgate/api/v1/notification-channels";
 const NOTIFICATIONS: &str = "/patgate/api/v1/notifications";
 const DAY: i64 = 86_400;
 const SECRET: &str = "a-webhook-signing-secret";
+/// Attempts per channel delivery in one pass.
+const ATTEMPTS: usize = patgate::notify::channels::ATTEMPTS as usize;
 
 /// A gateway whose own schedule is off: tests run passes themselves.
 async fn start(db: &TestDb) -> (Upstream, Gateway) {
@@ -706,12 +709,7 @@ async fn a_failing_channel_is_retried_recorded_and_shown(db: TestDb) {
     mail_through(&gw, smtp.port, json!({})).await;
     let (flaky, flaky_got) = receiver(2).await;
     let (dead, dead_got) = receiver(usize::MAX).await;
-    let mut ids = Vec::new();
-    for url in [&flaky, &dead] {
-        let made = admins_channel(&gw, &json!({"kind": "slack", "url": url})).await;
-        assert_eq!(made.status, 201, "{:?}", made.body);
-        ids.push(made.json()["id"].as_str().unwrap().to_string());
-    }
+    let ids = admins_slack_channels(&gw, &[&flaky, &dead]).await;
     user(&gw, "alice", Some("alice@example.com")).await;
     let now = patgate::core::time::now();
     token(&gw, "alice", "soon", Some(now + DAY)).await;
@@ -788,6 +786,17 @@ async fn channel_hosts_limit_where_channels_post(db: TestDb) {
 /// The administrator asks for a channel.
 async fn admins_channel(gw: &Gateway, body: &Value) -> Answer {
     admin(gw, "POST", CHANNELS, Some(body)).await
+}
+
+/// The administrator's Slack channels to `urls`: their ids.
+async fn admins_slack_channels(gw: &Gateway, urls: &[&String]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for url in urls {
+        let made = admins_channel(gw, &json!({"kind": "slack", "url": url})).await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        ids.push(made.json()["id"].as_str().unwrap().to_string());
+    }
+    ids
 }
 
 /// Alice asks for a channel of her own.
@@ -915,6 +924,55 @@ async fn a_listed_host_lets_a_users_channel_reach_an_internal_receiver(db: TestD
     let pass = pass_settled(&gw, now).await;
     assert_eq!(pass.sent, 1, "{pass:?}");
     assert_eq!(bodies(&hook_got).len(), 1);
+}
+
+async fn channels_hear_of_a_reminder_once_while_its_email_is_retried(db: TestDb) {
+    let (_upstream, gw) = start(&db).await;
+    // Nothing listens there: every e-mail fails, and every pass retries it.
+    mail_through(
+        &gw,
+        free_port(),
+        json!({"notifications": {"reminder_days": [7]}}),
+    )
+    .await;
+    let (told, told_got) = receiver(0).await;
+    // Fails every attempt of the first pass, then answers.
+    let (flaky, flaky_got) = receiver(ATTEMPTS).await;
+    let ids = admins_slack_channels(&gw, &[&told, &flaky]).await;
+    user(&gw, "alice", Some("alice@example.com")).await;
+    let now = patgate::core::time::now();
+    token(&gw, "alice", "soon", Some(now + 3 * DAY)).await;
+
+    let first = pass_settled(&gw, now).await;
+    assert_eq!((first.sent, first.failed), (0, 1), "{first:?}");
+    assert_eq!(told_got.lock().unwrap().len(), 1);
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS);
+    for at in [now + 60, now + 120] {
+        let retried = pass_settled(&gw, at).await;
+        assert_eq!(retried.failed, 1, "the e-mail is retried: {retried:?}");
+    }
+    // The channel told is not told again; the one that failed is retried, once.
+    assert_eq!(told_got.lock().unwrap().len(), 1, "told once");
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS + 1);
+    let statuses: Vec<String> = api(&gw)
+        .store
+        .deliveries(&ids[1])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, status, _)| status)
+        .collect();
+    assert_eq!(statuses.last().map(String::as_str), Some("delivered"));
+    assert_eq!(api(&gw).store.deliveries(&ids[0]).await.unwrap().len(), 1);
+    let listed = admin(&gw, "GET", CHANNELS, None).await.json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["last_status"] == "delivered"),
+        "{listed}"
+    );
 }
 
 async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {

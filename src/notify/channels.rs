@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::address::{bare_host, resolved_refusal};
 use super::secret::Sealer;
 use crate::signin::http_client::HttpClient;
-use crate::store::{ChannelRecord, Store};
+use crate::store::{ChannelRecord, Reminder, Store};
 
 /// Attempts per delivery: the first and three retries.
 pub const ATTEMPTS: i64 = 4;
@@ -73,6 +73,15 @@ impl Message {
     }
 }
 
+/// Which reminder of which pass a delivery is for, so that each channel claims it.
+pub struct Once {
+    pub which: Reminder,
+    pub pass_id: String,
+    /// The pass's "now", and before when a claim is stale (`notify.claim_lease`).
+    pub now: i64,
+    pub stale_before: i64,
+}
+
 /// What deliveries need, shared by their tasks.
 pub struct Deliverer {
     /// The notifier's `notify.*` (a reload replaces them), for `channel_hosts`.
@@ -104,15 +113,79 @@ impl Deliverer {
     /// [`ATTEMPTS`] times, each attempt recorded. Returns at once; the pass waits for
     /// no channel.
     pub fn deliver(self: &Arc<Self>, channels: &[ChannelRecord], message: &Message) {
+        self.spawn(channels, message, None);
+    }
+
+    /// [`deliver`](Self::deliver) a token's reminder or warning: each channel claims
+    /// its delivery first, so that a channel is told once however often the reminder
+    /// is retried (its e-mail failed), and a channel whose delivery failed is retried
+    /// when it is, alone.
+    pub fn deliver_once(
+        self: &Arc<Self>,
+        channels: &[ChannelRecord],
+        message: &Message,
+        once: Once,
+    ) {
+        self.spawn(channels, message, Some(Arc::new(once)));
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        channels: &[ChannelRecord],
+        message: &Message,
+        once: Option<Arc<Once>>,
+    ) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|t| !t.is_finished());
         for channel in channels {
             let deliverer = self.clone();
             let channel = channel.clone();
             let message = message.clone();
+            let once = once.clone();
             tasks.push(tokio::spawn(async move {
-                deliverer.deliver_one(&channel, &message).await
+                match once {
+                    None => {
+                        deliverer.deliver_one(&channel, &message).await;
+                    }
+                    Some(once) => deliverer.deliver_claimed(&channel, &message, &once).await,
+                }
             }));
+        }
+    }
+
+    async fn deliver_claimed(&self, channel: &ChannelRecord, message: &Message, once: &Once) {
+        let claimed = self
+            .store
+            .claim_channel_send(
+                &channel.id,
+                &message.token_id,
+                once.which,
+                &once.pass_id,
+                once.now,
+                once.stale_before,
+            )
+            .await;
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(channel = %channel.id, error = %e, "could not claim a channel delivery; the next pass retries");
+                return;
+            }
+        }
+        let delivered = self.deliver_one(channel, message).await;
+        if let Err(e) = self
+            .store
+            .finish_channel_send(
+                &channel.id,
+                &message.token_id,
+                once.which,
+                &once.pass_id,
+                delivered,
+            )
+            .await
+        {
+            tracing::warn!(channel = %channel.id, error = %e, "could not record a channel delivery's outcome");
         }
     }
 
@@ -125,7 +198,8 @@ impl Deliverer {
         }
     }
 
-    async fn deliver_one(&self, channel: &ChannelRecord, message: &Message) {
+    /// Delivers, retrying; whether it was delivered in the end.
+    async fn deliver_one(&self, channel: &ChannelRecord, message: &Message) -> bool {
         let uri = channel.url.parse::<http::Uri>().ok();
         let host = uri
             .as_ref()
@@ -145,7 +219,7 @@ impl Deliverer {
         if !settings.channel_host_allowed(&host) {
             let refused = super::channel_host_refused(&host);
             record(&self.store, channel, message, 1, Some(&refused)).await;
-            return;
+            return false;
         }
         // A user's channel reaches no internal address, unless the operator listed it.
         let guarded = !channel.made_by_admin && !settings.channel_host_listed(&host);
@@ -156,7 +230,7 @@ impl Deliverer {
                 Ok(secret) => Some(secret),
                 Err(e) => {
                     record(&self.store, channel, message, 1, Some(&e.to_string())).await;
-                    return;
+                    return false;
                 }
             },
         };
@@ -167,12 +241,12 @@ impl Deliverer {
                 Err(Unreachable::Refused(refused)) => {
                     tracing::warn!(channel = %channel.id, event = message.event, error = refused, "notification channel delivery refused");
                     record(&self.store, channel, message, attempt, Some(&refused)).await;
-                    return;
+                    return false;
                 }
                 Err(Unreachable::Unresolved(error)) => {
                     record(&self.store, channel, message, attempt, Some(&error)).await;
                     if attempt == ATTEMPTS {
-                        return;
+                        return false;
                     }
                     tokio::time::sleep(wait).await;
                     wait *= 2;
@@ -199,14 +273,15 @@ impl Deliverer {
                 },
             };
             record(&self.store, channel, message, attempt, error.as_deref()).await;
-            let Some(error) = error else { return };
+            let Some(error) = error else { return true };
             if attempt == ATTEMPTS {
                 tracing::warn!(channel = %channel.id, event = message.event, error, "notification channel delivery failed after every attempt");
-                return;
+                return false;
             }
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
+        false
     }
 }
 

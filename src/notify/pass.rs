@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::channels::{Deliverer, Message};
+use super::channels::{Deliverer, Message, Once};
 use super::recipients::{recipients_of, Recipients};
 use super::smtp::{Mail, Mailer};
 use super::templates::{Templates, Variables};
@@ -472,8 +472,17 @@ impl Job {
             Ok(false) => return Outcome::ClaimedElsewhere,
             Err(e) => return Outcome::Failed(format!("could not claim in the database: {e}")),
         }
-        // Channels are told by the pass that holds the claim, as the e-mail is.
-        self.deliverer.deliver(&to.channels, &self.message);
+        // Channels are told by the pass that holds the claim, each once.
+        self.deliverer.deliver_once(
+            &to.channels,
+            &self.message,
+            Once {
+                which: self.which,
+                pass_id: self.pass_id.clone(),
+                now: self.now,
+                stale_before: self.stale_before,
+            },
+        );
         let outcome = match self.templates.render_apart(&self.vars).await {
             Err(e) => Err(e),
             Ok(_) if email.is_empty() => Ok(()),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::channels::{Deliverer, Message};
+use super::channels::{Deliverer, Message, Once};
 use super::pass::{PassReport, BATCH};
 use super::recipients::{recipients_of, Recipients};
 use super::smtp::{Mail, Mailer};
@@ -190,8 +190,16 @@ impl Warning {
         }
         let revoke_at = (token.since + self.days * DAY).max(self.now + UNUSED_WARNING_DAYS * DAY);
         let left = (revoke_at - self.now + DAY - 1) / DAY;
-        self.deliverer
-            .deliver(&to.channels, &warning_message(&token, left, revoke_at));
+        self.deliverer.deliver_once(
+            &to.channels,
+            &warning_message(&token, left, revoke_at),
+            Once {
+                which,
+                pass_id: self.pass_id.clone(),
+                now: self.now,
+                stale_before: self.stale_before,
+            },
+        );
         let sent = match (&self.mailer, &to.email) {
             (Some(mailer), Some(email)) => mailer
                 .send(&warning_mail(&token, email, self.days, revoke_at))

@@ -1,11 +1,13 @@
 //! Notification channels (webhook, Slack, Teams) and the record of each delivery
 //! attempt. The secret is held sealed ([`SealedPassword`]) and the row type keeps it
-//! apart from what listings show, so no answer or log can carry it.
+//! apart from what listings show, so no answer or log can carry it. Each channel's
+//! delivery of a token's reminder is claimed on its own, as the e-mail is
+//! ([`Store::claim_channel_send`]).
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{SealedPassword, Store, StoreError};
+use super::{Reminder, SealedPassword, Store, StoreError};
 
 /// The kinds of channel, as the API names them.
 pub const CHANNEL_KINDS: [&str; 3] = ["webhook", "slack", "teams"];
@@ -217,5 +219,66 @@ impl Store {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
+    }
+
+    /// Claims a channel's delivery of a token's reminder (or warning) `which` for
+    /// `pass`: `false` when it was delivered, or another pass holds it (a failed one
+    /// is retried by a later pass; a claim older than `stale_before` is taken over).
+    /// One statement, so concurrent passes cannot both win.
+    pub async fn claim_channel_send(
+        &self,
+        channel_id: &str,
+        token_id: &str,
+        which: Reminder,
+        pass: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO channel_sends \
+             (channel_id, token_id, kind, reminder, status, claimed_by, claimed_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'claimed', $5, $6, $6) \
+             ON CONFLICT (channel_id, token_id, kind, reminder) DO UPDATE SET \
+             status = 'claimed', claimed_by = $5, claimed_at = $6, updated_at = $6 \
+             WHERE (channel_sends.status = 'failed' AND channel_sends.claimed_by <> $5) \
+             OR (channel_sends.status = 'claimed' AND channel_sends.claimed_at < $7)",
+        )
+        .bind(channel_id)
+        .bind(token_id)
+        .bind(which.kind)
+        .bind(which.reminder)
+        .bind(pass)
+        .bind(now)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await;
+        super::notifications::claimed(done)
+    }
+
+    /// Records how a claimed channel delivery ended; only the pass holding the claim
+    /// can.
+    pub async fn finish_channel_send(
+        &self,
+        channel_id: &str,
+        token_id: &str,
+        which: Reminder,
+        pass: &str,
+        delivered: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE channel_sends SET status = $6, updated_at = $7 \
+             WHERE channel_id = $1 AND token_id = $2 AND kind = $3 AND reminder = $4 \
+             AND claimed_by = $5 AND status = 'claimed'",
+        )
+        .bind(channel_id)
+        .bind(token_id)
+        .bind(which.kind)
+        .bind(which.reminder)
+        .bind(pass)
+        .bind(if delivered { "delivered" } else { "failed" })
+        .bind(crate::core::time::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

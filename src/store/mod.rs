@@ -198,6 +198,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "channel addresses",
         include_str!("../../migrations/sqlite/0016_channel_addresses.sql"),
     ),
+    (
+        17,
+        "channel sends",
+        include_str!("../../migrations/sqlite/0017_channel_sends.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -279,6 +284,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "channel addresses",
         include_str!("../../migrations/postgres/0016_channel_addresses.sql"),
+    ),
+    (
+        17,
+        "channel sends",
+        include_str!("../../migrations/postgres/0017_channel_sends.sql"),
     ),
 ];
 
