@@ -26,6 +26,7 @@ on_both_backends!(
     two_gateways_on_one_database_send_each_reminder_once,
     reminder_days_are_checked_and_days_before_still_works,
     an_unused_token_is_warned_once_then_revoked_and_refused,
+    an_unused_token_is_kept_until_its_warning_goes_out,
     a_rotated_token_counts_from_its_rotation,
     channels_receive_signed_webhooks_slack_and_teams_messages,
     a_failing_channel_is_retried_recorded_and_shown,
@@ -85,11 +86,16 @@ fn api(gw: &Gateway) -> Arc<Api> {
 
 /// An SMTP server item on `port`, chosen for notifications, with `extra` settings.
 async fn mail_through(gw: &Gateway, port: u16, extra: Value) {
+    mail_via(gw, "relay", port, extra).await
+}
+
+/// [`mail_through`] an item named `name`.
+async fn mail_via(gw: &Gateway, name: &str, port: u16, extra: Value) {
     let made = admin(
         gw,
         "POST",
         "/patgate/api/v1/smtp-servers",
-        Some(&json!({"name": "relay", "host": "127.0.0.1", "port": port,
+        Some(&json!({"name": name, "host": "127.0.0.1", "port": port,
             "from_address": "Deploy <deploy@example.com>"})),
     )
     .await;
@@ -432,6 +438,68 @@ async fn an_unused_token_is_warned_once_then_revoked_and_refused(db: TestDb) {
         text.contains("token.revoked_unused") && text.contains(&id),
         "{text}"
     );
+}
+
+async fn an_unused_token_is_kept_until_its_warning_goes_out(db: TestDb) {
+    let (_upstream, gw) = start(&db).await;
+    // E-mail is set up, but nothing listens: every warning fails.
+    mail_through(&gw, free_port(), json!({"unused_token_revoke_days": 30})).await;
+    user(&gw, "bob", Some("bob@example.com")).await;
+    user(&gw, "carol", None).await;
+    let (bobs, plain) = gw.create_token("bob", "forgotten", Expiration::Never).await;
+    let (carols, _) = gw
+        .create_token("carol", "unreachable", Expiration::Never)
+        .await;
+    let since = api(&gw).store.get_token(&bobs).await.unwrap().created_at;
+    let revoked = |id: String| {
+        let gw = &gw;
+        async move {
+            let token = api(gw).store.get_token(&id).await.unwrap();
+            token.revoked_at.is_some()
+        }
+    };
+    let failed = pass_settled(&gw, since + 23 * DAY + 60).await;
+    assert_eq!(failed.unused_warned, 0, "{failed:?}");
+
+    // 30 days: Bob was never warned, so his token stays and works; Carol cannot be
+    // warned at all (no address, no channel), so hers goes.
+    let due = pass_settled(&gw, since + 30 * DAY + 60).await;
+    assert_eq!((due.unused_revoked, due.unused_held), (1, 1), "{due:?}");
+    assert!(due
+        .summary()
+        .contains("1 kept until their warning goes out"));
+    assert!(!revoked(bobs.clone()).await, "not revoked unwarned");
+    assert!(revoked(carols.clone()).await, "no way to warn: revoked");
+    let info = gw.url("/deployit/server/info");
+    let answer = get(&info, &[("x-deploy-personal-token", &plain)]).await;
+    assert_eq!(answer.status, 200, "still works");
+
+    // The mail server is fixed; the warning goes out on day 31, and the token has
+    // the 7 days it promises.
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_via(&gw, "fixed relay", smtp.port, json!({})).await;
+    let sent_at = since + 31 * DAY;
+    let warned = pass_settled(&gw, sent_at).await;
+    assert_eq!(
+        (warned.unused_warned, warned.unused_revoked),
+        (1, 0),
+        "{warned:?}"
+    );
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 1, "{:?}", subjects(&smtp));
+    let on = patgate::core::time::rfc3339(sent_at + 7 * DAY);
+    assert!(mails[0].decoded().contains(&on), "{}", mails[0].decoded());
+    let early = pass_settled(&gw, sent_at + 6 * DAY).await;
+    assert_eq!(early.unused_revoked, 0, "{early:?}");
+    assert!(!revoked(bobs.clone()).await);
+    let done = pass_settled(&gw, sent_at + 7 * DAY + 60).await;
+    assert_eq!(done.unused_revoked, 1, "{done:?}");
+    assert!(revoked(bobs).await);
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 2, "{:?}", subjects(&smtp));
+    assert!(mails[1]
+        .decoded()
+        .contains("revoked because it had not been used"));
 }
 
 async fn a_rotated_token_counts_from_its_rotation(db: TestDb) {

@@ -65,18 +65,21 @@ pub struct PassReport {
     pub unused_warned: i64,
     /// Unused tokens revoked.
     pub unused_revoked: i64,
+    /// Unused tokens due for revocation but kept: their owner can be warned and the
+    /// warning has not gone out yet (it is retried).
+    pub unused_held: i64,
 }
 
 impl PassReport {
     /// One line, for the command line and the log.
     pub fn summary(&self) -> String {
         let line = self.sent_summary();
-        if self.unused_warned + self.unused_revoked == 0 {
+        if self.unused_warned + self.unused_revoked + self.unused_held == 0 {
             return line;
         }
         format!(
-            "{line}; unused tokens: {} warned, {} revoked",
-            self.unused_warned, self.unused_revoked
+            "{line}; unused tokens: {} warned, {} revoked, {} kept until their warning goes out",
+            self.unused_warned, self.unused_revoked, self.unused_held
         )
     }
 
@@ -107,6 +110,7 @@ impl PassReport {
                 "claimed_elsewhere": self.claimed_elsewhere,
                 "unused_warned": self.unused_warned,
                 "unused_revoked": self.unused_revoked,
+                "unused_held": self.unused_held,
                 "skipped_tokens": self.skipped_tokens,
                 "failures": self.failures,
             }),
@@ -159,6 +163,7 @@ impl Notifier {
             failures: Vec::new(),
             unused_warned: 0,
             unused_revoked: 0,
+            unused_held: 0,
         };
         let settings = self.store.notify_settings().await?;
         let channels = self.store.channels(None).await?;
@@ -192,9 +197,16 @@ impl Notifier {
                 Some(mailer)
             }
         };
-        // Unused tokens are revoked whether or not e-mail can be sent.
+        // Unused tokens are revoked whether or not e-mail can be sent; while it is set
+        // up (even if failing now), an owner with an address is warned first.
         if let Some(days) = settings.unused_token_revoke_days {
-            self.retire_unused(days, mailer, &channels, &pass_id, now, &mut report)
+            let mail_set_up = idle_reason(&settings).is_none();
+            let retire = super::unused::Retire {
+                days,
+                mailer,
+                mail_set_up,
+            };
+            self.retire_unused(retire, &channels, &pass_id, now, &mut report)
                 .await?;
         }
         report.finished_at = now + clock.elapsed().as_secs() as i64;

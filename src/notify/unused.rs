@@ -7,7 +7,9 @@
 //! the pass already holds the SMTP transport, the claims that keep a warning to one
 //! e-mail across replicas, and the "now" tests move; and it reads no token table
 //! every minute. A warned token always has its 7 days: it is revoked no sooner than 7
-//! days after the warning went out.
+//! days after the warning went out. A token is revoked only once its warning went
+//! out, unless its owner cannot be warned at all (no address or no e-mail set up,
+//! and no channel): while the warning fails it is retried and the token kept.
 
 use std::sync::Arc;
 
@@ -27,18 +29,33 @@ use crate::store::{
 
 const DAY: i64 = 86_400;
 
+/// How unused tokens are retired in a pass.
+pub(super) struct Retire {
+    /// `unused_token_revoke_days`.
+    pub days: i64,
+    /// `None`: no e-mail can be sent now (channels still are).
+    pub mailer: Option<Arc<Mailer>>,
+    /// Whether e-mail is set up (enabled, an SMTP server chosen), even if it fails
+    /// now: an owner with an address can then be warned, and is before revocation.
+    pub mail_set_up: bool,
+}
+
 impl Notifier {
     /// Warns the owners of tokens nearing `days` unused, and revokes those that
-    /// reached it. `mailer` `None`: no e-mail can be sent (channels still are).
+    /// reached it whose warning went out, or whose owner cannot be warned at all.
     pub(super) async fn retire_unused(
         &self,
-        days: i64,
-        mailer: Option<Arc<Mailer>>,
+        retire: Retire,
         channels: &[ChannelRecord],
         pass_id: &str,
         now: i64,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
+        let Retire {
+            days,
+            mailer,
+            mail_set_up,
+        } = retire;
         let stale_before = now - self.settings().claim_lease.as_secs() as i64;
         let warn_before = now - (days - UNUSED_WARNING_DAYS) * DAY;
         let mut tasks: JoinSet<Result<bool, StoreError>> = JoinSet::new();
@@ -85,9 +102,24 @@ impl Notifier {
                 .store
                 .due_unused_revocations(revoke_before, warned_before, now, &after, BATCH)
                 .await?;
-            let Some(last) = batch.last() else { break };
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
             after = last.token_id.clone();
-            for token in batch {
+            for (token, warned) in batch {
+                // The owner is warned before the token goes: one whose warning has not
+                // gone out (it is retried above) keeps the token, unless no message
+                // can reach them at all (no address, or no e-mail set up, and no
+                // channel).
+                if !warned
+                    && !self
+                        .unused_recipients(&token, mail_set_up, channels)
+                        .await
+                        .is_empty()
+                {
+                    report.unused_held += 1;
+                    continue;
+                }
                 // Of several replicas, the one whose update revoked it tells the owner.
                 if !self
                     .store
