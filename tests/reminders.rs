@@ -34,6 +34,8 @@ on_both_backends!(
     a_users_channel_reaches_no_internal_address,
     a_listed_host_lets_a_users_channel_reach_an_internal_receiver,
     channels_hear_of_a_reminder_once_while_its_email_is_retried,
+    a_channel_that_failed_is_retried_alone_after_the_email_went_out,
+    a_warnings_failed_channel_is_retried_with_the_same_date,
     a_service_accounts_reminders_reach_all_its_active_owners,
 );
 
@@ -994,6 +996,19 @@ async fn a_listed_host_lets_a_users_channel_reach_an_internal_receiver(db: TestD
     assert_eq!(bodies(&hook_got).len(), 1);
 }
 
+/// Two administrators' channels, one that answers and one that fails every attempt
+/// of the first pass, then answers, and Alice's token expiring in 3 days: what each
+/// channel got, their ids and the instant of the first pass.
+async fn told_and_flaky(gw: &Gateway) -> (Got, Got, Vec<String>, i64) {
+    let (told, told_got) = receiver(0).await;
+    let (flaky, flaky_got) = receiver(ATTEMPTS).await;
+    let ids = admins_slack_channels(gw, &[&told, &flaky]).await;
+    user(gw, "alice", Some("alice@example.com")).await;
+    let now = patgate::core::time::now();
+    token(gw, "alice", "soon", Some(now + 3 * DAY)).await;
+    (told_got, flaky_got, ids, now)
+}
+
 async fn channels_hear_of_a_reminder_once_while_its_email_is_retried(db: TestDb) {
     let (_upstream, gw) = start(&db).await;
     // Nothing listens there: every e-mail fails, and every pass retries it.
@@ -1003,13 +1018,7 @@ async fn channels_hear_of_a_reminder_once_while_its_email_is_retried(db: TestDb)
         json!({"notifications": {"reminder_days": [7]}}),
     )
     .await;
-    let (told, told_got) = receiver(0).await;
-    // Fails every attempt of the first pass, then answers.
-    let (flaky, flaky_got) = receiver(ATTEMPTS).await;
-    let ids = admins_slack_channels(&gw, &[&told, &flaky]).await;
-    user(&gw, "alice", Some("alice@example.com")).await;
-    let now = patgate::core::time::now();
-    token(&gw, "alice", "soon", Some(now + 3 * DAY)).await;
+    let (told_got, flaky_got, ids, now) = told_and_flaky(&gw).await;
 
     let first = pass_settled(&gw, now).await;
     assert_eq!((first.sent, first.failed), (0, 1), "{first:?}");
@@ -1041,6 +1050,70 @@ async fn channels_hear_of_a_reminder_once_while_its_email_is_retried(db: TestDb)
             .all(|c| c["last_status"] == "delivered"),
         "{listed}"
     );
+}
+
+async fn a_channel_that_failed_is_retried_alone_after_the_email_went_out(db: TestDb) {
+    let (_upstream, gw, smtp) = weekly_reminders(&db, &[]).await;
+    let (told_got, flaky_got, ids, now) = told_and_flaky(&gw).await;
+    let first = pass_settled(&gw, now).await;
+    assert_eq!(first.sent, 1, "{first:?}");
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS);
+    for at in [now + 60, now + 120] {
+        let next = pass_settled(&gw, at).await;
+        assert_eq!(
+            (next.due, next.sent),
+            (0, 0),
+            "the e-mail is done: {next:?}"
+        );
+    }
+    assert_eq!(smtp.received().len(), 1, "one e-mail");
+    assert_eq!(told_got.lock().unwrap().len(), 1, "told once");
+    let retried = bodies(&flaky_got);
+    assert_eq!(
+        retried.len(),
+        ATTEMPTS + 1,
+        "retried by the next pass, once"
+    );
+    assert!(
+        retried[ATTEMPTS]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"soon\" of alice expires in"),
+        "{retried:?}"
+    );
+    let listed = admin(&gw, "GET", CHANNELS, None).await.json();
+    let flaky_view = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == ids[1].as_str());
+    assert_eq!(flaky_view.unwrap()["last_status"], "delivered", "{listed}");
+}
+
+async fn a_warnings_failed_channel_is_retried_with_the_same_date(db: TestDb) {
+    let (_upstream, gw) = start(&db).await;
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_through(&gw, smtp.port, json!({"unused_token_revoke_days": 30})).await;
+    let (flaky, flaky_got) = receiver(ATTEMPTS).await;
+    admins_slack_channels(&gw, &[&flaky]).await;
+    user(&gw, "bob", Some("bob@example.com")).await;
+    let (id, _) = gw.create_token("bob", "forgotten", Expiration::Never).await;
+    let since = api(&gw).store.get_token(&id).await.unwrap().created_at;
+    let warned_at = since + 23 * DAY + 60;
+    let warned = pass_settled(&gw, warned_at).await;
+    assert_eq!(warned.unused_warned, 1, "{warned:?}");
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS);
+    for at in [warned_at + 60, warned_at + 120] {
+        assert_eq!(pass_settled(&gw, at).await.unused_warned, 0);
+    }
+    assert_eq!(smtp.received().len(), 1, "one e-mail");
+    let got = bodies(&flaky_got);
+    assert_eq!(got.len(), ATTEMPTS + 1, "retried once: {got:?}");
+    let on = patgate::core::time::rfc3339(warned_at + 7 * DAY);
+    for warning in [&got[0], &got[ATTEMPTS]] {
+        let text = warning["text"].as_str().unwrap();
+        assert!(text.contains(&format!("will be revoked on {on}")), "{text}");
+    }
 }
 
 async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {

@@ -21,6 +21,7 @@ pub mod channels;
 pub mod leaked;
 pub mod pass;
 pub mod recipients;
+mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod smtp;

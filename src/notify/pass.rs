@@ -197,6 +197,7 @@ impl Notifier {
                 Some(mailer)
             }
         };
+        let mailer_ready = mailer.is_some();
         // Unused tokens are revoked whether or not e-mail can be sent; while it is set
         // up (even if failing now), an owner with an address is warned first.
         if let Some(days) = settings.unused_token_revoke_days {
@@ -209,6 +210,15 @@ impl Notifier {
             self.retire_unused(retire, &channels, &pass_id, now, &mut report)
                 .await?;
         }
+        // Channels whose delivery failed while the e-mail went out.
+        self.retry_channels(
+            &channels,
+            mailer_ready,
+            settings.unused_token_revoke_days,
+            &pass_id,
+            now,
+        )
+        .await?;
         report.finished_at = now + clock.elapsed().as_secs() as i64;
         self.metrics.local().notify_pass.observe(clock.elapsed());
         self.store.record_pass(&report.record()).await?;
@@ -362,7 +372,7 @@ impl Notifier {
         Ok(())
     }
 
-    fn variables(&self, due: &DueToken, email: &str, now: i64) -> Variables {
+    pub(super) fn variables(&self, due: &DueToken, email: &str, now: i64) -> Variables {
         let expires =
             jiff::Timestamp::from_second(due.expires_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let local = expires
@@ -431,7 +441,7 @@ struct Window {
 }
 
 /// What channels are told of a reminder.
-fn expiring_message(vars: &Variables, expires_at: i64) -> Message {
+pub(super) fn expiring_message(vars: &Variables, expires_at: i64) -> Message {
     Message {
         event: "token.expiring",
         token_id: vars.token_id.clone(),

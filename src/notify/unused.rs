@@ -255,7 +255,7 @@ impl Warning {
     }
 }
 
-fn warning_message(token: &UnusedToken, left: i64, revoke_at: i64) -> Message {
+pub(super) fn warning_message(token: &UnusedToken, left: i64, revoke_at: i64) -> Message {
     Message {
         event: "token.unused_warning",
         token_id: token.token_id.clone(),

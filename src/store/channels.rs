@@ -38,6 +38,21 @@ pub struct ChannelRecord {
     pub failing_since: Option<i64>,
 }
 
+/// A channel's delivery of a token's reminder (or warning) to retry: it failed, or
+/// was left claimed by a process that died, while the e-mail went out.
+#[derive(Debug, Clone)]
+pub struct ChannelRetry {
+    pub channel_id: String,
+    pub token_id: String,
+    /// The reminder day (`expiry`), or the last use warned about (`unused`).
+    pub reminder: i64,
+    pub username: String,
+    pub name: String,
+    pub expires_at: Option<i64>,
+    /// When the e-mail went out.
+    pub sent_at: i64,
+}
+
 /// A channel to create.
 pub struct NewChannel<'a> {
     pub id: &'a str,
@@ -280,5 +295,56 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Up to `limit` channel deliveries of `kind` to retry: failed in another pass,
+    /// or claimed before `stale_before`, for a live token of an enabled user whose
+    /// e-mail of that reminder went out (a reminder still to send retries its
+    /// channels itself), and for `unused` a token still unused since the same use.
+    pub async fn due_channel_retries(
+        &self,
+        kind: &str,
+        now: i64,
+        stale_before: i64,
+        pass: &str,
+        limit: i64,
+    ) -> Result<Vec<ChannelRetry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cs.channel_id, cs.token_id, cs.reminder, t.username, t.name, t.expires_at, \
+             n.sent_at FROM channel_sends cs \
+             JOIN notifications n ON n.token_id = cs.token_id AND n.kind = cs.kind \
+             AND n.reminder = cs.reminder AND n.status = 'sent' \
+             JOIN tokens t ON t.id = cs.token_id \
+             JOIN users u ON u.username = t.username \
+             WHERE cs.kind = $1 AND t.revoked_at IS NULL AND t.replaced_by IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.disabled = FALSE \
+             AND (cs.kind <> 'unused' OR COALESCE(t.last_used_at, t.created_at) = cs.reminder) \
+             AND ((cs.status = 'failed' AND cs.claimed_by <> $4) \
+                  OR (cs.status = 'claimed' AND cs.claimed_at < $3)) \
+             ORDER BY cs.token_id, cs.channel_id LIMIT $5",
+        )
+        .bind(kind)
+        .bind(now)
+        .bind(stale_before)
+        .bind(pass)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChannelRetry {
+                    channel_id: row.try_get("channel_id")?,
+                    token_id: row.try_get("token_id")?,
+                    reminder: row.try_get("reminder")?,
+                    username: row.try_get("username")?,
+                    name: row.try_get("name")?,
+                    expires_at: row.try_get("expires_at")?,
+                    sent_at: row
+                        .try_get::<Option<i64>, _>("sent_at")?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 }

@@ -42,7 +42,7 @@ mod users;
 use crate::core::error::ApiError;
 use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
-pub use channels::{ChannelRecord, NewChannel, CHANNEL_KINDS};
+pub use channels::{ChannelRecord, ChannelRetry, NewChannel, CHANNEL_KINDS};
 pub use freshness::{
     DueRevalidation, FreshnessSummary, RevalidationResult, UserFreshness, FROM_REVALIDATION,
     FROM_SCIM, FROM_SIGNIN,
