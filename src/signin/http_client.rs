@@ -68,11 +68,12 @@ impl HttpClient {
         req: Request<Vec<u8>>,
         to: Option<std::net::SocketAddr>,
     ) -> Result<Response<Vec<u8>>, HttpError> {
-        let where_ = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        // Host and port only: a URL's user information may be a secret.
+        let where_ = match (req.uri().host(), req.uri().port_u16()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => String::new(),
+        };
         tokio::time::timeout(self.timeout, self.exchange(req, to))
             .await
             .map_err(|_| HttpError::Timeout(where_, self.timeout))?
@@ -147,4 +148,28 @@ where
         .map_err(|e| failed(&e))?
         .to_bytes();
     Ok(Response::from_parts(parts, body.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_name_no_user_information() {
+        // Accepts, and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let (_stream, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let client = HttpClient::new(None, Duration::from_millis(300)).unwrap();
+        let request = Request::post(format!("http://hook:s3cret@127.0.0.1:{port}/x"))
+            .body(Vec::new())
+            .unwrap();
+        let error = client.send(request).await.unwrap_err().to_string();
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+        held.abort();
+    }
 }
