@@ -452,6 +452,10 @@ async fn an_unused_token_is_kept_until_its_warning_goes_out(db: TestDb) {
     let (carols, _) = gw
         .create_token("carol", "unreachable", Expiration::Never)
         .await;
+    user(&gw, "dave", Some("dave@example.com")).await;
+    let (daves, _) = gw.create_token("dave", "left", Expiration::Never).await;
+    // Dave has left: disabled users are warned of nothing.
+    gw.set_disabled("dave", true).await;
     let since = api(&gw).store.get_token(&bobs).await.unwrap().created_at;
     let revoked = |id: String| {
         let gw = &gw;
@@ -464,14 +468,15 @@ async fn an_unused_token_is_kept_until_its_warning_goes_out(db: TestDb) {
     assert_eq!(failed.unused_warned, 0, "{failed:?}");
 
     // 30 days: Bob was never warned, so his token stays and works; Carol cannot be
-    // warned at all (no address, no channel), so hers goes.
+    // warned at all (no address, no channel), nor Dave, so theirs go.
     let due = pass_settled(&gw, since + 30 * DAY + 60).await;
-    assert_eq!((due.unused_revoked, due.unused_held), (1, 1), "{due:?}");
+    assert_eq!((due.unused_revoked, due.unused_held), (2, 1), "{due:?}");
     assert!(due
         .summary()
         .contains("1 kept until their warning goes out"));
     assert!(!revoked(bobs.clone()).await, "not revoked unwarned");
     assert!(revoked(carols.clone()).await, "no way to warn: revoked");
+    assert!(revoked(daves).await, "disabled: revoked");
     let info = gw.url("/deployit/server/info");
     let answer = get(&info, &[("x-deploy-personal-token", &plain)]).await;
     assert_eq!(answer.status, 200, "still works");

@@ -106,12 +106,12 @@ impl Notifier {
                 break;
             };
             after = last.token_id.clone();
-            for (token, warned) in batch {
+            for (token, warning_done) in batch {
                 // The owner is warned before the token goes: one whose warning has not
                 // gone out (it is retried above) keeps the token, unless no message
                 // can reach them at all (no address, or no e-mail set up, and no
                 // channel).
-                if !warned
+                if !warning_done
                     && !self
                         .unused_recipients(&token, mail_set_up, channels)
                         .await

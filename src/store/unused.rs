@@ -82,10 +82,11 @@ impl Store {
 
     /// Up to `limit` live tokens unused since `unused_before` or earlier whose
     /// warning, if one went out for this stretch, went out at `warned_before` or
-    /// earlier (a warned token always has its days), each with whether it went out:
-    /// one whose warning did not (failed, still being sent, or never tried) is
-    /// revoked only when its owner cannot be warned at all, which the caller
-    /// decides.
+    /// earlier (a warned token always has its days), each with whether its warning
+    /// is done: it went out, or none is due (a disabled user's tokens are warned of
+    /// nothing). One whose warning is not done (failed, still being sent, or never
+    /// tried) is revoked only when its owner cannot be warned at all, which the
+    /// caller decides.
     pub async fn due_unused_revocations(
         &self,
         unused_before: i64,
@@ -96,7 +97,8 @@ impl Store {
     ) -> Result<Vec<(UnusedToken, bool)>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.id, t.username, t.name, COALESCE(t.last_used_at, t.created_at) AS since, \
-             u.email, CASE WHEN n.sent_at IS NULL THEN 0 ELSE 1 END AS warned FROM tokens t \
+             u.email, CASE WHEN n.sent_at IS NOT NULL OR u.disabled = TRUE THEN 1 ELSE 0 END \
+             AS warning_done FROM tokens t \
              JOIN users u ON u.username = t.username \
              LEFT JOIN notifications n ON n.token_id = t.id AND n.kind = 'unused' \
              AND n.reminder = COALESCE(t.last_used_at, t.created_at) AND n.status = 'sent' \
@@ -114,7 +116,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((unused_token(row)?, row.try_get::<i64, _>("warned")? != 0)))
+            .map(|row| {
+                Ok((
+                    unused_token(row)?,
+                    row.try_get::<i64, _>("warning_done")? != 0,
+                ))
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
