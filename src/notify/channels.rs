@@ -236,7 +236,7 @@ impl Deliverer {
         };
         let mut wait = FIRST_RETRY;
         for attempt in 1..=ATTEMPTS {
-            let address = match target(&host, port, guarded).await {
+            let address = match target(&host, port, guarded, settings.send_timeout).await {
                 Ok(address) => address,
                 Err(Unreachable::Refused(refused)) => {
                     tracing::warn!(channel = %channel.id, event = message.event, error = refused, "notification channel delivery refused");
@@ -296,9 +296,18 @@ enum Unreachable {
 /// The address to post to: `host` resolved, and when `guarded`, none of its addresses
 /// internal ([`super::address`]). The request goes to this address, not to a second
 /// resolution that could answer otherwise.
-async fn target(host: &str, port: u16, guarded: bool) -> Result<SocketAddr, Unreachable> {
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare_host(host), port))
+async fn target(
+    host: &str,
+    port: u16,
+    guarded: bool,
+    timeout: Duration,
+) -> Result<SocketAddr, Unreachable> {
+    let lookup = tokio::net::lookup_host((bare_host(host), port));
+    let addresses: Vec<SocketAddr> = tokio::time::timeout(timeout, lookup)
         .await
+        .map_err(|_| {
+            Unreachable::Unresolved(format!("host {host:?} did not resolve within {timeout:?}"))
+        })?
         .map_err(|e| Unreachable::Unresolved(format!("could not resolve host {host:?}: {e}")))?
         .collect();
     if guarded {
