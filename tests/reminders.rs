@@ -26,10 +26,16 @@ on_both_backends!(
     two_gateways_on_one_database_send_each_reminder_once,
     reminder_days_are_checked_and_days_before_still_works,
     an_unused_token_is_warned_once_then_revoked_and_refused,
+    an_unused_token_is_kept_until_its_warning_goes_out,
     a_rotated_token_counts_from_its_rotation,
     channels_receive_signed_webhooks_slack_and_teams_messages,
     a_failing_channel_is_retried_recorded_and_shown,
     channel_hosts_limit_where_channels_post,
+    a_users_channel_reaches_no_internal_address,
+    a_listed_host_lets_a_users_channel_reach_an_internal_receiver,
+    channels_hear_of_a_reminder_once_while_its_email_is_retried,
+    a_channel_that_failed_is_retried_alone_after_the_email_went_out,
+    a_warnings_failed_channel_is_retried_with_the_same_date,
     a_service_accounts_reminders_reach_all_its_active_owners,
 );
 
@@ -38,6 +44,8 @@ const CHANNELS: &str = "/patgate/api/v1/notification-channels";
 const NOTIFICATIONS: &str = "/patgate/api/v1/notifications";
 const DAY: i64 = 86_400;
 const SECRET: &str = "a-webhook-signing-secret";
+/// Attempts per channel delivery in one pass.
+const ATTEMPTS: usize = patgate::notify::channels::ATTEMPTS as usize;
 
 /// A gateway whose own schedule is off: tests run passes themselves.
 async fn start(db: &TestDb) -> (Upstream, Gateway) {
@@ -56,6 +64,20 @@ async fn start_with(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway) 
     (upstream, gw)
 }
 
+/// A gateway started with `extra`, mailing through a real SMTP server one reminder a
+/// week before expiry.
+async fn weekly_reminders(db: &TestDb, extra: &[(&str, &str)]) -> (Upstream, Gateway, SmtpServer) {
+    let (upstream, gw) = start_with(db, extra).await;
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_through(
+        &gw,
+        smtp.port,
+        json!({"notifications": {"reminder_days": [7]}}),
+    )
+    .await;
+    (upstream, gw, smtp)
+}
+
 async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<&Value>) -> Answer {
     as_user(method, &gw.url(path), "admin", "admin-pw", body).await
 }
@@ -66,11 +88,16 @@ fn api(gw: &Gateway) -> Arc<Api> {
 
 /// An SMTP server item on `port`, chosen for notifications, with `extra` settings.
 async fn mail_through(gw: &Gateway, port: u16, extra: Value) {
+    mail_via(gw, "relay", port, extra).await
+}
+
+/// [`mail_through`] an item named `name`.
+async fn mail_via(gw: &Gateway, name: &str, port: u16, extra: Value) {
     let made = admin(
         gw,
         "POST",
         "/patgate/api/v1/smtp-servers",
-        Some(&json!({"name": "relay", "host": "127.0.0.1", "port": port,
+        Some(&json!({"name": name, "host": "127.0.0.1", "port": port,
             "from_address": "Deploy <deploy@example.com>"})),
     )
     .await;
@@ -415,6 +442,73 @@ async fn an_unused_token_is_warned_once_then_revoked_and_refused(db: TestDb) {
     );
 }
 
+async fn an_unused_token_is_kept_until_its_warning_goes_out(db: TestDb) {
+    let (_upstream, gw) = start(&db).await;
+    // E-mail is set up, but nothing listens: every warning fails.
+    mail_through(&gw, free_port(), json!({"unused_token_revoke_days": 30})).await;
+    user(&gw, "bob", Some("bob@example.com")).await;
+    user(&gw, "carol", None).await;
+    let (bobs, plain) = gw.create_token("bob", "forgotten", Expiration::Never).await;
+    let (carols, _) = gw
+        .create_token("carol", "unreachable", Expiration::Never)
+        .await;
+    user(&gw, "dave", Some("dave@example.com")).await;
+    let (daves, _) = gw.create_token("dave", "left", Expiration::Never).await;
+    // Dave has left: disabled users are warned of nothing.
+    gw.set_disabled("dave", true).await;
+    let since = api(&gw).store.get_token(&bobs).await.unwrap().created_at;
+    let revoked = |id: String| {
+        let gw = &gw;
+        async move {
+            let token = api(gw).store.get_token(&id).await.unwrap();
+            token.revoked_at.is_some()
+        }
+    };
+    let failed = pass_settled(&gw, since + 23 * DAY + 60).await;
+    assert_eq!(failed.unused_warned, 0, "{failed:?}");
+
+    // 30 days: Bob was never warned, so his token stays and works; Carol cannot be
+    // warned at all (no address, no channel), nor Dave, so theirs go.
+    let due = pass_settled(&gw, since + 30 * DAY + 60).await;
+    assert_eq!((due.unused_revoked, due.unused_held), (2, 1), "{due:?}");
+    assert!(due
+        .summary()
+        .contains("1 kept until their warning goes out"));
+    assert!(!revoked(bobs.clone()).await, "not revoked unwarned");
+    assert!(revoked(carols.clone()).await, "no way to warn: revoked");
+    assert!(revoked(daves).await, "disabled: revoked");
+    let info = gw.url("/deployit/server/info");
+    let answer = get(&info, &[("x-deploy-personal-token", &plain)]).await;
+    assert_eq!(answer.status, 200, "still works");
+
+    // The mail server is fixed; the warning goes out on day 31, and the token has
+    // the 7 days it promises.
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_via(&gw, "fixed relay", smtp.port, json!({})).await;
+    let sent_at = since + 31 * DAY;
+    let warned = pass_settled(&gw, sent_at).await;
+    assert_eq!(
+        (warned.unused_warned, warned.unused_revoked),
+        (1, 0),
+        "{warned:?}"
+    );
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 1, "{:?}", subjects(&smtp));
+    let on = patgate::core::time::rfc3339(sent_at + 7 * DAY);
+    assert!(mails[0].decoded().contains(&on), "{}", mails[0].decoded());
+    let early = pass_settled(&gw, sent_at + 6 * DAY).await;
+    assert_eq!(early.unused_revoked, 0, "{early:?}");
+    assert!(!revoked(bobs.clone()).await);
+    let done = pass_settled(&gw, sent_at + 7 * DAY + 60).await;
+    assert_eq!(done.unused_revoked, 1, "{done:?}");
+    assert!(revoked(bobs).await);
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 2, "{:?}", subjects(&smtp));
+    assert!(mails[1]
+        .decoded()
+        .contains("revoked because it had not been used"));
+}
+
 async fn a_rotated_token_counts_from_its_rotation(db: TestDb) {
     let (_upstream, gw) = start(&db).await;
     let smtp = SmtpServer::start(Mode::Plain, false).await;
@@ -512,14 +606,9 @@ fn bodies(got: &Got) -> Vec<Value> {
 }
 
 async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
-    let (_upstream, gw) = start(&db).await;
-    let smtp = SmtpServer::start(Mode::Plain, false).await;
-    mail_through(
-        &gw,
-        smtp.port,
-        json!({"notifications": {"reminder_days": [7]}}),
-    )
-    .await;
+    // Alice's receiver is on loopback, which users' channels reach only when listed.
+    let (_upstream, gw, _smtp) =
+        weekly_reminders(&db, &[("PATGATE_NOTIFY__CHANNEL_HOSTS", "127.0.0.1")]).await;
     let (hook, hook_got) = receiver(0).await;
     let (slack, slack_got) = receiver(0).await;
     let (teams, teams_got) = receiver(0).await;
@@ -545,7 +634,7 @@ async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
             "not signed",
         ),
     ] {
-        let refused = admin(&gw, "POST", CHANNELS, Some(&body)).await;
+        let refused = admins_channel(&gw, &body).await;
         assert_eq!(refused.status, 422, "{body}: {:?}", refused.body);
         assert_eq!(refused.error_code(), "invalid_channel");
         assert!(
@@ -556,11 +645,9 @@ async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
     }
     assert_eq!(admin(&gw, "GET", CHANNELS, None).await.json(), json!([]));
 
-    let made = admin(
+    let made = admins_channel(
         &gw,
-        "POST",
-        CHANNELS,
-        Some(&json!({"kind": "webhook", "url": hook, "secret": SECRET})),
+        &json!({"kind": "webhook", "url": hook, "secret": SECRET}),
     )
     .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
@@ -572,13 +659,7 @@ async fn channels_receive_signed_webhooks_slack_and_teams_messages(db: TestDb) {
     assert_eq!(made.json()["secret_set"], true);
     let admin_hook = made.json()["id"].as_str().unwrap().to_string();
     for (kind, url) in [("slack", &slack), ("teams", &teams)] {
-        let made = admin(
-            &gw,
-            "POST",
-            CHANNELS,
-            Some(&json!({"kind": kind, "url": url})),
-        )
-        .await;
+        let made = admins_channel(&gw, &json!({"kind": kind, "url": url})).await;
         assert_eq!(made.status, 201, "{:?}", made.body);
     }
     // Alice's own channel: hers only, and she sees only it.
@@ -703,18 +784,7 @@ async fn a_failing_channel_is_retried_recorded_and_shown(db: TestDb) {
     mail_through(&gw, smtp.port, json!({})).await;
     let (flaky, flaky_got) = receiver(2).await;
     let (dead, dead_got) = receiver(usize::MAX).await;
-    let mut ids = Vec::new();
-    for url in [&flaky, &dead] {
-        let made = admin(
-            &gw,
-            "POST",
-            CHANNELS,
-            Some(&json!({"kind": "slack", "url": url})),
-        )
-        .await;
-        assert_eq!(made.status, 201, "{:?}", made.body);
-        ids.push(made.json()["id"].as_str().unwrap().to_string());
-    }
+    let ids = admins_slack_channels(&gw, &[&flaky, &dead]).await;
     user(&gw, "alice", Some("alice@example.com")).await;
     let now = patgate::core::time::now();
     token(&gw, "alice", "soon", Some(now + DAY)).await;
@@ -775,43 +845,284 @@ async fn channel_hosts_limit_where_channels_post(db: TestDb) {
         "http://169.254.169.254/latest",
         "https://example.com/x",
     ] {
-        let refused = as_user(
-            "POST",
-            &gw.url(CHANNELS),
-            "alice",
-            "alice-pw",
-            Some(&json!({"kind": "slack", "url": url})),
-        )
-        .await;
-        assert_eq!(refused.status, 422, "{url}: {:?}", refused.body);
-        assert_eq!(refused.error_code(), "invalid_channel");
-        assert!(String::from_utf8_lossy(&refused.body).contains("notify.channel_hosts"));
+        assert!(refused_for_alice(&gw, url)
+            .await
+            .contains("notify.channel_hosts"));
     }
     for url in [
         "https://hooks.slack.com/services/T/B/X",
         "https://teams.example.com/hook",
     ] {
-        let made = as_user(
-            "POST",
-            &gw.url(CHANNELS),
-            "alice",
-            "alice-pw",
-            Some(&json!({"kind": "slack", "url": url})),
-        )
-        .await;
+        let made = alices_channel(&gw, &json!({"kind": "slack", "url": url})).await;
         assert_eq!(made.status, 201, "{url}: {:?}", made.body);
     }
 }
 
-async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {
+/// The administrator asks for a channel.
+async fn admins_channel(gw: &Gateway, body: &Value) -> Answer {
+    admin(gw, "POST", CHANNELS, Some(body)).await
+}
+
+/// The administrator's Slack channels to `urls`: their ids.
+async fn admins_slack_channels(gw: &Gateway, urls: &[&String]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for url in urls {
+        let made = admins_channel(gw, &json!({"kind": "slack", "url": url})).await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        ids.push(made.json()["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// Alice asks for a channel of her own.
+async fn alices_channel(gw: &Gateway, body: &Value) -> Answer {
+    as_user("POST", &gw.url(CHANNELS), "alice", "alice-pw", Some(body)).await
+}
+
+/// Alice's Slack channel to `url` is refused as `invalid_channel`: the answer's text.
+async fn refused_for_alice(gw: &Gateway, url: &str) -> String {
+    let refused = alices_channel(gw, &json!({"kind": "slack", "url": url})).await;
+    assert_eq!(refused.status, 422, "{url}: {:?}", refused.body);
+    assert_eq!(refused.error_code(), "invalid_channel");
+    String::from_utf8_lossy(&refused.body).to_string()
+}
+
+/// A pass as of `now`, once its channel deliveries are done.
+async fn pass_settled(gw: &Gateway, now: i64) -> patgate::notify::PassReport {
+    let notifier = &api(gw).notifier;
+    let pass = notifier.run_pass(now, Cause::Command).await.unwrap();
+    notifier.channels.settled().await;
+    pass
+}
+
+/// The reason a channel's last delivery failed, as the notifications page shows it.
+async fn failing_reason(gw: &Gateway, id: &str) -> String {
+    let status = admin(gw, "GET", NOTIFICATIONS, None).await.json();
+    let failing = status["failing_channels"].as_array().unwrap();
+    let channel = failing.iter().find(|c| c["id"] == id);
+    let channel = channel.unwrap_or_else(|| panic!("{id} not failing: {status}"));
+    channel["last_error"].as_str().unwrap().to_string()
+}
+
+async fn a_users_channel_reaches_no_internal_address(db: TestDb) {
+    let (_upstream, gw, _smtp) = weekly_reminders(&db, &[]).await;
+    let (hook, hook_got) = receiver(0).await;
+    let port = hook.parse::<http::Uri>().unwrap().port_u16().unwrap();
+
+    // Where the URL itself tells, a user's channel is refused when created.
+    for (url, kind) in [
+        (hook.clone(), "loopback"),
+        (format!("http://localhost:{port}/hook"), "loopback"),
+        ("http://[::1]/hook".to_string(), "loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data".to_string(),
+            "link-local",
+        ),
+        ("http://10.0.0.5/hook".to_string(), "private"),
+        ("https://192.168.1.10/hook".to_string(), "private"),
+        ("http://[fd00::5]/hook".to_string(), "private"),
+        ("http://0.0.0.0/hook".to_string(), "unspecified"),
+    ] {
+        let text = refused_for_alice(&gw, &url).await;
+        assert!(
+            text.contains(&format!("a {kind} address")) && text.contains("notify.channel_hosts"),
+            "{url}: {text}"
+        );
+    }
+    let hers = as_user("GET", &gw.url(CHANNELS), "alice", "alice-pw", None).await;
+    assert_eq!(hers.json(), json!([]), "nothing stored");
+
+    // An administrator's channel, personal or not, may post to an internal receiver.
+    let admins = admins_channel(
+        &gw,
+        &json!({"kind": "slack", "url": hook, "personal": true}),
+    )
+    .await;
+    assert_eq!(admins.status, 201, "{:?}", admins.body);
+    assert_eq!(admins.json()["owner"], "admin");
+
+    // A name that resolves to loopback, which creation cannot tell (a channel made
+    // before, or a name of the user's own DNS): refused when delivering, once, and
+    // shown as failing with the reason and no part of the URL's path.
+    let now = patgate::core::time::now();
+    let sneaky = api(&gw)
+        .store
+        .create_channel(&patgate::store::NewChannel {
+            id: "ch_sneaky",
+            owner: Some("alice"),
+            kind: "slack",
+            url: &format!("http://localhost:{port}/hook/T0/B0/secret-path"),
+            secret: None,
+            created_by: "alice",
+            made_by_admin: false,
+            now,
+        })
+        .await
+        .unwrap();
+    user(&gw, "alice", Some("alice@example.com")).await;
+    user(&gw, "admin", Some("admin@example.com")).await;
+    token(&gw, "alice", "alice's pipeline", Some(now + 3 * DAY)).await;
+    token(&gw, "admin", "admin's pipeline", Some(now + 3 * DAY)).await;
+    let pass = pass_settled(&gw, now).await;
+    assert_eq!(pass.sent, 2, "{pass:?}");
+    let got = bodies(&hook_got);
+    assert_eq!(
+        got.len(),
+        1,
+        "only the administrator's channel posted: {got:?}"
+    );
+    assert!(got[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("\"admin's pipeline\" of admin"));
+    let reason = failing_reason(&gw, &sneaky.id).await;
+    assert!(
+        reason.contains("resolves to") && reason.contains("a loopback address"),
+        "{reason}"
+    );
+    assert!(reason.contains("notify.channel_hosts"), "{reason}");
+    assert!(!reason.contains("secret-path"), "{reason}");
+    let attempts = api(&gw).store.deliveries(&sneaky.id).await.unwrap();
+    assert_eq!(attempts.len(), 1, "a refusal is not retried: {attempts:?}");
+    assert_eq!(attempts[0].2, "failed");
+}
+
+async fn a_listed_host_lets_a_users_channel_reach_an_internal_receiver(db: TestDb) {
+    let (_upstream, gw, _smtp) =
+        weekly_reminders(&db, &[("PATGATE_NOTIFY__CHANNEL_HOSTS", "127.0.0.1")]).await;
+    let (hook, hook_got) = receiver(0).await;
+    let made = alices_channel(&gw, &json!({"kind": "slack", "url": hook})).await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    user(&gw, "alice", Some("alice@example.com")).await;
+    let now = patgate::core::time::now();
+    token(&gw, "alice", "alice's pipeline", Some(now + 3 * DAY)).await;
+    let pass = pass_settled(&gw, now).await;
+    assert_eq!(pass.sent, 1, "{pass:?}");
+    assert_eq!(bodies(&hook_got).len(), 1);
+}
+
+/// Two administrators' channels, one that answers and one that fails every attempt
+/// of the first pass, then answers, and Alice's token expiring in 3 days: what each
+/// channel got, their ids and the instant of the first pass.
+async fn told_and_flaky(gw: &Gateway) -> (Got, Got, Vec<String>, i64) {
+    let (told, told_got) = receiver(0).await;
+    let (flaky, flaky_got) = receiver(ATTEMPTS).await;
+    let ids = admins_slack_channels(gw, &[&told, &flaky]).await;
+    user(gw, "alice", Some("alice@example.com")).await;
+    let now = patgate::core::time::now();
+    token(gw, "alice", "soon", Some(now + 3 * DAY)).await;
+    (told_got, flaky_got, ids, now)
+}
+
+async fn channels_hear_of_a_reminder_once_while_its_email_is_retried(db: TestDb) {
     let (_upstream, gw) = start(&db).await;
-    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    // Nothing listens there: every e-mail fails, and every pass retries it.
     mail_through(
         &gw,
-        smtp.port,
+        free_port(),
         json!({"notifications": {"reminder_days": [7]}}),
     )
     .await;
+    let (told_got, flaky_got, ids, now) = told_and_flaky(&gw).await;
+
+    let first = pass_settled(&gw, now).await;
+    assert_eq!((first.sent, first.failed), (0, 1), "{first:?}");
+    assert_eq!(told_got.lock().unwrap().len(), 1);
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS);
+    for at in [now + 60, now + 120] {
+        let retried = pass_settled(&gw, at).await;
+        assert_eq!(retried.failed, 1, "the e-mail is retried: {retried:?}");
+    }
+    // The channel told is not told again; the one that failed is retried, once.
+    assert_eq!(told_got.lock().unwrap().len(), 1, "told once");
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS + 1);
+    let statuses: Vec<String> = api(&gw)
+        .store
+        .deliveries(&ids[1])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, status, _)| status)
+        .collect();
+    assert_eq!(statuses.last().map(String::as_str), Some("delivered"));
+    assert_eq!(api(&gw).store.deliveries(&ids[0]).await.unwrap().len(), 1);
+    let listed = admin(&gw, "GET", CHANNELS, None).await.json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["last_status"] == "delivered"),
+        "{listed}"
+    );
+}
+
+async fn a_channel_that_failed_is_retried_alone_after_the_email_went_out(db: TestDb) {
+    let (_upstream, gw, smtp) = weekly_reminders(&db, &[]).await;
+    let (told_got, flaky_got, ids, now) = told_and_flaky(&gw).await;
+    let first = pass_settled(&gw, now).await;
+    assert_eq!(first.sent, 1, "{first:?}");
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS);
+    for at in [now + 60, now + 120] {
+        let next = pass_settled(&gw, at).await;
+        assert_eq!(
+            (next.due, next.sent),
+            (0, 0),
+            "the e-mail is done: {next:?}"
+        );
+    }
+    assert_eq!(smtp.received().len(), 1, "one e-mail");
+    assert_eq!(told_got.lock().unwrap().len(), 1, "told once");
+    let retried = bodies(&flaky_got);
+    assert_eq!(
+        retried.len(),
+        ATTEMPTS + 1,
+        "retried by the next pass, once"
+    );
+    assert!(
+        retried[ATTEMPTS]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"soon\" of alice expires in"),
+        "{retried:?}"
+    );
+    let listed = admin(&gw, "GET", CHANNELS, None).await.json();
+    let flaky_view = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == ids[1].as_str());
+    assert_eq!(flaky_view.unwrap()["last_status"], "delivered", "{listed}");
+}
+
+async fn a_warnings_failed_channel_is_retried_with_the_same_date(db: TestDb) {
+    let (_upstream, gw) = start(&db).await;
+    let smtp = SmtpServer::start(Mode::Plain, false).await;
+    mail_through(&gw, smtp.port, json!({"unused_token_revoke_days": 30})).await;
+    let (flaky, flaky_got) = receiver(ATTEMPTS).await;
+    admins_slack_channels(&gw, &[&flaky]).await;
+    user(&gw, "bob", Some("bob@example.com")).await;
+    let (id, _) = gw.create_token("bob", "forgotten", Expiration::Never).await;
+    let since = api(&gw).store.get_token(&id).await.unwrap().created_at;
+    let warned_at = since + 23 * DAY + 60;
+    let warned = pass_settled(&gw, warned_at).await;
+    assert_eq!(warned.unused_warned, 1, "{warned:?}");
+    assert_eq!(flaky_got.lock().unwrap().len(), ATTEMPTS);
+    for at in [warned_at + 60, warned_at + 120] {
+        assert_eq!(pass_settled(&gw, at).await.unused_warned, 0);
+    }
+    assert_eq!(smtp.received().len(), 1, "one e-mail");
+    let got = bodies(&flaky_got);
+    assert_eq!(got.len(), ATTEMPTS + 1, "retried once: {got:?}");
+    let on = patgate::core::time::rfc3339(warned_at + 7 * DAY);
+    for warning in [&got[0], &got[ATTEMPTS]] {
+        let text = warning["text"].as_str().unwrap();
+        assert!(text.contains(&format!("will be revoked on {on}")), "{text}");
+    }
+}
+
+async fn a_service_accounts_reminders_reach_all_its_active_owners(db: TestDb) {
+    let (_upstream, gw, smtp) = weekly_reminders(&db, &[]).await;
     user(&gw, "alice", Some("alice@example.com")).await;
     user(&gw, "bob", Some("bob@example.com")).await;
     user(&gw, "carol", Some("carol@example.com")).await;

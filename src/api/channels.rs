@@ -2,7 +2,9 @@
 //! and revocations go besides e-mail. Administrators' channels (no owner) hear about
 //! every token; any signed-in user may add channels of their own, which hear only
 //! about their tokens, and sees and deletes only those. A webhook's secret is
-//! write-only: sealed before it is stored, never answered or logged.
+//! write-only: sealed before it is stored, never answered or logged. A user's channel
+//! may not post to an internal address ([`crate::notify::address`]); an
+//! administrator's may.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -106,7 +108,7 @@ pub async fn list(
     operation_id = "notification_channels_create", request_body = NewChannelBody,
     security(("password" = []), ("session" = [])),
     responses((status = 201, body = ChannelView),
-        (status = 422, description = "`invalid_channel`: unknown kind, a URL that is not http(s), or a missing or misfit secret")))]
+        (status = 422, description = "`invalid_channel`: unknown kind, a URL that is not http(s), a host outside `notify.channel_hosts`, a user's URL naming an internal address (loopback, link-local, private, unspecified, multicast, broadcast, `localhost`) whose host is not listed in `notify.channel_hosts`, or a missing or misfit secret")))]
 pub async fn create(
     State(api): State<ApiRef>,
     caller: Caller,
@@ -129,8 +131,15 @@ pub async fn create(
         .ok()
         .and_then(|u| u.host().map(str::to_string))
         .unwrap_or_default();
-    if !api.notifier.settings().channel_host_allowed(&host) {
+    let settings = api.notifier.settings();
+    if !settings.channel_host_allowed(&host) {
         return Err(invalid(crate::notify::channel_host_refused(&host)));
+    }
+    let made_by_admin = caller.acts_as_admin();
+    if !made_by_admin && !settings.channel_host_listed(&host) {
+        if let Some(refused) = crate::notify::address::literal_refusal(&host) {
+            return Err(invalid(refused));
+        }
     }
     let secret = match (kind, body.secret) {
         ("webhook", None) => {
@@ -168,6 +177,7 @@ pub async fn create(
             url,
             secret: sealed.as_ref(),
             created_by: &caller.username,
+            made_by_admin,
             now: crate::core::time::now(),
         })
         .await?;

@@ -47,7 +47,9 @@ pub struct PassView {
     pub sent: i64,
     pub failed: i64,
     pub skipped: i64,
-    /// Why nothing was sent, skipped tokens and why, failures and why.
+    /// Why nothing was sent, skipped tokens and why, failures and why; unused tokens
+    /// warned (`unused_warned`), revoked (`unused_revoked`) and due but kept until
+    /// their warning goes out (`unused_held`).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }

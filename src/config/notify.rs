@@ -33,7 +33,9 @@ pub struct Notify {
     /// hosts); empty: any host.
     pub smtp_hosts: Vec<String>,
     /// The hosts notification channels may post to, written as `smtp_hosts`; empty:
-    /// any host.
+    /// any host. A host listed here may be posted to even when it is internal (a
+    /// user's channel may otherwise not reach loopback, link-local or private
+    /// addresses, [`crate::notify::address`]).
     pub channel_hosts: Vec<String>,
 }
 
@@ -46,6 +48,12 @@ impl Notify {
     /// Whether a notification channel may post to `host`.
     pub fn channel_host_allowed(&self, host: &str) -> bool {
         host_allowed(&self.channel_hosts, host)
+    }
+
+    /// Whether the operator listed `host` in `notify.channel_hosts` (an empty list
+    /// lists none): a user's channel may then post to it even at an internal address.
+    pub fn channel_host_listed(&self, host: &str) -> bool {
+        !self.channel_hosts.is_empty() && host_allowed(&self.channel_hosts, host)
     }
 }
 

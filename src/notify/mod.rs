@@ -16,10 +16,12 @@ use crate::config::{Config, Notify};
 use crate::metrics::Metrics;
 use crate::store::{SmtpServerRecord, Store, StoreError};
 
+pub mod address;
 pub mod channels;
 pub mod leaked;
 pub mod pass;
 pub mod recipients;
+mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod smtp;

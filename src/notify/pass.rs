@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use super::channels::{Deliverer, Message};
+use super::channels::{Deliverer, Message, Once};
 use super::recipients::{recipients_of, Recipients};
 use super::smtp::{Mail, Mailer};
 use super::templates::{Templates, Variables};
@@ -65,18 +65,21 @@ pub struct PassReport {
     pub unused_warned: i64,
     /// Unused tokens revoked.
     pub unused_revoked: i64,
+    /// Unused tokens due for revocation but kept: their owner can be warned and the
+    /// warning has not gone out yet (it is retried).
+    pub unused_held: i64,
 }
 
 impl PassReport {
     /// One line, for the command line and the log.
     pub fn summary(&self) -> String {
         let line = self.sent_summary();
-        if self.unused_warned + self.unused_revoked == 0 {
+        if self.unused_warned + self.unused_revoked + self.unused_held == 0 {
             return line;
         }
         format!(
-            "{line}; unused tokens: {} warned, {} revoked",
-            self.unused_warned, self.unused_revoked
+            "{line}; unused tokens: {} warned, {} revoked, {} kept until their warning goes out",
+            self.unused_warned, self.unused_revoked, self.unused_held
         )
     }
 
@@ -107,6 +110,7 @@ impl PassReport {
                 "claimed_elsewhere": self.claimed_elsewhere,
                 "unused_warned": self.unused_warned,
                 "unused_revoked": self.unused_revoked,
+                "unused_held": self.unused_held,
                 "skipped_tokens": self.skipped_tokens,
                 "failures": self.failures,
             }),
@@ -159,6 +163,7 @@ impl Notifier {
             failures: Vec::new(),
             unused_warned: 0,
             unused_revoked: 0,
+            unused_held: 0,
         };
         let settings = self.store.notify_settings().await?;
         let channels = self.store.channels(None).await?;
@@ -192,11 +197,28 @@ impl Notifier {
                 Some(mailer)
             }
         };
-        // Unused tokens are revoked whether or not e-mail can be sent.
+        let mailer_ready = mailer.is_some();
+        // Unused tokens are revoked whether or not e-mail can be sent; while it is set
+        // up (even if failing now), an owner with an address is warned first.
         if let Some(days) = settings.unused_token_revoke_days {
-            self.retire_unused(days, mailer, &channels, &pass_id, now, &mut report)
+            let mail_set_up = idle_reason(&settings).is_none();
+            let retire = super::unused::Retire {
+                days,
+                mailer,
+                mail_set_up,
+            };
+            self.retire_unused(retire, &channels, &pass_id, now, &mut report)
                 .await?;
         }
+        // Channels whose delivery failed while the e-mail went out.
+        self.retry_channels(
+            &channels,
+            mailer_ready,
+            settings.unused_token_revoke_days,
+            &pass_id,
+            now,
+        )
+        .await?;
         report.finished_at = now + clock.elapsed().as_secs() as i64;
         self.metrics.local().notify_pass.observe(clock.elapsed());
         self.store.record_pass(&report.record()).await?;
@@ -350,7 +372,7 @@ impl Notifier {
         Ok(())
     }
 
-    fn variables(&self, due: &DueToken, email: &str, now: i64) -> Variables {
+    pub(super) fn variables(&self, due: &DueToken, email: &str, now: i64) -> Variables {
         let expires =
             jiff::Timestamp::from_second(due.expires_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let local = expires
@@ -419,7 +441,7 @@ struct Window {
 }
 
 /// What channels are told of a reminder.
-fn expiring_message(vars: &Variables, expires_at: i64) -> Message {
+pub(super) fn expiring_message(vars: &Variables, expires_at: i64) -> Message {
     Message {
         event: "token.expiring",
         token_id: vars.token_id.clone(),
@@ -472,8 +494,17 @@ impl Job {
             Ok(false) => return Outcome::ClaimedElsewhere,
             Err(e) => return Outcome::Failed(format!("could not claim in the database: {e}")),
         }
-        // Channels are told by the pass that holds the claim, as the e-mail is.
-        self.deliverer.deliver(&to.channels, &self.message);
+        // Channels are told by the pass that holds the claim, each once.
+        self.deliverer.deliver_once(
+            &to.channels,
+            &self.message,
+            Once {
+                which: self.which,
+                pass_id: self.pass_id.clone(),
+                now: self.now,
+                stale_before: self.stale_before,
+            },
+        );
         let outcome = match self.templates.render_apart(&self.vars).await {
             Err(e) => Err(e),
             Ok(_) if email.is_empty() => Ok(()),

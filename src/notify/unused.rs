@@ -7,13 +7,15 @@
 //! the pass already holds the SMTP transport, the claims that keep a warning to one
 //! e-mail across replicas, and the "now" tests move; and it reads no token table
 //! every minute. A warned token always has its 7 days: it is revoked no sooner than 7
-//! days after the warning went out.
+//! days after the warning went out. A token is revoked only once its warning went
+//! out, unless its owner cannot be warned at all (no address or no e-mail set up,
+//! and no channel): while the warning fails it is retried and the token kept.
 
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::channels::{Deliverer, Message};
+use super::channels::{Deliverer, Message, Once};
 use super::pass::{PassReport, BATCH};
 use super::recipients::{recipients_of, Recipients};
 use super::smtp::{Mail, Mailer};
@@ -27,18 +29,33 @@ use crate::store::{
 
 const DAY: i64 = 86_400;
 
+/// How unused tokens are retired in a pass.
+pub(super) struct Retire {
+    /// `unused_token_revoke_days`.
+    pub days: i64,
+    /// `None`: no e-mail can be sent now (channels still are).
+    pub mailer: Option<Arc<Mailer>>,
+    /// Whether e-mail is set up (enabled, an SMTP server chosen), even if it fails
+    /// now: an owner with an address can then be warned, and is before revocation.
+    pub mail_set_up: bool,
+}
+
 impl Notifier {
     /// Warns the owners of tokens nearing `days` unused, and revokes those that
-    /// reached it. `mailer` `None`: no e-mail can be sent (channels still are).
+    /// reached it whose warning went out, or whose owner cannot be warned at all.
     pub(super) async fn retire_unused(
         &self,
-        days: i64,
-        mailer: Option<Arc<Mailer>>,
+        retire: Retire,
         channels: &[ChannelRecord],
         pass_id: &str,
         now: i64,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
+        let Retire {
+            days,
+            mailer,
+            mail_set_up,
+        } = retire;
         let stale_before = now - self.settings().claim_lease.as_secs() as i64;
         let warn_before = now - (days - UNUSED_WARNING_DAYS) * DAY;
         let mut tasks: JoinSet<Result<bool, StoreError>> = JoinSet::new();
@@ -85,9 +102,24 @@ impl Notifier {
                 .store
                 .due_unused_revocations(revoke_before, warned_before, now, &after, BATCH)
                 .await?;
-            let Some(last) = batch.last() else { break };
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
             after = last.token_id.clone();
-            for token in batch {
+            for (token, warning_done) in batch {
+                // The owner is warned before the token goes: one whose warning has not
+                // gone out (it is retried above) keeps the token, unless no message
+                // can reach them at all (no address, or no e-mail set up, and no
+                // channel).
+                if !warning_done
+                    && !self
+                        .unused_recipients(&token, mail_set_up, channels)
+                        .await
+                        .is_empty()
+                {
+                    report.unused_held += 1;
+                    continue;
+                }
                 // Of several replicas, the one whose update revoked it tells the owner.
                 if !self
                     .store
@@ -190,8 +222,16 @@ impl Warning {
         }
         let revoke_at = (token.since + self.days * DAY).max(self.now + UNUSED_WARNING_DAYS * DAY);
         let left = (revoke_at - self.now + DAY - 1) / DAY;
-        self.deliverer
-            .deliver(&to.channels, &warning_message(&token, left, revoke_at));
+        self.deliverer.deliver_once(
+            &to.channels,
+            &warning_message(&token, left, revoke_at),
+            Once {
+                which,
+                pass_id: self.pass_id.clone(),
+                now: self.now,
+                stale_before: self.stale_before,
+            },
+        );
         let sent = match (&self.mailer, &to.email) {
             (Some(mailer), Some(email)) => mailer
                 .send(&warning_mail(&token, email, self.days, revoke_at))
@@ -215,7 +255,7 @@ impl Warning {
     }
 }
 
-fn warning_message(token: &UnusedToken, left: i64, revoke_at: i64) -> Message {
+pub(super) fn warning_message(token: &UnusedToken, left: i64, revoke_at: i64) -> Message {
     Message {
         event: "token.unused_warning",
         token_id: token.token_id.clone(),

@@ -49,17 +49,41 @@ impl HttpClient {
 
     /// Sends `req` (absolute URI) and reads the whole answer, all within the timeout.
     pub async fn send(&self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HttpError> {
-        let where_ = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tokio::time::timeout(self.timeout, self.exchange(req))
+        self.send_via(req, None).await
+    }
+
+    /// [`send`](Self::send), connecting to `address` (the URI's host resolved and
+    /// checked by the caller) rather than resolving the host again; the URI's host is
+    /// still what `Host` and TLS name.
+    pub async fn send_to(
+        &self,
+        req: Request<Vec<u8>>,
+        address: std::net::SocketAddr,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
+        self.send_via(req, Some(address)).await
+    }
+
+    async fn send_via(
+        &self,
+        req: Request<Vec<u8>>,
+        to: Option<std::net::SocketAddr>,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
+        // Host and port only: a URL's user information may be a secret.
+        let where_ = match (req.uri().host(), req.uri().port_u16()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => String::new(),
+        };
+        tokio::time::timeout(self.timeout, self.exchange(req, to))
             .await
             .map_err(|_| HttpError::Timeout(where_, self.timeout))?
     }
 
-    async fn exchange(&self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, HttpError> {
+    async fn exchange(
+        &self,
+        req: Request<Vec<u8>>,
+        to: Option<std::net::SocketAddr>,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
         let uri = req.uri().clone();
         let https = uri.scheme_str() == Some("https");
         let host = uri
@@ -68,9 +92,11 @@ impl HttpClient {
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let address = format!("{host}:{port}");
-        let tcp = TcpStream::connect(&address)
-            .await
-            .map_err(|e| HttpError::Connect(address.clone(), e))?;
+        let tcp = match to {
+            Some(to) => TcpStream::connect(to).await,
+            None => TcpStream::connect(&address).await,
+        }
+        .map_err(|e| HttpError::Connect(address.clone(), e))?;
         let (parts, body) = req.into_parts();
         let mut out = Request::from_parts(parts, Full::new(Bytes::from(body)));
         *out.uri_mut() = uri
@@ -122,4 +148,28 @@ where
         .map_err(|e| failed(&e))?
         .to_bytes();
     Ok(Response::from_parts(parts, body.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_name_no_user_information() {
+        // Accepts, and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let (_stream, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let client = HttpClient::new(None, Duration::from_millis(300)).unwrap();
+        let request = Request::post(format!("http://hook:s3cret@127.0.0.1:{port}/x"))
+            .body(Vec::new())
+            .unwrap();
+        let error = client.send(request).await.unwrap_err().to_string();
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+        held.abort();
+    }
 }

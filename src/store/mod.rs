@@ -42,7 +42,7 @@ mod users;
 use crate::core::error::ApiError;
 use crate::core::files;
 pub use audit::{AuditEntry, AuditEvent, AuditQuery};
-pub use channels::{ChannelRecord, NewChannel, CHANNEL_KINDS};
+pub use channels::{ChannelRecord, ChannelRetry, NewChannel, CHANNEL_KINDS};
 pub use freshness::{
     DueRevalidation, FreshnessSummary, RevalidationResult, UserFreshness, FROM_REVALIDATION,
     FROM_SCIM, FROM_SIGNIN,
@@ -194,6 +194,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "token inventory",
         include_str!("../../migrations/sqlite/0015_inventory.sql"),
     ),
+    (
+        16,
+        "channel addresses",
+        include_str!("../../migrations/sqlite/0016_channel_addresses.sql"),
+    ),
+    (
+        17,
+        "channel sends",
+        include_str!("../../migrations/sqlite/0017_channel_sends.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -270,6 +280,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "token inventory",
         include_str!("../../migrations/postgres/0015_inventory.sql"),
+    ),
+    (
+        16,
+        "channel addresses",
+        include_str!("../../migrations/postgres/0016_channel_addresses.sql"),
+    ),
+    (
+        17,
+        "channel sends",
+        include_str!("../../migrations/postgres/0017_channel_sends.sql"),
     ),
 ];
 

@@ -268,12 +268,7 @@ impl Store {
         .bind(which.reminder)
         .execute(&self.pool)
         .await;
-        match done {
-            Ok(d) => Ok(d.rows_affected() == 1),
-            // The token was deleted since it was selected.
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        claimed(done)
     }
 
     /// Records the outcome of a claimed notification: `error` `None` means sent. Only
@@ -420,4 +415,17 @@ fn pass_record(row: &AnyRow) -> Result<PassRecord, sqlx::Error> {
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or(serde_json::Value::Null),
     })
+}
+
+/// Whether a conditional claim (an insert, or an update of a row it may take over)
+/// won: one row written. A row it refers to deleted meanwhile (the token, the
+/// channel) is no claim.
+pub(super) fn claimed(
+    done: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+) -> Result<bool, StoreError> {
+    match done {
+        Ok(d) => Ok(d.rows_affected() == 1),
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }

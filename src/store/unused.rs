@@ -26,6 +26,18 @@ pub struct UnusedToken {
 /// token is given.
 pub const UNUSED_WARNING_DAYS: i64 = 7;
 
+fn unused_token(row: &sqlx::any::AnyRow) -> Result<UnusedToken, sqlx::Error> {
+    Ok(UnusedToken {
+        token_id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        name: row.try_get("name")?,
+        since: row.try_get("since")?,
+        email: row
+            .try_get::<Option<String>, _>("email")?
+            .filter(|e| !e.trim().is_empty()),
+    })
+}
+
 impl Store {
     /// Up to `limit` live tokens of enabled users unused since `unused_before` or
     /// earlier, not yet warned for this stretch of non-use: no row, a failed row from
@@ -63,25 +75,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| {
-                Ok(UnusedToken {
-                    token_id: row.try_get("id")?,
-                    username: row.try_get("username")?,
-                    name: row.try_get("name")?,
-                    since: row.try_get("since")?,
-                    email: row
-                        .try_get::<Option<String>, _>("email")?
-                        .filter(|e| !e.trim().is_empty()),
-                })
-            })
+            .map(unused_token)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
 
     /// Up to `limit` live tokens unused since `unused_before` or earlier whose
     /// warning, if one went out for this stretch, went out at `warned_before` or
-    /// earlier: a warned token always has its days, an owner who could not be
-    /// warned (no address, no way to send) does not hold up the revocation.
+    /// earlier (a warned token always has its days), each with whether its warning
+    /// is done: it went out, or none is due (a disabled user's tokens are warned of
+    /// nothing). One whose warning is not done (failed, still being sent, or never
+    /// tried) is revoked only when its owner cannot be warned at all, which the
+    /// caller decides.
     pub async fn due_unused_revocations(
         &self,
         unused_before: i64,
@@ -89,10 +94,11 @@ impl Store {
         now: i64,
         after: &str,
         limit: i64,
-    ) -> Result<Vec<UnusedToken>, StoreError> {
+    ) -> Result<Vec<(UnusedToken, bool)>, StoreError> {
         let rows = sqlx::query(
             "SELECT t.id, t.username, t.name, COALESCE(t.last_used_at, t.created_at) AS since, \
-             u.email FROM tokens t \
+             u.email, CASE WHEN n.sent_at IS NOT NULL OR u.disabled = TRUE THEN 1 ELSE 0 END \
+             AS warning_done FROM tokens t \
              JOIN users u ON u.username = t.username \
              LEFT JOIN notifications n ON n.token_id = t.id AND n.kind = 'unused' \
              AND n.reminder = COALESCE(t.last_used_at, t.created_at) AND n.status = 'sent' \
@@ -111,15 +117,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(UnusedToken {
-                    token_id: row.try_get("id")?,
-                    username: row.try_get("username")?,
-                    name: row.try_get("name")?,
-                    since: row.try_get("since")?,
-                    email: row
-                        .try_get::<Option<String>, _>("email")?
-                        .filter(|e| !e.trim().is_empty()),
-                })
+                Ok((
+                    unused_token(row)?,
+                    row.try_get::<i64, _>("warning_done")? != 0,
+                ))
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
