@@ -5,7 +5,7 @@
 use sqlx::any::AnyArguments;
 use sqlx::Row;
 
-use super::tokens::{active, token_record, TOKEN_COLUMNS};
+use super::tokens::{active, expiry, token_record, TOKEN_COLUMNS};
 use super::{Backend, Store, StoreError, TokenRecord};
 use crate::core::scope::{MadeBy, Scope};
 use crate::core::time::now;
@@ -80,31 +80,18 @@ impl SortKey {
     ];
 
     /// `ORDER BY` for this key. A token that never expires sorts as the latest expiry,
-    /// one never used as the oldest use, on both databases.
+    /// one never used as the oldest use, on both databases; each order is an index's
+    /// (migration 0015).
     fn order_by(self, descending: bool) -> String {
         let dir = if descending { "DESC" } else { "ASC" };
-        let (column, nulls) = match self {
-            SortKey::Created => ("t.created_at", ""),
-            SortKey::Expires => (
-                "t.expires_at",
-                if descending {
-                    " NULLS FIRST"
-                } else {
-                    " NULLS LAST"
-                },
-            ),
-            SortKey::LastUsed => (
-                "t.last_used_at",
-                if descending {
-                    " NULLS LAST"
-                } else {
-                    " NULLS FIRST"
-                },
-            ),
-            SortKey::Owner => ("t.username", ""),
-            SortKey::Name => ("t.name", ""),
+        let column = match self {
+            SortKey::Created => "t.created_at".to_string(),
+            SortKey::Expires => expiry("t."),
+            SortKey::LastUsed => "COALESCE(t.last_used_at, 0)".to_string(),
+            SortKey::Owner => "t.username".to_string(),
+            SortKey::Name => "t.name".to_string(),
         };
-        format!("{column} {dir}{nulls}, t.id {dir}")
+        format!("{column} {dir}, t.id {dir}")
     }
 }
 
@@ -225,17 +212,20 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64, owner_scan: bool) {
         None => {}
         Some(StateFilter::Active) => all.push(format!("({active})")),
         Some(StateFilter::Expiring(days)) => all.push(format!(
-            "({active}) AND t.expires_at IS NOT NULL AND t.expires_at <= {}",
+            "({active}) AND {} <= {}",
+            expiry("t."),
             sql.value(Value::Int(at + days * DAY))
         )),
         Some(StateFilter::Expired) => all.push(format!(
-            "NOT {gone} AND t.expires_at IS NOT NULL AND t.expires_at <= {now}"
+            "NOT {gone} AND {} <= {now}",
+            expiry("t.")
         )),
         Some(StateFilter::Revoked) => all.push(gone.clone()),
     }
     if let Some(days) = q.expires_within_days {
         all.push(format!(
-            "({active}) AND t.expires_at IS NOT NULL AND t.expires_at <= {}",
+            "({active}) AND {} <= {}",
+            expiry("t."),
             sql.value(Value::Int(at + days * DAY))
         ));
     }
