@@ -254,9 +254,9 @@ def scenario_hot(work, args, results):
         "nginx": (NGINX_PORT, None, nginx_proxy.pids()),
         "patgate": (PATGATE_PORT, header, [gw.proc.pid]),
     }
-    # PATGATE_BEFORE names an earlier build to measure in the same rounds, side by side.
+    # BENCH_BEFORE names an earlier build to measure in the same rounds, side by side.
     before_gw = None
-    before_bin = os.environ.get("PATGATE_BEFORE")
+    before_bin = os.environ.get("BENCH_BEFORE")
     if before_bin:
         before_config = write_config(work, "hot-before", BEFORE_PORT, f"sqlite://{work}/hot-before.db")
         before_gw = Patgate(before_config, BEFORE_PORT, before_bin)

@@ -195,18 +195,23 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64, owner_scan: bool) {
             } else {
                 "(t.username || '')"
             };
+            // Written into the text (one of OWNER_SOURCES, checked by the API), not
+            // bound: PostgreSQL's generic plan of a bound value cannot tell a source no
+            // user has from one most users have, and would walk every token for none.
+            let source = OWNER_SOURCES
+                .iter()
+                .find(|s| **s == source)
+                .copied()
+                .unwrap_or("");
             all.push(format!(
                 "t.username NOT IN (SELECT username FROM service_accounts) \
-                 AND {owner} IN (SELECT username FROM users WHERE source = {})",
-                sql.value(Value::Text(source.to_string()))
+                 AND {owner} IN (SELECT username FROM users WHERE source = '{source}')"
             ))
         }
     }
     if let Some(scope) = q.scope {
-        all.push(format!(
-            "t.scope = {}",
-            sql.value(Value::Text(scope.as_str().into()))
-        ));
+        // A fixed word, written into the text for the same reason as the source.
+        all.push(format!("t.scope = '{}'", scope.as_str()));
     }
     match q.state {
         None => {}
@@ -216,10 +221,7 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64, owner_scan: bool) {
             expiry("t."),
             sql.value(Value::Int(at + days * DAY))
         )),
-        Some(StateFilter::Expired) => all.push(format!(
-            "NOT {gone} AND {} <= {now}",
-            expiry("t.")
-        )),
+        Some(StateFilter::Expired) => all.push(format!("NOT {gone} AND {} <= {now}", expiry("t."))),
         Some(StateFilter::Revoked) => all.push(gone.clone()),
     }
     if let Some(days) = q.expires_within_days {
@@ -240,10 +242,7 @@ fn conditions(q: &InventoryQuery, sql: &mut Sql, at: i64, owner_scan: bool) {
     match q.made_by {
         None => {}
         Some(None) => all.push("t.made_by IS NULL".into()),
-        Some(Some(made_by)) => all.push(format!(
-            "t.made_by = {}",
-            sql.value(Value::Text(made_by.as_str().into()))
-        )),
+        Some(Some(made_by)) => all.push(format!("t.made_by = '{}'", made_by.as_str())),
     }
     sql.text.push_str(" WHERE ");
     sql.text.push_str(&all.join(" AND "));
