@@ -53,6 +53,7 @@ pub mod deploy_jwt;
 pub mod nginx;
 pub mod node;
 pub mod oidc;
+pub mod outage;
 pub mod scim;
 pub mod scripted;
 pub mod smtp;

@@ -50,6 +50,7 @@ async fn gateway_with(hasher: TokenHasher) -> Gateway {
             ttl: std::time::Duration::from_secs(600),
             negative_ttl: std::time::Duration::from_secs(30),
             poll_interval: std::time::Duration::from_millis(100),
+            serve_stale_for: std::time::Duration::ZERO,
         },
         FailureLimiter::new(&config::Limits {
             failures_per_second: 1_000.0,
