@@ -276,6 +276,7 @@ mod tests {
             "logging",
             "tlsx",
             "signin.cache_ttl",
+            "cache.serve_stale_for",
         ] {
             assert!(!is_live(key), "{key}");
         }

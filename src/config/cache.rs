@@ -16,6 +16,9 @@ pub struct Cache {
     pub negative_ttl: Duration,
     /// How often the store is polled for revocations made by other processes.
     pub poll_interval: Duration,
+    /// While the database cannot be reached, how long after the change feed last
+    /// confirmed itself cached tokens keep their answer; zero: not at all.
+    pub serve_stale_for: Duration,
 }
 
 /// Per-address limit on failed token checks (see `limiter`).
@@ -36,6 +39,8 @@ pub(super) struct RawCache {
     negative_ttl: String,
     #[serde(default = "default_poll")]
     poll_interval: String,
+    #[serde(default = "default_serve_stale_for")]
+    serve_stale_for: String,
 }
 
 impl Default for RawCache {
@@ -45,6 +50,7 @@ impl Default for RawCache {
             ttl: default_cache_ttl(),
             negative_ttl: default_negative_ttl(),
             poll_interval: default_poll(),
+            serve_stale_for: default_serve_stale_for(),
         }
     }
 }
@@ -60,6 +66,9 @@ fn default_negative_ttl() -> String {
 }
 fn default_poll() -> String {
     "250ms".into()
+}
+fn default_serve_stale_for() -> String {
+    "0s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +118,7 @@ impl RawCache {
             ttl: duration("cache.ttl", &self.ttl)?,
             negative_ttl: duration("cache.negative_ttl", &self.negative_ttl)?,
             poll_interval: poll,
+            serve_stale_for: duration("cache.serve_stale_for", &self.serve_stale_for)?,
         })
     }
 }
@@ -133,5 +143,24 @@ impl RawLimits {
             failures_per_second: self.failures_per_second,
             failure_burst: self.failure_burst,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{env, MINIMAL};
+    use crate::config::Config;
+
+    #[test]
+    fn serve_stale_for_is_off_unless_set_and_a_duration() {
+        let stale = |pairs: &[(&str, &str)]| {
+            Config::from_yaml(MINIMAL, &env(pairs)).map(|cfg| cfg.cache.serve_stale_for)
+        };
+        assert!(stale(&[]).unwrap().is_zero());
+        let set = |value| stale(&[("PATGATE_CACHE__SERVE_STALE_FOR", value)]);
+        assert!(set("0s").unwrap().is_zero());
+        assert_eq!(set("5m").unwrap().as_secs(), 300);
+        let err = set("a while").unwrap_err().to_string();
+        assert!(err.contains("cache.serve_stale_for"), "{err}");
     }
 }

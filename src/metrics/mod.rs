@@ -120,6 +120,9 @@ pub struct Counters {
     pub cache_misses: AtomicU64,
     pub store_lookups: AtomicU64,
     pub invalidations: AtomicU64,
+    /// Cached tokens answered while the database could not be reached
+    /// (`cache.serve_stale_for`).
+    pub stale_answers: AtomicU64,
     /// Expiry notification e-mails the SMTP server accepted.
     pub notify_sent: AtomicU64,
     /// Token exchanges: issued, and refused (bad or untrusted identity token).
@@ -307,6 +310,11 @@ impl Metrics {
             "patgate_store_lookups_total",
             "Token lookups sent to the database.",
             &[("", get!(store_lookups))],
+        );
+        counter(
+            "patgate_stale_answers_total",
+            "Cached tokens answered while the database could not be reached (cache.serve_stale_for).",
+            &[("", get!(stale_answers))],
         );
         counter(
             "patgate_invalidations_total",

@@ -53,6 +53,7 @@ pub mod deploy_jwt;
 pub mod nginx;
 pub mod node;
 pub mod oidc;
+pub mod outage;
 pub mod scim;
 pub mod scripted;
 pub mod smtp;
@@ -577,15 +578,7 @@ impl Gateway {
     }
 
     pub async fn revoke(&self, id: &str) {
-        cli::run_admin(
-            &self.config,
-            Admin::Token(TokenCommand::Revoke {
-                id: Some(id.into()),
-                leaked: false,
-            }),
-        )
-        .await
-        .unwrap();
+        revoke(&self.config, id).await;
     }
 
     pub async fn set_disabled(&self, user: &str, disabled: bool) {
@@ -608,6 +601,19 @@ impl Gateway {
             running.shutdown().await.unwrap();
         }
     }
+}
+
+/// Revokes token `id` as the CLI would, with `config`'s database.
+pub async fn revoke(config: &Config, id: &str) {
+    cli::run_admin(
+        config,
+        Admin::Token(TokenCommand::Revoke {
+            id: Some(id.into()),
+            leaked: false,
+        }),
+    )
+    .await
+    .unwrap();
 }
 
 pub async fn create_token(

@@ -101,6 +101,8 @@ pub struct TokenCheck {
     generation: AtomicU64,
     /// When the change feed last proved itself working, on [`Self::clock_ms`].
     feed_confirmed_ms: AtomicU64,
+    /// `cache.serve_stale_for` (see [`stale`]).
+    stale: stale::StaleServing,
     /// Start of the feed's clock.
     #[cfg(not(test))]
     epoch: std::time::Instant,
@@ -153,6 +155,7 @@ impl TokenCheck {
             generation: AtomicU64::new(0),
             // Confirmed at start: the feed subscribes before serving begins.
             feed_confirmed_ms: AtomicU64::new(FEED_MAX_SILENCE_MS + 1),
+            stale: stale::StaleServing::new(settings.serve_stale_for, FEED_MAX_SILENCE_MS + 1),
             #[cfg(not(test))]
             epoch: std::time::Instant::now(),
             #[cfg(test)]
@@ -388,6 +391,8 @@ impl TokenCheck {
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::Invalid);
             }
+        } else if let Some(hit) = self.stale_hit(hash).await {
+            return Ok(hit);
         }
         // Not cached: an address over its failure limit gets no database query.
         if self.limiter.blocked(&client_ip).await {
@@ -416,7 +421,8 @@ impl TokenCheck {
         cache: bool,
     ) -> Result<Arc<CachedToken>, Refusal> {
         if !cache {
-            return self.fetch(&hash, previous).await.map_err(Refusal::from);
+            let looked_up = self.fetch(&hash, previous).await;
+            return self.or_stale(&hash, looked_up).await;
         }
         // Concurrent misses for one hash share one query.
         let looked_up = self
@@ -549,6 +555,7 @@ impl TokenCheck {
             self.invalidate_all();
         }
         self.feed_confirmed_ms.store(now, Ordering::Release);
+        self.stale.confirmed(now);
     }
 
     /// Evicts what a change in the store made stale.
@@ -675,6 +682,7 @@ fn parse_hex(text: &str) -> Option<TokenHash> {
 
 #[cfg(test)]
 mod hold;
+mod stale;
 
 #[cfg(test)]
 mod tests;

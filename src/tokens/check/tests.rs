@@ -32,10 +32,11 @@ const GET: crate::tokens::rules::Attempt<'static> = crate::tokens::rules::Attemp
 const KEY: &[u8] = b"a token key for the unit tests, 32+ bytes";
 
 async fn gateway() -> Gateway {
-    gateway_with(TokenHasher::new(KEY)).await
+    gateway_with(TokenHasher::new(KEY), 0).await
 }
 
-async fn gateway_with(hasher: TokenHasher) -> Gateway {
+/// `serve_stale_ms`: `cache.serve_stale_for`.
+async fn gateway_with(hasher: TokenHasher, serve_stale_ms: u64) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("patgate.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
@@ -50,6 +51,7 @@ async fn gateway_with(hasher: TokenHasher) -> Gateway {
             ttl: std::time::Duration::from_secs(600),
             negative_ttl: std::time::Duration::from_secs(30),
             poll_interval: std::time::Duration::from_millis(100),
+            serve_stale_for: std::time::Duration::from_millis(serve_stale_ms),
         },
         FailureLimiter::new(&config::Limits {
             failures_per_second: 1_000.0,
@@ -246,10 +248,13 @@ async fn a_lookup_that_began_before_a_revocation_is_not_cached_after_it() {
 #[tokio::test]
 async fn a_token_still_stored_under_the_previous_key_is_refused_once_revoked_during_a_rotation() {
     let previous = TokenHasher::new(KEY);
-    let gw = gateway_with(TokenHasher::with_previous(
-        b"the new token key for the unit tests, 32+",
-        &[KEY.to_vec()],
-    ))
+    let gw = gateway_with(
+        TokenHasher::with_previous(
+            b"the new token key for the unit tests, 32+",
+            &[KEY.to_vec()],
+        ),
+        0,
+    )
     .await;
     gw.store
         .ensure_user("alice", UserSource::Internal, None)
@@ -281,4 +286,31 @@ async fn the_metrics_count_the_tokens_held_in_the_cache() {
     }
     gw.check.found.run_pending_tasks().await;
     assert_eq!(gw.check.cached_tokens(), 3);
+}
+
+#[tokio::test]
+async fn stale_answers_last_until_the_bound_and_stop_once_the_feed_confirms_again() {
+    let gw = gateway_with(TokenHasher::new(KEY), 3_000).await;
+    let (_, cached) = gw.token("ci").await;
+    let (_, uncached) = gw.token("other").await;
+    assert!(gw.present(&cached).await.is_ok());
+    // The database goes away (its pool is closed) and the feed falls silent.
+    gw.store.close().await;
+    gw.advance(1_000);
+    assert!(gw.present(&cached).await.is_ok(), "within the bound");
+    assert_eq!(
+        gw.present(&uncached).await.err(),
+        Some(Refusal::Unavailable)
+    );
+    gw.advance(2_000);
+    assert_eq!(
+        gw.present(&cached).await.err(),
+        Some(Refusal::Unavailable),
+        "past the bound"
+    );
+    // A confirmation ends the outage: the cache is emptied, nothing stale is served,
+    // even if the feed falls silent again at once.
+    gw.check.confirm_feed();
+    gw.advance(1_000);
+    assert_eq!(gw.present(&cached).await.err(), Some(Refusal::Unavailable));
 }
