@@ -90,13 +90,13 @@ pub fn extract_from<'a>(
         return Credential::Unreadable("more than one Authorization header; send one");
     }
     match authorization(value) {
-        // Passed on, unless a value in the gateway's format is inside: that never is.
-        Credential::None | Credential::Deploy if carries_token(value) => Credential::Unreadable(
-            "Authorization holds what looks like a personal access token in a form the gateway does not read; send Basic base64(\":\" + token) or x-deploy-personal-token",
-        ),
+        Credential::None if carries_token(value) => Credential::Unreadable(MISREAD),
         credential => credential,
     }
 }
+
+/// Why a credential holding a token in a form the gateway does not read is refused.
+const MISREAD: &str = "Authorization holds what looks like a personal access token in a form the gateway does not read; send Basic base64(\":\" + token) or x-deploy-personal-token";
 
 /// One `Authorization` value as Deploy would read it.
 fn authorization(value: &[u8]) -> Credential {
@@ -138,6 +138,11 @@ fn authorization(value: &[u8]) -> Credential {
         // refused as such) or is empty, Deploy's otherwise.
         let secret_text = secret.trim_ascii();
         if !secret_text.is_empty() && !token::looks_like_token(secret_text) {
+            // Deploy's, unless a value in the gateway's format is inside: that is never
+            // passed on.
+            if token::contains_token(secret_text) {
+                return Credential::Unreadable(MISREAD);
+            }
             return Credential::Deploy;
         }
         return Credential::Token {
