@@ -386,12 +386,18 @@ def pg_database(args, name):
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def databases(work, args, name):
+    """(name, URL) of each database a scenario runs on: SQLite, and PostgreSQL when given."""
+    backends = [("SQLite", f"sqlite://{work}/{name}.db")]
+    if args.postgres:
+        backends.append(("PostgreSQL", pg_database(args, f"patgate_bench_{name}")))
+    return backends
+
+
 def scenario_miss(work, args, results):
     rows = []
     results["miss"] = {}
-    backends = [("SQLite", f"sqlite://{work}/million.db")]
-    if args.postgres:
-        backends.append(("PostgreSQL", pg_database(args, "patgate_bench_million")))
+    backends = databases(work, args, "million")
     for name, url in backends:
         config = write_config(work, f"miss-{name}", PATGATE_PORT, url)
         tokens = os.path.join(work, f"tokens-{name}.txt")
@@ -570,9 +576,7 @@ def scenario_notify(work, args, results):
     --tokens tokens whose expiries are spread over the coming year; target 5 s."""
     rows = []
     results["notify"] = {}
-    backends = [("SQLite", f"sqlite://{work}/notify.db")]
-    if args.postgres:
-        backends.append(("PostgreSQL", pg_database(args, "patgate_bench_notify")))
+    backends = databases(work, args, "notify")
     for name, url in backends:
         config = write_config(work, f"notify-{name}", PATGATE_PORT, url)
         fill_tokens(config, args.tokens, os.path.join(work, f"notify-tokens-{name}.txt"), "--expiring")
@@ -593,9 +597,7 @@ def scenario_inventory(work, args, results):
     through the store's query, on each database; target p99 under 200 ms."""
     rows = []
     results["inventory"] = {}
-    backends = [("SQLite", f"sqlite://{work}/inventory.db")]
-    if args.postgres:
-        backends.append(("PostgreSQL", pg_database(args, "patgate_bench_inventory")))
+    backends = databases(work, args, "inventory")
     for name, url in backends:
         config = write_config(work, f"inventory-{name}", PATGATE_PORT, url)
         log(f"filling {args.tokens} tokens for the inventory on {name} ...")

@@ -188,7 +188,9 @@ fn inventory_query(params: &InventoryParams, page: Page) -> Result<InventoryQuer
         source,
         scope,
         state,
-        expires_within_days,
+        // `state=expiring` has taken the days already.
+        expires_within_days: expires_within_days
+            .filter(|_| !matches!(state, Some(StateFilter::Expiring(_)))),
         unused_for_days: days("unused_for_days", params.unused_for_days)?,
         made_by,
         sort,

@@ -12,9 +12,7 @@ use crate::core::time::now;
 
 const DAY: i64 = 86_400;
 
-/// Where a token's owner comes from, as the inventory's `source` says it: a service
-/// account, or a person's user source.
-pub const OWNER_SOURCES: [&str; 4] = ["internal", "ldap", "sso", "service_account"];
+pub use crate::core::pattern::inventory::OWNER_SOURCES;
 
 /// A token's state in the inventory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

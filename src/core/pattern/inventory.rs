@@ -5,6 +5,9 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use super::integer_schema;
 
+/// Where a token's owner comes from, as the inventory's `source` says it: a service
+/// account, or a person's user source.
+pub const OWNER_SOURCES: [&str; 4] = ["internal", "ldap", "sso", "service_account"];
 /// The `state` filter's choices.
 pub const STATES: [&str; 4] = ["active", "expiring", "expired", "revoked"];
 /// The `made_by` filter's choices; `unknown`: made before the gateway kept it.
@@ -54,7 +57,7 @@ pub fn state_schema() -> Object {
 
 pub fn source_schema() -> Object {
     choice_schema(
-        &["internal", "ldap", "sso", "service_account"],
+        &OWNER_SOURCES,
         "Where the owner comes from: a service account, or a person's user source.",
     )
 }
