@@ -51,13 +51,6 @@ fn spellings(token: &str) -> [(&'static str, String); 2] {
     ]
 }
 
-fn metric(text: &str, line: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line} in the metrics"))
-}
-
 async fn deploy_tokens_case(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;

@@ -427,3 +427,72 @@ async fn an_http_1_0_client_never_gets_a_chunked_answer_it_cannot_read() {
     );
     assert_eq!(body, "hello world");
 }
+
+async fn fast_path_count(gw: &Gateway) -> u64 {
+    let answer = get(&gw.url("/patgate/metrics"), &[]).await;
+    metric(
+        &String::from_utf8_lossy(&answer.body),
+        "patgate_fast_path_total",
+    )
+}
+
+#[tokio::test]
+async fn a_chunked_token_upload_reaches_deploy_whole_and_what_follows_stays_a_request() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let deploy = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &deploy.url(), &[("PATGATE_WORKERS", "1")])).await;
+    let (_, token) = gw.create_token("alice", "wire", Expiration::Days7).await;
+    // Twenty bytes in three chunks (one with an extension), then a second request that
+    // a reader ignoring the chunked framing would take the chunks for.
+    let answers = raw_exchange(
+        gw.addr,
+        format!(
+            "PUT /upload HTTP/1.1\r\nhost: d\r\ntransfer-encoding: chunked\r\nx-deploy-personal-token: {token}\r\n\r\n\
+             5;part=1\r\nhello\r\n7\r\n world,\r\n8\r\n chunked\r\n0\r\n\r\n\
+             GET /after HTTP/1.1\r\nhost: d\r\nconnection: close\r\nx-deploy-personal-token: {token}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answers.starts_with("HTTP/1.1 200"), "{answers}");
+    let seen = deploy.seen();
+    let paths: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.path.as_str()))
+        .collect();
+    assert_eq!(paths, [("PUT", "/upload"), ("GET", "/after")], "{answers}");
+    assert_eq!(seen[0].body_len, 20, "Deploy received the whole body, once");
+    // The upload took the general path, and its connection stayed there.
+    assert_eq!(fast_path_count(&gw).await, 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_requests_with_one_plausible_host_take_the_fast_path_and_others_are_handed_over() {
+    let s = setup().await;
+    let before = fast_path_count(&s.gw).await;
+    let mut client = connect(s.gw.addr).await;
+    let answer = ask(&mut client, "GET", "/plain", Some(&s.token)).await;
+    assert_eq!(answer.body, "path=/plain");
+    assert_eq!(fast_path_count(&s.gw).await, before + 1);
+    // Two Hosts: the general path's to refuse; the fast path does not count it.
+    let answers = raw_exchange(
+        s.gw.addr,
+        format!(
+            "GET /two-hosts HTTP/1.1\r\nhost: d\r\nhost: e\r\nconnection: close\r\nx-deploy-personal-token: {}\r\n\r\n",
+            s.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answers.starts_with("HTTP/1.1 400"), "{answers}");
+    assert_eq!(fast_path_count(&s.gw).await, before + 1);
+    assert!(s
+        .deploy
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|h| !h.contains("/two-hosts")));
+    s.gw.shutdown().await;
+}

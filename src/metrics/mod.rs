@@ -94,6 +94,8 @@ impl Default for Metrics {
 pub struct Counters {
     pub requests: AtomicU64,
     pub authenticated: AtomicU64,
+    /// Of those, forwarded on the fast path (the rest took the general path).
+    pub fast_path: AtomicU64,
     pub passed_through: AtomicU64,
     /// Requests with a personal access token of Deploy's own, forwarded for Deploy to judge.
     pub deploy_tokens: AtomicU64,
@@ -258,6 +260,11 @@ impl Metrics {
                 ("{auth=\"passthrough\"}", get!(passed_through)),
                 ("{auth=\"deploy_token\"}", get!(deploy_tokens)),
             ],
+        );
+        counter(
+            "patgate_fast_path_total",
+            "Token requests forwarded to Deploy on the fast path (of patgate_proxied_total{auth=\"token\"}).",
+            &[("", get!(fast_path))],
         );
         counter(
             "patgate_token_refusals_total",

@@ -855,6 +855,14 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 }
 
 /// `Authorization: Basic base64(user:secret)`.
+/// The value of one sample in a metrics exposition: `line` is the name with its labels.
+pub fn metric(text: &str, line: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in the metrics"))
+}
+
 pub fn basic(user: &str, secret: &str) -> String {
     use base64::Engine;
     format!(

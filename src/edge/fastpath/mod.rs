@@ -362,11 +362,9 @@ impl Forwarder {
             note.token_id = Some(principal.token_id.to_string());
             note.scope = Some(principal.scope.as_str());
         }
-        gateway
-            .metrics
-            .local()
-            .authenticated
-            .fetch_add(1, Ordering::Relaxed);
+        let counters = gateway.metrics.local();
+        counters.authenticated.fetch_add(1, Ordering::Relaxed);
+        counters.fast_path.fetch_add(1, Ordering::Relaxed);
         self.finish_head(&mut conn.scratch, request, client, id);
         match self.exchange(conn, request, id).await {
             Ok(next) => next,
