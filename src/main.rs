@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 /// mimalloc instead of the system allocator: with a dozen threads allocating (workers,
 /// the database threads) glibc's per-thread arenas fragment until the resident size is
-/// a multiple of what is in use; mimalloc keeps it close and is faster per call.
+/// a multiple of what is in use; mimalloc keeps it close and is faster per call. Built
+/// without transparent huge pages (`no_thp`): with them, the idle process was 48 MiB
+/// resident instead of 28.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

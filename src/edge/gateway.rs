@@ -382,7 +382,7 @@ impl Gateway {
                 headers::strip_session_id(response.headers_mut());
                 expiry::set_headers(
                     response.headers_mut(),
-                    principal.expires_at,
+                    principal.expires_at(),
                     crate::core::time::now(),
                     self.tokens.expiry_warning_secs(),
                 );

@@ -321,10 +321,10 @@ impl Forwarder {
         };
         let live = &conn.live;
         let scratch = &mut conn.scratch;
-        if principal.expires_at.is_some() {
+        if principal.expires_at().is_some() {
             expiry::write_lines(
                 &mut scratch.token_lines,
-                principal.expires_at,
+                principal.expires_at(),
                 crate::core::time::now(),
                 gateway.tokens.expiry_warning_secs(),
             );

@@ -26,11 +26,16 @@ use crate::tokens::rules::{AccessRules, Attempt, Denied};
 use crate::tokens::usage::UsageRecorder;
 
 /// What is cached for a token found in the store.
+///
+/// A hundred thousand of these can be cached, so each field costs what it needs: times
+/// as plain integers (`NEVER` for none), the empty role list and the rare key-rotation
+/// hash without an allocation of their own.
 #[derive(Debug)]
 pub struct CachedToken {
     pub token_id: Box<str>,
     pub username: Arc<str>,
-    pub expires_at: Option<i64>,
+    /// Unix seconds; [`NEVER`]: the token does not expire (see [`Self::expires_at`]).
+    expires_at: i64,
     pub revoked: bool,
     pub user_disabled: bool,
     /// An SSO user's token while administrators have SSO users' tokens switched off.
@@ -42,8 +47,9 @@ pub struct CachedToken {
     pub scope: Scope,
     /// Networks the token may be used from; `None`: anywhere.
     pub allowed: Option<Box<[IpNet]>>,
-    /// On a rotated-away token: from this instant on, a use is a reuse.
-    pub grace_until: Option<i64>,
+    /// On a rotated-away token: from this instant on, a use is a reuse; [`NEVER`]: not
+    /// rotated away.
+    grace_until: i64,
     /// When this token's use was last reported for the last-used columns.
     last_reported: AtomicI64,
     /// The address of that report, folded (see `usage`).
@@ -60,23 +66,34 @@ pub struct CachedToken {
     generation: u64,
     /// While a token key is rotated: the hash the store held when this entry was read
     /// under a previous key (changes to the row are announced under that hash).
-    stored_under: Option<TokenHash>,
+    stored_under: Option<Box<TokenHash>>,
 }
+
+/// No instant: a time field that is not set.
+const NEVER: i64 = i64::MAX;
+
+/// The role list of every token whose owner has none (most of them), shared.
+static NO_ROLES: std::sync::LazyLock<Arc<[String]>> =
+    std::sync::LazyLock::new(|| Arc::from(Vec::new()));
 
 impl CachedToken {
     pub(crate) fn new(r: AuthRecord, generation: u64) -> Self {
         CachedToken {
             token_id: r.token_id.into_boxed_str(),
             username: r.username.into(),
-            expires_at: r.expires_at,
+            expires_at: r.expires_at.unwrap_or(NEVER),
             revoked: r.revoked,
             user_disabled: r.user_disabled,
             sso_blocked: r.sso_blocked,
             sso_suspended: r.sso_suspended,
-            roles: r.roles.into(),
+            roles: if r.roles.is_empty() {
+                NO_ROLES.clone()
+            } else {
+                r.roles.into()
+            },
             scope: r.scope,
             allowed: r.allowed_addresses.map(Vec::into_boxed_slice),
-            grace_until: r.grace_until,
+            grace_until: r.grace_until.unwrap_or(NEVER),
             last_reported: AtomicI64::new(r.last_used_at.unwrap_or(0)),
             last_ip: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
@@ -85,6 +102,11 @@ impl CachedToken {
             generation,
             stored_under: None,
         }
+    }
+
+    /// When the token expires, in Unix seconds; `None`: never.
+    pub fn expires_at(&self) -> Option<i64> {
+        (self.expires_at != NEVER).then_some(self.expires_at)
     }
 }
 
@@ -303,12 +325,12 @@ impl TokenCheck {
             // Same answer as unknown: do not confirm whose token it is.
             return Err(Refusal::Invalid);
         }
-        if entry.grace_until.is_some_and(|until| until <= now) {
+        if entry.grace_until <= now {
             // A rotated-away token used after its grace: the family is compromised.
             self.reuse_detected(entry, client_ip);
             return Err(Refusal::Invalid);
         }
-        if entry.expires_at.is_some_and(|at| at <= now) {
+        if entry.expires_at <= now {
             return Err(Refusal::Expired);
         }
         if entry.user_disabled {
@@ -495,7 +517,7 @@ impl TokenCheck {
                     });
                 }
                 let mut entry = CachedToken::new(record, generation);
-                entry.stored_under = stored_under;
+                entry.stored_under = stored_under.map(Box::new);
                 Ok(Arc::new(entry))
             }
             Ok(Ok(None)) => Err(Lookup::NotFound),
@@ -569,9 +591,9 @@ impl TokenCheck {
                     if self.hasher.rotating() {
                         // Entries read under a previous key are cached under the
                         // current key's hash; the store announces the one it holds.
-                        let evict = self
-                            .found
-                            .invalidate_entries_if(move |_, e| e.stored_under == Some(hash));
+                        let evict = self.found.invalidate_entries_if(move |_, e| {
+                            e.stored_under.as_deref() == Some(&hash)
+                        });
                         if evict.is_err() {
                             self.found.invalidate_all();
                         }

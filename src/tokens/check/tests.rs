@@ -14,6 +14,14 @@ fn hex_round_trips() {
     assert_eq!(parse_hex("zz"), None);
 }
 
+/// Up to `cache.max_tokens` of these are held (200,000 by default): every 16 bytes an
+/// entry grows past two cache lines costs a few MiB (BENCHMARKS.md, Memory).
+#[test]
+fn a_cached_entry_fits_in_two_cache_lines() {
+    let size = std::mem::size_of::<CachedToken>();
+    assert!(size <= 128, "a cached token entry takes {size} bytes");
+}
+
 struct Gateway {
     check: Arc<TokenCheck>,
     store: Store,
