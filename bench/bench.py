@@ -16,6 +16,7 @@ Scenarios (see BENCHMARKS.md for the targets):
             and revoked with the CLI.
   notify    the expiry notifier finding the tokens due for an e-mail among --tokens
             tokens expiring over the coming year, on SQLite and PostgreSQL.
+  syscalls  system calls per request of patgate and nginx (strace -c -f), for the same load.
   revalidation
             --sso-users SSO users (10,000) all due for re-validation at once against the
             test OpenID provider (tests/oidc, on Node): how long until every one has been
@@ -37,7 +38,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
-PATGATE = os.path.join(RELEASE, "patgate")
+# BENCH_PATGATE: another build of the gateway to measure (for example an earlier one).
+PATGATE = os.environ.get("BENCH_PATGATE") or os.path.join(RELEASE, "patgate")
 LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
 FILL_TOKENS = os.path.join(RELEASE, "examples", "fill_tokens")
 NOTIFY_DUE = os.path.join(RELEASE, "examples", "notify_due")
@@ -463,6 +465,9 @@ def scenario_flood(work, args, results):
             ["valid p99 without flood (median of rounds)", f"{q} µs"],
             ["valid p99 during flood", f"{n} µs"],
             ["**ratio (target ≤ 2)**", f"**{n / max(q, 1):.2f}**"],
+            ["valid p99 each round, without / during flood", "; ".join(f"{a['p99_us']} / {b['p99_us']}" for a, b in zip(quiet, noisy))],
+            ["without-flood rounds' spread (max / min p99: the noise)", f"{max(o['p99_us'] for o in quiet) / max(min(o['p99_us'] for o in quiet), 1):.2f}"],
+            ["flood requests per second answered while measured (last round)", f"{flood_requests / (args.duration + 3):.0f}"],
             ["flood requests answered in the last round", flood_requests],
             ["flood answers by status (last round)", "; ".join(json.dumps(o["status"]) for o in flood_out)],
             ["database lookups caused by the flood (last round)", int(lookups)],
@@ -711,8 +716,56 @@ def scenario_revalidation(work, args, results):
         provider.wait(timeout=10)
 
 
+def strace_counts(pids, port, header, seconds, connections):
+    """System calls per request of the processes `pids` while wrk runs for `seconds`
+    (strace -c -f: counts, not times, are what is compared; strace slows the run)."""
+    out = os.path.join(tempfile.mkdtemp(prefix="strace-"), "counts.txt")
+    cmd = ["strace", "-c", "-f", "-o", out] + [a for pid in pids for a in ("-p", str(pid))]
+    tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    _, total, _ = wrk(port, seconds, connections, header)
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=30)
+    calls = {}
+    for line in open(out):
+        parts = line.split()
+        if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+            calls[parts[-1]] = int(parts[3])
+    return total, calls
+
+
+def scenario_syscalls(work, args, results):
+    """System calls per request, patgate (token, cache hit) against nginx (plain proxy)."""
+    config = write_config(work, "syscalls", PATGATE_PORT, f"sqlite://{work}/syscalls.db")
+    gw = Patgate(config, PATGATE_PORT)
+    token = cli(config, "token", "create", "--user", "bench", "--name", "strace", "--expires", "7d")
+    wrk(PATGATE_PORT, 1, args.connections, f"x-deploy-personal-token: {token}")
+    nginx = results["_nginx_proxy"]
+    wrk(NGINX_PORT, 1, args.connections)
+    measured = {
+        "nginx": strace_counts(nginx.pids(), NGINX_PORT, None, args.duration, args.connections),
+        "patgate": strace_counts([gw.proc.pid], PATGATE_PORT, f"x-deploy-personal-token: {token}", args.duration, args.connections),
+    }
+    gw.stop()
+    results["syscalls"] = {k: {"requests": t, "calls": c} for k, (t, c) in measured.items()}
+    names = sorted(set().union(*(c for _, c in measured.values())),
+                   key=lambda n: -max(c.get(n, 0) / max(t, 1) for t, c in measured.values()))
+    rows = []
+    for n in names:
+        per = [c.get(n, 0) / max(t, 1) for t, c in measured.values()]
+        if max(per) >= 0.01:
+            rows.append([n] + [f"{p:.2f}" for p in per])
+    rows.append(["**total**"] + [f"**{sum(c.values()) / max(t, 1):.2f}**" for t, c in measured.values()])
+    return table(
+        f"System calls per request (strace -c -f, wrk -t1 -c{args.connections} for {args.duration} s; " +
+        ", ".join(f"{k} {t} requests" for k, (t, _) in measured.items()) + ")",
+        ["call"] + list(measured), rows,
+    )
+
+
 SCENARIOS = {"hot": scenario_hot, "access": scenario_access, "miss": scenario_miss, "flood": scenario_flood, "memory": scenario_memory, "scaleout": scenario_scaleout,
-             "notify": scenario_notify, "revalidation": scenario_revalidation, "inventory": scenario_inventory}
+             "notify": scenario_notify, "revalidation": scenario_revalidation, "inventory": scenario_inventory,
+             "syscalls": scenario_syscalls}
 
 
 def main():
