@@ -1,6 +1,7 @@
 //! When passes run: daily at `notify.daily_at` in `notify.time_zone`, plus a catch-up
 //! pass when the last pass is older than the most recent scheduled instant (the
-//! gateway was down at 01:00). Instants are computed from a given "now" so that tests
+//! gateway was down at 01:00), plus a pass when the claims another pass left (a
+//! process that died mid-send) run out of their lease. Instants are computed from a given "now" so that tests
 //! control time without waiting.
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub fn catch_up_due(schedule: &Schedule, last_started: Option<i64>, now: i64) ->
 
 /// The side task of `patgate serve`: runs passes on schedule until `stop` changes.
 pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
+    // When claims another pass held (it may have died) run out of their lease.
+    let mut take_over_at: Option<i64> = None;
     loop {
         // Read each time: a reload may have moved, started or stopped the daily pass.
         let Some(schedule) = notifier.schedule() else {
@@ -80,8 +83,13 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
             }
         };
         let now = crate::core::time::now();
+        let take_over = take_over_at.is_some_and(|at| at <= now);
         let wait = match notifier.store.last_pass().await {
-            Ok(last) if catch_up_due(&schedule, last.as_ref().map(|p| p.started_at), now) => {
+            Ok(last)
+                if take_over
+                    || catch_up_due(&schedule, last.as_ref().map(|p| p.started_at), now) =>
+            {
+                take_over_at = None;
                 let cause = if now - schedule.last(now) < 60 {
                     Cause::Schedule
                 } else {
@@ -97,12 +105,15 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
                     }
                 };
                 match outcome {
-                    Some(Ok(_)) => Duration::ZERO,
+                    Some(Ok(report)) => {
+                        take_over_at = report.retry_at;
+                        Duration::ZERO
+                    }
                     _ => RETRY,
                 }
             }
             Ok(_) => {
-                let until = schedule.next(now) - now;
+                let until = schedule.next(now).min(take_over_at.unwrap_or(i64::MAX)) - now;
                 Duration::from_secs(until.max(1) as u64).min(RECHECK)
             }
             Err(e) => {

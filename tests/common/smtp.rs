@@ -99,6 +99,12 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 impl SmtpServer {
     pub async fn start(mode: Mode, auth: bool) -> SmtpServer {
+        Self::start_with_delay(mode, auth, Duration::ZERO).await
+    }
+
+    /// A server that records each message at once but answers `250` only `delay`
+    /// later, like a slow relay: a sender killed meanwhile never learns it went out.
+    pub async fn start_with_delay(mode: Mode, auth: bool, delay: Duration) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
@@ -112,6 +118,9 @@ impl SmtpServer {
         if mode != Mode::Plain {
             let (cert, key) = self_signed(dir.path());
             command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if !delay.is_zero() {
+            command.arg("--delay").arg(delay.as_secs_f64().to_string());
         }
         if auth {
             command.arg("--auth").arg(format!("{USER}:{PASSWORD}"));
