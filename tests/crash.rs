@@ -20,7 +20,10 @@ use common::*;
 use patgate::store::UserSource;
 use serde_json::{json, Value};
 
-on_both_backends!(reminders_survive_kills_mid_pass,);
+on_both_backends!(
+    reminders_survive_kills_mid_pass,
+    tokens_are_whole_after_kills_mid_api_calls,
+);
 
 const DAY: i64 = 86_400;
 
@@ -238,4 +241,341 @@ async fn two_replicas_lose_no_reminder_when_one_is_killed() {
         // The survivor's messages come between the dead one's.
         assert_reminders(&got, &at_kill, 2, rng.seed);
     }
+}
+
+// ---------------------------------------------------------------- the API
+
+/// What the client knows of one token of alice's.
+#[derive(Debug, Clone)]
+struct Known {
+    /// The value, when an answer carried it.
+    value: Option<String>,
+    fate: Fate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Fate {
+    /// Made (or found whole after a kill), never rotated or revoked since.
+    Live,
+    /// `DELETE` answered 204.
+    Revoked,
+    /// Rotation answered 201: the successor and whether the old one keeps a grace.
+    Rotated { successor: String, grace: bool },
+    /// Revocation sent, no answer: the kill came first.
+    RevokeUnanswered,
+    /// Rotation sent, no answer.
+    RotateUnanswered { grace: bool },
+}
+
+/// The client's side of a stream of calls: what it was told, and the creations that
+/// got no answer (by name).
+#[derive(Debug, Default)]
+struct Ledger {
+    tokens: BTreeMap<String, Known>,
+    unanswered_creates: Vec<String>,
+    made: usize,
+    /// Calls the kill cut off, over the whole test.
+    unanswered: usize,
+}
+
+const ALICE: (&str, &str) = ("alice", "alice-pw");
+/// Every refused token is tried after every kill: more than the failed-check limit
+/// lets one address try by default.
+const LIMITS: [(&str, &str); 1] = [("PATGATE_LIMITS__FAILURE_BURST", "100000")];
+
+async fn alice(
+    gw: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Option<Answer> {
+    let auth = basic(ALICE.0, ALICE.1);
+    try_call(
+        method,
+        &format!("{gw}{path}"),
+        &[("authorization", &auth)],
+        body,
+    )
+    .await
+}
+
+/// Creates, rotates and revokes alice's tokens one call at a time until a call gets
+/// no answer (the process was killed), writing down what each answer said.
+async fn stream_of_calls(gw: String, ledger: Arc<Mutex<Ledger>>, mut rng: Rng) {
+    loop {
+        let live: Vec<String> = {
+            let ledger = ledger.lock().unwrap();
+            ledger
+                .tokens
+                .iter()
+                .filter(|(_, k)| k.fate == Fate::Live)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let roll = rng.below(100);
+        if live.len() < 3 || roll < 40 {
+            let name = {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.made += 1;
+                format!("t{}", ledger.made)
+            };
+            let body = json!({"name": name, "expiration": "7d"});
+            let Some(answer) = alice(&gw, "POST", "/patgate/api/v1/tokens", Some(&body)).await
+            else {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.unanswered_creates.push(name);
+                ledger.unanswered += 1;
+                return;
+            };
+            assert_eq!(answer.status, 201, "create: {:?}", answer.body);
+            let made = answer.json();
+            ledger.lock().unwrap().tokens.insert(
+                made["id"].as_str().unwrap().to_string(),
+                Known {
+                    value: Some(made["token"].as_str().unwrap().to_string()),
+                    fate: Fate::Live,
+                },
+            );
+            continue;
+        }
+        let id = live[rng.below(live.len() as u64) as usize].clone();
+        if roll < 70 {
+            let grace = rng.below(2) == 0;
+            let body = json!({"grace": if grace { "1h" } else { "0s" }});
+            let path = format!("/patgate/api/v1/tokens/{id}/rotate");
+            let Some(answer) = alice(&gw, "POST", &path, Some(&body)).await else {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.tokens.get_mut(&id).unwrap().fate = Fate::RotateUnanswered { grace };
+                ledger.unanswered += 1;
+                return;
+            };
+            assert_eq!(answer.status, 201, "rotate: {:?}", answer.body);
+            let made = answer.json();
+            let successor = made["id"].as_str().unwrap().to_string();
+            let mut ledger = ledger.lock().unwrap();
+            ledger.tokens.get_mut(&id).unwrap().fate = Fate::Rotated {
+                successor: successor.clone(),
+                grace,
+            };
+            ledger.tokens.insert(
+                successor,
+                Known {
+                    value: Some(made["token"].as_str().unwrap().to_string()),
+                    fate: Fate::Live,
+                },
+            );
+        } else {
+            let path = format!("/patgate/api/v1/tokens/{id}");
+            let Some(answer) = alice(&gw, "DELETE", &path, None).await else {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.tokens.get_mut(&id).unwrap().fate = Fate::RevokeUnanswered;
+                ledger.unanswered += 1;
+                return;
+            };
+            assert_eq!(answer.status, 204, "revoke: {:?}", answer.body);
+            ledger.lock().unwrap().tokens.get_mut(&id).unwrap().fate = Fate::Revoked;
+        }
+    }
+}
+
+/// Whether `value` gets a request through to Deploy.
+async fn works(gw: &Process, value: &str) -> bool {
+    let answer = get(
+        &gw.url("/deployit/repository/ci/x"),
+        &[("x-deploy-personal-token", value)],
+    )
+    .await;
+    assert!(
+        answer.status == 200 || answer.status == 401,
+        "neither accepted nor refused: {} {:?}",
+        answer.status,
+        answer.body
+    );
+    answer.status == 200
+}
+
+/// Checks the restarted gateway against what the client was told, and settles the
+/// calls that got no answer by what the gateway has (each one whole or not at all).
+async fn check_ledger(gw: &Process, ledger: &mut Ledger, seed: u64) {
+    let listed = as_user(
+        "GET",
+        &gw.url("/patgate/api/v1/tokens"),
+        ALICE.0,
+        ALICE.1,
+        None,
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let listed: BTreeMap<String, Value> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_string(), t.clone()))
+        .collect();
+    let live_listed = |id: &str| listed.get(id).is_some_and(|t| t["replaced_by"].is_null());
+    // No token has two live successors.
+    for (id, _) in listed.iter() {
+        let successors: Vec<_> = listed
+            .values()
+            .filter(|t| t["rotated_from"] == id.as_str())
+            .map(|t| t["id"].clone())
+            .collect();
+        assert!(
+            successors.len() <= 1,
+            "seed {seed}: {id} has live successors {successors:?}"
+        );
+    }
+    let ids: Vec<String> = ledger.tokens.keys().cloned().collect();
+    for id in ids {
+        let known = ledger.tokens[&id].clone();
+        let value = known.value.as_deref();
+        match &known.fate {
+            Fate::Live => {
+                assert!(live_listed(&id), "seed {seed}: acknowledged {id} is gone");
+                if let Some(value) = value {
+                    assert!(
+                        works(gw, value).await,
+                        "seed {seed}: {id} is listed, refused"
+                    );
+                }
+            }
+            Fate::Revoked => {
+                assert!(
+                    !listed.contains_key(&id),
+                    "seed {seed}: revoked {id} listed"
+                );
+                if let Some(value) = value {
+                    assert!(
+                        !works(gw, value).await,
+                        "seed {seed}: revoked {id} works again"
+                    );
+                }
+            }
+            Fate::Rotated { successor, grace } => {
+                // Listed while in its grace only, and then pointing at its successor.
+                if let Some(old) = listed.get(&id) {
+                    assert_eq!(old["replaced_by"], successor.as_str(), "seed {seed}");
+                }
+                assert_eq!(listed.contains_key(&id), *grace, "seed {seed}: {id}");
+                // A predecessor in its grace works; one past it is not tried here:
+                // its use would be a reuse, revoking the family.
+                if let (true, Some(value)) = (grace, value) {
+                    assert!(
+                        works(gw, value).await,
+                        "seed {seed}: {id} in its grace refused"
+                    );
+                }
+            }
+            Fate::RevokeUnanswered => {
+                let there = listed.contains_key(&id);
+                if let Some(value) = value {
+                    assert_eq!(
+                        works(gw, value).await,
+                        there,
+                        "seed {seed}: {id} (revocation unanswered) listed: {there}"
+                    );
+                }
+                ledger.tokens.get_mut(&id).unwrap().fate =
+                    if there { Fate::Live } else { Fate::Revoked };
+            }
+            Fate::RotateUnanswered { grace } => {
+                // A predecessor past its grace is no longer listed; its successor is.
+                let successor = listed
+                    .values()
+                    .find(|t| t["rotated_from"] == id.as_str())
+                    .map(|t| t["id"].as_str().unwrap().to_string());
+                if let (Some(old), Some(successor)) = (listed.get(&id), &successor) {
+                    assert_eq!(old["replaced_by"], successor.as_str(), "seed {seed}");
+                }
+                match successor {
+                    None => {
+                        assert!(live_listed(&id), "seed {seed}: {id} vanished in a rotation");
+                        if let Some(value) = value {
+                            assert!(works(gw, value).await, "seed {seed}: {id} refused");
+                        }
+                        ledger.tokens.get_mut(&id).unwrap().fate = Fate::Live;
+                    }
+                    Some(successor) => {
+                        assert!(live_listed(&successor), "seed {seed}: {successor}");
+                        ledger.tokens.get_mut(&id).unwrap().fate = Fate::Rotated {
+                            successor: successor.clone(),
+                            grace: *grace,
+                        };
+                        ledger.tokens.insert(
+                            successor,
+                            Known {
+                                value: None,
+                                fate: Fate::Live,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // A creation without an answer is there whole (listed, live) or not at all.
+    for name in std::mem::take(&mut ledger.unanswered_creates) {
+        let found: Vec<_> = listed
+            .iter()
+            .filter(|(_, t)| t["name"] == name.as_str())
+            .collect();
+        assert!(found.len() <= 1, "seed {seed}: {name} twice: {found:?}");
+        if let Some((id, t)) = found.first() {
+            assert!(t["replaced_by"].is_null() && t["rotated_from"].is_null());
+            ledger.tokens.insert(
+                id.to_string(),
+                Known {
+                    value: None,
+                    fate: Fate::Live,
+                },
+            );
+        }
+    }
+    // Nothing listed that no call made.
+    for id in listed.keys() {
+        assert!(
+            ledger.tokens.contains_key(id),
+            "seed {seed}: {id} listed, made by no call"
+        );
+    }
+}
+
+async fn tokens_are_whole_after_kills_mid_api_calls(db: TestDb) {
+    let mut rng = Rng::new("tokens_are_whole_after_kills_mid_api_calls");
+    let upstream = Upstream::start().await;
+    let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
+    first_start(&file).await;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut gw = Process::start_with_env(&file, &LIMITS).await;
+    let kills = kills(5);
+    for _ in 0..kills {
+        let calls = tokio::spawn(stream_of_calls(
+            gw.url(""),
+            ledger.clone(),
+            Rng::new_seeded(rng.next()),
+        ));
+        tokio::time::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(1_500)))
+            .await;
+        sigkill(gw).await;
+        calls.await.unwrap();
+        gw = Process::start_with_env(&file, &LIMITS).await;
+        check_ledger(&gw, &mut ledger.lock().unwrap(), rng.seed).await;
+    }
+    // Last, the predecessors rotated without a grace: refused.
+    let ledger = ledger.lock().unwrap();
+    for known in ledger.tokens.values() {
+        if let (Fate::Rotated { grace: false, .. }, Some(value)) = (&known.fate, &known.value) {
+            assert!(
+                !works(&gw, value).await,
+                "seed {}: a token rotated without a grace still works",
+                rng.seed
+            );
+        }
+    }
+    eprintln!(
+        "{} tokens over {kills} kills, {} calls cut off by a kill",
+        ledger.tokens.len(),
+        ledger.unanswered
+    );
 }

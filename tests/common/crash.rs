@@ -49,6 +49,11 @@ impl Rng {
         Rng { seed, state: seed }
     }
 
+    /// A generator of its own, from a seed another one drew.
+    pub fn new_seeded(seed: u64) -> Rng {
+        Rng { seed, state: seed }
+    }
+
     pub fn next(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;
