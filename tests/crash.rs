@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     reminders_survive_kills_mid_pass,
     tokens_are_whole_after_kills_mid_api_calls,
+    key_rotations_survive_kills,
 );
 
 const DAY: i64 = 86_400;
@@ -578,4 +579,298 @@ async fn tokens_are_whole_after_kills_mid_api_calls(db: TestDb) {
         ledger.tokens.len(),
         ledger.unanswered
     );
+}
+
+// ---------------------------------------------------------------- key rotations
+
+/// The gateway in jwt mode (RS256) in front of a Deploy stand-in that validates its
+/// JWTs with jose against the gateway's JWKS, with short key lifetimes.
+fn jwt_mode(db: &TestDb, token_key: &str, previous: &str) -> Vec<(String, String)> {
+    [
+        ("PATGATE_UPSTREAM__IDENTITY__MODE", "jwt"),
+        ("PATGATE_UPSTREAM__IDENTITY__JWT__ALGORITHM", "RS256"),
+        ("PATGATE_UPSTREAM__IDENTITY__JWT__ISSUER", ISSUER),
+        ("PATGATE_UPSTREAM__IDENTITY__JWT__AUDIENCE", AUDIENCE),
+        (
+            "PATGATE_UPSTREAM__IDENTITY__JWT__DEFAULT_ROLES",
+            "deployers",
+        ),
+        ("PATGATE_UPSTREAM__IDENTITY__JWT__TTL", "30s"),
+        ("PATGATE_UPSTREAM__IDENTITY__JWT__ROTATION_LEAD", "2s"),
+        ("PATGATE_UPSTREAM__IDENTITY__JWT__CLOCK_SKEW", "1s"),
+        ("PATGATE_SECRETS__TOKEN_KEY", token_key),
+        ("PATGATE_SECRETS__PREVIOUS_TOKEN_KEYS", previous),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([(
+        "PATGATE_UPSTREAM__IDENTITY__JWT__KEY_FILE".to_string(),
+        db.dir.path().join("jwt.key").display().to_string(),
+    )])
+    .collect()
+}
+
+const ISSUER: &str = "https://patgate.example";
+const AUDIENCE: &str = "deploy-prod";
+
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Requests with `tokens` through the gateway at `url` until `stop`, every 20 ms.
+/// Answers come back as statuses, and the JWTs Deploy got; a request that got no
+/// answer (the gateway was down) counts as neither.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<(usize, Vec<String>, Vec<String>)>,
+}
+
+impl Load {
+    fn start(url: String, tokens: Vec<String>) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let until = stop.clone();
+        let handle = tokio::spawn(async move {
+            let (mut ok, mut refused, mut jwts) = (0, Vec::new(), Vec::new());
+            let mut i = 0;
+            while !until.load(std::sync::atomic::Ordering::Relaxed) {
+                let token = &tokens[i % tokens.len()];
+                i += 1;
+                let url = format!("{url}/deployit/repository/ci/x");
+                let headers = [("x-deploy-personal-token", token.as_str())];
+                match try_call("GET", &url, &headers, None).await {
+                    Some(a) if a.status == 200 => {
+                        ok += 1;
+                        if let Some(jwt) = bearer_seen(&a) {
+                            jwts.push(jwt);
+                        }
+                    }
+                    Some(a) => {
+                        refused.push(format!("{} {}", a.status, String::from_utf8_lossy(&a.body)))
+                    }
+                    None => {}
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, refused, jwts)
+        });
+        Load { stop, handle }
+    }
+
+    async fn stop(self) -> (usize, Vec<String>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.await.unwrap()
+    }
+}
+
+/// The JWT the stand-in received, from the headers it echoes.
+fn bearer_seen(answer: &Answer) -> Option<String> {
+    answer.json()["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| {
+            h[0].as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("authorization"))
+        })
+        .and_then(|h| h[1].as_str()?.strip_prefix("Bearer ").map(str::to_string))
+}
+
+/// Kills `patgate jwt-key rotate` and the gateway at seeded moments of the rotation,
+/// then the same during the token HMAC key's phase 2 (tokens moved to the new key as
+/// they are used, the signing keys sealed again); after each restart, once the
+/// survivors settle, no valid request is refused: tokens made before and after work,
+/// and the JWTs Deploy already validated still validate until they expire.
+async fn key_rotations_survive_kills(db: TestDb) {
+    use common::deploy_jwt::{JwtDeploy, JwtDeployOptions};
+    let mut rng = Rng::new("key_rotations_survive_kills");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let deploy = JwtDeploy::start(JwtDeployOptions {
+        jwks_url: Some(format!("http://{listen}/patgate/.well-known/jwks.json")),
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        algorithms: vec!["RS256".into()],
+        username_claim: Some("sub".into()),
+        ..JwtDeployOptions::default()
+    })
+    .await;
+    let file = config_file(&db, &deploy.url, &listen);
+    first_start(&file).await;
+    let (old_key, new_key) = ("11".repeat(32), "22".repeat(32));
+    let phase1 = jwt_mode(&db, &old_key, "");
+    let phase2 = jwt_mode(&db, &new_key, &old_key);
+    let (code, before, err) = run_in(
+        std::path::Path::new("."),
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "before",
+            "--expires",
+            "7d",
+        ],
+        &pairs(&phase1),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let before = before.trim().to_string();
+
+    let mut gw = Process::start_with_env(&file, &pairs(&phase1)).await;
+    let load = Load::start(gw.url(""), vec![before.clone()]);
+    let mut rotations = 0;
+    for _ in 0..kills(2) {
+        let mut rotate = tokio::process::Command::new(binary())
+            .args(["--config", file.to_str().unwrap(), "jwt-key", "rotate"])
+            .envs(pairs(&phase1))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(rng.between(Duration::ZERO, Duration::from_millis(1_500))).await;
+        if rotate.try_wait().unwrap().is_some() {
+            rotations += 1;
+        } else {
+            rotate.start_kill().unwrap();
+        }
+        let _ = rotate.wait().await;
+        tokio::time::sleep(rng.between(Duration::ZERO, Duration::from_millis(1_500))).await;
+        sigkill(gw).await;
+        gw = Process::start_with_env(&file, &pairs(&phase1)).await;
+    }
+    let mut tokens = vec![before];
+    tokens.push(settle_and_check(&gw, &file, &phase1, &tokens, &deploy).await);
+    let (ok, refused, jwts) = load.stop().await;
+    assert!(
+        refused.is_empty(),
+        "seed {}: refused during the JWT key rotations: {refused:?}",
+        rng.seed
+    );
+    assert!(ok > 20, "too little load: {ok}");
+    // A JWT Deploy accepted before the kills still validates (30 s lifetime).
+    let first = jwts.first().expect("Deploy received JWTs");
+    let again = deploy.get("/deployit/repository/ci/x", Some(first)).await;
+    assert_eq!(again.status, 200, "seed {}: {:?}", rng.seed, again.body);
+    eprintln!(
+        "JWT key: {} kills, {rotations} rotations finished, {ok} requests served",
+        kills(2)
+    );
+
+    // Phase 2 of the token key, killed while tokens move and signing keys are sealed
+    // again.
+    sigkill(gw).await;
+    let mut gw = Process::start_with_env(&file, &pairs(&phase2)).await;
+    let load = Load::start(gw.url(""), tokens.clone());
+    for _ in 0..kills(2) {
+        tokio::time::sleep(rng.between(Duration::from_millis(50), Duration::from_millis(1_000)))
+            .await;
+        sigkill(gw).await;
+        gw = Process::start_with_env(&file, &pairs(&phase2)).await;
+    }
+    tokens.push(settle_and_check(&gw, &file, &phase2, &tokens, &deploy).await);
+    let (ok, refused, _) = load.stop().await;
+    assert!(
+        refused.is_empty(),
+        "seed {}: refused during the token key's phase 2: {refused:?}",
+        rng.seed
+    );
+    assert!(ok > 10, "too little load: {ok}");
+    // Every token was used under phase 2 (the ones the kills cut off again just now):
+    // soon none is left under the old key.
+    let old_id = patgate::core::sealed::key_id(&[0x11; 32]);
+    let retire = [
+        "--config",
+        file.to_str().unwrap(),
+        "token-key",
+        "retire",
+        &old_id,
+    ];
+    let retired = within(Duration::from_secs(5), || async {
+        run_in(std::path::Path::new("."), &retire, &pairs(&phase2))
+            .await
+            .0
+            == 0
+    })
+    .await;
+    let (_, status, _) = run_in(
+        std::path::Path::new("."),
+        &["--config", file.to_str().unwrap(), "token-key", "status"],
+        &pairs(&phase2),
+    )
+    .await;
+    assert!(
+        retired.is_some(),
+        "seed {}: old key still holds tokens:\n{status}",
+        rng.seed
+    );
+    sigkill(gw).await;
+    // And without the old key, the tokens and the signing keys are all readable.
+    let without_old = jwt_mode(&db, &new_key, "");
+    let gw = Process::start_with_env(&file, &pairs(&without_old)).await;
+    settle_and_check(&gw, &file, &without_old, &tokens, &deploy).await;
+}
+
+/// Waits out a rotation's lead, then: the tokens made before work, a token made now
+/// works (returned), and `jwt-key list` answers.
+async fn settle_and_check(
+    gw: &Process,
+    file: &std::path::Path,
+    env: &[(String, String)],
+    before: &[String],
+    deploy: &common::deploy_jwt::JwtDeploy,
+) -> String {
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let args = ["--config", file.to_str().unwrap()];
+    let (code, listed, err) = run_in(
+        std::path::Path::new("."),
+        &[&args[..], &["jwt-key", "list"]].concat(),
+        &pairs(env),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let name = format!("after-{}", random_suffix());
+    let (code, after, err) = run_in(
+        std::path::Path::new("."),
+        &[
+            &args[..],
+            &[
+                "token",
+                "create",
+                "--user",
+                "bob",
+                "--name",
+                &name,
+                "--expires",
+                "7d",
+            ],
+        ]
+        .concat(),
+        &pairs(env),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let after = after.trim().to_string();
+    let mut all: Vec<(&str, &str)> = before.iter().map(|t| ("", t.as_str())).collect();
+    all.push(("bob", &after));
+    for (user, token) in all {
+        let answer = get(
+            &gw.url("/deployit/repository/ci/x"),
+            &[("x-deploy-personal-token", token)],
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{user}'s token refused; keys:\n{listed}\n{:?}; Deploy: {}",
+            answer.body,
+            deploy.stats().await
+        );
+        if !user.is_empty() {
+            assert_eq!(answer.json()["user"], user);
+        }
+    }
+    after
 }
