@@ -302,35 +302,28 @@ async fn alice(
 
 /// Creates, rotates and revokes alice's tokens one call at a time until a call gets
 /// no answer (the process was killed), writing down what each answer said.
-async fn stream_of_calls(gw: String, ledger: Arc<Mutex<Ledger>>, mut rng: Rng) {
+async fn stream_of_calls(gw: String, mut ledger: Ledger, mut rng: Rng) -> Ledger {
     loop {
-        let live: Vec<String> = {
-            let ledger = ledger.lock().unwrap();
-            ledger
-                .tokens
-                .iter()
-                .filter(|(_, k)| k.fate == Fate::Live)
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
+        let live: Vec<String> = ledger
+            .tokens
+            .iter()
+            .filter(|(_, k)| k.fate == Fate::Live)
+            .map(|(id, _)| id.clone())
+            .collect();
         let roll = rng.below(100);
         if live.len() < 3 || roll < 40 {
-            let name = {
-                let mut ledger = ledger.lock().unwrap();
-                ledger.made += 1;
-                format!("t{}", ledger.made)
-            };
+            ledger.made += 1;
+            let name = format!("t{}", ledger.made);
             let body = json!({"name": name, "expiration": "7d"});
             let Some(answer) = alice(&gw, "POST", "/patgate/api/v1/tokens", Some(&body)).await
             else {
-                let mut ledger = ledger.lock().unwrap();
                 ledger.unanswered_creates.push(name);
                 ledger.unanswered += 1;
-                return;
+                return ledger;
             };
             assert_eq!(answer.status, 201, "create: {:?}", answer.body);
             let made = answer.json();
-            ledger.lock().unwrap().tokens.insert(
+            ledger.tokens.insert(
                 made["id"].as_str().unwrap().to_string(),
                 Known {
                     value: Some(made["token"].as_str().unwrap().to_string()),
@@ -345,15 +338,13 @@ async fn stream_of_calls(gw: String, ledger: Arc<Mutex<Ledger>>, mut rng: Rng) {
             let body = json!({"grace": if grace { "1h" } else { "0s" }});
             let path = format!("/patgate/api/v1/tokens/{id}/rotate");
             let Some(answer) = alice(&gw, "POST", &path, Some(&body)).await else {
-                let mut ledger = ledger.lock().unwrap();
                 ledger.tokens.get_mut(&id).unwrap().fate = Fate::RotateUnanswered { grace };
                 ledger.unanswered += 1;
-                return;
+                return ledger;
             };
             assert_eq!(answer.status, 201, "rotate: {:?}", answer.body);
             let made = answer.json();
             let successor = made["id"].as_str().unwrap().to_string();
-            let mut ledger = ledger.lock().unwrap();
             ledger.tokens.get_mut(&id).unwrap().fate = Fate::Rotated {
                 successor: successor.clone(),
                 grace,
@@ -368,13 +359,12 @@ async fn stream_of_calls(gw: String, ledger: Arc<Mutex<Ledger>>, mut rng: Rng) {
         } else {
             let path = format!("/patgate/api/v1/tokens/{id}");
             let Some(answer) = alice(&gw, "DELETE", &path, None).await else {
-                let mut ledger = ledger.lock().unwrap();
                 ledger.tokens.get_mut(&id).unwrap().fate = Fate::RevokeUnanswered;
                 ledger.unanswered += 1;
-                return;
+                return ledger;
             };
             assert_eq!(answer.status, 204, "revoke: {:?}", answer.body);
-            ledger.lock().unwrap().tokens.get_mut(&id).unwrap().fate = Fate::Revoked;
+            ledger.tokens.get_mut(&id).unwrap().fate = Fate::Revoked;
         }
     }
 }
@@ -547,24 +537,23 @@ async fn tokens_are_whole_after_kills_mid_api_calls(db: TestDb) {
     let upstream = Upstream::start().await;
     let file = config_file(&db, &upstream.url(), "127.0.0.1:0");
     first_start(&file).await;
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut ledger = Ledger::default();
     let mut gw = Process::start_with_env(&file, &LIMITS).await;
     let kills = kills(5);
     for _ in 0..kills {
         let calls = tokio::spawn(stream_of_calls(
             gw.url(""),
-            ledger.clone(),
+            ledger,
             Rng::new_seeded(rng.next()),
         ));
         tokio::time::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(1_500)))
             .await;
         sigkill(gw).await;
-        calls.await.unwrap();
+        ledger = calls.await.unwrap();
         gw = Process::start_with_env(&file, &LIMITS).await;
-        check_ledger(&gw, &mut ledger.lock().unwrap(), rng.seed).await;
+        check_ledger(&gw, &mut ledger, rng.seed).await;
     }
     // Last, the predecessors rotated without a grace: refused.
-    let ledger = ledger.lock().unwrap();
     for known in ledger.tokens.values() {
         if let (Fate::Rotated { grace: false, .. }, Some(value)) = (&known.fate, &known.value) {
             assert!(

@@ -73,7 +73,7 @@ pub fn catch_up_due(schedule: &Schedule, last_started: Option<i64>, now: i64) ->
 /// The side task of `patgate serve`: runs passes on schedule until `stop` changes.
 pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
     // When claims another pass held (it may have died) run out of their lease.
-    let mut take_over_at: Option<i64> = None;
+    let mut take_over_at = left_unrecorded(&notifier).await;
     loop {
         // Read each time: a reload may have moved, started or stopped the daily pass.
         let Some(schedule) = notifier.schedule() else {
@@ -130,6 +130,20 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
     }
+}
+
+/// When the claims of a pass that started after the last recorded one, and never
+/// recorded itself (it died, or is under way elsewhere), run out of their lease.
+async fn left_unrecorded(notifier: &Notifier) -> Option<i64> {
+    let since = notifier
+        .store
+        .last_pass()
+        .await
+        .ok()?
+        .map_or(0, |p| p.started_at);
+    let lease = notifier.settings().claim_lease.as_secs() as i64;
+    let newest = notifier.store.newest_held_claim(since).await.ok()??;
+    Some(newest + lease + 1)
 }
 
 #[cfg(test)]

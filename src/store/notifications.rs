@@ -271,8 +271,8 @@ impl Store {
         claimed(done)
     }
 
-    /// When the newest claim still held and taken at or after `since` (still in its
-    /// lease) was taken: a pass under way, or one that died before recording.
+    /// When the newest claim still held (`claimed`) and taken at or after `since` was
+    /// taken: a pass under way, or one that died before recording its outcome.
     pub async fn newest_held_claim(&self, since: i64) -> Result<Option<i64>, StoreError> {
         let at: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(claimed_at) FROM notifications \
