@@ -1,5 +1,5 @@
 //! Crash consistency: the real binary killed with SIGKILL at random moments (seeded:
-//! the seed is printed, `PATGATE_CRASH_SEED` replays it; `PATGATE_CRASH_KILLS` sets
+//! the seed is printed, `PATGATE_TEST_CRASH_SEED` replays it; `PATGATE_TEST_CRASH_KILLS` sets
 //! how many kills), then started again, on SQLite and PostgreSQL. What must survive:
 //! every due reminder goes out, again only when it was in flight at the kill; a token
 //! is wholly there or not at all, a revocation that was answered stays, a rotation
@@ -134,11 +134,17 @@ async fn settled(gw: &Process, smtp: &SmtpServer) {
     .await;
     let got = recipients(smtp);
     let distinct: std::collections::BTreeSet<_> = got.iter().collect();
+    let log = gw.stderr.lock().unwrap().clone();
+    let notifier: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("notif") || l.contains("WARN") || l.contains("ERROR"))
+        .collect();
     assert!(
         done.is_some(),
-        "reminders not all recorded as sent after the restart ({}); {} of {REMINDERS} recipients reached",
+        "reminders not all recorded as sent after the restart ({}); {} of {REMINDERS} recipients reached; the gateway said:\n{}",
         counts.lock().unwrap(),
-        distinct.len()
+        distinct.len(),
+        notifier.join("\n")
     );
 }
 

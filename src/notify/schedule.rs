@@ -109,7 +109,11 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
                         take_over_at = report.retry_at;
                         Duration::ZERO
                     }
-                    _ => RETRY,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "notification pass stopped on a database error; retrying in a minute");
+                        RETRY
+                    }
+                    None => RETRY,
                 }
             }
             Ok(_) => {
@@ -132,16 +136,13 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// When the claims of a pass that started after the last recorded one, and never
-/// recorded itself (it died, or is under way elsewhere), run out of their lease.
+/// When the claims still held that the last recorded pass may have left alone (taken
+/// within a lease before it started, or after: by a pass that died, or is under way
+/// elsewhere) run out of their lease.
 async fn left_unrecorded(notifier: &Notifier) -> Option<i64> {
-    let since = notifier
-        .store
-        .last_pass()
-        .await
-        .ok()?
-        .map_or(0, |p| p.started_at);
     let lease = notifier.settings().claim_lease.as_secs() as i64;
+    let last = notifier.store.last_pass().await.ok()?;
+    let since = last.map_or(0, |p| p.started_at - lease);
     let newest = notifier.store.newest_held_claim(since).await.ok()??;
     Some(newest + lease + 1)
 }

@@ -1,5 +1,5 @@
 //! For the crash tests: kill moments from a seeded generator (the seed is printed, and
-//! `PATGATE_CRASH_SEED` replays it), the number of kills (`PATGATE_CRASH_KILLS`),
+//! `PATGATE_TEST_CRASH_SEED` replays it), the number of kills (`PATGATE_TEST_CRASH_KILLS`),
 //! `kill -9` of the real binary, and a client that reports a refused or cut connection
 //! instead of panicking (a request in flight at the kill).
 
@@ -14,11 +14,11 @@ use tokio::net::TcpStream;
 use super::{Answer, Process};
 
 /// Replays a failing run: the seed it printed.
-pub const SEED_ENV: &str = "PATGATE_CRASH_SEED";
+pub const SEED_ENV: &str = "PATGATE_TEST_CRASH_SEED";
 /// How many kills each case makes (its default when unset).
-pub const KILLS_ENV: &str = "PATGATE_CRASH_KILLS";
+pub const KILLS_ENV: &str = "PATGATE_TEST_CRASH_KILLS";
 
-/// The kills a case makes: `PATGATE_CRASH_KILLS`, else `default`.
+/// The kills a case makes: `PATGATE_TEST_CRASH_KILLS`, else `default`.
 pub fn kills(default: usize) -> usize {
     std::env::var(KILLS_ENV)
         .ok()
@@ -34,7 +34,7 @@ pub struct Rng {
 }
 
 impl Rng {
-    /// Seeded from `PATGATE_CRASH_SEED`, else at random; prints the seed, so that a
+    /// Seeded from `PATGATE_TEST_CRASH_SEED`, else at random; prints the seed, so that a
     /// failure's output says how to replay it.
     pub fn new(case: &str) -> Rng {
         let seed = std::env::var(SEED_ENV)
