@@ -57,19 +57,8 @@ async fn due_reminders(db: &TestDb, upstream: &Upstream, smtp: &SmtpServer) -> P
         &[("PATGATE_NOTIFY__DAILY_AT", "off")],
     ))
     .await;
-    let made = as_user(
-        "POST",
-        &gw.url("/patgate/api/v1/smtp-servers"),
-        "admin",
-        "admin-pw",
-        Some(
-            &json!({"name": "relay", "host": "127.0.0.1", "port": smtp.port,
-            "from_address": "Deploy <deploy@example.com>"}),
-        ),
-    )
-    .await;
-    assert_eq!(made.status, 201, "{:?}", made.body);
-    let settings = json!({"notifications": {"enabled": true, "smtp_server_id": made.json()["id"],
+    let relay = smtp.item_at(&gw.url(""), "relay").await;
+    let settings = json!({"notifications": {"enabled": true, "smtp_server_id": relay,
         "reminder_days": [7]}});
     let saved = as_user(
         "PUT",

@@ -172,6 +172,24 @@ impl SmtpServer {
             .collect()
     }
 
+    /// Makes an SMTP server item `name` for this server, as an administrator of the
+    /// gateway at `base` (`http://host:port`); returns the item's id.
+    pub async fn item_at(&self, base: &str, name: &str) -> String {
+        let made = super::api::as_user(
+            "POST",
+            &format!("{base}/patgate/api/v1/smtp-servers"),
+            "admin",
+            "admin-pw",
+            Some(
+                &serde_json::json!({"name": name, "host": "127.0.0.1", "port": self.port,
+                "from_address": "Deploy <deploy@example.com>"}),
+            ),
+        )
+        .await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        made.json()["id"].as_str().unwrap().to_string()
+    }
+
     /// Stops the server; the port then refuses connections.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
