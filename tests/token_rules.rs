@@ -382,19 +382,7 @@ async fn leaked_reports_are_signed_and_revoke_without_naming_owners(db: TestDb) 
             .await
             .unwrap();
         if route == Route::Fast {
-            let item = as_user(
-                "POST",
-                &gw.url("/patgate/api/v1/smtp-servers"),
-                "admin",
-                "admin-pw",
-                Some(
-                    &json!({"name": "mail", "host": "127.0.0.1", "port": smtp.port,
-                             "from_address": "Deploy <deploy@example.com>"}),
-                ),
-            )
-            .await;
-            assert_eq!(item.status, 201, "{:?}", item.body);
-            let id = item.json()["id"].as_str().unwrap().to_string();
+            let id = smtp.item_at(&gw.url(""), "mail").await;
             let on = as_user(
                 "PUT",
                 &gw.url("/patgate/api/v1/settings"),

@@ -68,6 +68,11 @@ pub struct PassReport {
     /// Unused tokens due for revocation but kept: their owner can be warned and the
     /// warning has not gone out yet (it is retried).
     pub unused_held: i64,
+    /// When the newest claim this pass found held by another (a pass under way, or
+    /// one that died before recording its outcome) runs out of its lease: the gateway
+    /// passes again then, so that what a crash left is not put off to the next day.
+    #[serde(skip)]
+    pub retry_at: Option<i64>,
 }
 
 impl PassReport {
@@ -164,6 +169,7 @@ impl Notifier {
             unused_warned: 0,
             unused_revoked: 0,
             unused_held: 0,
+            retry_at: None,
         };
         let settings = self.store.notify_settings().await?;
         let channels = self.store.channels(None).await?;
@@ -219,6 +225,12 @@ impl Notifier {
             now,
         )
         .await?;
+        let lease = self.settings().claim_lease.as_secs() as i64;
+        report.retry_at = self
+            .store
+            .newest_held_claim(now - lease)
+            .await?
+            .map(|claimed_at| claimed_at + lease + 1);
         report.finished_at = now + clock.elapsed().as_secs() as i64;
         self.metrics.local().notify_pass.observe(clock.elapsed());
         self.store.record_pass(&report.record()).await?;

@@ -1,6 +1,7 @@
 //! When passes run: daily at `notify.daily_at` in `notify.time_zone`, plus a catch-up
 //! pass when the last pass is older than the most recent scheduled instant (the
-//! gateway was down at 01:00). Instants are computed from a given "now" so that tests
+//! gateway was down at 01:00), plus a pass when the claims another pass left (a
+//! process that died mid-send) run out of their lease. Instants are computed from a given "now" so that tests
 //! control time without waiting.
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub fn catch_up_due(schedule: &Schedule, last_started: Option<i64>, now: i64) ->
 
 /// The side task of `patgate serve`: runs passes on schedule until `stop` changes.
 pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
+    // When claims another pass held (it may have died) run out of their lease.
+    let mut take_over_at = left_unrecorded(&notifier).await;
     loop {
         // Read each time: a reload may have moved, started or stopped the daily pass.
         let Some(schedule) = notifier.schedule() else {
@@ -80,8 +83,13 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
             }
         };
         let now = crate::core::time::now();
+        let take_over = take_over_at.is_some_and(|at| at <= now);
         let wait = match notifier.store.last_pass().await {
-            Ok(last) if catch_up_due(&schedule, last.as_ref().map(|p| p.started_at), now) => {
+            Ok(last)
+                if take_over
+                    || catch_up_due(&schedule, last.as_ref().map(|p| p.started_at), now) =>
+            {
+                take_over_at = None;
                 let cause = if now - schedule.last(now) < 60 {
                     Cause::Schedule
                 } else {
@@ -97,12 +105,19 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
                     }
                 };
                 match outcome {
-                    Some(Ok(_)) => Duration::ZERO,
-                    _ => RETRY,
+                    Some(Ok(report)) => {
+                        take_over_at = report.retry_at;
+                        Duration::ZERO
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "notification pass stopped on a database error; retrying in a minute");
+                        RETRY
+                    }
+                    None => RETRY,
                 }
             }
             Ok(_) => {
-                let until = schedule.next(now) - now;
+                let until = schedule.next(now).min(take_over_at.unwrap_or(i64::MAX)) - now;
                 Duration::from_secs(until.max(1) as u64).min(RECHECK)
             }
             Err(e) => {
@@ -119,6 +134,17 @@ pub async fn run(notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
     }
+}
+
+/// When the claims still held that the last recorded pass may have left alone (taken
+/// within a lease before it started, or after: by a pass that died, or is under way
+/// elsewhere) run out of their lease.
+async fn left_unrecorded(notifier: &Notifier) -> Option<i64> {
+    let lease = notifier.settings().claim_lease.as_secs() as i64;
+    let last = notifier.store.last_pass().await.ok()?;
+    let since = last.map_or(0, |p| p.started_at - lease);
+    let newest = notifier.store.newest_held_claim(since).await.ok()??;
+    Some(newest + lease + 1)
 }
 
 #[cfg(test)]

@@ -271,6 +271,19 @@ impl Store {
         claimed(done)
     }
 
+    /// When the newest claim still held (`claimed`) and taken at or after `since` was
+    /// taken: a pass under way, or one that died before recording its outcome.
+    pub async fn newest_held_claim(&self, since: i64) -> Result<Option<i64>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(claimed_at) FROM notifications \
+             WHERE status = 'claimed' AND claimed_at >= $1",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(at)
+    }
+
     /// Records the outcome of a claimed notification: `error` `None` means sent. Only
     /// the pass holding the claim can; returns whether it still did.
     pub async fn finish_notification(

@@ -49,6 +49,7 @@ macro_rules! on_both_backends {
 
 pub mod api;
 pub mod browser;
+pub mod crash;
 pub mod deploy_jwt;
 pub mod nginx;
 pub mod node;

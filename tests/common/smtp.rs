@@ -99,6 +99,12 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 impl SmtpServer {
     pub async fn start(mode: Mode, auth: bool) -> SmtpServer {
+        Self::start_with_delay(mode, auth, Duration::ZERO).await
+    }
+
+    /// A server that records each message at once but answers `250` only `delay`
+    /// later, like a slow relay: a sender killed meanwhile never learns it went out.
+    pub async fn start_with_delay(mode: Mode, auth: bool, delay: Duration) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
@@ -112,6 +118,9 @@ impl SmtpServer {
         if mode != Mode::Plain {
             let (cert, key) = self_signed(dir.path());
             command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if !delay.is_zero() {
+            command.arg("--delay").arg(delay.as_secs_f64().to_string());
         }
         if auth {
             command.arg("--auth").arg(format!("{USER}:{PASSWORD}"));
@@ -161,6 +170,24 @@ impl SmtpServer {
                 }
             })
             .collect()
+    }
+
+    /// Makes an SMTP server item `name` for this server, as an administrator of the
+    /// gateway at `base` (`http://host:port`); returns the item's id.
+    pub async fn item_at(&self, base: &str, name: &str) -> String {
+        let made = super::api::as_user(
+            "POST",
+            &format!("{base}/patgate/api/v1/smtp-servers"),
+            "admin",
+            "admin-pw",
+            Some(
+                &serde_json::json!({"name": name, "host": "127.0.0.1", "port": self.port,
+                "from_address": "Deploy <deploy@example.com>"}),
+            ),
+        )
+        .await;
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        made.json()["id"].as_str().unwrap().to_string()
     }
 
     /// Stops the server; the port then refuses connections.

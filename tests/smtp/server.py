@@ -7,6 +7,9 @@ listening, and appends every accepted message to --out as one JSON line
   --mode plain|starttls|tls   plain SMTP, STARTTLS required, or implicit TLS (SMTPS)
   --cert/--key PEM files      the server certificate for starttls and tls
   --auth USER:PASSWORD        require AUTH (PLAIN/LOGIN) with these credentials
+  --delay SECONDS             answer each accepted message this late (it is recorded
+                              first), like a slow relay: a sender that dies meanwhile
+                              never learns that its message went out
 """
 
 import argparse
@@ -21,8 +24,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Recorder:
-    def __init__(self, out):
+    def __init__(self, out, delay):
         self.out = out
+        self.delay = delay
 
     async def handle_DATA(self, server, session, envelope):
         line = json.dumps(
@@ -34,6 +38,8 @@ class Recorder:
         )
         with open(self.out, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
         return "250 Message accepted for delivery"
 
 
@@ -76,6 +82,7 @@ async def main():
     parser.add_argument("--key")
     parser.add_argument("--auth")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
 
     context = None
@@ -95,7 +102,7 @@ async def main():
         options["tls_context"] = context
         options["require_starttls"] = True
 
-    handler = Recorder(args.out)
+    handler = Recorder(args.out, args.delay)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="localhost", **options),
