@@ -41,18 +41,17 @@ impl PlainToken {
     pub fn generate() -> PlainToken {
         let mut out = String::with_capacity(TOKEN_LEN);
         out.push_str(PREFIX);
-        let mut produced = 0;
-        let mut buf = [0u8; 64];
-        while produced < RANDOM_LEN {
+        // Rejection sampling keeps every character uniform: 248 = 4 * 62. No counter:
+        // the characters are taken from an endless stream of random bytes, so the loop
+        // ends however a byte is judged.
+        let bytes = std::iter::repeat_with(|| {
+            let mut buf = [0u8; 64];
             getrandom::getrandom(&mut buf).expect("the operating system's random source failed");
-            // Rejection sampling keeps every character uniform: 248 = 4 * 62.
-            for &b in buf.iter().filter(|&&b| b < 248) {
-                if produced == RANDOM_LEN {
-                    break;
-                }
-                out.push(BASE62[(b % 62) as usize] as char);
-                produced += 1;
-            }
+            buf
+        })
+        .flatten();
+        for b in bytes.filter(|&b| b < 248).take(RANDOM_LEN) {
+            out.push(BASE62[(b % 62) as usize] as char);
         }
         let sum = crc32fast::hash(out.as_bytes());
         out.push_str(&encode_checksum(sum));
