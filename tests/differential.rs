@@ -674,101 +674,72 @@ fn other_header() -> impl Strategy<Value = Line> {
     line(name, value)
 }
 
-/// How a `Content-Length` value is written, for a body of `n` bytes.
+/// How a number is written: a `Content-Length` (decimal) or a chunk size (hex), for
+/// `n` bytes. Every form serves both.
 #[derive(Debug, Clone, Copy)]
-enum LengthForm {
+enum Number {
     Exact,
+    Upper,
     LeadingZeros,
     Plus,
     Minus,
-    Hex,
+    ZeroX,
     Repeated,
     Conflicting,
     OneMore,
     OneLess,
     Spaced,
+    SpaceBefore,
+    SpaceAfter,
+    TabAfter,
+    Overlong,
+    TooLong,
     Huge,
     Empty,
 }
 
-impl LengthForm {
-    fn write(self, n: usize) -> Vec<u8> {
+impl Number {
+    fn write(self, n: usize, hex: bool) -> Vec<u8> {
+        let digits = |n: usize| {
+            if hex {
+                format!("{n:x}")
+            } else {
+                format!("{n}")
+            }
+        };
+        let d = digits(n);
         match self {
-            LengthForm::Exact => format!("{n}"),
-            LengthForm::LeadingZeros => format!("00{n}"),
-            LengthForm::Plus => format!("+{n}"),
-            LengthForm::Minus => format!("-{n}"),
-            LengthForm::Hex => format!("0x{n:x}"),
-            LengthForm::Repeated => format!("{n}, {n}"),
-            LengthForm::Conflicting => format!("{n}, {}", n + 1),
-            LengthForm::OneMore => format!("{}", n + 1),
-            LengthForm::OneLess => format!("{}", n.saturating_sub(1)),
-            LengthForm::Spaced => format!("{n} {n}"),
-            LengthForm::Huge => "99999999999999999999".into(),
-            LengthForm::Empty => String::new(),
+            Number::Exact => d,
+            Number::Upper => d.to_uppercase(),
+            Number::LeadingZeros => format!("000{d}"),
+            Number::Plus => format!("+{d}"),
+            Number::Minus => format!("-{d}"),
+            Number::ZeroX => format!("0x{n:x}"),
+            Number::Repeated => format!("{d}, {d}"),
+            Number::Conflicting => format!("{d}, {}", digits(n + 1)),
+            Number::OneMore => digits(n + 1),
+            Number::OneLess => digits(n.saturating_sub(1)),
+            Number::Spaced => format!("{d} {d}"),
+            Number::SpaceBefore => format!(" {d}"),
+            Number::SpaceAfter => format!("{d} "),
+            Number::TabAfter => format!("{d}\t"),
+            Number::Overlong => format!("{d:0>16}"),
+            Number::TooLong => format!("{d:0>21}"),
+            Number::Huge => "99999999999999999999".into(),
+            Number::Empty => String::new(),
         }
         .into_bytes()
     }
 }
 
-fn length_form() -> impl Strategy<Value = LengthForm> {
-    use LengthForm::*;
+/// A number's form: mostly plain (`common`), sometimes any other.
+fn number(common: Vec<Number>) -> impl Strategy<Value = Number> {
+    use Number::*;
     prop_oneof![
-        12 => Just(Exact),
+        12 => prop::sample::select(common),
         1 => prop::sample::select(vec![
-            LeadingZeros, Plus, Minus, Hex, Repeated, Conflicting, OneMore, OneLess, Spaced, Huge, Empty,
-        ]),
-    ]
-}
-
-/// How a chunk's size is written, for `n` bytes of data.
-#[derive(Debug, Clone, Copy)]
-enum SizeForm {
-    Lower,
-    Upper,
-    LeadingZeros,
-    Overlong,
-    TooLong,
-    ZeroX,
-    Plus,
-    Minus,
-    SpaceBefore,
-    SpaceAfter,
-    TabAfter,
-    OneMore,
-    OneLess,
-    Empty,
-}
-
-impl SizeForm {
-    fn write(self, n: usize) -> Vec<u8> {
-        match self {
-            SizeForm::Lower => format!("{n:x}"),
-            SizeForm::Upper => format!("{n:X}"),
-            SizeForm::LeadingZeros => format!("000{n:x}"),
-            SizeForm::Overlong => format!("{n:016x}"),
-            SizeForm::TooLong => format!("{n:021x}"),
-            SizeForm::ZeroX => format!("0x{n:x}"),
-            SizeForm::Plus => format!("+{n:x}"),
-            SizeForm::Minus => format!("-{n:x}"),
-            SizeForm::SpaceBefore => format!(" {n:x}"),
-            SizeForm::SpaceAfter => format!("{n:x} "),
-            SizeForm::TabAfter => format!("{n:x}\t"),
-            SizeForm::OneMore => format!("{:x}", n + 1),
-            SizeForm::OneLess => format!("{:x}", n.saturating_sub(1)),
-            SizeForm::Empty => String::new(),
-        }
-        .into_bytes()
-    }
-}
-
-fn size_form() -> impl Strategy<Value = SizeForm> {
-    use SizeForm::*;
-    prop_oneof![
-        12 => prop::sample::select(vec![Lower, Upper]),
-        1 => prop::sample::select(vec![
-            LeadingZeros, Overlong, TooLong, ZeroX, Plus, Minus, SpaceBefore, SpaceAfter, TabAfter,
-            OneMore, OneLess, Empty,
+            Upper, LeadingZeros, Plus, Minus, ZeroX, Repeated, Conflicting, OneMore, OneLess,
+            Spaced, SpaceBefore, SpaceAfter, TabAfter, Overlong, TooLong, Huge, Empty,
         ]),
     ]
 }
@@ -794,14 +765,15 @@ fn data() -> impl Strategy<Value = Vec<u8>> {
 #[derive(Debug, Clone)]
 struct Chunk {
     data: Vec<u8>,
-    size: SizeForm,
+    size: Number,
     extension: &'static [u8],
     size_eol: &'static [u8],
     data_eol: &'static [u8],
 }
 
 fn chunk() -> impl Strategy<Value = Chunk> {
-    (data(), size_form(), extension(), eol(), eol()).prop_map(
+    let size = number(vec![Number::Exact, Number::Upper]);
+    (data(), size, extension(), eol(), eol()).prop_map(
         |(data, size, extension, size_eol, data_eol)| Chunk {
             data,
             size,
@@ -817,12 +789,12 @@ fn chunk() -> impl Strategy<Value = Chunk> {
 enum Framing {
     None,
     Length {
-        forms: Vec<LengthForm>,
+        forms: Vec<Number>,
         body: Vec<u8>,
     },
     Chunked {
         codings: Vec<Line>,
-        length: Option<LengthForm>,
+        length: Option<Number>,
         chunks: Vec<Chunk>,
         last: &'static [u8],
         trailers: Vec<&'static [u8]>,
@@ -849,11 +821,11 @@ fn coding_line() -> impl Strategy<Value = Line> {
 fn framing() -> impl Strategy<Value = Framing> {
     prop_oneof![
         4 => Just(Framing::None),
-        6 => (prop::collection::vec(length_form(), 1..=2), data())
+        6 => (prop::collection::vec(number(vec![Number::Exact]), 1..=2), data())
             .prop_map(|(forms, body)| Framing::Length { forms, body }),
         5 => (
             prop::collection::vec(coding_line(), 1..=2),
-            prop_oneof![8 => Just(None), 1 => length_form().prop_map(Some)],
+            prop_oneof![8 => Just(None), 1 => number(vec![Number::Exact]).prop_map(Some)],
             prop::collection::vec(chunk(), 0..3),
             prop_oneof![
                 12 => Just(&b"0\r\n"[..]),
@@ -887,7 +859,7 @@ impl Framing {
             Framing::Length { forms, body } => {
                 let lines = forms
                     .iter()
-                    .map(|f| Line::plain(b"Content-Length", &f.write(body.len())))
+                    .map(|f| Line::plain(b"Content-Length", &f.write(body.len(), false)))
                     .collect();
                 (lines, body.clone())
             }
@@ -901,7 +873,7 @@ impl Framing {
             } => {
                 let mut body = Vec::new();
                 for c in chunks {
-                    body.extend_from_slice(&c.size.write(c.data.len()));
+                    body.extend_from_slice(&c.size.write(c.data.len(), true));
                     body.extend_from_slice(c.extension);
                     body.extend_from_slice(c.size_eol);
                     body.extend_from_slice(&c.data);
@@ -914,7 +886,10 @@ impl Framing {
                 body.extend_from_slice(end);
                 let mut lines = codings.clone();
                 if let Some(form) = length {
-                    lines.push(Line::plain(b"Content-Length", &form.write(body.len())));
+                    lines.push(Line::plain(
+                        b"Content-Length",
+                        &form.write(body.len(), false),
+                    ));
                 }
                 (lines, body)
             }
@@ -1411,6 +1386,30 @@ fn judge(
     Ok(())
 }
 
+/// A gateway (one worker) in front of a [`Recorder`], and a token for it.
+struct Setup {
+    _db: TestDb,
+    recorder: Recorder,
+    gw: Gateway,
+    token: String,
+}
+
+async fn setup() -> Setup {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let recorder = Recorder::start().await;
+    let url = format!("http://{}", recorder.addr);
+    let gw = Gateway::start(config(&db, &url, &[("PATGATE_WORKERS", "1")])).await;
+    let (_, token) = gw
+        .create_token("alice", "differential", Expiration::Days7)
+        .await;
+    Setup {
+        _db: db,
+        recorder,
+        gw,
+        token,
+    }
+}
+
 fn case_count() -> u32 {
     std::env::var("PATGATE_DIFF_CASES")
         .ok()
@@ -1425,16 +1424,12 @@ fn deploy_receives_each_request_as_h11_reads_it() {
         .enable_all()
         .build()
         .unwrap();
-    let (_db, recorder, gw, token) = rt.block_on(async {
-        let db = TestDb::new(Backend::Sqlite).await.unwrap();
-        let recorder = Recorder::start().await;
-        let url = format!("http://{}", recorder.addr);
-        let gw = Gateway::start(config(&db, &url, &[("PATGATE_WORKERS", "1")])).await;
-        let (_, token) = gw
-            .create_token("alice", "differential", Expiration::Days7)
-            .await;
-        (db, recorder, gw, token)
-    });
+    let Setup {
+        _db,
+        recorder,
+        gw,
+        token,
+    } = rt.block_on(setup());
     let h11 = Mutex::new(H11::start());
     let tally = Mutex::new(Tally::default());
     let mut runner = TestRunner::new(RunnerConfig {
@@ -1513,20 +1508,19 @@ fn deploy_receives_each_request_as_h11_reads_it() {
 /// its body, on either path (the fast path leaves chunked uploads to the general one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_reaches_deploy_whatever_the_method() {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let recorder = Recorder::start().await;
-    let url = format!("http://{}", recorder.addr);
-    let gw = Gateway::start(config(&db, &url, &[("PATGATE_WORKERS", "1")])).await;
-    let (_, token) = gw
-        .create_token("alice", "differential", Expiration::Days7)
-        .await;
+    let s = setup().await;
+    let token = &s.token;
     for method in ["GET", "HEAD", "POST", "DELETE"] {
         let request = format!(
             "{method} / HTTP/1.1\r\nHost: deploy.test\r\nx-deploy-personal-token: {token}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
         );
         for preamble in [&b""[..], PREAMBLE] {
-            let seen =
-                through_gateway(gw.addr, &recorder, &[preamble, request.as_bytes()].concat()).await;
+            let seen = through_gateway(
+                s.gw.addr,
+                &s.recorder,
+                &[preamble, request.as_bytes()].concat(),
+            )
+            .await;
             let bodies: Vec<_> = seen
                 .arrivals
                 .iter()
@@ -1538,7 +1532,7 @@ async fn a_chunked_body_reaches_deploy_whatever_the_method() {
             assert_eq!(bodies, [b"abc".to_vec()], "{method}: {:?}", seen.arrivals);
         }
     }
-    gw.shutdown().await;
+    s.gw.shutdown().await;
 }
 
 /// Found by the run above: chunked named twice was read as chunked once (a strict
@@ -1547,13 +1541,8 @@ async fn a_chunked_body_reaches_deploy_whatever_the_method() {
 /// connection is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_codings_other_than_one_chunked_are_refused() {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let recorder = Recorder::start().await;
-    let url = format!("http://{}", recorder.addr);
-    let gw = Gateway::start(config(&db, &url, &[("PATGATE_WORKERS", "1")])).await;
-    let (_, token) = gw
-        .create_token("alice", "differential", Expiration::Days7)
-        .await;
+    let s = setup().await;
+    let token = &s.token;
     for (codings, status) in [
         (
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
@@ -1575,30 +1564,25 @@ async fn transfer_codings_other_than_one_chunked_are_refused() {
             let request = format!(
                 "POST {target} HTTP/1.1\r\nHost: {host}\r\nx-deploy-personal-token: {token}\r\n{codings}\r\n\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: deploy.test\r\n\r\n"
             );
-            let seen = through_gateway(gw.addr, &recorder, request.as_bytes()).await;
+            let seen = through_gateway(s.gw.addr, &s.recorder, request.as_bytes()).await;
             assert_eq!(seen.statuses, [status], "{codings} {host:?} {target}");
             assert!(seen.arrivals.is_empty(), "{codings}: {:?}", seen.arrivals);
         }
     }
-    gw.shutdown().await;
+    s.gw.shutdown().await;
 }
 
 /// Found by the run above: `GET a HTTP/1.1` with `Host: deploy.test` was read as an
 /// absolute form, and Deploy was sent `GET /` with `Host: a`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authority_form_target_is_refused_not_made_the_host() {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let recorder = Recorder::start().await;
-    let url = format!("http://{}", recorder.addr);
-    let gw = Gateway::start(config(&db, &url, &[("PATGATE_WORKERS", "1")])).await;
-    let (_, token) = gw
-        .create_token("alice", "differential", Expiration::Days7)
-        .await;
+    let s = setup().await;
+    let token = &s.token;
     for target in ["a", "other.test:4516", "deploy.test"] {
         for credential in [format!("x-deploy-personal-token: {token}"), String::new()] {
             let request =
                 format!("GET {target} HTTP/1.1\r\nHost: deploy.test\r\n{credential}\r\n\r\n");
-            let seen = through_gateway(gw.addr, &recorder, request.as_bytes()).await;
+            let seen = through_gateway(s.gw.addr, &s.recorder, request.as_bytes()).await;
             assert_eq!(seen.statuses, [400], "{target}");
             assert!(seen.arrivals.is_empty(), "{target}: {:?}", seen.arrivals);
         }
@@ -1607,12 +1591,12 @@ async fn an_authority_form_target_is_refused_not_made_the_host() {
     let request = format!(
         "GET http://other.test/x HTTP/1.1\r\nHost: deploy.test\r\nx-deploy-personal-token: {token}\r\n\r\n"
     );
-    let seen = through_gateway(gw.addr, &recorder, request.as_bytes()).await;
+    let seen = through_gateway(s.gw.addr, &s.recorder, request.as_bytes()).await;
     assert_eq!(seen.statuses, [200]);
     assert!(
         matches!(&seen.arrivals[..], [Arrival::Request(m)] if m.target == b"/x"),
         "{:?}",
         seen.arrivals
     );
-    gw.shutdown().await;
+    s.gw.shutdown().await;
 }
