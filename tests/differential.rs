@@ -967,7 +967,7 @@ impl Request {
             Line::plain(b"x-deploy-personal-token", token.as_bytes())
         };
         let (framing, body) = self.framing.write();
-        let mut lines: Vec<Line> = self.hosts.iter().cloned().collect();
+        let mut lines: Vec<Line> = self.hosts.to_vec();
         lines.push(credential);
         lines.extend(self.others.iter().cloned());
         lines.extend(framing);
@@ -991,7 +991,7 @@ enum After {
     Nothing,
     /// A plain GET with the token.
     Simple,
-    Generated(Request),
+    Generated(Box<Request>),
     Stray(&'static [u8]),
 }
 
@@ -999,7 +999,7 @@ fn case(token: Arc<str>) -> impl Strategy<Value = Case> {
     let after = prop_oneof![
         5 => Just(After::Nothing),
         3 => Just(After::Simple),
-        2 => request().prop_map(After::Generated),
+        2 => request().prop_map(|r| After::Generated(Box::new(r))),
         1 => prop::sample::select(vec![&b"\r\n"[..], b"x", b"GET / HTTP/1.1\r\n"]).prop_map(After::Stray),
     ];
     (request(), after).prop_map(move |(first, after)| {
