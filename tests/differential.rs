@@ -1234,6 +1234,20 @@ fn difference(gateway: &Message, h11: &Message) -> Option<String> {
 /// only where that end is beyond doubt ([`plain_end`]).
 const READ_ON: &str = "a request refused for its meaning, and the next one read";
 
+/// The rule for a pipelined request after an HTTP/1.0 one with `Connection:
+/// keep-alive`: h11 closes after every HTTP/1.0 request, hyper keeps such a connection
+/// open as RFC 9112 §9.3 allows, so h11 is asked again from where that request ended.
+const KEPT_ALIVE: &str = "an HTTP/1.0 connection kept alive";
+
+/// Whether `request` is HTTP/1.0 and asks to be kept alive.
+fn kept_alive_1_0(request: &[u8]) -> bool {
+    let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    line.trim_ascii_end().ends_with(b"HTTP/1.0")
+        && header_values(request, b"connection")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(b"keep-alive"))
+}
+
 /// Where the refused request at `start` ends if its end is beyond doubt: it has no
 /// bare CR and no continuation line, and either `Content-Length` lines that all
 /// give the same number in plain digits, or one `Transfer-Encoding: chunked` (and no length) with a strictly
@@ -1359,6 +1373,19 @@ fn judge(
                     requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + after)));
                 }
                 break;
+            }
+            // h11 closes after every HTTP/1.0 request; hyper keeps a 1.0 connection
+            // that asks for it open (RFC 9112 §9.3), and reads the next request.
+            if !refused && !read_on && next == requests.len() && next > 0 {
+                let previous = next.checked_sub(2).map_or(0, |i| requests[i].1);
+                if kept_alive_1_0(&case.bytes[previous..start]) {
+                    let again = reread(&case.bytes[start..]);
+                    refused = again.error.is_some();
+                    requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + start)));
+                    read_on = true;
+                    *tally.explained.entry(KEPT_ALIVE).or_default() += 1;
+                    continue;
+                }
             }
             // h11 refused the request after the last it read: read on past it?
             if refused && next == requests.len() && !read_on {
