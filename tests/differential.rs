@@ -1056,14 +1056,16 @@ const EXCEPTIONS: &[Exception] = &[
     },
     Exception {
         name: "leading zeros past 20 digits",
-        reason: "a chunk size of more than 20 hex digits, all but the last few zeros: h11 \
-                 refuses any size over 20 digits, hyper reads the value (RFC 9112 §7.1 sets \
-                 no limit on the digits, only on the value)",
+        reason: "a chunk size or a Content-Length of more than 20 digits, all but the \
+                 last few zeros: h11 refuses any over 20 digits, hyper reads the value \
+                 (RFC 9112 §6.2 and §7.1 limit the value, not the digits)",
         applies: |case, _, h11| {
+            let padded = |v: &[u8]| v.len() > 20 && v[..v.len() - 16].iter().all(|&b| b == b'0');
             h11.is_none()
-                && case.split(|&b| b == b'\n').any(|line| {
-                    line.len() > 20 && line[..line.len() - 16].iter().all(|&b| b == b'0')
-                })
+                && (case.split(|&b| b == b'\n').any(padded)
+                    || header_values(case, b"content-length")
+                        .iter()
+                        .any(|v| padded(v)))
         },
     },
     Exception {
