@@ -1338,6 +1338,8 @@ fn judge(
     let mut requests = h11.requests.clone();
     let mut refused = h11.error.is_some();
     let mut next = 0;
+    // Where h11 was last asked again from: requests before it are behind.
+    let mut reread_from = 0;
     for (i, arrival) in seen.arrivals.iter().enumerate() {
         let message = match arrival {
             Arrival::Request(m) => m,
@@ -1359,7 +1361,10 @@ fn judge(
                 break;
             }
             // Where this request starts: after the last one h11 read before it.
-            let start = next.checked_sub(1).map_or(0, |i| requests[i].1);
+            let start = next
+                .checked_sub(1)
+                .map_or(0, |i| requests[i].1)
+                .max(reread_from);
             let theirs = requests.get(next).map(|(m, _)| m);
             if let Some(e) = EXCEPTIONS
                 .iter()
@@ -1371,6 +1376,7 @@ fn judge(
                 } else if let Some(after) = plain_end(&case.bytes, start) {
                     // h11 stopped at the request explained: on with the next.
                     let again = reread(&case.bytes[after..]);
+                    reread_from = after;
                     refused = again.error.is_some();
                     requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + after)));
                 }
@@ -1382,6 +1388,7 @@ fn judge(
                 let previous = next.checked_sub(2).map_or(0, |i| requests[i].1);
                 if kept_alive_1_0(&case.bytes[previous..start]) {
                     let again = reread(&case.bytes[start..]);
+                    reread_from = start;
                     refused = again.error.is_some();
                     requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + start)));
                     read_on = true;
@@ -1393,6 +1400,7 @@ fn judge(
             if refused && next == requests.len() && !read_on {
                 if let Some(after) = plain_end(&case.bytes, start) {
                     let again = reread(&case.bytes[after..]);
+                    reread_from = after;
                     refused = again.error.is_some();
                     requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + after)));
                     read_on = true;
