@@ -98,12 +98,21 @@ impl Message {
     /// The headers a reader of Deploy's side compares, in order per name (hyper groups
     /// a name's lines together; the order of different names carries no meaning).
     fn compared(&self, keep_host: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+        // The headers `Connection` names are hop-by-hop too.
+        let named: Vec<Vec<u8>> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .map(|t| normal_name(t.trim_ascii()))
+            .collect();
         let mut kept: Vec<_> = self
             .headers
             .iter()
             .filter(|(n, _)| {
                 let n = normal_name(n);
-                !GATEWAY_WRITES.contains(&String::from_utf8_lossy(&n).as_ref())
+                !named.contains(&n)
+                    && !GATEWAY_WRITES.contains(&String::from_utf8_lossy(&n).as_ref())
                     && !n.starts_with(b"x-forwarded-")
                     && (keep_host || n != b"host")
             })
