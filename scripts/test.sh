@@ -27,6 +27,8 @@ fi
 bash scripts/node-setup.sh
 # The e-mail tests run a real SMTP server on Python (tests/smtp).
 bash scripts/smtp-setup.sh
+# The differential parsing test compares the gateway with h11 (Python; tests/http1).
+bash scripts/h11-setup.sh
 # The SCIM tests run a compliance checker (scim2-cli, Python; tests/scim).
 bash scripts/scim-setup.sh
 bash scripts/openapi-setup.sh  # the API contract test: openapi-spec-validator, schemathesis (tests/openapi)

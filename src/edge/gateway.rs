@@ -198,6 +198,11 @@ impl Gateway {
         id: &HeaderValue,
         note: &mut access::Note,
     ) -> Response<Body> {
+        // Before anything reads the body, on every route: its end is in doubt.
+        if let Some(bad) = headers::transfer_coding_problem(req.headers()) {
+            note.refusal = Some(bad.code());
+            return bad.response();
+        }
         if admission::is_reserved(req.uri().path()) {
             note.kind = access::Kind::Gateway;
             note.route = Route::Gateway;

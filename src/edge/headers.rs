@@ -111,7 +111,8 @@ pub enum Fate {
     Refuse,
 }
 
-/// Why a request is refused before anything else looks at it (400).
+/// Why a request is refused before anything else looks at it (400; 501 for a
+/// transfer coding other than chunked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadRequest {
     DuplicateHost,
@@ -120,6 +121,8 @@ pub enum BadRequest {
     HostInConnection,
     UnderscoreHeader,
     SessionIdInUrl,
+    ChunkedTwice,
+    UnsupportedCoding,
 }
 
 impl BadRequest {
@@ -131,6 +134,8 @@ impl BadRequest {
             BadRequest::InvalidHost | BadRequest::HostInConnection => "invalid_host",
             BadRequest::UnderscoreHeader => "underscore_header",
             BadRequest::SessionIdInUrl => "session_id_in_url",
+            BadRequest::ChunkedTwice => "chunked_twice",
+            BadRequest::UnsupportedCoding => "unsupported_transfer_coding",
         }
     }
 
@@ -146,13 +151,56 @@ impl BadRequest {
             BadRequest::SessionIdInUrl => {
                 "a request with a personal access token may not carry a jsessionid in its URL; remove the ;jsessionid=… part"
             }
+            BadRequest::ChunkedTwice => {
+                "Transfer-Encoding names chunked more than once; chunked is applied once, last"
+            }
+            BadRequest::UnsupportedCoding => {
+                "the only transfer coding taken is chunked; send other codings as Content-Encoding"
+            }
         }
     }
 
-    /// The JSON answer.
+    /// The JSON answer. After a body whose framing is in doubt the connection is
+    /// closed: nothing read after it could be trusted to be a request of its own.
     pub fn response(self) -> Response<Body> {
-        json_error(StatusCode::BAD_REQUEST, self.code(), self.message())
+        let status = match self {
+            // RFC 9112 §6.1: a transfer coding the server does not understand.
+            BadRequest::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut response = json_error(status, self.code(), self.message());
+        if matches!(
+            self,
+            BadRequest::ChunkedTwice | BadRequest::UnsupportedCoding
+        ) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        response
     }
+}
+
+/// Why a request's `Transfer-Encoding` is refused, if it is: a coding other than
+/// chunked (the gateway re-frames every body, so Deploy would get a gzip-coded body
+/// told as plain), or chunked named more than once, in one line or several (RFC 9112
+/// §6.1 forbids it, and readers disagree on such a body: hyper decodes once, a strict
+/// reader refuses or decodes twice). Empty list elements are ignored (RFC 9110 §5.6.1).
+pub fn transfer_coding_problem(headers: &HeaderMap) -> Option<BadRequest> {
+    let mut chunked = 0;
+    let codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    for coding in codings {
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return Some(BadRequest::UnsupportedCoding);
+        }
+        chunked += 1;
+    }
+    (chunked > 1).then_some(BadRequest::ChunkedTwice)
 }
 
 /// Whether `value` can be a `Host`: a host name or address (IPv6 in brackets) with an

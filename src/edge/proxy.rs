@@ -78,6 +78,15 @@ impl Proxy {
         upgrade: Option<HeaderValue>,
         still_valid: Option<StillValid>,
     ) -> Response<Body> {
+        // Authority form (`GET deploy.test`) is CONNECT's alone (RFC 9112 §3.2.3), and
+        // CONNECT is refused: read as an absolute form it would replace the Host.
+        if req.uri().scheme().is_none() && req.uri().authority().is_some() {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request target is not a valid path",
+            );
+        }
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         // For an absolute-form target (`GET http://host/path`) its authority is the host
         // (RFC 9112 §3.2.2), whatever the Host header says.
@@ -87,7 +96,17 @@ impl Proxy {
             }
         }
         let original_host = req.headers().get(header::HOST).cloned();
+        // A body of unknown length came chunked. The client's Transfer-Encoding is
+        // hop-by-hop and gone, and without one hyper sends a GET, HEAD or CONNECT with
+        // no body at all: Deploy would read a request the client did not send.
+        let chunked = !req.body().is_end_stream() && req.body().size_hint().exact().is_none();
         let headers = req.headers_mut();
+        if chunked {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         if let Some(protocol) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol.clone());
