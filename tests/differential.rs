@@ -1391,6 +1391,18 @@ fn judge(
                 }
                 break;
             }
+            // The gateway refused the rest of what h11 read (each for its meaning, as it
+            // may) and went on to the request h11 refused: explained there?
+            if refused && next < requests.len() {
+                let end = requests[requests.len() - 1].1.max(reread_from);
+                if EXCEPTIONS
+                    .iter()
+                    .any(|e| (e.applies)(&case.bytes[end..], message, None))
+                {
+                    next = requests.len();
+                    continue;
+                }
+            }
             // h11 closes after every HTTP/1.0 request; hyper keeps a 1.0 connection
             // that asks for it open (RFC 9112 §9.3), and reads the next request.
             if !refused && !read_on && next == requests.len() && next > 0 {
