@@ -107,21 +107,29 @@ impl Browser {
         self.find("body[data-ready='true']").await;
     }
 
-    /// The first element matching `css`, waiting for it to appear.
+    /// The first element matching `css`, waiting for it to appear. A search the
+    /// browser aborts because the page is navigating (a form's submit, a redirect) is
+    /// asked again on the page that follows, until `WAIT` is over.
     pub async fn find(&self, css: &str) -> Element {
-        match self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(el) => el,
-            Err(e) => {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let error = match self
+                .client
+                .wait()
+                .at_most(left)
+                .for_element(Locator::Css(css))
+                .await
+            {
+                Ok(el) => return el,
+                Err(e) => e,
+            };
+            if std::time::Instant::now() >= deadline || !error.to_string().contains("navigation") {
                 let url = self.client.current_url().await.map(|u| u.to_string());
                 let page = self.client.source().await.unwrap_or_default();
-                panic!("no element {css} within {WAIT:?} ({e}) on {url:?}:\n{page}")
+                panic!("no element {css} within {WAIT:?} ({error}) on {url:?}:\n{page}")
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
