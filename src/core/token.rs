@@ -318,6 +318,20 @@ mod tests {
         assert_eq!(check_format(b"ghp_abc"), Err(MalformedToken::Prefix));
         assert_eq!(check_format(b"dpat_abc"), Err(MalformedToken::Length));
         let t = PlainToken::generate();
+        // Whitespace at either end alone is named as such, not as a wrong length: the
+        // client is told to strip the newline kept from a file.
+        for spaced in [
+            format!("{}\n", t.expose()),
+            format!("{} ", t.expose()),
+            format!("\t{}", t.expose()),
+            format!(" {} ", t.expose()),
+        ] {
+            assert_eq!(
+                check_format(spaced.as_bytes()),
+                Err(MalformedToken::Whitespace),
+                "{spaced:?}"
+            );
+        }
         let mut bytes = t.expose().as_bytes().to_vec();
         bytes[8] = 0;
         assert_eq!(check_format(&bytes), Err(MalformedToken::Alphabet));

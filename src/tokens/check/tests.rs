@@ -226,15 +226,22 @@ async fn a_lookup_that_began_before_a_revocation_is_not_cached_after_it() {
     let held = gw.check.hold.arm();
     let check = gw.check.clone();
     let presented = token.expose().to_string();
-    let first = tokio::spawn(async move {
+    let mut first = tokio::spawn(async move {
         check
             .check(presented.as_bytes(), None, CLIENT, GET)
             .await
             .err()
     });
     // The lookup has read the token as valid; now it is revoked and the feed
-    // delivers the change, before the lookup's answer is used.
-    held.reached.await.unwrap();
+    // delivers the change, before the lookup's answer is used. A check that answers
+    // without reading the store fails here at once instead of waiting for the hold.
+    tokio::select! {
+        reached = held.reached => reached.unwrap(),
+        answer = &mut first => panic!(
+            "the token was answered without a store lookup: {:?}",
+            answer.unwrap()
+        ),
+    }
     gw.store.revoke_token(&id).await.unwrap();
     gw.deliver_changes().await;
     held.release.send(()).unwrap();
