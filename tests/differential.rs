@@ -1325,6 +1325,22 @@ fn plain_end(case: &[u8], start: usize) -> Option<usize> {
     (!lone && after <= case.len()).then_some(after)
 }
 
+/// Asks h11 again about a case from `from` on, past a request it stopped at: the
+/// requests it reads are added to `requests` with their ends counted from the start of
+/// the case, and `reread_from` moves to `from`. Returns whether h11 refused what followed.
+fn read_again(
+    case: &[u8],
+    from: usize,
+    reread: &mut dyn FnMut(&[u8]) -> H11Reading,
+    requests: &mut Vec<(Message, usize)>,
+    reread_from: &mut usize,
+) -> bool {
+    let again = reread(&case[from..]);
+    *reread_from = from;
+    requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + from)));
+    again.error.is_some()
+}
+
 /// Judges what one path forwarded against h11's reading of the same bytes; `reread`
 /// asks h11 about the bytes after a refused request (see [`READ_ON`]).
 fn judge(
@@ -1384,10 +1400,8 @@ fn judge(
                     next += 1;
                 } else if let Some(after) = plain_end(&case.bytes, start) {
                     // h11 stopped at the request explained: on with the next.
-                    let again = reread(&case.bytes[after..]);
-                    reread_from = after;
-                    refused = again.error.is_some();
-                    requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + after)));
+                    refused =
+                        read_again(&case.bytes, after, reread, &mut requests, &mut reread_from);
                 }
                 break;
             }
@@ -1408,10 +1422,8 @@ fn judge(
             if !refused && !read_on && next == requests.len() && next > 0 {
                 let previous = next.checked_sub(2).map_or(0, |i| requests[i].1);
                 if kept_alive_1_0(&case.bytes[previous..start]) {
-                    let again = reread(&case.bytes[start..]);
-                    reread_from = start;
-                    refused = again.error.is_some();
-                    requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + start)));
+                    refused =
+                        read_again(&case.bytes, start, reread, &mut requests, &mut reread_from);
                     read_on = true;
                     *tally.explained.entry(KEPT_ALIVE).or_default() += 1;
                     continue;
@@ -1420,10 +1432,8 @@ fn judge(
             // h11 refused the request after the last it read: read on past it?
             if refused && next == requests.len() && !read_on {
                 if let Some(after) = plain_end(&case.bytes, start) {
-                    let again = reread(&case.bytes[after..]);
-                    reread_from = after;
-                    refused = again.error.is_some();
-                    requests.extend(again.requests.into_iter().map(|(m, end)| (m, end + after)));
+                    refused =
+                        read_again(&case.bytes, after, reread, &mut requests, &mut reread_from);
                     read_on = true;
                     continue;
                 }
