@@ -46,7 +46,7 @@ declare -A FILTER=(
   [edge]="^src/identity/mod\\.rs|^src/edge/admission\\.rs|^src/edge/headers\\.rs:.*\\bRules::(fate|apply)\\b|^src/edge/fastpath/(mod|request|response)\\.rs:.*\\b($FASTPATH_HEADS)\\b"
 )
 declare -A TESTS=(
-  [tokens]="--lib --test token_generation --test expiration --test auth --test proxy"
+  [tokens]="--lib --test token_generation --test expiration --test auth --test proxy --test stock_deploy"
   [edge]="--lib --test fastpath --test hygiene --test proxy --test auth --test operator --test api"
 )
 

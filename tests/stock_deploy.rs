@@ -487,7 +487,20 @@ async fn the_token_key_rotates_under_load_without_a_refused_request() {
         let status = cli::run_admin(&phase2.config, Admin::TokenKey(TokenKeyCommand::Status))
             .await
             .unwrap();
-        assert!(status.contains(&old_id), "{status}");
+        // Each configured key is listed with its role and its count: the old key
+        // still holds the tokens last moved by a phase-1 replica.
+        let new_id = patgate::core::sealed::key_id(&[0x22; 32]);
+        let row = |id: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(id))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        };
+        assert_eq!(row(&new_id).unwrap()[1], "current", "{status}");
+        let old_row = row(&old_id).unwrap();
+        assert_eq!(old_row[1], "previous", "{status}");
+        assert!(old_row[2].parse::<u32>().unwrap() > 0, "{status}");
+        assert!(!status.contains("missing"), "{status}");
         let early = cli::run_admin(
             &phase2.config,
             Admin::TokenKey(TokenKeyCommand::Retire {
@@ -535,5 +548,53 @@ async fn the_token_key_rotates_under_load_without_a_refused_request() {
                 "{backend:?}"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_before_key_ids_were_recorded_count_under_the_only_key() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend).await else {
+            continue;
+        };
+        let upstream = Upstream::start().await;
+        let key = "33".repeat(32);
+        let mut config = config(
+            &db,
+            &upstream.url(),
+            &[("PATGATE_SECRETS__TOKEN_KEY", key.as_str())],
+        );
+        config.secrets.previous_token_keys.clear();
+        let gw = Gateway::start(config.clone()).await;
+        let (_, token) = gw.create_token("alice", "old", Expiration::Days7).await;
+        drop(gw);
+        // A database from before key ids were recorded holds hashes without one.
+        let raw = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&db.url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE tokens SET key_id = NULL")
+            .execute(&raw)
+            .await
+            .unwrap();
+        raw.close().await;
+
+        // Opened with a single key, those hashes were made with it: the status counts
+        // them under it instead of calling them unverifiable.
+        let status = cli::run_admin(&config, Admin::TokenKey(TokenKeyCommand::Status))
+            .await
+            .unwrap();
+        let id = patgate::core::sealed::key_id(&[0x33; 32]);
+        let row = status.lines().find(|l| l.starts_with(&id));
+        assert_eq!(
+            row.map(|l| l.split_whitespace().collect::<Vec<_>>()),
+            Some(vec![id.as_str(), "current", "1"]),
+            "{backend:?}:\n{status}"
+        );
+        assert!(!status.contains("missing"), "{backend:?}:\n{status}");
+        let gw = Gateway::start(config).await;
+        let used = get(&gw.url("/x"), &[("x-deploy-personal-token", &token)]).await;
+        assert_eq!(used.status, 200, "{backend:?}");
     }
 }

@@ -347,6 +347,11 @@ mod tests {
         ));
         assert!(!contains_token(&t.expose().as_bytes()[..TOKEN_LEN - 1]));
         assert!(!contains_token(b"my dpat_ password"));
+        // The prefix and a few letters in a long text are not a token: every character
+        // up to a token's length must be a letter or a digit.
+        let short = format!("dpat_{} {}", "a".repeat(20), "and more words ".repeat(3));
+        assert!(short.len() > TOKEN_LEN);
+        assert!(!contains_token(short.as_bytes()));
     }
 
     #[test]
