@@ -598,3 +598,41 @@ async fn tokens_from_before_key_ids_were_recorded_count_under_the_only_key() {
         assert_eq!(used.status, 200, "{backend:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_open_only_under_the_token_key_they_were_sealed_with() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::new(backend).await else {
+            continue;
+        };
+        let old_key = "44".repeat(32);
+        let p = pair(
+            &db,
+            "RS256",
+            &[("PATGATE_SECRETS__TOKEN_KEY", old_key.as_str())],
+        )
+        .await;
+        let jwt = mint(&p.gw, "alice").await;
+        assert_eq!(claims(&jwt)["preferred_username"], "alice");
+        let mut config = p.gw.config.clone();
+        drop(p);
+
+        // A database copied to a gateway with another token key: the signing key sealed
+        // in it does not open, and the gateway says which key to restore.
+        config.secrets.token_key = Some("55".repeat(32));
+        config.secrets.previous_token_keys.clear();
+        let refused = patgate::app::start(config.clone()).await;
+        let old_id = patgate::core::sealed::key_id(&[0x44; 32]);
+        let message = format!("{:#}", refused.err().expect("started without the key"));
+        assert!(
+            message.contains(&format!("sealed under key {old_id}"))
+                && message.contains("secrets.previous_token_keys"),
+            "{backend:?}: {message}"
+        );
+        // With the old key restored as a previous key, it opens again.
+        config.secrets.previous_token_keys = vec![old_key];
+        let running = patgate::app::start(config).await;
+        assert!(running.is_ok(), "{backend:?}: {:?}", running.err());
+        running.unwrap().shutdown().await.unwrap();
+    }
+}
