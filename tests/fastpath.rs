@@ -496,3 +496,58 @@ async fn token_requests_with_one_plausible_host_take_the_fast_path_and_others_ar
         .all(|h| !h.contains("/two-hosts")));
     s.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn token_requests_take_the_fast_path_with_the_connection_options_and_bodies_it_reads() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let deploy = Upstream::start().await;
+    let gw = Gateway::start(config(&db, &deploy.url(), &[("PATGATE_WORKERS", "1")])).await;
+    let (_, token) = gw.create_token("alice", "wire", Expiration::Days7).await;
+    let request = |method: &str, path: &str, connection: &str, body: usize| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nhost: d\r\nconnection: {connection}\r\nx-deploy-personal-token: {token}\r\ncontent-length: {body}\r\n\r\n{}",
+            "b".repeat(body)
+        )
+    };
+    // Each case: what the client sends, how many requests the fast path forwards, and
+    // the bodies Deploy receives (every request reaches Deploy, whichever path).
+    let cases: [(String, u64, &[u64]); 4] = [
+        // Keep-alive and close are the fast path's to honour.
+        (
+            request("GET", "/kept", "keep-alive", 0) + &request("GET", "/then", "close", 0),
+            2,
+            &[0, 0],
+        ),
+        // A header named in Connection is the general path's to remove.
+        (request("GET", "/named", "x-trace, close", 0), 0, &[0]),
+        // A body up to 64 KiB is read whole by the fast path; a larger one is streamed
+        // by the general path.
+        (
+            request("PUT", "/upload", "close", 64 * 1024),
+            1,
+            &[64 * 1024],
+        ),
+        (
+            request("PUT", "/upload", "close", 64 * 1024 + 1),
+            0,
+            &[64 * 1024 + 1],
+        ),
+    ];
+    for (sent, fast, bodies) in cases {
+        let before = fast_path_count(&gw).await;
+        let already = deploy.seen().len();
+        let answers = raw_exchange(gw.addr, sent.as_bytes()).await;
+        assert_eq!(
+            answers.matches("HTTP/1.1 200").count(),
+            bodies.len(),
+            "{answers}"
+        );
+        let received: Vec<u64> = deploy.seen()[already..]
+            .iter()
+            .map(|s| s.body_len)
+            .collect();
+        assert_eq!(received, bodies, "{answers}");
+        assert_eq!(fast_path_count(&gw).await - before, fast, "{answers}");
+    }
+    gw.shutdown().await;
+}
