@@ -35,6 +35,13 @@ fn deploy(method: &str, path: &str) -> (Vec<u8>, bool) {
         "/interim" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
         "/both-lengths" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         "/extra-bytes" => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSMUGGLED",
+        "/gzip-and-length" => {
+            return (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 2\r\n\r\nokSMUGGLED"
+                    .to_vec(),
+                true,
+            )
+        }
         "/bad-chunks" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nnope\r\n",
         "/switch" => b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
         "/no-content" => b"HTTP/1.1 204 No Content\r\n\r\n",
@@ -161,6 +168,30 @@ async fn doubtful_framing_is_never_reused() {
     let answer = ask(&mut client, "GET", "/next", Some(&s.token)).await;
     assert_eq!(answer.body, "path=/next");
     assert_eq!(s.deploy.connections(), 3);
+    s.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_in_another_coding_is_read_until_close_not_by_its_length() {
+    let s = setup().await;
+    // Transfer-Encoding without chunked last: the body lasts until Deploy closes
+    // (RFC 9112 §6.3), whatever Content-Length says, and the client's connection ends
+    // with it.
+    let answer = raw_exchange(
+        s.gw.addr,
+        format!(
+            "GET /gzip-and-length HTTP/1.1\r\nhost: d\r\nx-deploy-personal-token: {}\r\n\r\n",
+            s.token
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nokSMUGGLED"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("content-length"),
+        "{answer}"
+    );
     s.gw.shutdown().await;
 }
 
